@@ -1,0 +1,383 @@
+//! The bus: the only way components talk to each other.
+//!
+//! [`Bus`] is the transport (the in-process [`crate::memory::MemoryBus`] or
+//! NATS, in the `fednode` crate); [`BusHandle`] is what a component holds: the
+//! same bus, plus its `bus_*` metrics labelled with the component's name and
+//! the node id stamped on what it publishes.
+//!
+//! On the bus a message is the bare payload (JSON bytes); the envelope's id,
+//! timestamp and sending node travel as headers (SPEC §7).
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use prometheus::IntCounter;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+use crate::metrics::ComponentMetrics;
+
+/// Header carrying the envelope id.
+pub const HEADER_ID: &str = "Fednode-Id";
+/// Header carrying the envelope timestamp (decimal milliseconds).
+pub const HEADER_TIMESTAMP: &str = "Fednode-Timestamp";
+/// Header carrying the publishing node's id.
+pub const HEADER_NODE: &str = "Fednode-Node";
+/// Header marking replayed data.
+pub const HEADER_REPLAY: &str = "Fednode-Replay";
+
+/// The envelope fields that travel beside a payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta {
+    pub id: Option<Arc<str>>,
+    pub timestamp: Option<i64>,
+    pub node: Option<Arc<str>>,
+    pub replay: bool,
+}
+
+/// One bus message.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub subject: Arc<str>,
+    pub payload: Bytes,
+    pub meta: Meta,
+    /// Where a request wants its reply.
+    pub reply: Option<Arc<str>>,
+}
+
+impl Message {
+    /// A message with no headers.
+    pub fn new(subject: impl Into<Arc<str>>, payload: impl Into<Bytes>) -> Self {
+        Message {
+            subject: subject.into(),
+            payload: payload.into(),
+            meta: Meta::default(),
+            reply: None,
+        }
+    }
+
+    /// The same message with these envelope fields.
+    pub fn with_meta(mut self, meta: Meta) -> Self {
+        self.meta = meta;
+        self
+    }
+}
+
+/// Bus failures.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum BusError {
+    /// A request found nobody subscribed to its subject.
+    #[error("no responders on {0}")]
+    NoResponders(String),
+    /// A request got no reply in time.
+    #[error("request on {0} timed out")]
+    Timeout(String),
+    /// The bus is shut down or the connection is gone for good.
+    #[error("bus closed")]
+    Closed,
+    /// A transport error (NATS).
+    #[error("bus error: {0}")]
+    Transport(String),
+    /// An invalid subject.
+    #[error("invalid subject {0:?}")]
+    InvalidSubject(String),
+}
+
+/// What a subscriber does when its queue is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Overflow {
+    /// Drop the new message and count it (NATS core semantics: a slow
+    /// consumer never slows the publisher).
+    #[default]
+    Drop,
+    /// Make the publisher wait (memory bus only: storage that must lose
+    /// nothing pushes back on the component that publishes).
+    Block,
+}
+
+/// Subscription options.
+#[derive(Debug, Clone)]
+pub struct SubscribeOptions {
+    /// Members of one queue group share the messages (each goes to one).
+    pub queue_group: Option<String>,
+    /// Messages held for this subscriber before overflow applies.
+    pub capacity: usize,
+    pub overflow: Overflow,
+    /// Incremented by the transport for each message this subscriber loses
+    /// (set by [`BusHandle::subscribe`] to the component's metric).
+    pub drop_counter: Option<IntCounter>,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> Self {
+        SubscribeOptions {
+            queue_group: None,
+            capacity: DEFAULT_CAPACITY,
+            overflow: Overflow::Drop,
+            drop_counter: None,
+        }
+    }
+}
+
+/// Default per-subscriber queue.
+pub const DEFAULT_CAPACITY: usize = 65_536;
+
+/// A live subscription: messages arrive in publish order per publisher.
+/// Dropping it unsubscribes.
+pub struct Subscription {
+    rx: mpsc::Receiver<Message>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+    received: Option<IntCounter>,
+    /// Keeps the transport side alive (a NATS forwarding task's abort
+    /// handle, for instance).
+    _guard: Option<Box<dyn Send + Sync>>,
+}
+
+impl Subscription {
+    /// Build from a receiver the transport feeds.
+    pub fn new(
+        rx: mpsc::Receiver<Message>,
+        dropped: Arc<std::sync::atomic::AtomicU64>,
+        guard: Option<Box<dyn Send + Sync>>,
+    ) -> Self {
+        Subscription {
+            rx,
+            dropped,
+            received: None,
+            _guard: guard,
+        }
+    }
+
+    /// The next message; `None` when the bus closed the subscription.
+    pub async fn next(&mut self) -> Option<Message> {
+        let m = self.rx.recv().await;
+        if m.is_some() {
+            if let Some(c) = &self.received {
+                c.inc();
+            }
+        }
+        m
+    }
+
+    /// Receive up to `limit` messages at once (at least one unless closed).
+    pub async fn next_many(&mut self, buf: &mut Vec<Message>, limit: usize) -> usize {
+        let n = self.rx.recv_many(buf, limit).await;
+        if let Some(c) = &self.received {
+            c.inc_by(n as u64);
+        }
+        n
+    }
+
+    /// A message if one is queued now.
+    pub fn try_next(&mut self) -> Option<Message> {
+        let m = self.rx.try_recv().ok();
+        if m.is_some() {
+            if let Some(c) = &self.received {
+                c.inc();
+            }
+        }
+        m
+    }
+
+    /// Messages queued now.
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    /// Messages this subscriber lost because its queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A transport.
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Publish one message. Never blocks on a slow subscriber unless that
+    /// subscriber asked for [`Overflow::Block`].
+    async fn publish(&self, msg: Message) -> Result<(), BusError>;
+
+    /// Subscribe to a subject pattern (`*`, `>`).
+    async fn subscribe(
+        &self,
+        pattern: &str,
+        opts: SubscribeOptions,
+    ) -> Result<Subscription, BusError>;
+
+    /// Send a request and wait for one reply: `NoResponders` at once when
+    /// nobody listens, `Timeout` after `timeout`.
+    async fn request(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        meta: Meta,
+        timeout: Duration,
+    ) -> Result<Message, BusError>;
+
+    /// Wait until everything published so far has left this process.
+    async fn flush(&self) -> Result<(), BusError>;
+
+    /// Whether the transport is connected (always true in memory).
+    fn is_connected(&self) -> bool;
+
+    /// `"memory"` or `"nats"`.
+    fn kind(&self) -> &'static str;
+
+    /// Messages dropped by full subscriber queues, over all subscribers.
+    fn dropped_total(&self) -> u64;
+}
+
+/// A component's view of the bus, with its metrics and the node id.
+#[derive(Clone)]
+pub struct BusHandle {
+    bus: Arc<dyn Bus>,
+    node: Arc<str>,
+    published: IntCounter,
+    publish_errors: IntCounter,
+    received: IntCounter,
+    subscriber_drops: IntCounter,
+    requests: crate::metrics::LabelledCounter,
+}
+
+impl BusHandle {
+    /// A handle for one component.
+    pub fn new(bus: Arc<dyn Bus>, node_id: &str, metrics: &ComponentMetrics) -> Self {
+        BusHandle {
+            bus,
+            node: node_id.into(),
+            published: metrics.counter(
+                "bus_messages_published_total",
+                "Messages this component published on the bus",
+            ),
+            publish_errors: metrics.counter(
+                "bus_publish_errors_total",
+                "Publishes that failed (the component retries or counts a loss)",
+            ),
+            received: metrics.counter(
+                "bus_messages_received_total",
+                "Messages this component received from the bus",
+            ),
+            subscriber_drops: metrics.counter(
+                "bus_messages_dropped_total",
+                "Messages lost because this component's subscriber queue was full",
+            ),
+            requests: metrics.counter_vec(
+                "bus_requests_total",
+                "Bus requests sent by this component, by outcome",
+                &["outcome"],
+            ),
+        }
+    }
+
+    /// The underlying transport.
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.bus
+    }
+
+    /// Publish `payload` on `subject` with envelope fields `meta` (the node id
+    /// is filled in when absent).
+    pub async fn publish(&self, subject: &str, payload: Bytes, mut meta: Meta) -> Result<(), BusError> {
+        if meta.node.is_none() {
+            meta.node = Some(self.node.clone());
+        }
+        self.publish_message(Message {
+            subject: subject.into(),
+            payload,
+            meta,
+            reply: None,
+        })
+        .await
+    }
+
+    /// Publish a prepared message.
+    pub async fn publish_message(&self, mut msg: Message) -> Result<(), BusError> {
+        if msg.meta.node.is_none() {
+            msg.meta.node = Some(self.node.clone());
+        }
+        match self.bus.publish(msg).await {
+            Ok(()) => {
+                self.published.inc();
+                Ok(())
+            }
+            Err(e) => {
+                self.publish_errors.inc();
+                Err(e)
+            }
+        }
+    }
+
+    /// Publish, retrying transient failures with exponential backoff until
+    /// `cancel` fires (SPEC §4.1: publish errors are retried, never silently
+    /// lost). Returns the last error if cancelled first.
+    pub async fn publish_retrying(
+        &self,
+        msg: Message,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), BusError> {
+        let mut delay = Duration::from_millis(10);
+        loop {
+            match self.publish_message(msg.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(BusError::InvalidSubject(s)) => return Err(BusError::InvalidSubject(s)),
+                Err(e) => {
+                    tracing::warn!(error = %e, subject = %msg.subject, "publish failed; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Err(e),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Subscribe; received messages are counted for this component.
+    pub async fn subscribe(&self, pattern: &str, opts: SubscribeOptions) -> Result<Subscription, BusError> {
+        let mut opts = opts;
+        opts.drop_counter = Some(self.subscriber_drops.clone());
+        let mut sub = self.bus.subscribe(pattern, opts).await?;
+        sub.received = Some(self.received.clone());
+        Ok(sub)
+    }
+
+    /// A request with a timeout, counted by outcome.
+    pub async fn request(&self, subject: &str, payload: Bytes, timeout: Duration) -> Result<Message, BusError> {
+        let meta = Meta {
+            id: Some(crate::envelope::new_id().into()),
+            timestamp: Some(crate::envelope::now_millis()),
+            node: Some(self.node.clone()),
+            replay: false,
+        };
+        let r = self.bus.request(subject, payload, meta, timeout).await;
+        let outcome = match &r {
+            Ok(_) => "ok",
+            Err(BusError::NoResponders(_)) => "no_responders",
+            Err(BusError::Timeout(_)) => "timeout",
+            Err(_) => "error",
+        };
+        self.requests.with(&[outcome]).inc();
+        r
+    }
+
+    /// Answer a request message.
+    pub async fn reply(&self, request: &Message, payload: Bytes) -> Result<(), BusError> {
+        match &request.reply {
+            Some(to) => {
+                self.bus
+                    .publish(Message::new(to.clone(), payload))
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the transport is connected.
+    pub fn is_connected(&self) -> bool {
+        self.bus.is_connected()
+    }
+}

@@ -1,0 +1,557 @@
+//! Config helpers shared by every component: errors that carry their JSON
+//! path, a strict parser that reports every problem of a block at once, the
+//! `ports` block, durations, and the auth block both WebSocket components use.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+
+use crate::subject::{self, Template};
+
+/// One config problem: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// JSON path such as `components.ws_in.config.mode`.
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Join a base path and a child segment (`a` + `b` = `a.b`, `a` + `[0]` = `a[0]`).
+pub fn join(base: &str, child: &str) -> String {
+    if base.is_empty() || base == "." {
+        child.to_string()
+    } else if child.is_empty() || child == "." {
+        base.to_string()
+    } else if child.starts_with('[') {
+        format!("{base}{child}")
+    } else {
+        format!("{base}.{child}")
+    }
+}
+
+/// Deserialize `value` into `T`, reporting every problem rather than the
+/// first: after each error the offending value is removed (or, for an
+/// unknown field, the field) and parsing is retried, so a typo and a wrong
+/// enum value in one block are both reported. Errors that only follow from
+/// a removal (a now-missing required field at a path already reported) are
+/// not repeated.
+pub fn parse_strict<T: DeserializeOwned>(value: &Value, base: &str) -> Result<T, Vec<ConfigError>> {
+    let mut work = value.clone();
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let mut reported: Vec<Vec<String>> = Vec::new();
+    for _ in 0..64 {
+        let de = work.clone();
+        match serde_path_to_error::deserialize::<_, T>(de) {
+            Ok(t) if errors.is_empty() => return Ok(t),
+            Ok(_) => return Err(errors),
+            Err(e) => {
+                let segments: Vec<String> = e
+                    .path()
+                    .iter()
+                    .map(|s| match s {
+                        serde_path_to_error::Segment::Seq { index } => format!("[{index}]"),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                let raw = e.inner().to_string();
+                let (mut segs, message, unknown_field) = describe(&segments, &raw);
+                // serde reports `missing field x` at the parent: point at x.
+                if let Some(field) = missing_field(&raw) {
+                    segs.push(field);
+                }
+                let already = reported.iter().any(|r| r == &segs);
+                if !already {
+                    errors.push(ConfigError::new(
+                        join(base, &render_path(&segs)),
+                        message.clone(),
+                    ));
+                    reported.push(segs.clone());
+                }
+                let removed = if let Some(field) = unknown_field {
+                    let mut parent = segs.clone();
+                    parent.pop();
+                    remove_at(&mut work, &parent, Some(&field))
+                } else if missing_field(&raw).is_some() {
+                    // Nothing to remove: a required field is absent. Insert a
+                    // null so the next pass reports something else (or the same
+                    // path, which is then deduplicated) — stop if nothing changes.
+                    false
+                } else {
+                    remove_at(&mut work, &segs, None)
+                };
+                if !removed {
+                    return Err(errors);
+                }
+            }
+        }
+    }
+    Err(errors)
+}
+
+fn render_path(segs: &[String]) -> String {
+    let mut out = String::new();
+    for s in segs {
+        out = join(&out, s);
+    }
+    out
+}
+
+/// Turn serde's message into ours; returns the path segments (with the
+/// unknown field appended when there is one), the message, and the unknown
+/// field's name.
+fn describe(segments: &[String], raw: &str) -> (Vec<String>, String, Option<String>) {
+    let mut segs = segments.to_vec();
+    // serde: "unknown variant `serverr`, expected `server` or `client`"
+    if let Some(rest) = raw.strip_prefix("unknown variant `") {
+        if let Some((got, expected)) = rest.split_once("`, expected ") {
+            return (
+                segs,
+                format!("expected {}, got \"{}\"", quote_list(expected), got),
+                None,
+            );
+        }
+    }
+    // serde: "unknown field `prot`, expected one of `a`, `b`"
+    if let Some(rest) = raw.strip_prefix("unknown field `") {
+        if let Some((field, expected)) = rest.split_once('`') {
+            let field = field.to_string();
+            if segs.last() != Some(&field) {
+                segs.push(field.clone());
+            }
+            let expected = expected.trim_start_matches(", ");
+            let message = if let Some(list) = expected.strip_prefix("expected one of ") {
+                format!("unknown field, expected one of {}", quote_list(list))
+            } else if let Some(list) = expected.strip_prefix("expected ") {
+                format!("unknown field, expected {}", quote_list(list))
+            } else {
+                "unknown field".to_string()
+            };
+            return (segs, message, Some(field));
+        }
+    }
+    if let Some(field) = missing_field(raw) {
+        let _ = field;
+        return (segs, "required field is missing".to_string(), None);
+    }
+    (segs, raw.replace('`', "\""), None)
+}
+
+fn missing_field(raw: &str) -> Option<String> {
+    raw.strip_prefix("missing field `")
+        .and_then(|r| r.split_once('`'))
+        .map(|(f, _)| f.to_string())
+}
+
+fn quote_list(list: &str) -> String {
+    list.replace('`', "\"")
+}
+
+/// Remove the value at `segs` (or the key `field` inside it) from `root`.
+fn remove_at(root: &mut Value, segs: &[String], field: Option<&str>) -> bool {
+    let mut cur = root;
+    let (target, last) = match field {
+        Some(f) => (segs, f.to_string()),
+        None => match segs.split_last() {
+            Some((last, parent)) => (parent, last.clone()),
+            None => return false,
+        },
+    };
+    for s in target {
+        cur = match (cur, s.strip_prefix('[').and_then(|x| x.strip_suffix(']'))) {
+            (Value::Array(a), Some(i)) => match i.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                Some(v) => v,
+                None => return false,
+            },
+            (Value::Object(m), _) => match m.get_mut(s) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (cur, last.strip_prefix('[').and_then(|x| x.strip_suffix(']'))) {
+        (Value::Array(a), Some(i)) => match i.parse::<usize>() {
+            Ok(i) if i < a.len() => {
+                a.remove(i);
+                true
+            }
+            _ => false,
+        },
+        (Value::Object(m), _) => m.shift_remove(&last).is_some(),
+        _ => false,
+    }
+}
+
+/// A port as written in `config.ports.inputs` / `outputs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    /// The port's name (`in`, `out`, `ws_data`, …), which the component
+    /// looks up.
+    pub name: String,
+    /// The bus subject: a pattern for inputs, a template for outputs.
+    pub subject: String,
+    /// Transport; only `"nats"` (the bus) exists, kept for seed 004 configs.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Free text for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// The `ports` block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortsConfig {
+    /// Subjects the component reads.
+    #[serde(default)]
+    pub inputs: Vec<PortConfig>,
+    /// Subjects the component publishes to.
+    #[serde(default)]
+    pub outputs: Vec<PortConfig>,
+}
+
+/// What a port list must contain for one component.
+pub struct PortRules<'a> {
+    /// Input port names the component knows; empty = it takes no inputs.
+    pub inputs: &'a [&'a str],
+    /// Output port names the component knows.
+    pub outputs: &'a [&'a str],
+    /// Inputs that must be present.
+    pub required_inputs: &'a [&'a str],
+    /// Outputs that must be present.
+    pub required_outputs: &'a [&'a str],
+    /// Accept any input port name (processors with several inputs).
+    pub any_input_name: bool,
+}
+
+impl PortsConfig {
+    /// Check names, subjects and port kinds; `base` is the path of the
+    /// `ports` block.
+    pub fn validate(&self, base: &str, rules: &PortRules<'_>) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        for (list, known, required, is_input, name) in [
+            (&self.inputs, rules.inputs, rules.required_inputs, true, "inputs"),
+            (&self.outputs, rules.outputs, rules.required_outputs, false, "outputs"),
+        ] {
+            for (i, p) in list.iter().enumerate() {
+                let at = format!("{base}.{name}[{i}]");
+                if known.is_empty() && !(is_input && rules.any_input_name) {
+                    errors.push(ConfigError::new(
+                        at.clone(),
+                        format!("this component has no {name} ports"),
+                    ));
+                    continue;
+                }
+                if !(is_input && rules.any_input_name) && !known.contains(&p.name.as_str()) {
+                    errors.push(ConfigError::new(
+                        format!("{at}.name"),
+                        format!(
+                            "expected {}, got \"{}\"",
+                            known
+                                .iter()
+                                .map(|k| format!("\"{k}\""))
+                                .collect::<Vec<_>>()
+                                .join(" or "),
+                            p.name
+                        ),
+                    ));
+                }
+                if let Some(kind) = &p.kind {
+                    if kind != "nats" {
+                        errors.push(ConfigError::new(
+                            format!("{at}.type"),
+                            format!("expected \"nats\", got \"{kind}\""),
+                        ));
+                    }
+                }
+                let checked = if is_input {
+                    subject::validate_pattern(&p.subject)
+                } else {
+                    subject::validate_publish(&p.subject)
+                };
+                if let Err(e) = checked {
+                    errors.push(ConfigError::new(format!("{at}.subject"), e.0));
+                }
+                if list[..i].iter().any(|q| q.name == p.name) {
+                    errors.push(ConfigError::new(
+                        format!("{at}.name"),
+                        format!("port \"{}\" is listed twice", p.name),
+                    ));
+                }
+            }
+            for r in required {
+                if !list.iter().any(|p| p.name == *r) {
+                    errors.push(ConfigError::new(
+                        format!("{base}.{name}"),
+                        format!("a port named \"{r}\" is required"),
+                    ));
+                }
+            }
+        }
+        errors
+    }
+
+    /// The subject of input port `name`.
+    pub fn input(&self, name: &str) -> Option<&str> {
+        self.inputs
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.subject.as_str())
+    }
+
+    /// The subject template of output port `name`.
+    pub fn output(&self, name: &str) -> Option<Template> {
+        self.outputs
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| Template::parse(&p.subject).ok())
+    }
+
+    /// Every input subject.
+    pub fn input_subjects(&self) -> Vec<String> {
+        self.inputs.iter().map(|p| p.subject.clone()).collect()
+    }
+}
+
+/// The `auth` block of the WebSocket and HTTP components (SPEC §4.1). The
+/// secrets themselves come from the environment variables it names, never
+/// from the config file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `none`, `bearer` or `basic`.
+    #[serde(rename = "type", default)]
+    pub kind: AuthKind,
+    /// Environment variable holding the bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_env: Option<String>,
+    /// Environment variables holding the basic-auth credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuthConfig>,
+}
+
+/// Which credential is checked or presented.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthKind {
+    #[default]
+    None,
+    Bearer,
+    Basic,
+}
+
+/// Where the basic-auth credentials are read from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthConfig {
+    /// Environment variable holding the user name.
+    pub username_env: String,
+    /// Environment variable holding the password.
+    pub password_env: String,
+}
+
+/// A resolved credential: what a server expects or a client presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    None,
+    Bearer(String),
+    Basic { user: String, password: String },
+}
+
+impl AuthConfig {
+    /// Read the credential from the environment; `base` is the path of the
+    /// `auth` block, for errors (a missing variable is a config error, so a
+    /// server never starts open by accident).
+    pub fn resolve(&self, base: &str) -> Result<Credential, Vec<ConfigError>> {
+        let var = |name: &str, field: &str| {
+            std::env::var(name).map_err(|_| {
+                ConfigError::new(
+                    format!("{base}.{field}"),
+                    format!("environment variable {name} is not set"),
+                )
+            })
+        };
+        match self.kind {
+            AuthKind::None => Ok(Credential::None),
+            AuthKind::Bearer => {
+                let Some(env) = &self.bearer_token_env else {
+                    return Err(vec![ConfigError::new(
+                        format!("{base}.bearer_token_env"),
+                        "required when type is \"bearer\"",
+                    )]);
+                };
+                var(env, "bearer_token_env")
+                    .map(Credential::Bearer)
+                    .map_err(|e| vec![e])
+            }
+            AuthKind::Basic => {
+                let Some(b) = &self.basic_auth else {
+                    return Err(vec![ConfigError::new(
+                        format!("{base}.basic_auth"),
+                        "required when type is \"basic\"",
+                    )]);
+                };
+                let user = var(&b.username_env, "basic_auth.username_env");
+                let password = var(&b.password_env, "basic_auth.password_env");
+                match (user, password) {
+                    (Ok(user), Ok(password)) => Ok(Credential::Basic { user, password }),
+                    (u, p) => Err(u.err().into_iter().chain(p.err()).collect()),
+                }
+            }
+        }
+    }
+}
+
+impl Credential {
+    /// The `Authorization` header value a client sends, if any.
+    pub fn header_value(&self) -> Option<String> {
+        use base64::Engine;
+        match self {
+            Credential::None => None,
+            Credential::Bearer(t) => Some(format!("Bearer {t}")),
+            Credential::Basic { user, password } => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )),
+        }
+    }
+
+    /// Whether a request's `Authorization` header satisfies this credential
+    /// (constant-time comparison of the expected value).
+    pub fn accepts(&self, header: Option<&str>) -> bool {
+        match (self, self.header_value()) {
+            (Credential::None, _) => true,
+            (_, Some(expected)) => header.is_some_and(|h| constant_eq(h.trim(), &expected)),
+            _ => false,
+        }
+    }
+}
+
+fn constant_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Serde helper for `Option<Duration>` and `Duration` fields written as
+/// human strings (`"250ms"`, `"5s"`, `"1m"`).
+pub use humantime_serde as duration;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        #[serde(default)]
+        port: u16,
+        #[serde(default)]
+        mode: Mode,
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(rename_all = "lowercase")]
+    enum Mode {
+        #[default]
+        Server,
+        Client,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        name: String,
+        #[serde(default)]
+        server: Option<Inner>,
+        #[serde(default)]
+        list: Vec<Inner>,
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_path() {
+        let v = json!({
+            "name": "x",
+            "server": {"prot": 1, "mode": "serverr"},
+            "list": [{"port": "nope"}]
+        });
+        let errs = parse_strict::<Outer>(&v, "components.a.config").unwrap_err();
+        let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "components.a.config.server.prot: unknown field, expected \"port\" or \"mode\"",
+                "components.a.config.server.mode: expected \"server\" or \"client\", got \"serverr\"",
+                "components.a.config.list[0].port: invalid type: string \"nope\", expected u16",
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_required_field_points_at_it() {
+        let errs = parse_strict::<Outer>(&json!({}), "c").unwrap_err();
+        assert_eq!(errs[0].to_string(), "c.name: required field is missing");
+    }
+
+    #[test]
+    fn ports_validation_names_paths() {
+        let ports: PortsConfig = serde_json::from_value(json!({
+            "inputs": [{"name": "in", "subject": "a.>.b"}],
+            "outputs": [{"name": "oops", "subject": "x.*"}]
+        }))
+        .unwrap();
+        let errs = ports.validate(
+            "p",
+            &PortRules {
+                inputs: &["in"],
+                outputs: &["out"],
+                required_inputs: &["in"],
+                required_outputs: &["out"],
+                any_input_name: false,
+            },
+        );
+        let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert!(lines.iter().any(|l| l.starts_with("p.inputs[0].subject:")), "{lines:?}");
+        assert!(lines.iter().any(|l| l == "p.outputs[0].name: expected \"out\", got \"oops\""), "{lines:?}");
+        assert!(lines.iter().any(|l| l.starts_with("p.outputs[0].subject:")), "{lines:?}");
+        assert!(lines.iter().any(|l| l == "p.outputs: a port named \"out\" is required"), "{lines:?}");
+    }
+
+    #[test]
+    fn credentials() {
+        let c = Credential::Bearer("s3cret".into());
+        assert!(c.accepts(Some("Bearer s3cret")));
+        assert!(!c.accepts(Some("Bearer nope")));
+        assert!(!c.accepts(None));
+        let b = Credential::Basic {
+            user: "u".into(),
+            password: "p".into(),
+        };
+        assert!(b.accepts(b.header_value().as_deref()));
+        assert!(Credential::None.accepts(None));
+    }
+}

@@ -1,0 +1,530 @@
+//! The wire envelope of SPEC §3 and its two codecs (JSON text frames,
+//! MessagePack binary frames).
+//!
+//! The payload is kept as raw JSON bytes ([`Bytes`]): a data frame is parsed
+//! once to find `type`, `id`, `timestamp` and the payload's span, and the
+//! payload bytes then travel to the bus untouched. Nothing re-serialises a
+//! payload that nobody needs to look into.
+
+use bytes::Bytes;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// What an envelope is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A payload to publish.
+    Data,
+    /// A control request (`payload` = `{method, params}`).
+    Request,
+    /// The answer to a request (same `id`).
+    Reply,
+    /// At-least-once delivery: the receiver published data `id`.
+    Ack,
+    /// At-least-once delivery: the receiver refused data `id`.
+    Nack,
+}
+
+impl Kind {
+    /// The wire name (`"data"`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Data => "data",
+            Kind::Request => "request",
+            Kind::Reply => "reply",
+            Kind::Ack => "ack",
+            Kind::Nack => "nack",
+        }
+    }
+}
+
+/// Which codec a frame used; a reply goes back in the encoding of its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// Text frames holding JSON.
+    #[default]
+    Json,
+    /// Binary frames holding MessagePack.
+    Msgpack,
+}
+
+/// One envelope. `payload` is always valid JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub kind: Kind,
+    /// Unique per sender. Empty when a plain JSON frame carried none: the
+    /// receiver assigns one.
+    pub id: String,
+    /// Milliseconds since the Unix epoch, when the sender gave one.
+    pub timestamp: Option<i64>,
+    /// Data replayed from a buffer.
+    pub replay: bool,
+    /// The payload as JSON bytes (`null` for an ack without payload).
+    pub payload: Bytes,
+}
+
+/// Why a frame could not be decoded. The connection stays open; the frame is
+/// dropped and counted as `parse_error`.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DecodeError {
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("invalid MessagePack: {0}")]
+    Msgpack(String),
+}
+
+const NULL: &[u8] = b"null";
+
+/// Current time in milliseconds since the Unix epoch.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A fresh envelope id.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl Envelope {
+    /// A data envelope with a fresh id and the current time.
+    pub fn data(payload: Bytes) -> Self {
+        Envelope {
+            kind: Kind::Data,
+            id: new_id(),
+            timestamp: Some(now_millis()),
+            replay: false,
+            payload,
+        }
+    }
+
+    /// A request envelope with a fresh id.
+    pub fn request(method: &str, params: &serde_json::Value) -> Self {
+        let payload = serde_json::to_vec(&RequestPayload {
+            method: method.to_string(),
+            params: params.clone(),
+        })
+        .expect("request payload serialises");
+        Envelope {
+            kind: Kind::Request,
+            id: new_id(),
+            timestamp: Some(now_millis()),
+            replay: false,
+            payload: Bytes::from(payload),
+        }
+    }
+
+    /// The reply to request `id`.
+    pub fn reply(id: &str, reply: &ReplyPayload) -> Self {
+        Envelope {
+            kind: Kind::Reply,
+            id: id.to_string(),
+            timestamp: Some(now_millis()),
+            replay: false,
+            payload: Bytes::from(serde_json::to_vec(reply).expect("reply serialises")),
+        }
+    }
+
+    /// An ack (or nack with a reason) for data `id`.
+    pub fn ack(id: &str, nack_reason: Option<&str>) -> Self {
+        let (kind, payload) = match nack_reason {
+            None => (Kind::Ack, Bytes::from_static(NULL)),
+            Some(r) => (
+                Kind::Nack,
+                Bytes::from(serde_json::to_vec(&serde_json::json!({ "reason": r })).unwrap()),
+            ),
+        };
+        Envelope {
+            kind,
+            id: id.to_string(),
+            timestamp: None,
+            replay: false,
+            payload,
+        }
+    }
+
+    /// Decode a frame in the given encoding.
+    pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<Self, DecodeError> {
+        match encoding {
+            Encoding::Json => Self::decode_json(bytes),
+            Encoding::Msgpack => Self::decode_msgpack(bytes),
+        }
+    }
+
+    /// Encode in the given encoding.
+    pub fn encode(&self, encoding: Encoding) -> Vec<u8> {
+        match encoding {
+            Encoding::Json => self.encode_json(),
+            Encoding::Msgpack => self.encode_msgpack(),
+        }
+    }
+
+    /// Decode a JSON text frame (SPEC §3): an envelope, or any other JSON
+    /// value, which is then the payload of a data envelope without id.
+    pub fn decode_json(bytes: &[u8]) -> Result<Self, DecodeError> {
+        // Fast path: an object whose known fields we pick out while the
+        // payload stays a borrowed raw slice.
+        if let Ok(probe) = serde_json::from_slice::<Probe<'_>>(bytes) {
+            if let Some(env) = probe.into_envelope() {
+                return Ok(env);
+            }
+            // An object that is not an envelope: the whole object is data.
+            return Ok(Self::plain(Bytes::copy_from_slice(bytes)));
+        }
+        // Not an object (or an object with odd field types): any valid JSON
+        // value is still data.
+        match serde_json::from_slice::<IgnoredAny>(bytes) {
+            Ok(_) => Ok(Self::plain(Bytes::copy_from_slice(trim(bytes)))),
+            Err(e) => Err(DecodeError::Json(e.to_string())),
+        }
+    }
+
+    fn plain(payload: Bytes) -> Self {
+        Envelope {
+            kind: Kind::Data,
+            id: String::new(),
+            timestamp: None,
+            replay: false,
+            payload,
+        }
+    }
+
+    /// Encode as a JSON text frame. Fields appear in a fixed order; the
+    /// payload bytes are written as they are.
+    pub fn encode_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.payload.len() + 96);
+        out.extend_from_slice(b"{\"type\":\"");
+        out.extend_from_slice(self.kind.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"id\":");
+        serde_json::to_writer(&mut out, &self.id).expect("string serialises");
+        if let Some(ts) = self.timestamp {
+            out.extend_from_slice(b",\"timestamp\":");
+            out.extend_from_slice(ts.to_string().as_bytes());
+        }
+        if self.replay {
+            out.extend_from_slice(b",\"replay\":true");
+        }
+        if !(matches!(self.kind, Kind::Ack) && self.payload.as_ref() == NULL) {
+            out.extend_from_slice(b",\"payload\":");
+            out.extend_from_slice(&self.payload);
+        }
+        out.push(b'}');
+        out
+    }
+
+    /// Decode a MessagePack binary frame, with the same rules as JSON.
+    pub fn decode_msgpack(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let value: serde_json::Value =
+            rmp_serde::from_slice(bytes).map_err(|e| DecodeError::Msgpack(e.to_string()))?;
+        Ok(Self::from_value(value))
+    }
+
+    /// Build an envelope from an already-parsed JSON value (the MessagePack
+    /// path and tests).
+    pub fn from_value(value: serde_json::Value) -> Self {
+        if let serde_json::Value::Object(map) = &value {
+            let kind = map.get("type").and_then(|t| t.as_str()).and_then(parse_kind);
+            let id = map.get("id").and_then(|i| i.as_str());
+            match (kind, id) {
+                (Some(kind @ (Kind::Data | Kind::Request | Kind::Reply)), _)
+                    if map.contains_key("payload") =>
+                {
+                    return Envelope {
+                        kind,
+                        id: id.unwrap_or_default().to_string(),
+                        timestamp: map.get("timestamp").and_then(as_millis),
+                        replay: map.get("replay").and_then(|r| r.as_bool()).unwrap_or(false),
+                        payload: Bytes::from(serde_json::to_vec(&map["payload"]).unwrap()),
+                    };
+                }
+                (Some(kind @ (Kind::Ack | Kind::Nack)), Some(id)) => {
+                    return Envelope {
+                        kind,
+                        id: id.to_string(),
+                        timestamp: map.get("timestamp").and_then(as_millis),
+                        replay: false,
+                        payload: map
+                            .get("payload")
+                            .map(|p| Bytes::from(serde_json::to_vec(p).unwrap()))
+                            .unwrap_or_else(|| Bytes::from_static(NULL)),
+                    };
+                }
+                _ => {}
+            }
+        }
+        Self::plain(Bytes::from(serde_json::to_vec(&value).unwrap()))
+    }
+
+    /// Encode as a MessagePack binary frame (maps with field names).
+    pub fn encode_msgpack(&self) -> Vec<u8> {
+        let payload: serde_json::Value =
+            serde_json::from_slice(&self.payload).unwrap_or(serde_json::Value::Null);
+        let wire = WireOut {
+            kind: self.kind.as_str(),
+            id: &self.id,
+            timestamp: self.timestamp,
+            replay: self.replay.then_some(true),
+            payload,
+        };
+        rmp_serde::to_vec_named(&wire).expect("msgpack encodes")
+    }
+
+    /// The payload parsed as a JSON value.
+    pub fn payload_value(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[derive(Serialize)]
+struct WireOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timestamp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay: Option<bool>,
+    payload: serde_json::Value,
+}
+
+/// The fields of an object frame that decide whether it is an envelope.
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(default)]
+    replay: Option<serde_json::Value>,
+    #[serde(borrow, default)]
+    payload: Option<&'a RawValue>,
+}
+
+impl Probe<'_> {
+    fn into_envelope(self) -> Option<Envelope> {
+        let kind = parse_kind(self.kind.as_deref()?)?;
+        let timestamp = self
+            .timestamp
+            .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).ok())
+            .as_ref()
+            .and_then(as_millis);
+        let replay = matches!(self.replay, Some(serde_json::Value::Bool(true)));
+        match kind {
+            Kind::Data | Kind::Request | Kind::Reply => {
+                let payload = self.payload?;
+                Some(Envelope {
+                    kind,
+                    id: self.id.map(Cow::into_owned).unwrap_or_default(),
+                    timestamp,
+                    replay,
+                    payload: Bytes::copy_from_slice(payload.get().as_bytes()),
+                })
+            }
+            Kind::Ack | Kind::Nack => Some(Envelope {
+                kind,
+                id: self.id?.into_owned(),
+                timestamp,
+                replay: false,
+                payload: self
+                    .payload
+                    .map(|p| Bytes::copy_from_slice(p.get().as_bytes()))
+                    .unwrap_or_else(|| Bytes::from_static(NULL)),
+            }),
+        }
+    }
+}
+
+fn parse_kind(s: &str) -> Option<Kind> {
+    Some(match s {
+        "data" => Kind::Data,
+        "request" => Kind::Request,
+        "reply" => Kind::Reply,
+        "ack" => Kind::Ack,
+        "nack" => Kind::Nack,
+        _ => return None,
+    })
+}
+
+fn as_millis(v: &serde_json::Value) -> Option<i64> {
+    v.as_i64()
+        .or_else(|| v.as_u64().map(|u| u as i64))
+        .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &bytes[start..end]
+}
+
+/// The payload of a request envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestPayload {
+    pub method: String,
+    #[serde(default = "empty_object")]
+    pub params: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// The error codes of SPEC §3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    UnknownMethod,
+    InvalidParams,
+    InvalidFilter,
+    Timeout,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::UnknownMethod => "unknown_method",
+            ErrorCode::InvalidParams => "invalid_params",
+            ErrorCode::InvalidFilter => "invalid_filter",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::TooManyRequests => "too_many_requests",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// The `error` object of an error reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyError {
+    pub code: String,
+    pub message: String,
+}
+
+/// The payload of a reply envelope: `{status: "ok", result}` or
+/// `{status: "error", error: {code, message}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyPayload {
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub result: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<ReplyError>,
+}
+
+impl ReplyPayload {
+    /// A successful reply.
+    pub fn ok(result: serde_json::Value) -> Self {
+        ReplyPayload {
+            status: "ok".into(),
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    /// An error reply.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ReplyPayload {
+            status: "error".into(),
+            result: None,
+            error: Some(ReplyError {
+                code: code.as_str().into(),
+                message: message.into(),
+            }),
+        }
+    }
+
+    /// Whether `status` is `ok`.
+    pub fn is_ok(&self) -> bool {
+        self.status == "ok"
+    }
+
+    /// As a JSON value.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("reply serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decodes_a_data_envelope_keeping_payload_bytes() {
+        let frame = br#"{"type":"data","id":"d1","timestamp":1704844800000,"payload":{"a": 1}}"#;
+        let env = Envelope::decode_json(frame).unwrap();
+        assert_eq!(env.kind, Kind::Data);
+        assert_eq!(env.id, "d1");
+        assert_eq!(env.timestamp, Some(1704844800000));
+        assert_eq!(&env.payload[..], br#"{"a": 1}"#);
+    }
+
+    #[test]
+    fn a_plain_object_is_data() {
+        let frame = br#"{"type":"raw","channels":[1,2]}"#;
+        let env = Envelope::decode_json(frame).unwrap();
+        assert_eq!(env.kind, Kind::Data);
+        assert!(env.id.is_empty());
+        assert_eq!(&env.payload[..], &frame[..]);
+        // A known type without payload is data too.
+        let env = Envelope::decode_json(br#"{"type":"data","id":"x"}"#).unwrap();
+        assert_eq!(env.payload_value(), json!({"type":"data","id":"x"}));
+    }
+
+    #[test]
+    fn non_objects_are_data_and_garbage_is_an_error() {
+        assert_eq!(&Envelope::decode_json(b" 42 ").unwrap().payload[..], b"42");
+        assert_eq!(&Envelope::decode_json(b"[1,2]").unwrap().payload[..], b"[1,2]");
+        assert!(Envelope::decode_json(b"{not json").is_err());
+        assert!(Envelope::decode_msgpack(&[0xc1]).is_err());
+    }
+
+    #[test]
+    fn ack_needs_only_an_id() {
+        let env = Envelope::decode_json(br#"{"type":"ack","id":"d1"}"#).unwrap();
+        assert_eq!(env.kind, Kind::Ack);
+        assert_eq!(env.encode_json(), br#"{"type":"ack","id":"d1"}"#.to_vec());
+    }
+
+    #[test]
+    fn replay_flag_round_trips() {
+        let mut env = Envelope::data(Bytes::from_static(b"{}"));
+        env.replay = true;
+        let text = env.encode_json();
+        assert!(String::from_utf8_lossy(&text).contains("\"replay\":true"));
+        assert_eq!(Envelope::decode_json(&text).unwrap(), env);
+        assert_eq!(
+            Envelope::decode_msgpack(&env.encode_msgpack()).unwrap(),
+            env
+        );
+    }
+
+    #[test]
+    fn reply_payload_shapes() {
+        let ok = ReplyPayload::ok(json!({"x": 1}));
+        assert_eq!(ok.to_value(), json!({"status":"ok","result":{"x":1}}));
+        let err = ReplyPayload::error(ErrorCode::UnknownMethod, "no such method: foo");
+        assert_eq!(
+            err.to_value(),
+            json!({"status":"error","error":{"code":"unknown_method","message":"no such method: foo"}})
+        );
+    }
+}

@@ -1,0 +1,309 @@
+//! The embedded bus: in-process, with the subject semantics of NATS
+//! (`.`-separated tokens, `*` one token, `>` the rest, queue groups,
+//! request/reply with no-responders), bounded per-subscriber queues and
+//! counted drops.
+//!
+//! Publishing looks the subject up in a route cache (subject → matching
+//! subscribers), so the per-message cost is one hash lookup plus one channel
+//! send per subscriber; the payload is a shared [`Bytes`], never copied.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::RwLock;
+use prometheus::IntCounter;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+use crate::bus::{Bus, BusError, Message, Meta, Overflow, SubscribeOptions, Subscription};
+use crate::subject;
+
+struct Sub {
+    id: u64,
+    pattern: String,
+    queue_group: Option<String>,
+    tx: mpsc::Sender<Message>,
+    overflow: Overflow,
+    dropped: Arc<AtomicU64>,
+    drop_counter: Option<IntCounter>,
+}
+
+/// Who receives a given subject: plain subscribers, and one member of each
+/// queue group (round robin).
+#[derive(Default)]
+struct Route {
+    plain: Vec<Arc<Sub>>,
+    groups: Vec<(Vec<Arc<Sub>>, AtomicUsize)>,
+}
+
+impl Route {
+    fn is_empty(&self) -> bool {
+        self.plain.is_empty() && self.groups.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    subs: Vec<Arc<Sub>>,
+    cache: HashMap<Arc<str>, Arc<Route>>,
+}
+
+/// Bound on cached routes; templated subjects can produce many distinct
+/// subjects, and a miss only costs one scan of the subscriptions.
+const ROUTE_CACHE_LIMIT: usize = 8192;
+
+struct Inner {
+    state: RwLock<State>,
+    next_id: AtomicU64,
+    closed: AtomicBool,
+    dropped_total: AtomicU64,
+}
+
+/// The in-process bus. Cheap to clone; all clones are the same bus.
+#[derive(Clone)]
+pub struct MemoryBus {
+    inner: Arc<Inner>,
+}
+
+impl Default for MemoryBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryBus {
+    /// A new, empty bus.
+    pub fn new() -> Self {
+        MemoryBus {
+            inner: Arc::new(Inner {
+                state: RwLock::new(State::default()),
+                next_id: AtomicU64::new(1),
+                closed: AtomicBool::new(false),
+                dropped_total: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Stop delivering: every subscription ends once drained.
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let mut st = self.inner.state.write();
+        st.subs.clear();
+        st.cache.clear();
+    }
+
+    fn route(&self, subject: &str) -> Arc<Route> {
+        if let Some(r) = self.inner.state.read().cache.get(subject) {
+            return r.clone();
+        }
+        let mut st = self.inner.state.write();
+        let mut route = Route::default();
+        let mut groups: Vec<(String, Vec<Arc<Sub>>)> = Vec::new();
+        for s in st.subs.iter() {
+            if !subject::matches(&s.pattern, subject) {
+                continue;
+            }
+            match &s.queue_group {
+                None => route.plain.push(s.clone()),
+                Some(g) => match groups.iter_mut().find(|(name, _)| name == g) {
+                    Some((_, members)) => members.push(s.clone()),
+                    None => groups.push((g.clone(), vec![s.clone()])),
+                },
+            }
+        }
+        route.groups = groups
+            .into_iter()
+            .map(|(_, m)| (m, AtomicUsize::new(0)))
+            .collect();
+        let route = Arc::new(route);
+        if st.cache.len() >= ROUTE_CACHE_LIMIT {
+            st.cache.clear();
+        }
+        st.cache.insert(subject.into(), route.clone());
+        route
+    }
+
+    async fn deliver(&self, sub: &Sub, msg: Message) {
+        match sub.tx.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(msg)) => match sub.overflow {
+                Overflow::Block => {
+                    let _ = sub.tx.send(msg).await;
+                }
+                Overflow::Drop => {
+                    sub.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.inner.dropped_total.fetch_add(1, Ordering::Relaxed);
+                    if let Some(c) = &sub.drop_counter {
+                        c.inc();
+                    }
+                }
+            },
+            // The subscription is being dropped; its guard removes it.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+/// Removes a subscription from the bus when the [`Subscription`] is dropped.
+struct Unsubscribe {
+    bus: Weak<Inner>,
+    id: u64,
+}
+
+impl Drop for Unsubscribe {
+    fn drop(&mut self) {
+        if let Some(inner) = self.bus.upgrade() {
+            let mut st = inner.state.write();
+            st.subs.retain(|s| s.id != self.id);
+            st.cache.clear();
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for MemoryBus {
+    async fn publish(&self, msg: Message) -> Result<(), BusError> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Err(BusError::Closed);
+        }
+        let route = self.route(&msg.subject);
+        let mut targets: smallvec_lite::Targets<'_> = smallvec_lite::Targets::default();
+        for s in &route.plain {
+            targets.push(s);
+        }
+        for (members, next) in &route.groups {
+            let i = next.fetch_add(1, Ordering::Relaxed) % members.len();
+            targets.push(&members[i]);
+        }
+        let n = targets.len();
+        let mut msg = Some(msg);
+        for (i, s) in targets.iter().enumerate() {
+            let m = if i + 1 == n {
+                msg.take().expect("message delivered once")
+            } else {
+                msg.as_ref().expect("message present").clone()
+            };
+            self.deliver(s, m).await;
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, pattern: &str, opts: SubscribeOptions) -> Result<Subscription, BusError> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Err(BusError::Closed);
+        }
+        subject::validate_pattern(pattern).map_err(|_| BusError::InvalidSubject(pattern.to_string()))?;
+        let (tx, rx) = mpsc::channel(opts.capacity.max(1));
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let sub = Arc::new(Sub {
+            id,
+            pattern: pattern.to_string(),
+            queue_group: opts.queue_group,
+            tx,
+            overflow: opts.overflow,
+            dropped: dropped.clone(),
+            drop_counter: opts.drop_counter,
+        });
+        {
+            let mut st = self.inner.state.write();
+            st.subs.push(sub);
+            st.cache.clear();
+        }
+        let guard = Unsubscribe {
+            bus: Arc::downgrade(&self.inner),
+            id,
+        };
+        Ok(Subscription::new(rx, dropped, Some(Box::new(guard))))
+    }
+
+    async fn request(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        meta: Meta,
+        timeout: Duration,
+    ) -> Result<Message, BusError> {
+        if self.route(subject).is_empty() {
+            return Err(BusError::NoResponders(subject.to_string()));
+        }
+        let inbox = format!("_INBOX.{}", uuid::Uuid::new_v4().simple());
+        let mut sub = self
+            .subscribe(
+                &inbox,
+                SubscribeOptions {
+                    capacity: 4,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        self.publish(Message {
+            subject: subject.into(),
+            payload,
+            meta,
+            reply: Some(inbox.into()),
+        })
+        .await?;
+        match tokio::time::timeout(timeout, sub.next()).await {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => Err(BusError::Closed),
+            Err(_) => Err(BusError::Timeout(subject.to_string())),
+        }
+    }
+
+    async fn flush(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    fn is_connected(&self) -> bool {
+        !self.inner.closed.load(Ordering::Relaxed)
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn dropped_total(&self) -> u64 {
+        self.inner.dropped_total.load(Ordering::Relaxed)
+    }
+}
+
+/// A tiny inline list of delivery targets: almost every subject has one to
+/// four receivers, and a heap allocation per publish would dominate.
+mod smallvec_lite {
+    use super::Sub;
+
+    const INLINE: usize = 4;
+
+    #[derive(Default)]
+    pub struct Targets<'a> {
+        inline: [Option<&'a Sub>; INLINE],
+        len: usize,
+        spill: Vec<&'a Sub>,
+    }
+
+    impl<'a> Targets<'a> {
+        pub fn push(&mut self, s: &'a Sub) {
+            if self.len < INLINE {
+                self.inline[self.len] = Some(s);
+            } else {
+                self.spill.push(s);
+            }
+            self.len += 1;
+        }
+
+        pub fn len(&self) -> usize {
+            self.len
+        }
+
+        pub fn iter(&self) -> impl Iterator<Item = &'a Sub> + '_ {
+            self.inline
+                .iter()
+                .take(self.len.min(INLINE))
+                .map(|s| s.expect("filled slot"))
+                .chain(self.spill.iter().copied())
+        }
+    }
+}

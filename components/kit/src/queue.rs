@@ -1,0 +1,257 @@
+//! A bounded queue with the three `on_full` policies of SPEC §4.1, shared by
+//! the WebSocket input (between socket readers and the bus publisher) and the
+//! WebSocket output (one per peer connection).
+//!
+//! `drop_oldest` keeps the newest data (real-time streams), `drop_newest`
+//! keeps what is already queued, `block` makes the producer wait, which for a
+//! socket reader means it stops reading and TCP pushes back on the peer.
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::Notify;
+
+/// What happens when the queue is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFull {
+    /// Evict the oldest queued item to make room (the default).
+    #[default]
+    DropOldest,
+    /// Refuse the new item.
+    DropNewest,
+    /// Wait for room.
+    Block,
+}
+
+/// The result of a push.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pushed<T> {
+    /// Queued without loss.
+    Queued,
+    /// Queued; this older item was evicted.
+    EvictedOldest(T),
+    /// Not queued (full under `drop_newest`, or the queue is closed).
+    Rejected(T),
+}
+
+/// A multi-producer queue with a bounded length.
+pub struct BoundedQueue<T> {
+    items: Mutex<VecDeque<T>>,
+    capacity: usize,
+    policy: OnFull,
+    has_items: Notify,
+    has_space: Notify,
+    closed: AtomicBool,
+}
+
+impl<T> BoundedQueue<T> {
+    /// A queue holding at most `capacity` items (at least 1).
+    pub fn new(capacity: usize, policy: OnFull) -> Self {
+        let capacity = capacity.max(1);
+        BoundedQueue {
+            items: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
+            capacity,
+            policy,
+            has_items: Notify::new(),
+            has_space: Notify::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> OnFull {
+        self.policy
+    }
+
+    /// Maximum length.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Items queued now.
+    pub fn len(&self) -> usize {
+        self.items.lock().len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.items.lock().is_empty()
+    }
+
+    /// `len / capacity`.
+    pub fn utilization(&self) -> f64 {
+        self.len() as f64 / self.capacity as f64
+    }
+
+    /// Push without waiting; under `block` a full queue rejects (callers
+    /// that can wait use [`push`](Self::push)).
+    pub fn try_push(&self, item: T) -> Pushed<T> {
+        if self.closed.load(Ordering::Acquire) {
+            return Pushed::Rejected(item);
+        }
+        let mut q = self.items.lock();
+        let out = if q.len() < self.capacity {
+            q.push_back(item);
+            Pushed::Queued
+        } else {
+            match self.policy {
+                OnFull::DropOldest => {
+                    let old = q.pop_front().expect("full queue has a front");
+                    q.push_back(item);
+                    Pushed::EvictedOldest(old)
+                }
+                OnFull::DropNewest | OnFull::Block => Pushed::Rejected(item),
+            }
+        };
+        drop(q);
+        if !matches!(out, Pushed::Rejected(_)) {
+            self.has_items.notify_one();
+        }
+        out
+    }
+
+    /// Push, waiting for room under `block`.
+    pub async fn push(&self, mut item: T) -> Pushed<T> {
+        loop {
+            match self.try_push(item) {
+                Pushed::Rejected(back)
+                    if self.policy == OnFull::Block && !self.closed.load(Ordering::Acquire) =>
+                {
+                    item = back;
+                    let space = self.has_space.notified();
+                    tokio::pin!(space);
+                    space.as_mut().enable();
+                    // Re-check after registering so a pop in between is seen.
+                    if self.items.lock().len() < self.capacity || self.closed.load(Ordering::Acquire) {
+                        continue;
+                    }
+                    space.await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Take up to `max` items into `buf`, waiting for at least one. Returns 0
+    /// once the queue is closed and empty.
+    pub async fn pop_many(&self, buf: &mut Vec<T>, max: usize) -> usize {
+        loop {
+            let wait = self.has_items.notified();
+            tokio::pin!(wait);
+            wait.as_mut().enable();
+            let n = self.drain(buf, max);
+            if n > 0 {
+                return n;
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return 0;
+            }
+            wait.await;
+        }
+    }
+
+    /// One item, waiting; `None` once closed and empty.
+    pub async fn pop(&self) -> Option<T> {
+        let mut buf = Vec::with_capacity(1);
+        if self.pop_many(&mut buf, 1).await == 0 {
+            return None;
+        }
+        buf.pop()
+    }
+
+    /// Take up to `max` items now without waiting.
+    pub fn drain(&self, buf: &mut Vec<T>, max: usize) -> usize {
+        let mut q = self.items.lock();
+        let n = q.len().min(max);
+        buf.extend(q.drain(..n));
+        drop(q);
+        if n > 0 {
+            // Wake every blocked producer: each re-checks for room.
+            self.has_space.notify_waiters();
+        }
+        n
+    }
+
+    /// Remove and return everything queued.
+    pub fn take_all(&self) -> Vec<T> {
+        let mut buf = Vec::new();
+        self.drain(&mut buf, usize::MAX);
+        buf
+    }
+
+    /// No more pushes; consumers drain what is left, then see the end.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.has_items.notify_waiters();
+        self.has_items.notify_one();
+        self.has_space.notify_waiters();
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn drop_oldest_keeps_the_newest() {
+        let q = BoundedQueue::new(3, OnFull::DropOldest);
+        for i in 0..5 {
+            q.try_push(i);
+        }
+        assert_eq!(q.take_all(), vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn drop_newest_keeps_the_first() {
+        let q = BoundedQueue::new(3, OnFull::DropNewest);
+        let rejected: Vec<_> = (0..5)
+            .filter(|i| matches!(q.try_push(*i), Pushed::Rejected(_)))
+            .collect();
+        assert_eq!(rejected, vec![3, 4]);
+        assert_eq!(q.take_all(), vec![0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn block_waits_for_room_and_loses_nothing() {
+        let q = Arc::new(BoundedQueue::new(2, OnFull::Block));
+        let producer = {
+            let q = q.clone();
+            tokio::spawn(async move {
+                for i in 0..100 {
+                    assert_eq!(q.push(i).await, Pushed::Queued);
+                }
+                q.close();
+            })
+        };
+        let mut got = Vec::new();
+        while let Some(x) = q.pop().await {
+            got.push(x);
+            if got.len() % 10 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        producer.await.unwrap();
+        assert_eq!(got, (0..100).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn close_wakes_a_waiting_consumer() {
+        let q: Arc<BoundedQueue<u8>> = Arc::new(BoundedQueue::new(2, OnFull::Block));
+        let c = {
+            let q = q.clone();
+            tokio::spawn(async move { q.pop().await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        q.close();
+        assert_eq!(c.await.unwrap(), None);
+    }
+}
