@@ -230,6 +230,23 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Messages dropped by full subscriber queues, over all subscribers.
     fn dropped_total(&self) -> u64;
+
+    /// How to reach the NATS server behind this bus, for components that
+    /// need JetStream directly (durable storage consumers); `None` for the
+    /// memory bus.
+    fn nats_connection(&self) -> Option<NatsConnection> {
+        None
+    }
+}
+
+/// Connection settings of a NATS bus (`bus` in the config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsConnection {
+    pub url: String,
+    pub token: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub creds_file: Option<String>,
 }
 
 /// A component's view of the bus, with its metrics and the node id.

@@ -23,7 +23,9 @@ pub mod queue;
 pub mod subject;
 pub mod testing;
 
-pub use bus::{Bus, BusError, BusHandle, Message, Meta, Overflow, SubscribeOptions, Subscription};
+pub use bus::{
+    Bus, BusError, BusHandle, Message, Meta, NatsConnection, Overflow, SubscribeOptions, Subscription,
+};
 pub use component::{
     AdminError, AdminRequest, BuildContext, BuildResult, Component, ComponentKind, Context,
     Health, NodeIdentity, Registration, StartError,
