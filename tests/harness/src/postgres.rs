@@ -1,0 +1,403 @@
+//! A throwaway PostgreSQL cluster: `initdb` into a temp dir, then the
+//! `postgres` postmaster as a direct child process.
+//!
+//! The postmaster is spawned directly (not through `pg_ctl`, which
+//! daemonizes), so the PID we hold is the postmaster itself. As root,
+//! PostgreSQL refuses to start; the child then drops to the `postgres` OS
+//! user with `CommandExt::uid/gid`, which switches user inside the forked
+//! child before `exec` — unlike `runuser`/`su`, which fork and stay around as
+//! a parent that does not pass SIGKILL on.
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::process::{self, POLL};
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+const MISSING_SERVER: &str = "PostgreSQL server binaries not found: install with \
+                              `apt-get install -y postgresql` (scripts/test does this when run as root)";
+const MISSING_PSQL: &str = "psql not found: install with `apt-get install -y postgresql-client` \
+                            (scripts/test does this when run as root)";
+
+/// A PostgreSQL cluster on 127.0.0.1 with trust auth for user `postgres`.
+/// Dropping it shuts the server down (fast) and deletes its files.
+///
+/// ```no_run
+/// let pg = fednode_testkit::PgCluster::start();
+/// pg.create_database("metrics");
+/// let url = pg.url_for("metrics"); // "postgres://postgres@127.0.0.1:PORT/metrics"
+/// ```
+pub struct PgCluster {
+    /// The postmaster; `None` after `kill()`/`stop()` until `restart()`.
+    child: Option<Child>,
+    pid: u32,
+    port: u16,
+    /// `Some((uid, gid))` of the `postgres` user when we run as root.
+    run_as: Option<(u32, u32)>,
+    data: PathBuf,
+    socket_dir: PathBuf,
+    log: PathBuf,
+    /// Holds data, socket dir and log; removed on drop.
+    dir: TempDir,
+}
+
+impl PgCluster {
+    /// Runs `initdb` in a fresh temp dir and starts the server on a free
+    /// port; returns once it accepts connections (panics after 30 s).
+    pub fn start() -> Self {
+        let bins = pg_bins();
+        let run_as = run_as();
+        // As root, the dir must be traversable by `postgres`: keep it
+        // directly under /tmp rather than wherever TMPDIR points.
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("fednode-pg-");
+        let dir = match run_as {
+            Some(_) => builder.tempdir_in("/tmp"),
+            None => builder.tempdir(),
+        }
+        .expect("create PostgreSQL temp dir");
+        let data = dir.path().join("data");
+        let socket_dir = dir.path().join("sock");
+        let log = dir.path().join("postgres.log");
+        fs::create_dir(&socket_dir).expect("create socket dir");
+        fs::write(&log, "").expect("create PostgreSQL log");
+        if let Some((uid, gid)) = run_as {
+            for path in [dir.path(), &socket_dir, &log] {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                    .unwrap_or_else(|e| panic!("chown {} to postgres: {e}", path.display()));
+            }
+        }
+
+        let mut cluster = PgCluster {
+            child: None,
+            pid: 0,
+            port: crate::free_port(),
+            run_as,
+            data,
+            socket_dir,
+            log,
+            dir,
+        };
+        cluster.initdb(&bins.initdb);
+        cluster.spawn_and_wait();
+        cluster
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> String {
+        self.url_for("postgres")
+    }
+
+    /// The URL of database `db` on this cluster.
+    pub fn url_for(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The postmaster's PID (the last one, if the server is down).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// The server log (appended across restarts).
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// `CREATE DATABASE "name"` (through `psql`).
+    pub fn create_database(&self, name: &str) {
+        let quoted = name.replace('"', "\"\"");
+        self.psql("postgres", &format!("CREATE DATABASE \"{quoted}\""));
+    }
+
+    /// Runs `sql` in database `db` with `psql -XAtq -v ON_ERROR_STOP=1` and
+    /// returns its trimmed output (one row per line, columns split by `|`).
+    /// Panics with psql's stderr if it fails.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let psql = pg_bins()
+            .psql
+            .as_ref()
+            .unwrap_or_else(|| panic!("{MISSING_PSQL}"));
+        let out = Command::new(psql)
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(self.url_for(db))
+            .args(["-c", sql])
+            .env("PGCONNECT_TIMEOUT", "10")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", psql.display()));
+        if !out.status.success() {
+            panic!(
+                "psql on port {} failed ({}) for {sql:?}:\n{}",
+                self.port,
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Fast shutdown (SIGINT): the postmaster ends its backends and exits.
+    /// Waits for the exit and for the port to close; falls back to `kill()`
+    /// after 30 s.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            process::signal(child.id(), "INT");
+            if !process::wait_exit(&mut child, STOP_TIMEOUT) {
+                self.crash(child);
+            }
+        }
+        process::wait_port_closed(self.port, STOP_TIMEOUT);
+    }
+
+    /// Crash: SIGKILL the postmaster and every process it had started,
+    /// wait until the port closes, and remove the stale lock files so that
+    /// [`restart`](Self::restart) goes through crash recovery.
+    pub fn kill(&mut self) {
+        if let Some(child) = self.child.take() {
+            self.crash(child);
+        }
+        if !process::wait_port_closed(self.port, STOP_TIMEOUT) {
+            panic!("port {} still open after killing postgres", self.port);
+        }
+    }
+
+    /// Starts the server again on the same port and data dir and waits
+    /// until it accepts connections. A running server is stopped first.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn_and_wait();
+    }
+
+    fn initdb(&self, initdb: &Path) {
+        let out = self
+            .command(initdb)
+            .arg("-D")
+            .arg(&self.data)
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", initdb.display()));
+        if !out.status.success() {
+            panic!(
+                "initdb failed ({}):\n{}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    fn spawn_and_wait(&mut self) {
+        let log = OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .expect("open PostgreSQL log");
+        let postgres = &pg_bins().postgres;
+        let child = self
+            .command(postgres)
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-p", &self.port.to_string(), "-h", "127.0.0.1", "-k"])
+            .arg(&self.socket_dir)
+            // Speed without losing acknowledged commits on `kill()`: fsync=off
+            // only matters if the OS crashes, but synchronous_commit=off would
+            // leave recent commits in shared memory, lost with the process,
+            // and make every crash test flaky.
+            .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", postgres.display()));
+        self.pid = child.id();
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Ready means `postmaster.pid` names our child with status `ready`
+    /// (written once recovery is done) and the TCP port accepts.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let pid_file = self.data.join("postmaster.pid");
+        loop {
+            let child = self.child.as_mut().expect("server was just spawned");
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                panic!(
+                    "postgres on port {} exited during startup ({status}); log tail:\n{}",
+                    self.port,
+                    process::log_tail(&self.log, 30)
+                );
+            }
+            let ready = fs::read_to_string(&pid_file).is_ok_and(|text| {
+                let lines: Vec<&str> = text.lines().map(str::trim).collect();
+                lines.first() == Some(&self.pid.to_string().as_str())
+                    && lines.get(7) == Some(&"ready")
+            });
+            if ready && process::port_accepts(self.port) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                if let Some(child) = self.child.take() {
+                    self.crash(child);
+                }
+                panic!(
+                    "postgres on port {} not ready after {START_TIMEOUT:?}; log tail:\n{}",
+                    self.port,
+                    process::log_tail(&self.log, 30)
+                );
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// SIGKILLs the postmaster and its children. The children would notice
+    /// the postmaster's death and exit by themselves, but one lingering
+    /// backend keeps the shared memory attached and a restart would refuse
+    /// to start, so they are killed too. The postmaster is frozen first so
+    /// it cannot fork between listing its children and dying. Never panics
+    /// (reachable from `Drop`).
+    fn crash(&self, mut child: Child) {
+        let pid = child.id();
+        process::signal(pid, "STOP");
+        let children = process::children_of(pid);
+        process::kill_and_reap(&mut child);
+        for &c in &children {
+            process::signal(c, "KILL");
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while children.iter().any(|&c| process::pid_alive(c)) && Instant::now() < deadline {
+            thread::sleep(POLL);
+        }
+        // Every process of this cluster is gone: the lock files are stale.
+        let _ = fs::remove_file(self.data.join("postmaster.pid"));
+        let _ = fs::remove_file(self.socket_dir.join(format!(".s.PGSQL.{}.lock", self.port)));
+    }
+
+    /// A command for a server binary, as the `postgres` user if we are root.
+    fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir(self.dir.path());
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            process::signal(child.id(), "INT");
+            if !process::wait_exit(&mut child, Duration::from_secs(10)) {
+                self.crash(child);
+            }
+        }
+    }
+}
+
+/// Where the PostgreSQL binaries live; looked up once per test process.
+struct PgBins {
+    initdb: PathBuf,
+    postgres: PathBuf,
+    psql: Option<PathBuf>,
+}
+
+/// `initdb` and `postgres` must come from the same directory (the same
+/// major version): the first `PATH` entry holding both, else the highest
+/// `/usr/lib/postgresql/N/bin`.
+fn pg_bins() -> &'static PgBins {
+    static BINS: OnceLock<PgBins> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).collect())
+            .unwrap_or_default();
+        dirs.extend(versioned_bin_dirs());
+        let dir = dirs
+            .into_iter()
+            .find(|d| {
+                process::is_executable(&d.join("initdb"))
+                    && process::is_executable(&d.join("postgres"))
+            })
+            .unwrap_or_else(|| panic!("{MISSING_SERVER}"));
+        let initdb = dir.join("initdb");
+        // Prefer the psql of the same installation (resolving symlinks such
+        // as /usr/local/bin/initdb -> /usr/lib/postgresql/15/bin/initdb).
+        let real_dir = fs::canonicalize(&initdb)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf));
+        let psql = [Some(dir.clone()), real_dir]
+            .into_iter()
+            .flatten()
+            .map(|d| d.join("psql"))
+            .find(|p| process::is_executable(p))
+            .or_else(|| process::find_on_path("psql"));
+        PgBins {
+            initdb,
+            postgres: dir.join("postgres"),
+            psql,
+        }
+    })
+}
+
+/// `/usr/lib/postgresql/*/bin`, highest major version first.
+fn versioned_bin_dirs() -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir("/usr/lib/postgresql") else {
+        return Vec::new();
+    };
+    let mut versions: Vec<(Vec<u32>, PathBuf)> = entries
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().to_str()?.to_string();
+            let version = name
+                .split('.')
+                .map(|part| part.parse().ok())
+                .collect::<Option<Vec<u32>>>()?;
+            Some((version, e.path().join("bin")))
+        })
+        .collect();
+    versions.sort_by(|a, b| b.0.cmp(&a.0));
+    versions.into_iter().map(|(_, dir)| dir).collect()
+}
+
+/// As root, the uid/gid of the `postgres` OS user to run the server as.
+fn run_as() -> Option<(u32, u32)> {
+    if !process::running_as_root() {
+        return None;
+    }
+    match (
+        process::id(&["-u", "postgres"]),
+        process::id(&["-g", "postgres"]),
+    ) {
+        (Some(uid), Some(gid)) => Some((uid, gid)),
+        _ => panic!(
+            "running as root, PostgreSQL must run as the `postgres` OS user, which does not \
+             exist: install with `apt-get install -y postgresql` (it creates the user)"
+        ),
+    }
+}
