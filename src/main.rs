@@ -1,1 +1,159 @@
-fn main() {}
+//! The `fednode` command line (SPEC §1). Everything else lives in the
+//! library: this file parses arguments, sets up logging and maps results to
+//! exit codes.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use fednode::config;
+use fednode::runtime::{self, Runtime};
+use fednode_kit::metrics::Metrics;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "fednode", version, about = "A configurable edge-to-cloud federation node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the graph until SIGINT/SIGTERM, then drain and stop.
+    Run {
+        /// The node config (JSON).
+        config: PathBuf,
+    },
+    /// Validate a config and print its components and wiring.
+    Check {
+        /// The node config (JSON).
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Run { config } => run(config).await,
+            Command::Check { config } => check(config),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_config_errors(errors: &[fednode_kit::ConfigError]) {
+    for e in errors {
+        eprintln!("{e}");
+    }
+}
+
+fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let cfg = match config::load(&path) {
+        Ok(c) => c,
+        Err(errors) => {
+            print_config_errors(&errors);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let (lines, warnings) = runtime::wiring_report(&cfg);
+    println!(
+        "config {} is valid: node {}, bus {:?}, {} components",
+        path.display(),
+        cfg.node.id,
+        cfg.bus.kind,
+        cfg.components.len()
+    );
+    for l in lines {
+        println!("{l}");
+    }
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let cfg = match config::load(&path) {
+        Ok(c) => c,
+        Err(errors) => {
+            print_config_errors(&errors);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let metrics = Metrics::new();
+    let bus = match fednode::bus::connect(&cfg.bus, &metrics).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: bus: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let http = cfg.http_listen;
+    let node_id = cfg.node.id.clone();
+    let rt = Arc::new(Runtime::new(cfg, bus, metrics));
+    let admin_cancel = CancellationToken::new();
+    let admin = match http {
+        Some(addr) => match fednode::admin::serve(addr, rt.clone(), admin_cancel.clone()).await {
+            Ok((local, task)) => {
+                tracing::info!(%local, "admin server listening");
+                Some(task)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        None => None,
+    };
+    if let Err(e) = rt.start().await {
+        eprintln!("error: {e}");
+        admin_cancel.cancel();
+        return Ok(ExitCode::FAILURE);
+    }
+    tracing::info!(node = %node_id, "node running; SIGINT or SIGTERM stops it");
+    wait_for_signal().await.context("installing signal handlers")?;
+    tracing::info!("stopping");
+    let clean = rt.shutdown().await;
+    admin_cancel.cancel();
+    if let Some(task) = admin {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), task).await;
+    }
+    if !clean {
+        tracing::warn!("some components did not stop within shutdown_timeout");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

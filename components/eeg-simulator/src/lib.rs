@@ -1,1 +1,30 @@
-//! placeholder
+//! The `eeg_simulator` input (SPEC §4.6): synthetic multi-channel EEG per
+//! user — sines plus seeded Gaussian noise — in the raw-message shape the
+//! `eeg_features` processor reads, for demos and benchmarks.
+//!
+//! - `config.rs`: the config block.
+//! - `signal.rs`: the deterministic signal generator.
+//! - `input.rs`: pacing and publishing.
+
+mod config;
+mod input;
+pub mod signal;
+
+pub use config::{Pacing, SimulatorConfig, SineComponent};
+pub use input::Simulator;
+
+use fednode_kit::{ComponentKind, Registration};
+use std::sync::Arc;
+
+/// The registry entry.
+pub fn registration() -> Registration {
+    Registration {
+        name: "eeg_simulator",
+        aliases: &[],
+        kinds: &[ComponentKind::Input],
+        build: |cx, value| {
+            let cfg = SimulatorConfig::parse(value, cx.path)?;
+            Ok(Arc::new(Simulator::new(cfg)))
+        },
+    }
+}

@@ -1,1 +1,27 @@
-//! placeholder
+//! The `udp` input (SPEC §4.6): each datagram holding JSON is published on
+//! the `out` port's subject; anything else is dropped and counted.
+//!
+//! - `config.rs`: the config block.
+//! - `input.rs`: the socket loop.
+
+mod config;
+mod input;
+
+pub use config::UdpConfig;
+pub use input::UdpInput;
+
+use fednode_kit::{ComponentKind, Registration};
+use std::sync::Arc;
+
+/// The registry entry.
+pub fn registration() -> Registration {
+    Registration {
+        name: "udp",
+        aliases: &[],
+        kinds: &[ComponentKind::Input],
+        build: |cx, value| {
+            let cfg = UdpConfig::parse(value, cx.path)?;
+            Ok(Arc::new(UdpInput::new(cfg)))
+        },
+    }
+}

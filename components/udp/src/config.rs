@@ -1,0 +1,60 @@
+//! The `udp` input's config.
+
+use fednode_kit::config::{parse_strict, ConfigError, PortRules, PortsConfig};
+use serde::Deserialize;
+
+/// `components.<name>.config` of a `udp` input.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpConfig {
+    /// UDP port to receive JSON datagrams on (0 picks a free port).
+    pub port: u16,
+    /// Address to bind.
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    /// Kernel receive buffer hint; bursts beyond it are lost by the OS.
+    #[serde(default = "default_recv_buffer")]
+    pub recv_buffer_bytes: usize,
+    /// `outputs: [{name: "out", subject}]`; the subject may be a template.
+    #[serde(default)]
+    pub ports: PortsConfig,
+}
+
+fn default_bind() -> String {
+    "0.0.0.0".into()
+}
+
+fn default_recv_buffer() -> usize {
+    4 << 20
+}
+
+impl UdpConfig {
+    /// Parse and check the block at `path`.
+    pub fn parse(value: &serde_json::Value, path: &str) -> Result<Self, Vec<ConfigError>> {
+        let cfg: UdpConfig = parse_strict(value, path)?;
+        let mut errors = cfg.ports.validate(
+            &format!("{path}.ports"),
+            &PortRules {
+                inputs: &[],
+                outputs: &["out"],
+                required_inputs: &[],
+                required_outputs: &["out"],
+                any_input_name: false,
+            },
+        );
+        if format!("{}:{}", cfg.bind, cfg.port)
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            errors.push(ConfigError::new(
+                format!("{path}.bind"),
+                format!("expected an IP address, got {:?}", cfg.bind),
+            ));
+        }
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(errors)
+        }
+    }
+}

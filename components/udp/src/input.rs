@@ -1,0 +1,131 @@
+//! The socket loop: receive, check the datagram is JSON, publish.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use fednode_kit::config::PortsConfig;
+use fednode_kit::envelope::{new_id, now_millis};
+use fednode_kit::subject::Template;
+use fednode_kit::{Component, Context, Health, Message, Meta, StartError};
+use parking_lot::Mutex;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::UdpSocket;
+
+use crate::config::UdpConfig;
+
+/// A running (or not yet started) `udp` input.
+pub struct UdpInput {
+    cfg: UdpConfig,
+    local: Mutex<Option<SocketAddr>>,
+    received: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl UdpInput {
+    pub fn new(cfg: UdpConfig) -> Self {
+        UdpInput {
+            cfg,
+            local: Mutex::new(None),
+            received: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    /// The bound address once started (tests bind port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        *self.local.lock()
+    }
+}
+
+#[async_trait]
+impl Component for UdpInput {
+    fn ports(&self) -> &PortsConfig {
+        &self.cfg.ports
+    }
+
+    async fn start(self: Arc<Self>, ctx: Context) -> Result<(), StartError> {
+        let addr = format!("{}:{}", self.cfg.bind, self.cfg.port);
+        let socket = UdpSocket::bind(&addr)
+            .await
+            .map_err(|e| StartError::new(format!("cannot bind UDP {addr}: {e}")))?;
+        *self.local.lock() = socket.local_addr().ok();
+        tracing::info!(component = %ctx.name, addr = ?socket.local_addr().ok(), "udp input listening");
+        let subject = self.cfg.ports.output("out").expect("validated: out port");
+        let me = self.clone();
+        ctx.tracker.clone().spawn(async move { me.receive(socket, subject, ctx).await });
+        Ok(())
+    }
+
+    fn health(&self) -> Health {
+        Health::ok(
+            "running",
+            json!({
+                "addr": self.local_addr().map(|a| a.to_string()),
+                "datagrams_received": self.received.load(Ordering::Relaxed),
+                "errors": self.errors.load(Ordering::Relaxed),
+            }),
+        )
+    }
+}
+
+impl UdpInput {
+    async fn receive(self: Arc<Self>, socket: UdpSocket, subject: Template, ctx: Context) {
+        let received = ctx
+            .metrics
+            .counter("udp_datagrams_received_total", "Datagrams received");
+        let published = ctx
+            .metrics
+            .counter("udp_messages_published_total", "Datagrams published on the bus");
+        let errors = ctx.metrics.counter_vec(
+            "udp_errors_total",
+            "Datagrams dropped, by reason",
+            &["type"],
+        );
+        let mut buf = vec![0u8; 65_536];
+        let mut last_log: Option<Instant> = None;
+        loop {
+            let (n, peer) = tokio::select! {
+                _ = ctx.cancel.cancelled() => break,
+                r = socket.recv_from(&mut buf) => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        errors.with(&["socket_error"]).inc();
+                        tracing::warn!(error = %e, "udp receive failed");
+                        continue;
+                    }
+                },
+            };
+            received.inc();
+            self.received.fetch_add(1, Ordering::Relaxed);
+            let data = &buf[..n];
+            let value: serde_json::Value = match serde_json::from_slice(data) {
+                Ok(v) => v,
+                Err(e) => {
+                    errors.with(&["parse_error"]).inc();
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    // Logged at most once per second (SPEC §5.3).
+                    if last_log.is_none_or(|t| t.elapsed().as_secs() >= 1) {
+                        last_log = Some(Instant::now());
+                        tracing::warn!(%peer, error = %e, "dropping a datagram that is not JSON");
+                    }
+                    continue;
+                }
+            };
+            let subject = subject.render(&value);
+            let msg = Message::new(subject, Bytes::copy_from_slice(data)).with_meta(Meta {
+                id: Some(new_id().into()),
+                timestamp: Some(now_millis()),
+                node: None,
+                replay: false,
+            });
+            if ctx.bus.publish_retrying(msg, &ctx.cancel).await.is_ok() {
+                published.inc();
+            } else {
+                errors.with(&["publish_error"]).inc();
+            }
+        }
+    }
+}

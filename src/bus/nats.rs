@@ -1,0 +1,260 @@
+//! The NATS bus (async-nats): the same [`Bus`] contract as the memory bus,
+//! with envelope fields as NATS headers so plain NATS clients read and
+//! publish plain JSON.
+
+use async_nats::header::HeaderMap;
+use async_nats::{Client, ConnectOptions, Event};
+use async_trait::async_trait;
+use bytes::Bytes;
+use fednode_kit::bus::{HEADER_ID, HEADER_NODE, HEADER_REPLAY, HEADER_TIMESTAMP};
+use fednode_kit::metrics::Metrics;
+use fednode_kit::{Bus, BusError, Message, Meta, NatsConnection, Overflow, SubscribeOptions, Subscription};
+use futures::StreamExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+use crate::config::BusConfig;
+
+/// A connected NATS bus.
+pub struct NatsBus {
+    client: Client,
+    conn: NatsConnection,
+    dropped_total: Arc<AtomicU64>,
+}
+
+/// Per-client buffer inside async-nats for each subscription. Its default
+/// (65,536) drops silently under a fast publisher; slow-consumer events are
+/// counted in `bus_connection_events_total{event="slow_consumer"}`.
+const NATS_SUBSCRIPTION_CAPACITY: usize = 1 << 18;
+
+impl NatsBus {
+    /// Connect, waiting at most `connect_timeout` for the first connection;
+    /// later disconnects reconnect forever.
+    pub async fn connect(cfg: &BusConfig, metrics: &Arc<Metrics>) -> Result<Self, String> {
+        let url = cfg.url.clone().ok_or("bus.url is required for nats")?;
+        let events = metrics.component("bus").counter_vec(
+            "bus_connection_events_total",
+            "NATS connection events (connected, disconnected, slow_consumer, …)",
+            &["event"],
+        );
+        let mut opts = ConnectOptions::new()
+            .name("fednode")
+            .subscription_capacity(NATS_SUBSCRIPTION_CAPACITY)
+            .connection_timeout(cfg.connect_timeout)
+            .max_reconnects(None)
+            .event_callback(move |event| {
+                let events = events.clone();
+                async move {
+                    let word = match &event {
+                        Event::Connected => "connected",
+                        Event::Disconnected => "disconnected",
+                        Event::SlowConsumer(_) => "slow_consumer",
+                        Event::LameDuckMode => "lame_duck",
+                        Event::ServerError(_) => "server_error",
+                        Event::ClientError(_) => "client_error",
+                        _ => "other",
+                    };
+                    match &event {
+                        Event::Disconnected => tracing::warn!("NATS disconnected; reconnecting"),
+                        Event::Connected => tracing::info!("NATS connected"),
+                        Event::SlowConsumer(sid) => tracing::warn!(sid, "NATS slow consumer: messages dropped"),
+                        other => tracing::debug!(event = %other, "NATS event"),
+                    }
+                    events.with(&[word]).inc();
+                }
+            });
+        if let Some(t) = &cfg.token {
+            opts = opts.token(t.clone());
+        }
+        if let (Some(u), Some(p)) = (&cfg.user, &cfg.password) {
+            opts = opts.user_and_password(u.clone(), p.clone());
+        }
+        if let Some(path) = &cfg.creds_file {
+            opts = opts
+                .credentials_file(path)
+                .await
+                .map_err(|e| format!("bus.creds_file {path:?}: {e}"))?;
+        }
+        let client = tokio::time::timeout(cfg.connect_timeout + Duration::from_secs(1), opts.connect(url.as_str()))
+            .await
+            .map_err(|_| format!("cannot connect to NATS at {url}: timed out after {:?}", cfg.connect_timeout))?
+            .map_err(|e| format!("cannot connect to NATS at {url}: {e}"))?;
+        Ok(NatsBus {
+            client,
+            conn: NatsConnection {
+                url,
+                token: cfg.token.clone(),
+                user: cfg.user.clone(),
+                password: cfg.password.clone(),
+                creds_file: cfg.creds_file.clone(),
+            },
+            dropped_total: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The async-nats client (tests).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+fn headers(meta: &Meta) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Some(id) = &meta.id {
+        h.insert(HEADER_ID, id.as_ref());
+    }
+    if let Some(ts) = meta.timestamp {
+        h.insert(HEADER_TIMESTAMP, ts.to_string().as_str());
+    }
+    if let Some(node) = &meta.node {
+        h.insert(HEADER_NODE, node.as_ref());
+    }
+    if meta.replay {
+        h.insert(HEADER_REPLAY, "true");
+    }
+    h
+}
+
+fn meta_of(h: Option<&HeaderMap>) -> Meta {
+    let Some(h) = h else { return Meta::default() };
+    Meta {
+        id: h.get(HEADER_ID).map(|v| Arc::from(v.as_str())),
+        timestamp: h.get(HEADER_TIMESTAMP).and_then(|v| v.as_str().parse().ok()),
+        node: h.get(HEADER_NODE).map(|v| Arc::from(v.as_str())),
+        replay: h.get(HEADER_REPLAY).is_some_and(|v| v.as_str() == "true"),
+    }
+}
+
+fn from_nats(m: async_nats::Message) -> Message {
+    Message {
+        subject: Arc::from(m.subject.as_str()),
+        meta: meta_of(m.headers.as_ref()),
+        reply: m.reply.map(|r| Arc::from(r.as_str())),
+        payload: m.payload,
+    }
+}
+
+fn transport<E: std::fmt::Display>(e: E) -> BusError {
+    BusError::Transport(e.to_string())
+}
+
+#[async_trait]
+impl Bus for NatsBus {
+    async fn publish(&self, msg: Message) -> Result<(), BusError> {
+        let h = headers(&msg.meta);
+        let subject = msg.subject.to_string();
+        match msg.reply {
+            Some(reply) => self
+                .client
+                .publish_with_reply_and_headers(subject, reply.to_string(), h, msg.payload)
+                .await
+                .map_err(transport),
+            None => self
+                .client
+                .publish_with_headers(subject, h, msg.payload)
+                .await
+                .map_err(transport),
+        }
+    }
+
+    async fn subscribe(&self, pattern: &str, opts: SubscribeOptions) -> Result<Subscription, BusError> {
+        fednode_kit::subject::validate_pattern(pattern)
+            .map_err(|_| BusError::InvalidSubject(pattern.to_string()))?;
+        let mut sub = match &opts.queue_group {
+            Some(g) => self
+                .client
+                .queue_subscribe(pattern.to_string(), g.clone())
+                .await
+                .map_err(transport)?,
+            None => self
+                .client
+                .subscribe(pattern.to_string())
+                .await
+                .map_err(transport)?,
+        };
+        let (tx, rx) = mpsc::channel(opts.capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let total = self.dropped_total.clone();
+        let task_dropped = dropped.clone();
+        let overflow = opts.overflow;
+        let counter = opts.drop_counter.clone();
+        // Move messages from the NATS subscriber into the bounded queue the
+        // component reads, applying its overflow policy.
+        let task = tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                let m = from_nats(m);
+                match overflow {
+                    Overflow::Block => {
+                        if tx.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                    Overflow::Drop => match tx.try_send(m) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            task_dropped.fetch_add(1, Ordering::Relaxed);
+                            total.fetch_add(1, Ordering::Relaxed);
+                            if let Some(c) = &counter {
+                                c.inc();
+                            }
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => break,
+                    },
+                }
+            }
+            // Dropping `sub` unsubscribes.
+        });
+        Ok(Subscription::new(rx, dropped, Some(Box::new(AbortOnDrop(task)))))
+    }
+
+    async fn request(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        meta: Meta,
+        timeout: Duration,
+    ) -> Result<Message, BusError> {
+        let req = async_nats::Request::new()
+            .payload(payload)
+            .headers(headers(&meta))
+            .timeout(Some(timeout));
+        match self.client.send_request(subject.to_string(), req).await {
+            Ok(m) => Ok(from_nats(m)),
+            Err(e) => Err(match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => BusError::NoResponders(subject.to_string()),
+                async_nats::RequestErrorKind::TimedOut => BusError::Timeout(subject.to_string()),
+                _ => transport(e),
+            }),
+        }
+    }
+
+    async fn flush(&self) -> Result<(), BusError> {
+        self.client.flush().await.map_err(transport)
+    }
+
+    fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    fn kind(&self) -> &'static str {
+        "nats"
+    }
+
+    fn dropped_total(&self) -> u64 {
+        self.dropped_total.load(Ordering::Relaxed)
+    }
+
+    fn nats_connection(&self) -> Option<NatsConnection> {
+        Some(self.conn.clone())
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,422 @@
+//! Loading a node config (SPEC §2): read, interpolate `${VAR}`, parse the
+//! top level strictly, then let each component's factory validate its own
+//! `config` block. Every problem is collected, each with its JSON path; no
+//! I/O happens here beyond reading the file.
+
+mod interpolate;
+
+use fednode_kit::config::{parse_strict, ConfigError};
+use fednode_kit::{BuildContext, Component, ComponentKind, NodeIdentity};
+use serde::Deserialize;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::runtime::registry;
+
+pub use interpolate::interpolate;
+
+/// A validated config, with every enabled component built (not started).
+pub struct NodeConfig {
+    pub node: NodeIdentity,
+    pub bus: BusConfig,
+    /// The admin server's address; `None` when `http.listen` is null.
+    pub http_listen: Option<SocketAddr>,
+    pub shutdown_timeout: Duration,
+    /// In config order.
+    pub components: Vec<ComponentSpec>,
+}
+
+/// One entry of `components`.
+pub struct ComponentSpec {
+    /// The instance name (the key).
+    pub name: String,
+    pub kind: ComponentKind,
+    /// The canonical factory name.
+    pub factory: &'static str,
+    pub enabled: bool,
+    /// Built when enabled.
+    pub component: Option<Arc<dyn Component>>,
+}
+
+/// Which bus to use (`bus`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusConfig {
+    /// `memory` (in-process, the default) or `nats`.
+    #[serde(default)]
+    pub kind: BusKind,
+    /// NATS server URL (`nats://host:4222`); required for `nats`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// NATS token authentication.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// NATS user (with `password`).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// NATS password (with `user`).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// NATS credentials file (JWT + nkey).
+    #[serde(default)]
+    pub creds_file: Option<String>,
+    /// How long `run` waits for the first connection before giving up.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            kind: BusKind::Memory,
+            url: None,
+            token: None,
+            user: None,
+            password: None,
+            creds_file: None,
+            connect_timeout: default_connect_timeout(),
+        }
+    }
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// The bus transports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    #[default]
+    Memory,
+    Nats,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    /// Who this node is.
+    #[serde(default)]
+    node: NodeSection,
+    /// The bus.
+    #[serde(default)]
+    bus: BusConfig,
+    /// The admin server; `null` turns it off.
+    #[serde(default = "default_http")]
+    http: Option<HttpSection>,
+    /// How long a stop may drain.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    shutdown_timeout: Duration,
+    /// The graph: instance name → entry (validated one by one below).
+    #[serde(default)]
+    components: serde_json::Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeSection {
+    /// Stamped on everything this node publishes (`Fednode-Node`).
+    #[serde(default = "default_node_id")]
+    id: String,
+    /// Shown by `status`.
+    #[serde(default)]
+    region: Option<String>,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection {
+            id: default_node_id(),
+            region: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSection {
+    /// Address of the admin server; `null` turns it off.
+    #[serde(default = "default_listen")]
+    listen: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ComponentEntry {
+    /// `input`, `processor`, `output` or `storage`.
+    #[serde(rename = "type")]
+    kind: String,
+    /// The factory.
+    name: String,
+    /// Disabled components are validated for their type and name only.
+    #[serde(default = "default_true")]
+    enabled: bool,
+    /// The factory's own config block.
+    #[serde(default)]
+    config: Value,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_http() -> Option<HttpSection> {
+    Some(HttpSection {
+        listen: default_listen(),
+    })
+}
+fn default_listen() -> Option<String> {
+    Some("127.0.0.1:9090".into())
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_node_id() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "fednode".into())
+}
+
+/// Read and validate a config file; `Err` holds one line per problem.
+pub fn load(path: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError::new(
+            path.display().to_string(),
+            format!("cannot read the config file: {e}"),
+        )]
+    })?;
+    load_str(&text, &|name| std::env::var(name).ok())
+}
+
+/// Validate config text with an explicit environment (tests).
+pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<NodeConfig, Vec<ConfigError>> {
+    let mut value: Value = serde_json::from_str(text).map_err(|e| {
+        vec![ConfigError::new(
+            "$",
+            format!("invalid JSON at line {} column {}: {e}", e.line(), e.column()),
+        )]
+    })?;
+    let mut errors = Vec::new();
+    let mut numeric = Vec::new();
+    interpolate(&mut value, "", env, &mut errors, &mut numeric);
+
+    // A `"${VAR}"` that became a number but sits in a string field goes back
+    // to being a string; retry until no such error remains.
+    let mut result = build(&value);
+    for _ in 0..8 {
+        let Err(errs) = &result else { break };
+        let reverts: Vec<&(String, String)> = numeric
+            .iter()
+            .filter(|(p, _)| {
+                errs.iter().any(|e| {
+                    &e.path == p
+                        && (e.message.starts_with("invalid type: integer")
+                            || e.message.starts_with("invalid type: floating point"))
+                })
+            })
+            .collect();
+        if reverts.is_empty() {
+            break;
+        }
+        for (p, text) in reverts {
+            set_at(&mut value, p, Value::String(text.clone()));
+        }
+        numeric.retain(|(p, _)| !errs.iter().any(|e| &e.path == p));
+        result = build(&value);
+    }
+    match result {
+        Ok(cfg) if errors.is_empty() => Ok(cfg),
+        Ok(_) => Err(errors),
+        Err(mut errs) => {
+            // Missing variables first, in document order, then the rest.
+            errors.append(&mut errs);
+            Err(errors)
+        }
+    }
+}
+
+fn set_at(root: &mut Value, path: &str, new: Value) {
+    let mut cur = root;
+    for seg in split_path(path) {
+        cur = match seg {
+            Seg::Key(k) => match cur.get_mut(&k) {
+                Some(v) => v,
+                None => return,
+            },
+            Seg::Index(i) => match cur.get_mut(i) {
+                Some(v) => v,
+                None => return,
+            },
+        };
+    }
+    *cur = new;
+}
+
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn split_path(path: &str) -> Vec<Seg> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let (key, rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            out.push(Seg::Key(key.to_string()));
+        }
+        for idx in rest.split('[').filter(|s| !s.is_empty()) {
+            if let Ok(i) = idx.trim_end_matches(']').parse() {
+                out.push(Seg::Index(i));
+            }
+        }
+    }
+    out
+}
+
+fn build(value: &Value) -> Result<NodeConfig, Vec<ConfigError>> {
+    let raw: RawConfig = parse_strict(value, "")?;
+    let mut errors = Vec::new();
+
+    if raw.node.id.trim().is_empty() {
+        errors.push(ConfigError::new("node.id", "must not be empty"));
+    }
+    if raw.bus.kind == BusKind::Nats {
+        match &raw.bus.url {
+            None => errors.push(ConfigError::new("bus.url", "required when kind is \"nats\"")),
+            Some(u) if !(u.starts_with("nats://") || u.starts_with("tls://") || u.contains(':')) => {
+                errors.push(ConfigError::new(
+                    "bus.url",
+                    format!("expected a NATS URL like \"nats://127.0.0.1:4222\", got {u:?}"),
+                ))
+            }
+            _ => {}
+        }
+        if raw.bus.user.is_some() != raw.bus.password.is_some() {
+            errors.push(ConfigError::new("bus.user", "user and password go together"));
+        }
+    }
+    let http_listen = match raw.http.and_then(|h| h.listen) {
+        None => None,
+        Some(addr) => match addr.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                errors.push(ConfigError::new(
+                    "http.listen",
+                    format!("expected an address like \"127.0.0.1:9090\", got {addr:?}"),
+                ));
+                None
+            }
+        },
+    };
+    let node = NodeIdentity {
+        id: raw.node.id.clone(),
+        region: raw.node.region.clone(),
+    };
+
+    let mut components = Vec::new();
+    for (instance, entry) in &raw.components {
+        let base = format!("components.{instance}");
+        if instance.is_empty() || instance.contains(['/', ' ', '.']) {
+            errors.push(ConfigError::new(
+                base.clone(),
+                "instance names may not be empty or contain '/', '.' or spaces",
+            ));
+        }
+        let entry: ComponentEntry = match parse_strict(entry, &base) {
+            Ok(e) => e,
+            Err(mut e) => {
+                errors.append(&mut e);
+                continue;
+            }
+        };
+        let Some(kind) = ComponentKind::parse(&entry.kind) else {
+            errors.push(ConfigError::new(
+                format!("{base}.type"),
+                format!(
+                    "expected \"input\", \"processor\", \"output\" or \"storage\", got \"{}\"",
+                    entry.kind
+                ),
+            ));
+            continue;
+        };
+        let Some(reg) = registry::find(&entry.name) else {
+            errors.push(ConfigError::new(
+                format!("{base}.name"),
+                format!(
+                    "unknown component {:?}; expected one of {}",
+                    entry.name,
+                    registry::names()
+                        .iter()
+                        .map(|n| format!("\"{n}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+            continue;
+        };
+        if !reg.kinds.contains(&kind) {
+            errors.push(ConfigError::new(
+                format!("{base}.type"),
+                format!(
+                    "\"{}\" is {}, got \"{}\"",
+                    reg.name,
+                    reg.kinds
+                        .iter()
+                        .map(|k| format!("\"{}\"", k.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                    entry.kind
+                ),
+            ));
+            continue;
+        }
+        let component = if entry.enabled {
+            let path = format!("{base}.config");
+            let cx = BuildContext {
+                instance,
+                path: &path,
+                node: &node,
+            };
+            let config = if entry.config.is_null() {
+                Value::Object(Default::default())
+            } else {
+                entry.config.clone()
+            };
+            match (reg.build)(&cx, &config) {
+                Ok(c) => Some(c),
+                Err(mut e) => {
+                    errors.append(&mut e);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        components.push(ComponentSpec {
+            name: instance.clone(),
+            kind,
+            factory: reg.name,
+            enabled: entry.enabled,
+            component,
+        });
+    }
+
+    if errors.is_empty() {
+        Ok(NodeConfig {
+            node,
+            bus: raw.bus,
+            http_listen,
+            shutdown_timeout: raw.shutdown_timeout,
+            components,
+        })
+    } else {
+        Err(errors)
+    }
+}

@@ -1,0 +1,148 @@
+//! `fednode check`: valid configs exit 0 and print the wiring; invalid ones
+//! exit 1 with one line per problem, each naming its JSON path.
+
+mod common;
+use common::fednode;
+
+fn write(json: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.json");
+    std::fs::write(&path, json).unwrap();
+    let p = path.to_str().unwrap().to_string();
+    (dir, p)
+}
+
+#[test]
+fn demo_config_is_valid() {
+    let out = fednode(&["check", "configs/demo.json"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("sim (input eeg_simulator)"), "{stdout}");
+}
+
+#[test]
+fn every_config_in_configs_dir_is_valid() {
+    let dir = common::root().join("configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let out = fednode(&["check", path.to_str().unwrap()], &[]);
+            assert!(
+                out.status.success(),
+                "{} is invalid:\n{}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+}
+
+#[test]
+fn typo_wrong_enum_and_missing_env_each_get_a_line() {
+    let (_d, path) = write(
+        r#"{
+      "node": {"id": "t"},
+      "bus": {"kind": "natss"},
+      "components": {
+        "sim": {"type": "input", "name": "eeg_simulator", "config": {
+          "sampling_rat": 256,
+          "pacing": "realtim",
+          "user_ids": ["${FEDNODE_TEST_SURELY_UNSET}"],
+          "ports": {"outputs": [{"name": "out", "subject": "raw"}]}
+        }}
+      }
+    }"#,
+    );
+    let out = fednode(&["check", &path], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.contains(&"components.sim.config.user_ids[0]: environment variable FEDNODE_TEST_SURELY_UNSET is not set (use ${FEDNODE_TEST_SURELY_UNSET:-default} for a default)"),
+        "{stderr}"
+    );
+    assert!(
+        lines.contains(&"bus.kind: expected \"memory\" or \"nats\", got \"natss\""),
+        "{stderr}"
+    );
+    assert_eq!(lines.len(), 2, "the top-level error stops deeper checks:\n{stderr}");
+
+    // With the bus fixed, the component's own problems are all reported.
+    let (_d2, path2) = write(
+        r#"{
+      "components": {
+        "sim": {"type": "input", "name": "eeg_simulator", "config": {
+          "sampling_rat": 256,
+          "pacing": "realtim",
+          "user_ids": ["${FEDNODE_TEST_SURELY_UNSET}"],
+          "ports": {"outputs": [{"name": "out", "subject": "raw"}]}
+        }}
+      }
+    }"#,
+    );
+    let out = fednode(&["check", &path2], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.iter().any(|l| l.starts_with("components.sim.config.sampling_rat: unknown field, expected one of")), "{stderr}");
+    assert!(
+        lines.contains(&"components.sim.config.pacing: expected \"realtime\" or \"as_fast_as_possible\", got \"realtim\""),
+        "{stderr}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("components.sim.config.user_ids[0]: environment variable FEDNODE_TEST_SURELY_UNSET")), "{stderr}");
+    assert_eq!(lines.len(), 3, "{stderr}");
+}
+
+#[test]
+fn unknown_factory_and_type_mismatch() {
+    let (_d, path) = write(
+        r#"{"components": {
+        "a": {"type": "input", "name": "udpp", "config": {}},
+        "b": {"type": "output", "name": "udp", "config": {}},
+        "c": {"type": "inputt", "name": "udp", "config": {}},
+        "d": {"type": "input", "name": "udp", "enabled": true, "config": {"port": 1}, "extra": 1}
+    }}"#,
+    );
+    let out = fednode(&["check", &path], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("components.a.name: unknown component \"udpp\""), "{stderr}");
+    assert!(stderr.contains("components.b.type: \"udp\" is \"input\", got \"output\""), "{stderr}");
+    assert!(stderr.contains("components.c.type: expected \"input\", \"processor\", \"output\" or \"storage\", got \"inputt\""), "{stderr}");
+    assert!(stderr.contains("components.d.extra: unknown field"), "{stderr}");
+}
+
+#[test]
+fn env_numbers_and_defaults() {
+    let (_d, path) = write(
+        r#"{"components": {"u": {"type": "input", "name": "udp", "config": {
+        "port": "${FEDNODE_T_PORT}", "bind": "${FEDNODE_T_BIND:-127.0.0.1}",
+        "ports": {"outputs": [{"name": "out", "subject": "raw.${FEDNODE_T_SUFFIX:-x}"}]}}}}}"#,
+    );
+    let out = fednode(&["check", &path], &[("FEDNODE_T_PORT", "14999")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("raw.x"));
+}
+
+#[test]
+fn dangling_subjects_warn_on_stderr() {
+    let (_d, path) = write(
+        r#"{"components": {"u": {"type": "input", "name": "udp", "config": {
+        "port": 0, "ports": {"outputs": [{"name": "out", "subject": "raw"}]}}}}}"#,
+    );
+    let out = fednode(&["check", &path], &[]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.lines().any(|l| l.starts_with("warning: u publishes to \"raw\"")), "{stderr}");
+}
+
+#[test]
+fn invalid_json_names_the_line() {
+    let (_d, path) = write("{\n  \"components\": {,\n}");
+    let out = fednode(&["check", &path], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid JSON at line 2"));
+}
