@@ -1,0 +1,264 @@
+//! One behaviour suite for both buses: the memory bus and the NATS bus
+//! against a real nats-server started by the test (a missing binary fails
+//! loudly with the install command; nothing is skipped).
+
+use bytes::Bytes;
+use fednode::bus::nats::NatsBus;
+use fednode::config::{BusConfig, BusKind};
+use fednode_kit::memory::MemoryBus;
+use fednode_kit::metrics::Metrics;
+use fednode_kit::{Bus, BusError, Message, Meta, SubscribeOptions};
+use std::sync::Arc;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(5);
+
+async fn nats_bus(server: &fednode_testkit::NatsServer) -> Arc<dyn Bus> {
+    let cfg = BusConfig {
+        kind: BusKind::Nats,
+        url: Some(server.url()),
+        ..BusConfig::default()
+    };
+    Arc::new(NatsBus::connect(&cfg, &Metrics::new()).await.expect("connect to the test nats-server"))
+}
+
+/// NATS subscriptions become active asynchronously on the server: a flush
+/// makes the next publish see them (the memory bus needs nothing).
+async fn settle(bus: &Arc<dyn Bus>) {
+    bus.flush().await.unwrap();
+}
+
+async fn recv(sub: &mut fednode_kit::Subscription) -> Message {
+    tokio::time::timeout(T, sub.next()).await.expect("message in time").expect("open")
+}
+
+async fn exact_and_wildcards(bus: Arc<dyn Bus>) {
+    let mut exact = bus.subscribe("a.b", SubscribeOptions::default()).await.unwrap();
+    let mut star = bus.subscribe("a.*", SubscribeOptions::default()).await.unwrap();
+    let mut gt = bus.subscribe("a.>", SubscribeOptions::default()).await.unwrap();
+    settle(&bus).await;
+    bus.publish(Message::new("a.b", Bytes::from_static(b"1"))).await.unwrap();
+    bus.publish(Message::new("a.b.c", Bytes::from_static(b"2"))).await.unwrap();
+    bus.publish(Message::new("x.y", Bytes::from_static(b"3"))).await.unwrap();
+    settle(&bus).await;
+    assert_eq!(&recv(&mut exact).await.payload[..], b"1");
+    assert_eq!(&recv(&mut star).await.payload[..], b"1");
+    assert_eq!(&recv(&mut gt).await.payload[..], b"1");
+    assert_eq!(&recv(&mut gt).await.payload[..], b"2");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(exact.try_next().is_none());
+    assert!(star.try_next().is_none(), "a.* must not match a.b.c");
+    assert!(gt.try_next().is_none());
+}
+
+async fn headers_round_trip(bus: Arc<dyn Bus>) {
+    let mut sub = bus.subscribe("h", SubscribeOptions::default()).await.unwrap();
+    settle(&bus).await;
+    let meta = Meta {
+        id: Some("id-1".into()),
+        timestamp: Some(1704844800000),
+        node: Some("edge-01".into()),
+        replay: true,
+    };
+    bus.publish(Message::new("h", Bytes::from_static(b"{\"v\":1}")).with_meta(meta.clone()))
+        .await
+        .unwrap();
+    let m = recv(&mut sub).await;
+    assert_eq!(m.meta, meta);
+    assert_eq!(&m.payload[..], b"{\"v\":1}");
+    assert_eq!(&*m.subject, "h");
+}
+
+async fn order_is_kept(bus: Arc<dyn Bus>) {
+    let mut sub = bus.subscribe("o", SubscribeOptions::default()).await.unwrap();
+    settle(&bus).await;
+    for i in 0..2000u32 {
+        bus.publish(Message::new("o", Bytes::from(i.to_string()))).await.unwrap();
+    }
+    for i in 0..2000u32 {
+        assert_eq!(recv(&mut sub).await.payload, Bytes::from(i.to_string()));
+    }
+}
+
+async fn queue_groups_share(bus: Arc<dyn Bus>) {
+    let opts = || SubscribeOptions {
+        queue_group: Some("workers".into()),
+        ..Default::default()
+    };
+    let mut a = bus.subscribe("q", opts()).await.unwrap();
+    let mut b = bus.subscribe("q", opts()).await.unwrap();
+    let mut all = bus.subscribe("q", SubscribeOptions::default()).await.unwrap();
+    settle(&bus).await;
+    for i in 0..200u32 {
+        bus.publish(Message::new("q", Bytes::from(i.to_string()))).await.unwrap();
+    }
+    settle(&bus).await;
+    for _ in 0..200 {
+        recv(&mut all).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (mut na, mut nb) = (0, 0);
+    while a.try_next().is_some() {
+        na += 1;
+    }
+    while b.try_next().is_some() {
+        nb += 1;
+    }
+    assert_eq!(na + nb, 200, "each message goes to exactly one group member");
+    assert!(na > 0 && nb > 0, "both members get work: {na}/{nb}");
+}
+
+async fn request_reply(bus: Arc<dyn Bus>) {
+    // No responders: an immediate error, not a timeout.
+    let t0 = std::time::Instant::now();
+    let err = bus
+        .request("svc.none", Bytes::from_static(b"{}"), Meta::default(), T)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BusError::NoResponders(_)), "{err:?}");
+    assert!(t0.elapsed() < Duration::from_secs(2));
+
+    let mut responder = bus.subscribe("svc.echo", SubscribeOptions::default()).await.unwrap();
+    let rbus = bus.clone();
+    let task = tokio::spawn(async move {
+        while let Some(m) = responder.next().await {
+            let reply = m.reply.clone().expect("request has a reply subject");
+            let mut body = b"echo:".to_vec();
+            body.extend_from_slice(&m.payload);
+            rbus.publish(Message::new(reply, Bytes::from(body))).await.unwrap();
+        }
+    });
+    settle(&bus).await;
+    let r = bus
+        .request("svc.echo", Bytes::from_static(b"hi"), Meta::default(), T)
+        .await
+        .unwrap();
+    assert_eq!(&r.payload[..], b"echo:hi");
+    task.abort();
+
+    // A silent responder: timeout after the given time.
+    let _silent = bus.subscribe("svc.silent", SubscribeOptions::default()).await.unwrap();
+    settle(&bus).await;
+    let t0 = std::time::Instant::now();
+    let err = bus
+        .request("svc.silent", Bytes::from_static(b"{}"), Meta::default(), Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BusError::Timeout(_)), "{err:?}");
+    assert!(t0.elapsed() >= Duration::from_millis(250));
+}
+
+async fn full_queues_drop_and_count(bus: Arc<dyn Bus>) {
+    let mut slow = bus
+        .subscribe("full", SubscribeOptions { capacity: 10, ..Default::default() })
+        .await
+        .unwrap();
+    settle(&bus).await;
+    for i in 0..100u32 {
+        bus.publish(Message::new("full", Bytes::from(i.to_string()))).await.unwrap();
+    }
+    settle(&bus).await;
+    // Let the transport deliver what it can.
+    let t0 = std::time::Instant::now();
+    while slow.dropped() < 90 && t0.elapsed() < T {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(slow.dropped(), 90);
+    assert!(bus.dropped_total() >= 90);
+    // The first ten are kept, in order.
+    for i in 0..10u32 {
+        assert_eq!(recv(&mut slow).await.payload, Bytes::from(i.to_string()));
+    }
+}
+
+async fn unsubscribe_on_drop(bus: Arc<dyn Bus>) {
+    let sub = bus.subscribe("gone", SubscribeOptions::default()).await.unwrap();
+    settle(&bus).await;
+    drop(sub);
+    settle(&bus).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let err = bus
+        .request("gone", Bytes::from_static(b"{}"), Meta::default(), Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BusError::NoResponders(_)), "{err:?}");
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(std::sync::Arc::new(super::MemoryBus::new())).await;
+                }
+            )*
+        }
+        mod nats {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let server = fednode_testkit::NatsServer::start();
+                    super::$name(super::nats_bus(&server).await).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    exact_and_wildcards,
+    headers_round_trip,
+    order_is_kept,
+    queue_groups_share,
+    request_reply,
+    full_queues_drop_and_count,
+    unsubscribe_on_drop,
+);
+
+#[tokio::test]
+async fn nats_bus_reconnects_after_a_server_restart() {
+    let mut server = fednode_testkit::NatsServer::start();
+    let bus = nats_bus(&server).await;
+    let mut sub = bus.subscribe("r", SubscribeOptions::default()).await.unwrap();
+    settle(&bus).await;
+    server.kill();
+    server.restart();
+    // Publishes during the outage are buffered by the client and sent on
+    // reconnect; wait until the subscription is re-established.
+    let t0 = std::time::Instant::now();
+    loop {
+        bus.publish(Message::new("r", Bytes::from_static(b"after"))).await.unwrap();
+        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), sub.next()).await {
+            assert_eq!(&m.payload[..], b"after");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "no delivery after restart");
+    }
+    assert!(bus.is_connected());
+}
+
+#[tokio::test]
+async fn plain_nats_clients_see_plain_json_and_headers() {
+    let server = fednode_testkit::NatsServer::start();
+    let bus = nats_bus(&server).await;
+    let plain = async_nats::connect(server.url()).await.unwrap();
+    let mut sub = plain.subscribe("plain").await.unwrap();
+    plain.flush().await.unwrap();
+    let meta = Meta {
+        id: Some("abc".into()),
+        timestamp: Some(42),
+        node: Some("n1".into()),
+        replay: false,
+    };
+    bus.publish(Message::new("plain", Bytes::from_static(b"{\"x\":1}")).with_meta(meta))
+        .await
+        .unwrap();
+    use futures::StreamExt;
+    let m = tokio::time::timeout(T, sub.next()).await.unwrap().unwrap();
+    assert_eq!(&m.payload[..], b"{\"x\":1}");
+    let h = m.headers.unwrap();
+    assert_eq!(h.get("Fednode-Id").unwrap().as_str(), "abc");
+    assert_eq!(h.get("Fednode-Timestamp").unwrap().as_str(), "42");
+    assert_eq!(h.get("Fednode-Node").unwrap().as_str(), "n1");
+}
