@@ -304,8 +304,14 @@ struct Probe<'a> {
     timestamp: Option<&'a RawValue>,
     #[serde(default)]
     replay: Option<serde_json::Value>,
-    #[serde(borrow, default)]
+    /// `Some` even for `"payload": null` (plain `Option` would read null as
+    /// absent, and a null payload is still a payload).
+    #[serde(borrow, default, deserialize_with = "present")]
     payload: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue as Deserialize>::deserialize(d).map(Some)
 }
 
 impl Probe<'_> {
