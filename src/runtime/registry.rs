@@ -8,6 +8,7 @@ pub fn all() -> Vec<Registration> {
     vec![
         fednode_udp::registration(),
         fednode_eeg_simulator::registration(),
+        fednode_http_input::registration(),
     ]
 }
 

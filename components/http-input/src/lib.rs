@@ -1,1 +1,29 @@
-//! placeholder
+//! The `http_input` (SPEC §4.6): `POST {path}/{suffix…}` with a JSON body
+//! publishes the body on the `out` subject and answers 202; a body that is
+//! not JSON gets 400 with the reason. The REST route for producers that
+//! cannot hold a socket (seed 000, pattern 2).
+//!
+//! - `config.rs`: the config block.
+//! - `server.rs`: the axum server.
+
+mod config;
+mod server;
+
+pub use config::HttpInputConfig;
+pub use server::HttpInput;
+
+use fednode_kit::{ComponentKind, Registration};
+use std::sync::Arc;
+
+/// The registry entry.
+pub fn registration() -> Registration {
+    Registration {
+        name: "http_input",
+        aliases: &[],
+        kinds: &[ComponentKind::Input],
+        build: |cx, value| {
+            let (cfg, credential) = HttpInputConfig::parse(value, cx.path)?;
+            Ok(Arc::new(HttpInput::new(cfg, credential)))
+        },
+    }
+}

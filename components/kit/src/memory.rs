@@ -36,6 +36,8 @@ struct Sub {
 struct Route {
     plain: Vec<Arc<Sub>>,
     groups: Vec<(Vec<Arc<Sub>>, AtomicUsize)>,
+    /// Some receiver uses `Overflow::Block`: publishing may have to wait.
+    has_blocking: bool,
 }
 
 impl Route {
@@ -113,6 +115,11 @@ impl MemoryBus {
                 },
             }
         }
+        route.has_blocking = route
+            .plain
+            .iter()
+            .chain(groups.iter().flat_map(|(_, m)| m.iter()))
+            .any(|s| s.overflow == Overflow::Block);
         route.groups = groups
             .into_iter()
             .map(|(_, m)| (m, AtomicUsize::new(0)))
@@ -125,6 +132,33 @@ impl MemoryBus {
         route
     }
 
+    /// Deliver to one subscriber that never blocks.
+    fn deliver_now(&self, sub: &Sub, msg: Message) {
+        match sub.tx.try_send(msg) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.count_drop(sub),
+        }
+    }
+
+    fn count_drop(&self, sub: &Sub) {
+        sub.dropped.fetch_add(1, Ordering::Relaxed);
+        self.inner.dropped_total.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = &sub.drop_counter {
+            c.inc();
+        }
+    }
+
+    /// Which subscribers get a message on this route (one per queue group).
+    fn targets<'r>(route: &'r Route, out: &mut smallvec_lite::Targets<'r>) {
+        for s in &route.plain {
+            out.push(s);
+        }
+        for (members, next) in &route.groups {
+            let i = next.fetch_add(1, Ordering::Relaxed) % members.len();
+            out.push(&members[i]);
+        }
+    }
+
     async fn deliver(&self, sub: &Sub, msg: Message) {
         match sub.tx.try_send(msg) {
             Ok(()) => {}
@@ -132,13 +166,7 @@ impl MemoryBus {
                 Overflow::Block => {
                     let _ = sub.tx.send(msg).await;
                 }
-                Overflow::Drop => {
-                    sub.dropped.fetch_add(1, Ordering::Relaxed);
-                    self.inner.dropped_total.fetch_add(1, Ordering::Relaxed);
-                    if let Some(c) = &sub.drop_counter {
-                        c.inc();
-                    }
-                }
+                Overflow::Drop => self.count_drop(sub),
             },
             // The subscription is being dropped; its guard removes it.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -169,14 +197,8 @@ impl Bus for MemoryBus {
             return Err(BusError::Closed);
         }
         let route = self.route(&msg.subject);
-        let mut targets: smallvec_lite::Targets<'_> = smallvec_lite::Targets::default();
-        for s in &route.plain {
-            targets.push(s);
-        }
-        for (members, next) in &route.groups {
-            let i = next.fetch_add(1, Ordering::Relaxed) % members.len();
-            targets.push(&members[i]);
-        }
+        let mut targets = smallvec_lite::Targets::default();
+        Self::targets(&route, &mut targets);
         let n = targets.len();
         let mut msg = Some(msg);
         for (i, s) in targets.iter().enumerate() {
@@ -188,6 +210,29 @@ impl Bus for MemoryBus {
             self.deliver(s, m).await;
         }
         Ok(())
+    }
+
+    fn try_publish(&self, msg: Message) -> Result<Result<(), BusError>, Message> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Ok(Err(BusError::Closed));
+        }
+        let route = self.route(&msg.subject);
+        if route.has_blocking {
+            return Err(msg);
+        }
+        let mut targets = smallvec_lite::Targets::default();
+        Self::targets(&route, &mut targets);
+        let n = targets.len();
+        let mut msg = Some(msg);
+        for (i, s) in targets.iter().enumerate() {
+            let m = if i + 1 == n {
+                msg.take().expect("message delivered once")
+            } else {
+                msg.as_ref().expect("message present").clone()
+            };
+            self.deliver_now(s, m);
+        }
+        Ok(Ok(()))
     }
 
     async fn subscribe(&self, pattern: &str, opts: SubscribeOptions) -> Result<Subscription, BusError> {

@@ -1,0 +1,78 @@
+//! The `http_input` config.
+
+use fednode_kit::config::{parse_strict, AuthConfig, ConfigError, Credential, PortRules, PortsConfig};
+use serde::Deserialize;
+
+/// `components.<name>.config` of an `http_input`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpInputConfig {
+    /// TCP port of the HTTP server (0 picks a free port).
+    pub http_port: u16,
+    /// Requests to `POST {path}` and `POST {path}/{anything}` are accepted.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// Address to bind.
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    /// Credential a caller must present (`Authorization` header).
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Larger bodies are answered 413.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// `outputs: [{name: "out", subject}]`; the subject may be a template.
+    #[serde(default)]
+    pub ports: PortsConfig,
+}
+
+fn default_path() -> String {
+    "/ingest".into()
+}
+fn default_bind() -> String {
+    "0.0.0.0".into()
+}
+fn default_max_body() -> usize {
+    1 << 20
+}
+
+impl HttpInputConfig {
+    /// Parse and check the block at `path`; also resolves the credential
+    /// from the environment.
+    pub fn parse(value: &serde_json::Value, path: &str) -> Result<(Self, Credential), Vec<ConfigError>> {
+        let cfg: HttpInputConfig = parse_strict(value, path)?;
+        let mut errors = cfg.ports.validate(
+            &format!("{path}.ports"),
+            &PortRules {
+                inputs: &[],
+                outputs: &["out"],
+                required_inputs: &[],
+                required_outputs: &["out"],
+                any_input_name: false,
+            },
+        );
+        if !cfg.path.starts_with('/') || cfg.path.contains(['{', '}', '*']) {
+            errors.push(ConfigError::new(
+                format!("{path}.path"),
+                format!("expected a URL path starting with '/', got {:?}", cfg.path),
+            ));
+        }
+        if format!("{}:{}", cfg.bind, cfg.http_port).parse::<std::net::SocketAddr>().is_err() {
+            errors.push(ConfigError::new(
+                format!("{path}.bind"),
+                format!("expected an IP address, got {:?}", cfg.bind),
+            ));
+        }
+        let credential = match cfg.auth.resolve(&format!("{path}.auth")) {
+            Ok(c) => Some(c),
+            Err(mut e) => {
+                errors.append(&mut e);
+                None
+            }
+        };
+        match credential {
+            Some(c) if errors.is_empty() => Ok((cfg, c)),
+            _ => Err(errors),
+        }
+    }
+}
