@@ -31,6 +31,55 @@ enum Command {
         /// The node config (JSON).
         config: PathBuf,
     },
+    /// Send one request to a WebSocket peer and print the reply payload.
+    Request {
+        /// The peer's WebSocket URL (`ws://host:port/path`).
+        url: String,
+        /// `status`, `backpressure`, `subscribe`, `unsubscribe`, `replay`, `announce`, …
+        method: String,
+        /// The request's params as JSON.
+        #[arg(long, default_value = "{}")]
+        params: String,
+        #[command(flatten)]
+        auth: AuthArgs,
+        /// How long to wait for the reply (connecting included).
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Connect as a consumer and print each data payload as one JSON line.
+    Tail {
+        /// The peer's WebSocket URL.
+        url: String,
+        /// Only payloads where PATH OP VALUE holds (VALUE is read as JSON
+        /// when it parses, else as a string), e.g. `--filter '$.value' '>' 50`.
+        #[arg(long, num_args = 3, value_names = ["PATH", "OP", "VALUE"])]
+        filter: Option<Vec<String>>,
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
+    /// Read JSON lines from stdin and send each as a data envelope.
+    Send {
+        /// The peer's WebSocket URL.
+        url: String,
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct AuthArgs {
+    /// Bearer token to present.
+    #[arg(long)]
+    token: Option<String>,
+    /// Basic credentials to present, as USER:PASS.
+    #[arg(long, value_name = "USER:PASS", conflicts_with = "token")]
+    basic: Option<String>,
+}
+
+impl AuthArgs {
+    fn header(&self) -> Option<String> {
+        fednode_websocket_input::peer::authorization(self.token.as_deref(), self.basic.as_deref())
+    }
 }
 
 fn main() -> ExitCode {
@@ -53,6 +102,15 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run { config } => run(config).await,
             Command::Check { config } => check(config),
+            Command::Request {
+                url,
+                method,
+                params,
+                auth,
+                timeout,
+            } => request(&url, &method, &params, &auth, timeout).await,
+            Command::Tail { url, filter, auth } => tail(&url, filter, &auth).await,
+            Command::Send { url, auth } => send(&url, &auth).await,
         }
     });
     match result {
@@ -145,6 +203,73 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         tracing::warn!("some components did not stop within shutdown_timeout");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn request(
+    url: &str,
+    method: &str,
+    params: &str,
+    auth: &AuthArgs,
+    timeout: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    let params: serde_json::Value =
+        serde_json::from_str(params).context("--params is not valid JSON")?;
+    match fednode_websocket_input::peer::request(url, method, params, auth.header(), timeout).await {
+        Ok(reply) => {
+            println!("{}", serde_json::to_string(&reply.to_value())?);
+            Ok(if reply.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn tail(url: &str, filter: Option<Vec<String>>, auth: &AuthArgs) -> anyhow::Result<ExitCode> {
+    use fednode_kit::filter::{Criterion, Filter, FilterSpec};
+    let filter = match filter.as_deref() {
+        Some([path, op, value]) => {
+            let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.clone()));
+            let spec = FilterSpec::single(Criterion::new(path.clone(), op.clone(), Some(value)));
+            match Filter::compile(&spec) {
+                Ok(f) => Some(f),
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("error: --{e}");
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        _ => None,
+    };
+    let stdout = std::io::stdout();
+    match fednode_websocket_input::peer::tail(url, auth.header(), filter, stdout.lock()).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn send(url: &str, auth: &AuthArgs) -> anyhow::Result<ExitCode> {
+    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    match fednode_websocket_input::peer::send(url, auth.header(), stdin).await {
+        Ok(n) => {
+            tracing::info!(messages = n, "sent");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 async fn wait_for_signal() -> std::io::Result<()> {

@@ -9,6 +9,7 @@ pub fn all() -> Vec<Registration> {
         fednode_udp::registration(),
         fednode_eeg_simulator::registration(),
         fednode_http_input::registration(),
+        fednode_websocket_input::registration(),
     ]
 }
 

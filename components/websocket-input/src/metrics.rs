@@ -1,0 +1,202 @@
+//! The `websocket_input_*` metric families of seed 004, each child carrying
+//! the `component` label (kit's `ComponentMetrics` adds it).
+//!
+//! [`RequestMetrics`] and [`StateGauge`] take the family prefix as an
+//! argument, so the `websocket` output registers `websocket_output_*` with
+//! the same code.
+
+use fednode_kit::metrics::{
+    ComponentMetrics, LabelledCounter, LabelledHistogram, LabelledIntGauge,
+};
+use prometheus::{Gauge, IntCounter, IntGauge};
+
+use crate::state::ConnectionState;
+
+/// Metrics of requests this node sends to a peer and the replies it gets.
+#[derive(Clone)]
+pub struct RequestMetrics {
+    sent: LabelledCounter,
+    replies: LabelledCounter,
+    /// Requests that got no reply within `request_timeout`.
+    pub timeouts: IntCounter,
+    duration: LabelledHistogram,
+}
+
+impl RequestMetrics {
+    /// Register `{prefix}_requests_sent_total{method}`,
+    /// `{prefix}_replies_received_total{status}`, `{prefix}_request_timeouts_total`
+    /// and `{prefix}_request_duration_seconds{method}`.
+    pub fn new(m: &ComponentMetrics, prefix: &str) -> Self {
+        let replies = m.counter_vec(
+            &format!("{prefix}_replies_received_total"),
+            "Replies received for requests this node sent, by status",
+            &["status"],
+        );
+        replies.with(&["ok"]);
+        replies.with(&["error"]);
+        RequestMetrics {
+            sent: m.counter_vec(
+                &format!("{prefix}_requests_sent_total"),
+                "Requests this node sent to peers, by method",
+                &["method"],
+            ),
+            replies,
+            timeouts: m.counter(
+                &format!("{prefix}_request_timeouts_total"),
+                "Requests sent to peers that got no reply within request_timeout",
+            ),
+            duration: m.histogram_vec(
+                &format!("{prefix}_request_duration_seconds"),
+                "Time from sending a request to receiving its reply",
+                &["method"],
+            ),
+        }
+    }
+
+    /// A request left for the peer.
+    pub fn on_sent(&self, method: &str) {
+        self.sent.with(&[method]).inc();
+    }
+
+    /// Its reply came back (`status` is the reply's `status`).
+    pub fn on_reply(&self, method: &str, status: &str, elapsed: std::time::Duration) {
+        let status = if status == "ok" { "ok" } else { "error" };
+        self.replies.with(&[status]).inc();
+        self.duration.with(&[method]).observe(elapsed.as_secs_f64());
+    }
+}
+
+/// `{prefix}_connection_state{state}`: 1 for the current state, 0 for the others.
+#[derive(Clone)]
+pub struct StateGauge {
+    family: LabelledIntGauge,
+}
+
+impl StateGauge {
+    /// Register the family with every state at 0 except `INIT`.
+    pub fn new(m: &ComponentMetrics, prefix: &str) -> Self {
+        let g = StateGauge {
+            family: m.int_gauge_vec(
+                &format!("{prefix}_connection_state"),
+                "Client-mode connection state: 1 for the current state, 0 for the others",
+                &["state"],
+            ),
+        };
+        g.set(ConnectionState::Init);
+        g
+    }
+
+    /// Make `state` the current one.
+    pub fn set(&self, state: ConnectionState) {
+        for s in ConnectionState::ALL {
+            self.family.with(&[s.as_str()]).set(i64::from(s == state));
+        }
+    }
+}
+
+/// Every `websocket_input_*` family.
+#[derive(Clone)]
+pub struct InputMetrics {
+    pub received: IntCounter,
+    pub published: IntCounter,
+    dropped: LabelledCounter,
+    pub connections_active: IntGauge,
+    pub connections_total: IntCounter,
+    pub reconnect_attempts: IntCounter,
+    pub requests: RequestMetrics,
+    pub queue_depth: IntGauge,
+    pub queue_utilization: Gauge,
+    errors: LabelledCounter,
+    /// `dropped{reason="queue_full"}`, cached for the hot path.
+    pub dropped_queue_full: IntCounter,
+    /// `errors{type="parse_error"}`, cached for the hot path.
+    pub parse_errors: IntCounter,
+}
+
+/// Why data was dropped (`reason` label).
+pub mod reason {
+    /// The queue was full (`drop_oldest` evicted it, `drop_newest` refused it).
+    pub const QUEUE_FULL: &str = "queue_full";
+    /// `at_least_once`: an id seen recently.
+    pub const DUPLICATE: &str = "duplicate";
+    /// Shutdown came before the bus took it.
+    pub const SHUTDOWN: &str = "shutdown";
+    /// A reply for a request id this node is not waiting for.
+    pub const UNKNOWN_REPLY: &str = "unknown_reply";
+    /// An ack/nack sent to an input, which sends no data.
+    pub const UNEXPECTED_ACK: &str = "unexpected_ack";
+}
+
+/// Error kinds (`type` label).
+pub mod error_type {
+    /// A frame that is neither JSON nor MessagePack.
+    pub const PARSE: &str = "parse_error";
+    /// A publish that failed (it is retried).
+    pub const PUBLISH: &str = "publish_error";
+    /// A frame over `max_message_bytes` (connection closed with 1009).
+    pub const TOO_LARGE: &str = "message_too_large";
+    /// A request whose payload is not `{method, params}`.
+    pub const INVALID_REQUEST: &str = "invalid_request";
+    /// A connection attempt or an established connection failed.
+    pub const CONNECTION: &str = "connection_error";
+}
+
+impl InputMetrics {
+    /// Register the families for one component.
+    pub fn new(m: &ComponentMetrics) -> Self {
+        let dropped = m.counter_vec(
+            "websocket_input_messages_dropped_total",
+            "Data messages dropped, by reason",
+            &["reason"],
+        );
+        let dropped_queue_full = dropped.with(&[reason::QUEUE_FULL]);
+        let errors = m.counter_vec("websocket_input_errors_total", "Errors, by type", &["type"]);
+        let parse_errors = errors.with(&[error_type::PARSE]);
+        errors.with(&[error_type::PUBLISH]);
+        InputMetrics {
+            received: m.counter(
+                "websocket_input_messages_received_total",
+                "Data messages received from peers",
+            ),
+            published: m.counter(
+                "websocket_input_messages_published_total",
+                "Data messages published on the bus",
+            ),
+            dropped,
+            connections_active: m.int_gauge(
+                "websocket_input_connections_active",
+                "Open WebSocket connections",
+            ),
+            connections_total: m.counter(
+                "websocket_input_connections_total",
+                "WebSocket connections established since start",
+            ),
+            reconnect_attempts: m.counter(
+                "websocket_input_reconnect_attempts_total",
+                "Client-mode reconnection attempts",
+            ),
+            requests: RequestMetrics::new(m, "websocket_input"),
+            queue_depth: m.int_gauge(
+                "websocket_input_queue_depth",
+                "Data messages waiting for the bus",
+            ),
+            queue_utilization: m.gauge(
+                "websocket_input_queue_utilization",
+                "queue_depth / queue_size",
+            ),
+            errors,
+            dropped_queue_full,
+            parse_errors,
+        }
+    }
+
+    /// Count a dropped data message.
+    pub fn dropped(&self, reason: &str) -> IntCounter {
+        self.dropped.with(&[reason])
+    }
+
+    /// Count an error.
+    pub fn error(&self, kind: &str) -> IntCounter {
+        self.errors.with(&[kind])
+    }
+}

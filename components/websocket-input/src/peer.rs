@@ -1,0 +1,311 @@
+//! A one-shot WebSocket peer for the command line (SPEC §1):
+//! `fednode request` ([`request`]), `fednode tail` ([`tail`]) and
+//! `fednode send` ([`send`]). Each connects like any peer (text frames,
+//! JSON envelopes), with an optional `Authorization` header value
+//! ([`authorization`] builds one from `--token` / `--basic`).
+
+use bytes::Bytes;
+use fednode_kit::envelope::{Encoding, Envelope, Kind, ReplyPayload};
+use fednode_kit::filter::Filter;
+use futures::{FutureExt, SinkExt, StreamExt};
+use std::time::Duration;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::client::{self, ConnectError};
+use crate::frame::{self, classify, close_code, Incoming, WsMessage};
+
+/// How long `tail` and `send` may take to connect.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a CLI peer operation failed. The messages are meant for a terminal.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// Connecting failed: refused, HTTP 401, other status, timeout, bad URL.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// No reply in time.
+    #[error("timeout after {}: no reply from {url}", humantime::format_duration(*after))]
+    Timeout { url: String, after: Duration },
+    /// The peer closed before the operation finished.
+    #[error("{url} closed the connection{detail}")]
+    Closed { url: String, detail: String },
+    /// The connection failed mid-way.
+    #[error("connection to {url} failed: {reason}")]
+    Connection { url: String, reason: String },
+    /// A line of `send` input is not JSON.
+    #[error("input line {line} is not JSON: {reason}")]
+    InvalidInput { line: u64, reason: String },
+    /// Reading the input failed.
+    #[error("cannot read the input: {0}")]
+    Input(std::io::Error),
+    /// Writing the output failed.
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
+}
+
+/// The `Authorization` header value for `--token T` (bearer) or
+/// `--basic USER:PASS`; `None` when neither is given.
+pub fn authorization(token: Option<&str>, basic: Option<&str>) -> Option<String> {
+    use base64::Engine;
+    if let Some(t) = token {
+        return Some(format!("Bearer {t}"));
+    }
+    basic.map(|up| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(up.as_bytes())
+        )
+    })
+}
+
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+}
+
+fn closed(url: &str, frame: Option<(u16, String)>) -> PeerError {
+    PeerError::Closed {
+        url: url.to_string(),
+        detail: match frame {
+            Some((code, reason)) if reason.is_empty() => format!(" (code {code})"),
+            Some((code, reason)) => format!(" (code {code}: {reason})"),
+            None => String::new(),
+        },
+    }
+}
+
+fn broken(url: &str, e: impl std::fmt::Display) -> PeerError {
+    PeerError::Connection {
+        url: url.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn frame_parts(
+    f: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+) -> Option<(u16, String)> {
+    f.map(|f| (u16::from(f.code), f.reason.as_str().to_string()))
+}
+
+/// Connect to `url`, send one request `method(params)`, and return the
+/// reply payload with the same id (data frames meanwhile are ignored).
+/// `timeout` bounds the whole exchange, connecting included.
+pub async fn request(
+    url: &str,
+    method: &str,
+    params: serde_json::Value,
+    auth: Option<String>,
+    timeout: Duration,
+) -> Result<ReplyPayload, PeerError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut ws = client::connect(url, auth.as_deref(), config(), timeout).await?;
+    let env = Envelope::request(method, &params);
+    ws.send(frame::encode(&env, Encoding::Json))
+        .await
+        .map_err(|e| broken(url, e))?;
+    loop {
+        let next = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .map_err(|_| PeerError::Timeout {
+                url: url.to_string(),
+                after: timeout,
+            })?;
+        match next {
+            None => return Err(closed(url, None)),
+            Some(Err(e)) => return Err(broken(url, e)),
+            Some(Ok(msg)) => match classify(msg) {
+                Incoming::Envelope(reply, _) if reply.kind == Kind::Reply && reply.id == env.id => {
+                    let payload = crate::pending::parse_reply(&reply.payload);
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(500),
+                        ws.close(Some(frame::close_frame(close_code::NORMAL, "done"))),
+                    )
+                    .await;
+                    return Ok(payload);
+                }
+                Incoming::Close(f) => return Err(closed(url, frame_parts(f))),
+                _ => {}
+            },
+        }
+    }
+}
+
+/// Connect to `url` and write each data payload as one JSON line to `out`
+/// (only those matching `filter`, when given) until the peer closes.
+pub async fn tail(
+    url: &str,
+    auth: Option<String>,
+    filter: Option<Filter>,
+    mut out: impl std::io::Write,
+) -> Result<(), PeerError> {
+    let mut ws = client::connect(url, auth.as_deref(), config(), CONNECT_TIMEOUT).await?;
+    while let Some(msg) = ws.next().await {
+        let msg = msg.map_err(|e| broken(url, e))?;
+        match classify(msg) {
+            Incoming::Envelope(env, _) if env.kind == Kind::Data => {
+                if let Some(f) = &filter {
+                    if !f.matches_bytes(&env.payload) {
+                        continue;
+                    }
+                }
+                write_line(&mut out, &env.payload).map_err(PeerError::Output)?;
+            }
+            Incoming::Close(_) => return Ok(()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// One payload as one line (a pretty-printed payload is compacted).
+fn write_line(out: &mut impl std::io::Write, payload: &[u8]) -> std::io::Result<()> {
+    if payload.contains(&b'\n') {
+        let v: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
+        serde_json::to_writer(&mut *out, &v)?;
+    } else {
+        out.write_all(payload)?;
+    }
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// Read JSON lines from `input` and send each as a data envelope (empty
+/// lines are skipped; a line that is not JSON stops with
+/// [`PeerError::InvalidInput`]). Frames are batched and flushed whenever the
+/// input has nothing more ready. When the input ends, waits until every
+/// frame is flushed, closes with 1000, and returns how many were sent.
+pub async fn send(
+    url: &str,
+    auth: Option<String>,
+    mut input: impl AsyncBufRead + Unpin,
+) -> Result<u64, PeerError> {
+    let ws = client::connect(url, auth.as_deref(), config(), CONNECT_TIMEOUT).await?;
+    let (mut sink, mut stream) = ws.split();
+    let done = tokio_util::sync::CancellationToken::new();
+
+    let close_sent = std::sync::atomic::AtomicBool::new(false);
+
+    let writer = async {
+        let r = write_lines(url, &mut sink, &mut input).await;
+        let reason = if r.is_ok() { "done" } else { "input error" };
+        let close = WsMessage::Close(Some(frame::close_frame(close_code::NORMAL, reason)));
+        let sent = tokio::time::timeout(Duration::from_secs(2), sink.send(close)).await;
+        if matches!(sent, Ok(Ok(()))) && r.is_ok() {
+            close_sent.store(true, std::sync::atomic::Ordering::Release);
+        }
+        done.cancel();
+        match (r, sent) {
+            (Ok(_), Ok(Err(e))) => Err(broken(url, e)),
+            (Ok(_), Err(_)) => Err(PeerError::Timeout {
+                url: url.to_string(),
+                after: Duration::from_secs(2),
+            }),
+            (r, _) => r,
+        }
+    };
+    // Read what the peer sends (acks, its close) so it never blocks on us.
+    let reader = async {
+        loop {
+            tokio::select! {
+                m = stream.next() => match m {
+                    None | Some(Err(_)) => return None,
+                    Some(Ok(WsMessage::Close(f))) => return Some(frame_parts(f)),
+                    Some(Ok(_)) => {}
+                },
+                _ = done.cancelled() => {
+                    if !close_sent.load(std::sync::atomic::Ordering::Acquire) {
+                        return None;
+                    }
+                    // Our close is out: wait briefly for the peer's reply.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        while let Some(Ok(m)) = stream.next().await {
+                            if m.is_close() {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
+                    return None;
+                }
+            }
+        }
+    };
+    let (sent, peer_close) = futures::future::join(writer, reader).await;
+    match (sent, peer_close) {
+        (Ok(n), _) => Ok(n),
+        // The peer closed first (e.g. 1009 for an oversized line): say so.
+        (Err(PeerError::Connection { .. }), Some(frame)) => Err(closed(url, frame)),
+        (Err(e), _) => Err(e),
+    }
+}
+
+async fn write_lines<S>(
+    url: &str,
+    sink: &mut S,
+    input: &mut (impl AsyncBufRead + Unpin),
+) -> Result<u64, PeerError>
+where
+    S: futures::Sink<WsMessage, Error = frame::WsError> + Unpin,
+{
+    let mut buf = Vec::with_capacity(1024);
+    let mut sent = 0u64;
+    let mut line_no = 0u64;
+    let mut unflushed = 0usize;
+    loop {
+        buf.clear();
+        // `read_until` keeps partial bytes in `buf` when dropped, so trying
+        // it without waiting first is safe.
+        let n = match input.read_until(b'\n', &mut buf).now_or_never() {
+            Some(r) => r,
+            None => {
+                if unflushed > 0 {
+                    sink.flush().await.map_err(|e| broken(url, e))?;
+                    unflushed = 0;
+                }
+                input.read_until(b'\n', &mut buf).await
+            }
+        }
+        .map_err(PeerError::Input)?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let line = buf.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(line) {
+            return Err(PeerError::InvalidInput {
+                line: line_no,
+                reason: e.to_string(),
+            });
+        }
+        let env = Envelope::data(Bytes::copy_from_slice(line));
+        sink.feed(frame::encode(&env, Encoding::Json))
+            .await
+            .map_err(|e| broken(url, e))?;
+        sent += 1;
+        unflushed += 1;
+        if unflushed >= 256 {
+            sink.flush().await.map_err(|e| broken(url, e))?;
+            unflushed = 0;
+        }
+    }
+    sink.flush().await.map_err(|e| broken(url, e))?;
+    Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_values() {
+        assert_eq!(authorization(Some("t"), None).as_deref(), Some("Bearer t"));
+        assert_eq!(
+            authorization(None, Some("u:p")).as_deref(),
+            Some("Basic dTpw")
+        );
+        assert_eq!(authorization(None, None), None);
+    }
+}

@@ -1,0 +1,243 @@
+//! Server mode plumbing on axum 0.8, shared with the `websocket` output.
+//!
+//! - [`Gate`] decides *before* the upgrade: a missing or wrong credential is
+//!   answered with HTTP 401, a connection over `max_connections` with HTTP
+//!   503. An admitted connection holds an [`Admission`] (a semaphore permit)
+//!   for its lifetime, so an abrupt disconnect frees its slot when the
+//!   connection task ends, whatever the reason.
+//! - [`upgrade`] completes the WebSocket handshake on an axum request and
+//!   hands the caller a tokio-tungstenite [`ServerStream`] — the same
+//!   `WebSocketStream` type client mode gets, so one connection loop
+//!   ([`crate::frame::drive`]) serves both modes. The connection task is
+//!   spawned on the caller's `TaskTracker`.
+//! - [`bind`] turns "port in use" into a `StartError` naming the port;
+//!   [`serve`] runs a router until cancellation (stop accepting; open
+//!   WebSocket tasks are the caller's to close).
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use fednode_kit::config::Credential;
+use fednode_kit::StartError;
+use http::{header, HeaderMap, StatusCode};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::parse_bind;
+
+/// An accepted server-side connection.
+pub type ServerStream = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Authentication and the connection limit, checked before the upgrade.
+#[derive(Clone)]
+pub struct Gate {
+    credential: Arc<Credential>,
+    slots: Arc<Semaphore>,
+    max: usize,
+}
+
+/// A connection slot; dropping it frees the slot.
+#[derive(Debug)]
+pub struct Admission {
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Why a connection was refused before the upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// No or wrong credential: HTTP 401 (with `WWW-Authenticate`).
+    Unauthorized { basic: bool },
+    /// `max_connections` reached: HTTP 503.
+    Full { max: usize },
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        match self {
+            Rejection::Unauthorized { basic } => {
+                let challenge = if basic {
+                    "Basic realm=\"fednode\""
+                } else {
+                    "Bearer realm=\"fednode\""
+                };
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, challenge)],
+                    "unauthorized: missing or invalid credential\n",
+                )
+                    .into_response()
+            }
+            Rejection::Full { max } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                format!("connection limit reached (max_connections = {max})\n"),
+            )
+                .into_response(),
+        }
+    }
+}
+
+impl Gate {
+    /// A gate expecting `credential` and admitting `max_connections` at once.
+    pub fn new(credential: Credential, max_connections: usize) -> Self {
+        let max = max_connections.max(1);
+        Gate {
+            credential: Arc::new(credential),
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// Check the `Authorization` header (401), then take a slot (503).
+    pub fn admit(&self, headers: &HeaderMap) -> Result<Admission, Rejection> {
+        let auth = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !self.credential.accepts(auth) {
+            return Err(Rejection::Unauthorized {
+                basic: matches!(*self.credential, Credential::Basic { .. }),
+            });
+        }
+        match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Admission { _permit: permit }),
+            Err(_) => Err(Rejection::Full { max: self.max }),
+        }
+    }
+
+    /// Connections holding a slot now.
+    pub fn active(&self) -> usize {
+        self.max - self.slots.available_permits()
+    }
+
+    /// `max_connections`.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
+}
+
+fn bad_request(status: StatusCode, why: &'static str) -> Response {
+    (status, why).into_response()
+}
+
+/// Complete the WebSocket handshake (HTTP/1.1 `Upgrade: websocket`) and run
+/// `on_upgrade` with the stream in a task on `tracker`. Answers 400/426
+/// when the request is not a valid upgrade.
+pub fn upgrade<F, Fut>(
+    mut req: Request,
+    config: WebSocketConfig,
+    tracker: &TaskTracker,
+    on_upgrade: F,
+) -> Response
+where
+    F: FnOnce(ServerStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let headers = req.headers();
+    if req.method() != http::Method::GET {
+        return bad_request(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "WebSocket upgrade needs GET\n",
+        );
+    }
+    if !header_has_token(headers, header::CONNECTION, "upgrade")
+        || !header_has_token(headers, header::UPGRADE, "websocket")
+    {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            [(header::UPGRADE, "websocket")],
+            "this endpoint speaks WebSocket\n",
+        )
+            .into_response();
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return bad_request(
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Version must be 13\n",
+        );
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return bad_request(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing\n");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let Some(on) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return bad_request(
+            StatusCode::UPGRADE_REQUIRED,
+            "this connection cannot be upgraded\n",
+        );
+    };
+    tracker.spawn(async move {
+        match on.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
+                on_upgrade(ws).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(Body::empty())
+        .expect("static response parts are valid")
+}
+
+/// Bind `bind:port`; a port in use is a `StartError` naming it.
+pub async fn bind(bind: &str, port: u16) -> Result<TcpListener, StartError> {
+    let ip = parse_bind(bind)
+        .ok_or_else(|| StartError::new(format!("invalid bind address {bind:?}")))?;
+    let addr = SocketAddr::new(ip, port);
+    TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            StartError::new(format!("port {port} is already in use (binding {addr})"))
+        } else {
+            StartError::new(format!("cannot listen on {addr} (port {port}): {e}"))
+        }
+    })
+}
+
+/// Serve `router` on `listener` (with the peer address available as
+/// `ConnectInfo<SocketAddr>`, and TCP_NODELAY so small replies are not held
+/// back) until `cancel` fires.
+pub async fn serve(listener: TcpListener, router: Router, cancel: CancellationToken) {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let result = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(cancel.cancelled_owned())
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "websocket server failed");
+    }
+}

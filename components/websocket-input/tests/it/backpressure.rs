@@ -1,0 +1,142 @@
+//! The three `on_full` policies, with the queue really full: the publisher
+//! is held by a bus subscriber with room for one message that the test does
+//! not read (memory bus, `Overflow::Block`), so the queue fills up.
+
+use crate::common::*;
+use fednode_kit::bus::{Overflow, SubscribeOptions, Subscription};
+use fednode_kit::Bus;
+use serde_json::json;
+use std::time::Duration;
+
+struct Held {
+    node: Node,
+    ws: Ws,
+    sub: Subscription,
+}
+
+/// Start with `queue_size: 3` and the given policy; send n=0 (parked in the
+/// subscriber) and n=1 (taken by the publisher, which now waits): from here
+/// on the queue only fills.
+async fn held(on_full: &str) -> Held {
+    let node = start(server_config(json!({
+        "backpressure": {"queue_size": 3, "on_full": on_full}
+    })))
+    .await;
+    let sub = node
+        .bus
+        .subscribe(
+            "data",
+            SubscribeOptions {
+                capacity: 1,
+                overflow: Overflow::Block,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut ws = connect(&node.url(), None).await;
+    send(&mut ws, text(&json!({"n": 0}))).await;
+    assert!(wait_until(SOON, || sub.len() == 1).await);
+    send(&mut ws, text(&json!({"n": 1}))).await;
+    assert!(
+        wait_until(SOON, || {
+            node.metric("websocket_input_messages_received_total", &[]) == 2.0
+                && node.queue_depth() == 0
+        })
+        .await,
+        "the publisher holds n=1"
+    );
+    Held { node, ws, sub }
+}
+
+async fn send_range(ws: &mut Ws, range: std::ops::Range<i64>) {
+    for n in range {
+        send(ws, text(&json!({"n": n}))).await;
+    }
+}
+
+async fn drain(sub: &mut Subscription, count: usize) -> Vec<i64> {
+    let mut got = Vec::new();
+    for _ in 0..count {
+        got.push(json_of(&next_msg(sub).await)["n"].as_i64().unwrap());
+    }
+    got
+}
+
+#[tokio::test]
+async fn drop_oldest_keeps_the_newest() {
+    let Held {
+        node,
+        mut ws,
+        mut sub,
+    } = held("drop_oldest").await;
+    send_range(&mut ws, 2..10).await;
+    node.wait_metric("websocket_input_messages_received_total", &[], 10.0)
+        .await;
+    assert_eq!(node.queue_depth(), 3);
+    assert_eq!(
+        node.metric(
+            "websocket_input_messages_dropped_total",
+            &[("reason", "queue_full")]
+        ),
+        5.0
+    );
+    assert_eq!(drain(&mut sub, 5).await, vec![0, 1, 7, 8, 9]);
+    node.wait_metric("websocket_input_messages_published_total", &[], 5.0)
+        .await;
+    assert!(sub.is_empty());
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn drop_newest_keeps_what_is_queued() {
+    let Held {
+        node,
+        mut ws,
+        mut sub,
+    } = held("drop_newest").await;
+    send_range(&mut ws, 2..10).await;
+    node.wait_metric("websocket_input_messages_received_total", &[], 10.0)
+        .await;
+    assert_eq!(node.queue_depth(), 3);
+    assert_eq!(
+        node.metric(
+            "websocket_input_messages_dropped_total",
+            &[("reason", "queue_full")]
+        ),
+        5.0
+    );
+    assert_eq!(drain(&mut sub, 5).await, vec![0, 1, 2, 3, 4]);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn block_stops_reading_and_loses_nothing() {
+    let Held {
+        node,
+        mut ws,
+        mut sub,
+    } = held("block").await;
+    send_range(&mut ws, 2..10).await;
+    // n=2..4 fill the queue; the reader takes n=5 and waits for room, so
+    // nothing more is read from the socket.
+    node.wait_metric("websocket_input_messages_received_total", &[], 6.0)
+        .await;
+    assert!(wait_until(SOON, || node.queue_depth() == 3).await);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        node.metric("websocket_input_messages_received_total", &[]),
+        6.0
+    );
+    assert_eq!(
+        node.metric(
+            "websocket_input_messages_dropped_total",
+            &[("reason", "queue_full")]
+        ),
+        0.0
+    );
+    assert_eq!(drain(&mut sub, 10).await, (0..10).collect::<Vec<_>>());
+    node.wait_metric("websocket_input_messages_published_total", &[], 10.0)
+        .await;
+    node.stop().await;
+}

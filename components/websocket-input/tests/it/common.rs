@@ -1,0 +1,252 @@
+//! Helpers: a started component on a memory bus, raw WebSocket peers, waits.
+
+use bytes::Bytes;
+use fednode_kit::bus::{Message, SubscribeOptions, Subscription};
+use fednode_kit::envelope::{Encoding, Envelope, Kind};
+use fednode_kit::memory::MemoryBus;
+use fednode_kit::metrics::Metrics;
+use fednode_kit::{BuildContext, Component, Context, NodeIdentity};
+use fednode_websocket_input::frame::{classify, encode, Incoming, WsMessage};
+use fednode_websocket_input::input::build;
+use fednode_websocket_input::WebSocketInput;
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Generous bound for anything that should happen "at once".
+pub const SOON: Duration = Duration::from_secs(5);
+
+pub struct Node {
+    pub comp: Arc<WebSocketInput>,
+    pub ctx: Context,
+    pub bus: MemoryBus,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Build and start a `websocket_input` named `ws_in` from `config`.
+pub async fn start(config: Value) -> Node {
+    let (ctx, bus, metrics) = fednode_kit::testing::context("ws_in");
+    let node = NodeIdentity {
+        id: "test-node".into(),
+        region: Some("test".into()),
+    };
+    let cx = BuildContext {
+        instance: "ws_in",
+        path: "components.ws_in.config",
+        node: &node,
+    };
+    let comp = match build(&cx, &config) {
+        Ok(c) => c,
+        Err(errs) => panic!("config errors: {errs:?}"),
+    };
+    comp.clone().start(ctx.clone()).await.expect("start");
+    Node {
+        comp,
+        ctx,
+        bus,
+        metrics,
+    }
+}
+
+/// A server-mode config on 127.0.0.1 with a free port, data on `data`,
+/// with `extra` merged in at the top level (objects merge one level deep).
+pub fn server_config(extra: Value) -> Value {
+    let mut base = json!({
+        "mode": "server",
+        "server": {"http_port": 0, "bind": "127.0.0.1", "path": "/ingest"},
+        "ports": {"outputs": [{"name": "ws_data", "subject": "data"}]}
+    });
+    merge(&mut base, extra);
+    base
+}
+
+pub fn merge(base: &mut Value, extra: Value) {
+    if let (Value::Object(b), Value::Object(e)) = (base, extra) {
+        for (k, v) in e {
+            match (b.get_mut(&k), v) {
+                (Some(Value::Object(bo)), Value::Object(eo)) => {
+                    for (k2, v2) in eo {
+                        bo.insert(k2, v2);
+                    }
+                }
+                (_, v) => {
+                    b.insert(k, v);
+                }
+            }
+        }
+    }
+}
+
+impl Node {
+    pub fn url(&self) -> String {
+        let addr = self.comp.local_addr().expect("server mode is bound");
+        let path = self
+            .comp
+            .settings()
+            .server
+            .as_ref()
+            .map_or("/".to_string(), |s| s.path.clone());
+        format!("ws://{addr}{path}")
+    }
+
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let mut all = vec![("component", "ws_in")];
+        all.extend_from_slice(labels);
+        self.metrics.value(name, &all).unwrap_or(0.0)
+    }
+
+    pub async fn subscribe(&self, subject: &str) -> Subscription {
+        use fednode_kit::Bus;
+        self.bus
+            .subscribe(subject, SubscribeOptions::default())
+            .await
+            .expect("subscribe")
+    }
+
+    /// Wait until metric `name{labels}` reaches `want`.
+    pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], want: f64) {
+        let ok = wait_until(SOON, || self.metric(name, labels) >= want).await;
+        assert!(
+            ok,
+            "{name}{labels:?} stayed at {} (wanted {want})",
+            self.metric(name, labels)
+        );
+    }
+
+    pub fn health(&self) -> fednode_kit::Health {
+        self.comp.health()
+    }
+
+    /// `health().details.queue.depth` (read from the queue itself).
+    pub fn queue_depth(&self) -> u64 {
+        self.health().details["queue"]["depth"].as_u64().unwrap()
+    }
+
+    pub async fn stop(&self) {
+        fednode_kit::testing::stop(&self.ctx).await;
+    }
+}
+
+/// Poll `f` every 5 ms until it holds or `limit` passes.
+pub async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Connect as a raw peer.
+pub async fn connect(url: &str, auth: Option<&str>) -> Ws {
+    try_connect(url, auth).await.expect("connect")
+}
+
+pub async fn try_connect(
+    url: &str,
+    auth: Option<&str>,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    if let Some(a) = auth {
+        req.headers_mut()
+            .insert(http::header::AUTHORIZATION, a.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// The HTTP status a refused upgrade got.
+pub async fn refused_status(url: &str, auth: Option<&str>) -> u16 {
+    match try_connect(url, auth).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("the upgrade was accepted"),
+    }
+}
+
+pub fn text(v: &Value) -> WsMessage {
+    WsMessage::Text(v.to_string().into())
+}
+
+pub fn data(id: &str, payload: Value) -> WsMessage {
+    text(&json!({"type": "data", "id": id, "timestamp": 1_704_844_800_000i64, "payload": payload}))
+}
+
+pub async fn send(ws: &mut Ws, msg: WsMessage) {
+    ws.send(msg).await.expect("send");
+}
+
+/// The next envelope from the node (skipping pings), within `SOON`.
+pub async fn next_envelope(ws: &mut Ws) -> (Envelope, Encoding) {
+    loop {
+        let msg = tokio::time::timeout(SOON, ws.next())
+            .await
+            .expect("an envelope in time")
+            .expect("open")
+            .expect("frame");
+        match classify(msg) {
+            Incoming::Envelope(e, enc) => return (e, enc),
+            Incoming::Control => continue,
+            other => panic!("expected an envelope, got {other:?}"),
+        }
+    }
+}
+
+/// The next envelope of `kind` (others skipped).
+pub async fn next_of(ws: &mut Ws, kind: Kind) -> Envelope {
+    loop {
+        let (e, _) = next_envelope(ws).await;
+        if e.kind == kind {
+            return e;
+        }
+    }
+}
+
+/// The close code the node sends next (data frames skipped).
+pub async fn close_code(ws: &mut Ws) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(SOON, ws.next())
+            .await
+            .expect("close in time")
+        {
+            Some(Ok(WsMessage::Close(f))) => return f.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("error before a close frame: {e}"),
+            None => return None,
+        }
+    }
+}
+
+/// The next bus message within `SOON`.
+pub async fn next_msg(sub: &mut Subscription) -> Message {
+    tokio::time::timeout(SOON, sub.next())
+        .await
+        .expect("a bus message in time")
+        .expect("subscription open")
+}
+
+pub fn json_of(m: &Message) -> Value {
+    serde_json::from_slice(&m.payload).expect("payload is JSON")
+}
+
+/// Send a request envelope and return its id.
+pub async fn request(ws: &mut Ws, method: &str, params: Value, encoding: Encoding) -> String {
+    let env = Envelope::request(method, &params);
+    send(ws, encode(&env, encoding)).await;
+    env.id
+}
+
+pub fn bytes(v: &Value) -> Bytes {
+    Bytes::from(v.to_string())
+}

@@ -1,0 +1,106 @@
+//! at_least_once: acks after publishing, duplicates dropped by id (and
+//! acked again), nacks for data the queue refused; at_most_once sends none.
+
+use crate::common::*;
+use fednode_kit::bus::{Overflow, SubscribeOptions};
+use fednode_kit::envelope::{Encoding, Kind};
+use fednode_kit::Bus;
+use fednode_websocket_input::frame::WsMessage;
+use serde_json::json;
+
+#[tokio::test]
+async fn acks_and_duplicates() {
+    let node = start(server_config(json!({"delivery": "at_least_once"}))).await;
+    let mut sub = node.subscribe("data").await;
+    let mut ws = connect(&node.url(), None).await;
+
+    send(&mut ws, data("d1", json!({"n": 1}))).await;
+    assert_eq!(json_of(&next_msg(&mut sub).await), json!({"n": 1}));
+    let ack = next_of(&mut ws, Kind::Ack).await;
+    assert_eq!(ack.id, "d1");
+
+    // The same id again: acked, not published twice.
+    send(&mut ws, data("d1", json!({"n": 1}))).await;
+    assert_eq!(next_of(&mut ws, Kind::Ack).await.id, "d1");
+    assert_eq!(
+        node.metric(
+            "websocket_input_messages_dropped_total",
+            &[("reason", "duplicate")]
+        ),
+        1.0
+    );
+
+    // Data without an id cannot be acked; MessagePack data is acked in MessagePack.
+    send(&mut ws, text(&json!({"plain": true}))).await;
+    let frame =
+        rmp_serde::to_vec_named(&json!({"type": "data", "id": "d2", "payload": {"n": 2}})).unwrap();
+    send(&mut ws, WsMessage::Binary(frame.into())).await;
+    let (ack, enc) = next_envelope(&mut ws).await;
+    assert_eq!(
+        (ack.kind, ack.id.as_str(), enc),
+        (Kind::Ack, "d2", Encoding::Msgpack)
+    );
+    assert_eq!(json_of(&next_msg(&mut sub).await), json!({"plain": true}));
+    assert_eq!(json_of(&next_msg(&mut sub).await), json!({"n": 2}));
+    assert!(sub.is_empty());
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn at_most_once_sends_no_acks() {
+    let node = start(server_config(json!({}))).await;
+    let mut ws = connect(&node.url(), None).await;
+    send(&mut ws, data("d1", json!({"n": 1}))).await;
+    send(&mut ws, data("d1", json!({"n": 1}))).await;
+    node.wait_metric("websocket_input_messages_published_total", &[], 2.0)
+        .await;
+    let id = request(&mut ws, "status", json!({}), Encoding::Json).await;
+    let (first, _) = next_envelope(&mut ws).await;
+    assert_eq!((first.kind, first.id), (Kind::Reply, id));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn refused_data_is_nacked_and_may_be_resent() {
+    let node = start(server_config(json!({
+        "delivery": "at_least_once",
+        "backpressure": {"queue_size": 1, "on_full": "drop_newest"}
+    })))
+    .await;
+    // Hold the publisher: a subscriber with room for one, not read yet.
+    let mut sub = node
+        .bus
+        .subscribe(
+            "data",
+            SubscribeOptions {
+                capacity: 1,
+                overflow: Overflow::Block,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut ws = connect(&node.url(), None).await;
+    send(&mut ws, data("d0", json!({"n": 0}))).await;
+    assert_eq!(next_of(&mut ws, Kind::Ack).await.id, "d0");
+    send(&mut ws, data("d1", json!({"n": 1}))).await;
+    assert!(
+        wait_until(SOON, || node
+            .metric("websocket_input_messages_received_total", &[])
+            == 2.0
+            && node.queue_depth() == 0)
+        .await
+    );
+    send(&mut ws, data("d2", json!({"n": 2}))).await; // queued
+    send(&mut ws, data("d3", json!({"n": 3}))).await; // refused
+    let nack = next_of(&mut ws, Kind::Nack).await;
+    assert_eq!(nack.id, "d3");
+    assert_eq!(nack.payload_value(), json!({"reason": "queue_full"}));
+    for n in 0..3 {
+        assert_eq!(json_of(&next_msg(&mut sub).await)["n"], n);
+    }
+    // The refused id is not a duplicate when it comes again.
+    send(&mut ws, data("d3", json!({"n": 3}))).await;
+    assert_eq!(json_of(&next_msg(&mut sub).await)["n"], 3);
+    node.stop().await;
+}
