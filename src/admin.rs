@@ -53,7 +53,11 @@ async fn health(State(rt): State<Arc<Runtime>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(json!({"healthy": healthy, "components": components}))).into_response()
+    (
+        code,
+        Json(json!({"healthy": healthy, "components": components})),
+    )
+        .into_response()
 }
 
 async fn ready(State(rt): State<Arc<Runtime>>) -> Response {
@@ -72,7 +76,10 @@ async fn ready(State(rt): State<Arc<Runtime>>) -> Response {
 
 async fn metrics(State(rt): State<Arc<Runtime>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         rt.metrics.render(),
     )
         .into_response()
@@ -100,7 +107,11 @@ fn no_component(name: &str) -> Response {
         .into_response()
 }
 
-async fn request(State(rt): State<Arc<Runtime>>, Path(name): Path<String>, body: axum::body::Bytes) -> Response {
+async fn request(
+    State(rt): State<Arc<Runtime>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
     let Some(c) = rt.component(&name) else {
         return no_component(&name);
     };

@@ -13,7 +13,11 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "fednode", version, about = "A configurable edge-to-cloud federation node")]
+#[command(
+    name = "fednode",
+    version,
+    about = "A configurable edge-to-cloud federation node"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -91,7 +95,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -192,7 +199,9 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     tracing::info!(node = %node_id, "node running; SIGINT or SIGTERM stops it");
-    wait_for_signal().await.context("installing signal handlers")?;
+    wait_for_signal()
+        .await
+        .context("installing signal handlers")?;
     tracing::info!("stopping");
     let clean = rt.shutdown().await;
     admin_cancel.cancel();
@@ -214,7 +223,8 @@ async fn request(
 ) -> anyhow::Result<ExitCode> {
     let params: serde_json::Value =
         serde_json::from_str(params).context("--params is not valid JSON")?;
-    match fednode_websocket_input::peer::request(url, method, params, auth.header(), timeout).await {
+    match fednode_websocket_input::peer::request(url, method, params, auth.header(), timeout).await
+    {
         Ok(reply) => {
             println!("{}", serde_json::to_string(&reply.to_value())?);
             Ok(if reply.is_ok() {
@@ -234,7 +244,8 @@ async fn tail(url: &str, filter: Option<Vec<String>>, auth: &AuthArgs) -> anyhow
     use fednode_kit::filter::{Criterion, Filter, FilterSpec};
     let filter = match filter.as_deref() {
         Some([path, op, value]) => {
-            let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.clone()));
+            let value = serde_json::from_str(value)
+                .unwrap_or_else(|_| serde_json::Value::String(value.clone()));
             let spec = FilterSpec::single(Criterion::new(path.clone(), op.clone(), Some(value)));
             match Filter::compile(&spec) {
                 Ok(f) => Some(f),

@@ -19,7 +19,11 @@ async fn nats_bus(server: &fednode_testkit::NatsServer) -> Arc<dyn Bus> {
         url: Some(server.url()),
         ..BusConfig::default()
     };
-    Arc::new(NatsBus::connect(&cfg, &Metrics::new()).await.expect("connect to the test nats-server"))
+    Arc::new(
+        NatsBus::connect(&cfg, &Metrics::new())
+            .await
+            .expect("connect to the test nats-server"),
+    )
 }
 
 /// NATS subscriptions become active asynchronously on the server: a flush
@@ -29,17 +33,35 @@ async fn settle(bus: &Arc<dyn Bus>) {
 }
 
 async fn recv(sub: &mut fednode_kit::Subscription) -> Message {
-    tokio::time::timeout(T, sub.next()).await.expect("message in time").expect("open")
+    tokio::time::timeout(T, sub.next())
+        .await
+        .expect("message in time")
+        .expect("open")
 }
 
 async fn exact_and_wildcards(bus: Arc<dyn Bus>) {
-    let mut exact = bus.subscribe("a.b", SubscribeOptions::default()).await.unwrap();
-    let mut star = bus.subscribe("a.*", SubscribeOptions::default()).await.unwrap();
-    let mut gt = bus.subscribe("a.>", SubscribeOptions::default()).await.unwrap();
+    let mut exact = bus
+        .subscribe("a.b", SubscribeOptions::default())
+        .await
+        .unwrap();
+    let mut star = bus
+        .subscribe("a.*", SubscribeOptions::default())
+        .await
+        .unwrap();
+    let mut gt = bus
+        .subscribe("a.>", SubscribeOptions::default())
+        .await
+        .unwrap();
     settle(&bus).await;
-    bus.publish(Message::new("a.b", Bytes::from_static(b"1"))).await.unwrap();
-    bus.publish(Message::new("a.b.c", Bytes::from_static(b"2"))).await.unwrap();
-    bus.publish(Message::new("x.y", Bytes::from_static(b"3"))).await.unwrap();
+    bus.publish(Message::new("a.b", Bytes::from_static(b"1")))
+        .await
+        .unwrap();
+    bus.publish(Message::new("a.b.c", Bytes::from_static(b"2")))
+        .await
+        .unwrap();
+    bus.publish(Message::new("x.y", Bytes::from_static(b"3")))
+        .await
+        .unwrap();
     settle(&bus).await;
     assert_eq!(&recv(&mut exact).await.payload[..], b"1");
     assert_eq!(&recv(&mut star).await.payload[..], b"1");
@@ -52,7 +74,10 @@ async fn exact_and_wildcards(bus: Arc<dyn Bus>) {
 }
 
 async fn headers_round_trip(bus: Arc<dyn Bus>) {
-    let mut sub = bus.subscribe("h", SubscribeOptions::default()).await.unwrap();
+    let mut sub = bus
+        .subscribe("h", SubscribeOptions::default())
+        .await
+        .unwrap();
     settle(&bus).await;
     let meta = Meta {
         id: Some("id-1".into()),
@@ -70,10 +95,15 @@ async fn headers_round_trip(bus: Arc<dyn Bus>) {
 }
 
 async fn order_is_kept(bus: Arc<dyn Bus>) {
-    let mut sub = bus.subscribe("o", SubscribeOptions::default()).await.unwrap();
+    let mut sub = bus
+        .subscribe("o", SubscribeOptions::default())
+        .await
+        .unwrap();
     settle(&bus).await;
     for i in 0..2000u32 {
-        bus.publish(Message::new("o", Bytes::from(i.to_string()))).await.unwrap();
+        bus.publish(Message::new("o", Bytes::from(i.to_string())))
+            .await
+            .unwrap();
     }
     for i in 0..2000u32 {
         assert_eq!(recv(&mut sub).await.payload, Bytes::from(i.to_string()));
@@ -87,10 +117,15 @@ async fn queue_groups_share(bus: Arc<dyn Bus>) {
     };
     let mut a = bus.subscribe("q", opts()).await.unwrap();
     let mut b = bus.subscribe("q", opts()).await.unwrap();
-    let mut all = bus.subscribe("q", SubscribeOptions::default()).await.unwrap();
+    let mut all = bus
+        .subscribe("q", SubscribeOptions::default())
+        .await
+        .unwrap();
     settle(&bus).await;
     for i in 0..200u32 {
-        bus.publish(Message::new("q", Bytes::from(i.to_string()))).await.unwrap();
+        bus.publish(Message::new("q", Bytes::from(i.to_string())))
+            .await
+            .unwrap();
     }
     settle(&bus).await;
     for _ in 0..200 {
@@ -104,7 +139,11 @@ async fn queue_groups_share(bus: Arc<dyn Bus>) {
     while b.try_next().is_some() {
         nb += 1;
     }
-    assert_eq!(na + nb, 200, "each message goes to exactly one group member");
+    assert_eq!(
+        na + nb,
+        200,
+        "each message goes to exactly one group member"
+    );
     assert!(na > 0 && nb > 0, "both members get work: {na}/{nb}");
 }
 
@@ -118,14 +157,19 @@ async fn request_reply(bus: Arc<dyn Bus>) {
     assert!(matches!(err, BusError::NoResponders(_)), "{err:?}");
     assert!(t0.elapsed() < Duration::from_secs(2));
 
-    let mut responder = bus.subscribe("svc.echo", SubscribeOptions::default()).await.unwrap();
+    let mut responder = bus
+        .subscribe("svc.echo", SubscribeOptions::default())
+        .await
+        .unwrap();
     let rbus = bus.clone();
     let task = tokio::spawn(async move {
         while let Some(m) = responder.next().await {
             let reply = m.reply.clone().expect("request has a reply subject");
             let mut body = b"echo:".to_vec();
             body.extend_from_slice(&m.payload);
-            rbus.publish(Message::new(reply, Bytes::from(body))).await.unwrap();
+            rbus.publish(Message::new(reply, Bytes::from(body)))
+                .await
+                .unwrap();
         }
     });
     settle(&bus).await;
@@ -137,11 +181,19 @@ async fn request_reply(bus: Arc<dyn Bus>) {
     task.abort();
 
     // A silent responder: timeout after the given time.
-    let _silent = bus.subscribe("svc.silent", SubscribeOptions::default()).await.unwrap();
+    let _silent = bus
+        .subscribe("svc.silent", SubscribeOptions::default())
+        .await
+        .unwrap();
     settle(&bus).await;
     let t0 = std::time::Instant::now();
     let err = bus
-        .request("svc.silent", Bytes::from_static(b"{}"), Meta::default(), Duration::from_millis(300))
+        .request(
+            "svc.silent",
+            Bytes::from_static(b"{}"),
+            Meta::default(),
+            Duration::from_millis(300),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, BusError::Timeout(_)), "{err:?}");
@@ -150,12 +202,20 @@ async fn request_reply(bus: Arc<dyn Bus>) {
 
 async fn full_queues_drop_and_count(bus: Arc<dyn Bus>) {
     let mut slow = bus
-        .subscribe("full", SubscribeOptions { capacity: 10, ..Default::default() })
+        .subscribe(
+            "full",
+            SubscribeOptions {
+                capacity: 10,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     settle(&bus).await;
     for i in 0..100u32 {
-        bus.publish(Message::new("full", Bytes::from(i.to_string()))).await.unwrap();
+        bus.publish(Message::new("full", Bytes::from(i.to_string())))
+            .await
+            .unwrap();
     }
     settle(&bus).await;
     // Let the transport deliver what it can.
@@ -172,13 +232,21 @@ async fn full_queues_drop_and_count(bus: Arc<dyn Bus>) {
 }
 
 async fn unsubscribe_on_drop(bus: Arc<dyn Bus>) {
-    let sub = bus.subscribe("gone", SubscribeOptions::default()).await.unwrap();
+    let sub = bus
+        .subscribe("gone", SubscribeOptions::default())
+        .await
+        .unwrap();
     settle(&bus).await;
     drop(sub);
     settle(&bus).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let err = bus
-        .request("gone", Bytes::from_static(b"{}"), Meta::default(), Duration::from_millis(500))
+        .request(
+            "gone",
+            Bytes::from_static(b"{}"),
+            Meta::default(),
+            Duration::from_millis(500),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, BusError::NoResponders(_)), "{err:?}");
@@ -220,7 +288,10 @@ suite!(
 async fn nats_bus_reconnects_after_a_server_restart() {
     let mut server = fednode_testkit::NatsServer::start();
     let bus = nats_bus(&server).await;
-    let mut sub = bus.subscribe("r", SubscribeOptions::default()).await.unwrap();
+    let mut sub = bus
+        .subscribe("r", SubscribeOptions::default())
+        .await
+        .unwrap();
     settle(&bus).await;
     server.kill();
     server.restart();
@@ -228,12 +299,17 @@ async fn nats_bus_reconnects_after_a_server_restart() {
     // reconnect; wait until the subscription is re-established.
     let t0 = std::time::Instant::now();
     loop {
-        bus.publish(Message::new("r", Bytes::from_static(b"after"))).await.unwrap();
+        bus.publish(Message::new("r", Bytes::from_static(b"after")))
+            .await
+            .unwrap();
         if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), sub.next()).await {
             assert_eq!(&m.payload[..], b"after");
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(15), "no delivery after restart");
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "no delivery after restart"
+        );
     }
     assert!(bus.is_connected());
 }

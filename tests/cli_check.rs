@@ -16,7 +16,11 @@ fn write(json: &str) -> (tempfile::TempDir, String) {
 fn demo_config_is_valid() {
     let out = fednode(&["check", "configs/demo.json"], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("sim (input eeg_simulator)"), "{stdout}");
 }
 
@@ -68,7 +72,11 @@ fn typo_wrong_enum_and_missing_env_each_get_a_line() {
         lines.contains(&"bus.kind: expected \"memory\" or \"nats\", got \"natss\""),
         "{stderr}"
     );
-    assert_eq!(lines.len(), 2, "the top-level error stops deeper checks:\n{stderr}");
+    assert_eq!(
+        lines.len(),
+        2,
+        "the top-level error stops deeper checks:\n{stderr}"
+    );
 
     // With the bus fixed, the component's own problems are all reported.
     let (_d2, path2) = write(
@@ -87,12 +95,23 @@ fn typo_wrong_enum_and_missing_env_each_get_a_line() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
-    assert!(lines.iter().any(|l| l.starts_with("components.sim.config.sampling_rat: unknown field, expected one of")), "{stderr}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l
+                .starts_with("components.sim.config.sampling_rat: unknown field, expected one of")),
+        "{stderr}"
+    );
     assert!(
         lines.contains(&"components.sim.config.pacing: expected \"realtime\" or \"as_fast_as_possible\", got \"realtim\""),
         "{stderr}"
     );
-    assert!(lines.iter().any(|l| l.starts_with("components.sim.config.user_ids[0]: environment variable FEDNODE_TEST_SURELY_UNSET")), "{stderr}");
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "components.sim.config.user_ids[0]: environment variable FEDNODE_TEST_SURELY_UNSET"
+        )),
+        "{stderr}"
+    );
     assert_eq!(lines.len(), 3, "{stderr}");
 }
 
@@ -109,10 +128,19 @@ fn unknown_factory_and_type_mismatch() {
     let out = fednode(&["check", &path], &[]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("components.a.name: unknown component \"udpp\""), "{stderr}");
-    assert!(stderr.contains("components.b.type: \"udp\" is \"input\", got \"output\""), "{stderr}");
+    assert!(
+        stderr.contains("components.a.name: unknown component \"udpp\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("components.b.type: \"udp\" is \"input\", got \"output\""),
+        "{stderr}"
+    );
     assert!(stderr.contains("components.c.type: expected \"input\", \"processor\", \"output\" or \"storage\", got \"inputt\""), "{stderr}");
-    assert!(stderr.contains("components.d.extra: unknown field"), "{stderr}");
+    assert!(
+        stderr.contains("components.d.extra: unknown field"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -123,7 +151,11 @@ fn env_numbers_and_defaults() {
         "ports": {"outputs": [{"name": "out", "subject": "raw.${FEDNODE_T_SUFFIX:-x}"}]}}}}}"#,
     );
     let out = fednode(&["check", &path], &[("FEDNODE_T_PORT", "14999")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("raw.x"));
 }
 
@@ -136,7 +168,12 @@ fn dangling_subjects_warn_on_stderr() {
     let out = fednode(&["check", &path], &[]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.lines().any(|l| l.starts_with("warning: u publishes to \"raw\"")), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("warning: u publishes to \"raw\"")),
+        "{stderr}"
+    );
 }
 
 #[test]

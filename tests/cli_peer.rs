@@ -48,12 +48,19 @@ fn send_then_request_status() {
         }
     }
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let t0 = Instant::now();
     loop {
         let (_, text) = node.get("/metrics").unwrap();
-        let n = metric(&text, "websocket_input_messages_published_total{component=\"ws_in\"}");
+        let n = metric(
+            &text,
+            "websocket_input_messages_published_total{component=\"ws_in\"}",
+        );
         if n == Some(100.0) {
             break;
         }
@@ -62,14 +69,21 @@ fn send_then_request_status() {
     }
 
     let out = fednode(&["request", &url, "status"], &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reply["status"], "ok");
     assert_eq!(reply["result"]["node"]["id"], "hub-1");
     assert!(reply["result"]["uptime_seconds"].is_number(), "{reply}");
 
     // Nobody answers `<control>.request` on this node: unavailable, exit 1.
-    let out = fednode(&["request", &url, "replay", "--params", r#"{"count": 1}"#], &[]);
+    let out = fednode(
+        &["request", &url, "replay", "--params", r#"{"count": 1}"#],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1));
     let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reply["error"]["code"], "unavailable", "{reply}");
@@ -79,7 +93,13 @@ fn send_then_request_status() {
 fn request_to_nothing_fails_with_a_reason() {
     let port = free_port();
     let out = fednode(
-        &["request", &format!("ws://127.0.0.1:{port}/x"), "status", "--timeout", "2s"],
+        &[
+            "request",
+            &format!("ws://127.0.0.1:{port}/x"),
+            "status",
+            "--timeout",
+            "2s",
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(1));
@@ -91,10 +111,26 @@ fn request_to_nothing_fails_with_a_reason() {
 
 #[test]
 fn bad_params_and_bad_filter_are_reported() {
-    let out = fednode(&["request", "ws://127.0.0.1:1/x", "status", "--params", "{nope"], &[]);
+    let out = fednode(
+        &[
+            "request",
+            "ws://127.0.0.1:1/x",
+            "status",
+            "--params",
+            "{nope",
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--params is not valid JSON"));
-    let out = fednode(&["tail", "ws://127.0.0.1:1/x", "--filter", "$.v", "=>", "1"], &[]);
+    let out = fednode(
+        &["tail", "ws://127.0.0.1:1/x", "--filter", "$.v", "=>", "1"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown operator \"=>\""), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown operator \"=>\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

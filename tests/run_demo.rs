@@ -12,7 +12,10 @@ fn demo_runs_reports_and_stops_on_sigterm() {
     let mut node = Node::start(
         "configs/demo.json",
         &admin,
-        &[("FEDNODE_ADMIN", admin.as_str()), ("FEDNODE_UDP_PORT", udp.as_str())],
+        &[
+            ("FEDNODE_ADMIN", admin.as_str()),
+            ("FEDNODE_UDP_PORT", udp.as_str()),
+        ],
     );
     node.wait_ready(Duration::from_secs(20));
 
@@ -32,8 +35,14 @@ fn demo_runs_reports_and_stops_on_sigterm() {
     let first = read(&node);
     std::thread::sleep(Duration::from_millis(600));
     let second = read(&node);
-    assert!(second.0 > first.0, "simulator samples did not rise: {first:?} → {second:?}");
-    assert!(second.1 > first.1, "bus publishes did not rise: {first:?} → {second:?}");
+    assert!(
+        second.0 > first.0,
+        "simulator samples did not rise: {first:?} → {second:?}"
+    );
+    assert!(
+        second.1 > first.1,
+        "bus publishes did not rise: {first:?} → {second:?}"
+    );
 
     let (code, comps) = node.get("/components").unwrap();
     assert_eq!(code, 200);
@@ -41,11 +50,16 @@ fn demo_runs_reports_and_stops_on_sigterm() {
     assert_eq!(comps["sim"]["type"], "input");
     assert_eq!(comps["sim"]["factory"], "eeg_simulator");
     assert_eq!(comps["sim"]["state"], "running");
-    assert_eq!(comps["sim"]["subjects"]["outputs"][0]["subject"], "eeg.{user_id}.raw");
+    assert_eq!(
+        comps["sim"]["subjects"]["outputs"][0]["subject"],
+        "eeg.{user_id}.raw"
+    );
 
     let t0 = Instant::now();
     node.signal("TERM");
-    let status = node.wait_exit(Duration::from_secs(5)).expect("exit within 5 s");
+    let status = node
+        .wait_exit(Duration::from_secs(5))
+        .expect("exit within 5 s");
     assert!(status.success(), "exit status {status}:\n{}", node.log());
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
@@ -78,5 +92,10 @@ fn an_invalid_config_exits_before_binding() {
     let mut node = Node::start_with(&cfg, &format!("127.0.0.1:{admin_port}"), &[]);
     let status = node.wait_exit(Duration::from_secs(10)).expect("exits");
     assert_eq!(status.code(), Some(1));
-    assert!(node.log().contains("components.x.config.port: invalid type"), "{}", node.log());
+    assert!(
+        node.log()
+            .contains("components.x.config.port: invalid type"),
+        "{}",
+        node.log()
+    );
 }

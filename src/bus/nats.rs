@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fednode_kit::bus::{HEADER_ID, HEADER_NODE, HEADER_REPLAY, HEADER_TIMESTAMP};
 use fednode_kit::metrics::Metrics;
-use fednode_kit::{Bus, BusError, Message, Meta, NatsConnection, Overflow, SubscribeOptions, Subscription};
+use fednode_kit::{
+    Bus, BusError, Message, Meta, NatsConnection, Overflow, SubscribeOptions, Subscription,
+};
 use futures::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -59,7 +61,9 @@ impl NatsBus {
                     match &event {
                         Event::Disconnected => tracing::warn!("NATS disconnected; reconnecting"),
                         Event::Connected => tracing::info!("NATS connected"),
-                        Event::SlowConsumer(sid) => tracing::warn!(sid, "NATS slow consumer: messages dropped"),
+                        Event::SlowConsumer(sid) => {
+                            tracing::warn!(sid, "NATS slow consumer: messages dropped")
+                        }
                         other => tracing::debug!(event = %other, "NATS event"),
                     }
                     events.with(&[word]).inc();
@@ -77,10 +81,18 @@ impl NatsBus {
                 .await
                 .map_err(|e| format!("bus.creds_file {path:?}: {e}"))?;
         }
-        let client = tokio::time::timeout(cfg.connect_timeout + Duration::from_secs(1), opts.connect(url.as_str()))
-            .await
-            .map_err(|_| format!("cannot connect to NATS at {url}: timed out after {:?}", cfg.connect_timeout))?
-            .map_err(|e| format!("cannot connect to NATS at {url}: {e}"))?;
+        let client = tokio::time::timeout(
+            cfg.connect_timeout + Duration::from_secs(1),
+            opts.connect(url.as_str()),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "cannot connect to NATS at {url}: timed out after {:?}",
+                cfg.connect_timeout
+            )
+        })?
+        .map_err(|e| format!("cannot connect to NATS at {url}: {e}"))?;
         Ok(NatsBus {
             client,
             conn: NatsConnection {
@@ -121,7 +133,9 @@ fn meta_of(h: Option<&HeaderMap>) -> Meta {
     let Some(h) = h else { return Meta::default() };
     Meta {
         id: h.get(HEADER_ID).map(|v| Arc::from(v.as_str())),
-        timestamp: h.get(HEADER_TIMESTAMP).and_then(|v| v.as_str().parse().ok()),
+        timestamp: h
+            .get(HEADER_TIMESTAMP)
+            .and_then(|v| v.as_str().parse().ok()),
         node: h.get(HEADER_NODE).map(|v| Arc::from(v.as_str())),
         replay: h.get(HEADER_REPLAY).is_some_and(|v| v.as_str() == "true"),
     }
@@ -159,7 +173,11 @@ impl Bus for NatsBus {
         }
     }
 
-    async fn subscribe(&self, pattern: &str, opts: SubscribeOptions) -> Result<Subscription, BusError> {
+    async fn subscribe(
+        &self,
+        pattern: &str,
+        opts: SubscribeOptions,
+    ) -> Result<Subscription, BusError> {
         fednode_kit::subject::validate_pattern(pattern)
             .map_err(|_| BusError::InvalidSubject(pattern.to_string()))?;
         let mut sub = match &opts.queue_group {
@@ -206,7 +224,11 @@ impl Bus for NatsBus {
             }
             // Dropping `sub` unsubscribes.
         });
-        Ok(Subscription::new(rx, dropped, Some(Box::new(AbortOnDrop(task)))))
+        Ok(Subscription::new(
+            rx,
+            dropped,
+            Some(Box::new(AbortOnDrop(task))),
+        ))
     }
 
     async fn request(
@@ -223,7 +245,9 @@ impl Bus for NatsBus {
         match self.client.send_request(subject.to_string(), req).await {
             Ok(m) => Ok(from_nats(m)),
             Err(e) => Err(match e.kind() {
-                async_nats::RequestErrorKind::NoResponders => BusError::NoResponders(subject.to_string()),
+                async_nats::RequestErrorKind::NoResponders => {
+                    BusError::NoResponders(subject.to_string())
+                }
                 async_nats::RequestErrorKind::TimedOut => BusError::Timeout(subject.to_string()),
                 _ => transport(e),
             }),

@@ -23,7 +23,8 @@ pub fn interpolate(
             }
             match expand(s, lookup) {
                 Ok(expanded) => {
-                    let whole = s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1;
+                    let whole =
+                        s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1;
                     if whole {
                         if let Ok(n) = expanded.trim().parse::<serde_json::Number>() {
                             numeric.push((path.to_string(), expanded.clone()));

@@ -193,11 +193,18 @@ pub fn load(path: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
 }
 
 /// Validate config text with an explicit environment (tests).
-pub fn load_str(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<NodeConfig, Vec<ConfigError>> {
+pub fn load_str(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<NodeConfig, Vec<ConfigError>> {
     let mut value: Value = serde_json::from_str(text).map_err(|e| {
         vec![ConfigError::new(
             "$",
-            format!("invalid JSON at line {} column {}: {e}", e.line(), e.column()),
+            format!(
+                "invalid JSON at line {} column {}: {e}",
+                e.line(),
+                e.column()
+            ),
         )]
     })?;
     let mut errors = Vec::new();
@@ -289,8 +296,13 @@ fn build(value: &Value) -> Result<NodeConfig, Vec<ConfigError>> {
     }
     if raw.bus.kind == BusKind::Nats {
         match &raw.bus.url {
-            None => errors.push(ConfigError::new("bus.url", "required when kind is \"nats\"")),
-            Some(u) if !(u.starts_with("nats://") || u.starts_with("tls://") || u.contains(':')) => {
+            None => errors.push(ConfigError::new(
+                "bus.url",
+                "required when kind is \"nats\"",
+            )),
+            Some(u)
+                if !(u.starts_with("nats://") || u.starts_with("tls://") || u.contains(':')) =>
+            {
                 errors.push(ConfigError::new(
                     "bus.url",
                     format!("expected a NATS URL like \"nats://127.0.0.1:4222\", got {u:?}"),
@@ -299,7 +311,10 @@ fn build(value: &Value) -> Result<NodeConfig, Vec<ConfigError>> {
             _ => {}
         }
         if raw.bus.user.is_some() != raw.bus.password.is_some() {
-            errors.push(ConfigError::new("bus.user", "user and password go together"));
+            errors.push(ConfigError::new(
+                "bus.user",
+                "user and password go together",
+            ));
         }
     }
     let http_listen = match raw.http.and_then(|h| h.listen) {

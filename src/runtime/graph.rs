@@ -64,7 +64,11 @@ pub fn start_order(nodes: &[Node<'_>]) -> Vec<usize> {
     };
     // pending[i] = consumers of i not yet started.
     let mut pending: Vec<usize> = (0..n)
-        .map(|i| (0..n).filter(|&j| j != i && feeds(&nodes[i], &nodes[j])).count())
+        .map(|i| {
+            (0..n)
+                .filter(|&j| j != i && feeds(&nodes[i], &nodes[j]))
+                .count()
+        })
         .collect();
     let mut done = vec![false; n];
     let mut order = Vec::with_capacity(n);
@@ -140,7 +144,12 @@ mod tests {
     fn consumers_start_before_producers() {
         let nodes = vec![
             node("sim", ComponentKind::Input, &[], &["user.{user_id}.raw"]),
-            node("feat", ComponentKind::Processor, &["user.*.raw"], &["features"]),
+            node(
+                "feat",
+                ComponentKind::Processor,
+                &["user.*.raw"],
+                &["features"],
+            ),
             node("out", ComponentKind::Output, &["features"], &[]),
         ];
         let order: Vec<&str> = start_order(&nodes).iter().map(|&i| nodes[i].name).collect();

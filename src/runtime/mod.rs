@@ -182,8 +182,12 @@ impl Runtime {
             let h = match (&e.component, &state) {
                 (None, _) => Health::ok("disabled", Value::Null),
                 (Some(_), State::Failed(why)) => Health::failing("failed", json!({ "error": why })),
-                (Some(_), State::Created | State::Starting) => Health::failing(state.word(), Value::Null),
-                (Some(_), State::Stopping | State::Stopped) => Health::failing(state.word(), Value::Null),
+                (Some(_), State::Created | State::Starting) => {
+                    Health::failing(state.word(), Value::Null)
+                }
+                (Some(_), State::Stopping | State::Stopped) => {
+                    Health::failing(state.word(), Value::Null)
+                }
                 (Some(c), _) => c.health(),
             };
             all &= h.healthy;
@@ -275,7 +279,12 @@ pub fn wiring_report(cfg: &NodeConfig) -> (Vec<String>, Vec<String>) {
     let mut nodes = Vec::new();
     for c in &cfg.components {
         match &c.component {
-            None => lines.push(format!("{} ({} {}) disabled", c.name, c.kind.as_str(), c.factory)),
+            None => lines.push(format!(
+                "{} ({} {}) disabled",
+                c.name,
+                c.kind.as_str(),
+                c.factory
+            )),
             Some(comp) => {
                 let ports = comp.ports();
                 lines.push(format!("{} ({} {})", c.name, c.kind.as_str(), c.factory));

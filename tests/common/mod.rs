@@ -141,7 +141,10 @@ pub fn http(method: &str, addr: &str, path: &str, body: Option<&str>) -> Option<
     let text = String::from_utf8_lossy(&raw).to_string();
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
     let (head, rest) = text.split_once("\r\n\r\n")?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(rest)
     } else {
         rest.to_string()

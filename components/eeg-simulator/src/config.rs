@@ -75,9 +75,18 @@ fn default_users() -> Vec<String> {
 }
 fn default_components() -> Vec<SineComponent> {
     vec![
-        SineComponent { frequency: 10.0, amplitude: 20.0 },
-        SineComponent { frequency: 6.0, amplitude: 10.0 },
-        SineComponent { frequency: 20.0, amplitude: 5.0 },
+        SineComponent {
+            frequency: 10.0,
+            amplitude: 20.0,
+        },
+        SineComponent {
+            frequency: 6.0,
+            amplitude: 10.0,
+        },
+        SineComponent {
+            frequency: 20.0,
+            amplitude: 5.0,
+        },
     ]
 }
 fn default_noise() -> f64 {
@@ -107,20 +116,35 @@ impl SimulatorConfig {
         if !(cfg.sampling_rate > 0.0 && cfg.sampling_rate <= 100_000.0) {
             errors.push(ConfigError::new(
                 format!("{path}.sampling_rate"),
-                format!("expected a rate in (0, 100000] Hz, got {}", cfg.sampling_rate),
+                format!(
+                    "expected a rate in (0, 100000] Hz, got {}",
+                    cfg.sampling_rate
+                ),
             ));
         }
         if cfg.channel_names.is_empty() {
-            errors.push(ConfigError::new(format!("{path}.channel_names"), "needs at least one channel"));
+            errors.push(ConfigError::new(
+                format!("{path}.channel_names"),
+                "needs at least one channel",
+            ));
         }
         if cfg.user_ids.is_empty() {
-            errors.push(ConfigError::new(format!("{path}.user_ids"), "needs at least one user id"));
+            errors.push(ConfigError::new(
+                format!("{path}.user_ids"),
+                "needs at least one user id",
+            ));
         }
         if cfg.samples_per_message == 0 {
-            errors.push(ConfigError::new(format!("{path}.samples_per_message"), "must be at least 1"));
+            errors.push(ConfigError::new(
+                format!("{path}.samples_per_message"),
+                "must be at least 1",
+            ));
         }
         if !(cfg.noise_amplitude >= 0.0 && cfg.noise_amplitude.is_finite()) {
-            errors.push(ConfigError::new(format!("{path}.noise_amplitude"), "must be a finite number >= 0"));
+            errors.push(ConfigError::new(
+                format!("{path}.noise_amplitude"),
+                "must be a finite number >= 0",
+            ));
         }
         for (i, c) in cfg.components.iter().enumerate() {
             if !(c.frequency >= 0.0 && c.frequency < cfg.sampling_rate / 2.0) {

@@ -63,13 +63,19 @@ impl Component for Simulator {
 
     async fn start(self: Arc<Self>, ctx: Context) -> Result<(), StartError> {
         let me = self.clone();
-        ctx.tracker.clone().spawn(async move { me.produce(ctx).await });
+        ctx.tracker
+            .clone()
+            .spawn(async move { me.produce(ctx).await });
         Ok(())
     }
 
     fn health(&self) -> Health {
         Health::ok(
-            if self.finished.load(Ordering::Relaxed) { "finished" } else { "running" },
+            if self.finished.load(Ordering::Relaxed) {
+                "finished"
+            } else {
+                "running"
+            },
             json!({
                 "users": self.cfg.user_ids.len(),
                 "sampling_rate": self.cfg.sampling_rate,
@@ -88,9 +94,10 @@ struct Stream {
 impl Simulator {
     async fn produce(self: Arc<Self>, ctx: Context) {
         let cfg = &self.cfg;
-        let samples_total = ctx
-            .metrics
-            .counter("eeg_simulator_samples_total", "Samples generated over all users");
+        let samples_total = ctx.metrics.counter(
+            "eeg_simulator_samples_total",
+            "Samples generated over all users",
+        );
         let published = ctx.metrics.counter(
             "eeg_simulator_messages_published_total",
             "Raw messages published on the bus",

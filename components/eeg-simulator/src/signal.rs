@@ -21,7 +21,13 @@ pub struct Generator {
 
 impl Generator {
     /// A generator for `channels` channels; `seed` picks the noise.
-    pub fn new(fs: f64, channels: usize, components: &[SineComponent], noise: f64, seed: u64) -> Self {
+    pub fn new(
+        fs: f64,
+        channels: usize,
+        components: &[SineComponent],
+        noise: f64,
+        seed: u64,
+    ) -> Self {
         let channels = (0..channels)
             .map(|c| (1.0 + 0.1 * (c as f64 % 3.0), 0.7 * c as f64))
             .collect();
@@ -71,7 +77,10 @@ mod tests {
 
     #[test]
     fn same_seed_same_signal() {
-        let comps = [SineComponent { frequency: 10.0, amplitude: 5.0 }];
+        let comps = [SineComponent {
+            frequency: 10.0,
+            amplitude: 5.0,
+        }];
         let mut a = Generator::new(256.0, 4, &comps, 1.0, 7);
         let mut b = Generator::new(256.0, 4, &comps, 1.0, 7);
         let (mut x, mut y) = (Vec::new(), Vec::new());

@@ -18,13 +18,22 @@ async fn realtime_pacing_per_user_subjects_and_shape() {
         "ports": {"outputs": [{"name": "out", "subject": "eeg.{user_id}.raw"}]}
     }));
     let (ctx, bus, _) = testing::context("sim");
-    let mut jamie = bus.subscribe("eeg.jamie.raw", SubscribeOptions::default()).await.unwrap();
-    let mut alex = bus.subscribe("eeg.alex.raw", SubscribeOptions::default()).await.unwrap();
+    let mut jamie = bus
+        .subscribe("eeg.jamie.raw", SubscribeOptions::default())
+        .await
+        .unwrap();
+    let mut alex = bus
+        .subscribe("eeg.alex.raw", SubscribeOptions::default())
+        .await
+        .unwrap();
     let t0 = Instant::now();
     sim.clone().start(ctx.clone()).await.unwrap();
     let mut n = 0;
     while n < 50 {
-        let m = tokio::time::timeout(Duration::from_secs(5), jamie.next()).await.unwrap().unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(5), jamie.next())
+            .await
+            .unwrap()
+            .unwrap();
         let v: Value = serde_json::from_slice(&m.payload).unwrap();
         assert_eq!(v["type"], "raw");
         assert_eq!(v["user_id"], "jamie");
@@ -32,9 +41,16 @@ async fn realtime_pacing_per_user_subjects_and_shape() {
         n += 1;
     }
     // 50 samples at 100 Hz take about half a second, not much less.
-    assert!(t0.elapsed() >= Duration::from_millis(400), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t0.elapsed()
+    );
     let m = alex.next().await.unwrap();
-    assert_eq!(serde_json::from_slice::<Value>(&m.payload).unwrap()["user_id"], "alex");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&m.payload).unwrap()["user_id"],
+        "alex"
+    );
     testing::stop(&ctx).await;
 }
 
@@ -46,11 +62,17 @@ async fn batches_and_stops_at_max_samples() {
         "ports": {"outputs": [{"name": "out", "subject": "raw"}]}
     }));
     let (ctx, bus, _) = testing::context("sim");
-    let mut sub = bus.subscribe("raw", SubscribeOptions::default()).await.unwrap();
+    let mut sub = bus
+        .subscribe("raw", SubscribeOptions::default())
+        .await
+        .unwrap();
     sim.clone().start(ctx.clone()).await.unwrap();
     let mut samples = 0;
     while samples < 256 {
-        let m = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
         let v: Value = serde_json::from_slice(&m.payload).unwrap();
         let batch = v["samples"].as_array().unwrap();
         assert_eq!(batch.len(), 32);

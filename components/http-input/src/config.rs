@@ -1,6 +1,8 @@
 //! The `http_input` config.
 
-use fednode_kit::config::{parse_strict, AuthConfig, ConfigError, Credential, PortRules, PortsConfig};
+use fednode_kit::config::{
+    parse_strict, AuthConfig, ConfigError, Credential, PortRules, PortsConfig,
+};
 use serde::Deserialize;
 
 /// `components.<name>.config` of an `http_input`.
@@ -39,7 +41,10 @@ fn default_max_body() -> usize {
 impl HttpInputConfig {
     /// Parse and check the block at `path`; also resolves the credential
     /// from the environment.
-    pub fn parse(value: &serde_json::Value, path: &str) -> Result<(Self, Credential), Vec<ConfigError>> {
+    pub fn parse(
+        value: &serde_json::Value,
+        path: &str,
+    ) -> Result<(Self, Credential), Vec<ConfigError>> {
         let cfg: HttpInputConfig = parse_strict(value, path)?;
         let mut errors = cfg.ports.validate(
             &format!("{path}.ports"),
@@ -57,7 +62,10 @@ impl HttpInputConfig {
                 format!("expected a URL path starting with '/', got {:?}", cfg.path),
             ));
         }
-        if format!("{}:{}", cfg.bind, cfg.http_port).parse::<std::net::SocketAddr>().is_err() {
+        if format!("{}:{}", cfg.bind, cfg.http_port)
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
             errors.push(ConfigError::new(
                 format!("{path}.bind"),
                 format!("expected an IP address, got {:?}", cfg.bind),

@@ -72,12 +72,15 @@ impl Component for HttpInput {
                 "HTTP requests answered, by status code",
                 &["status"],
             ),
-            published: ctx
-                .metrics
-                .counter("http_input_messages_published_total", "Bodies published on the bus"),
-            errors: ctx
-                .metrics
-                .counter_vec("http_input_errors_total", "Requests refused, by reason", &["type"]),
+            published: ctx.metrics.counter(
+                "http_input_messages_published_total",
+                "Bodies published on the bus",
+            ),
+            errors: ctx.metrics.counter_vec(
+                "http_input_errors_total",
+                "Requests refused, by reason",
+                &["type"],
+            ),
             ctx: ctx.clone(),
         });
         let base = self.cfg.path.trim_end_matches('/').to_string();
@@ -115,7 +118,11 @@ async fn ingest(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
         .and_then(|v| v.to_str().ok());
     if !s.credential.accepts(auth) {
         s.errors.with(&["unauthorized"]).inc();
-        return answer(&s, StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}));
+        return answer(
+            &s,
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "unauthorized"}),
+        );
     }
     if body.len() > s.max_body {
         s.errors.with(&["too_large"]).inc();
@@ -146,7 +153,11 @@ async fn ingest(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
     match s.ctx.bus.publish_retrying(msg, &s.ctx.cancel).await {
         Ok(()) => {
             s.published.inc();
-            answer(&s, StatusCode::ACCEPTED, json!({"accepted": true, "id": id}))
+            answer(
+                &s,
+                StatusCode::ACCEPTED,
+                json!({"accepted": true, "id": id}),
+            )
         }
         Err(e) => {
             s.errors.with(&["publish_error"]).inc();

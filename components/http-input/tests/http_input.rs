@@ -8,7 +8,9 @@ use std::time::Duration;
 
 fn post(addr: std::net::SocketAddr, path: &str, body: &str, auth: Option<&str>) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
         "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -21,7 +23,13 @@ fn post(addr: std::net::SocketAddr, path: &str, body: &str, auth: Option<&str>) 
     (code, out)
 }
 
-async fn start(cfg: serde_json::Value) -> (Arc<fednode_http_input::HttpInput>, fednode_kit::Context, fednode_kit::memory::MemoryBus) {
+async fn start(
+    cfg: serde_json::Value,
+) -> (
+    Arc<fednode_http_input::HttpInput>,
+    fednode_kit::Context,
+    fednode_kit::memory::MemoryBus,
+) {
     let (cfg, cred) = fednode_http_input::HttpInputConfig::parse(&cfg, "c").unwrap();
     let input = Arc::new(fednode_http_input::HttpInput::new(cfg, cred));
     let (ctx, bus, _) = testing::context("http_in");
@@ -31,18 +39,31 @@ async fn start(cfg: serde_json::Value) -> (Arc<fednode_http_input::HttpInput>, f
 
 #[tokio::test]
 async fn accepts_json_rejects_garbage() {
-    let (input, ctx, bus) = start(json!({"http_port": 0, "bind": "127.0.0.1", "path": "/ingest",
-        "ports": {"outputs": [{"name": "out", "subject": "user.{user_id}.{type}"}]}}))
+    let (input, ctx, bus) = start(
+        json!({"http_port": 0, "bind": "127.0.0.1", "path": "/ingest",
+        "ports": {"outputs": [{"name": "out", "subject": "user.{user_id}.{type}"}]}}),
+    )
     .await;
-    let mut sub = bus.subscribe("user.>", SubscribeOptions::default()).await.unwrap();
+    let mut sub = bus
+        .subscribe("user.>", SubscribeOptions::default())
+        .await
+        .unwrap();
     let addr = input.local_addr().unwrap();
     let (code, body) = tokio::task::spawn_blocking(move || {
-        post(addr, "/ingest/devices/7", r#"{"type":"raw","user_id":"jamie"}"#, None)
+        post(
+            addr,
+            "/ingest/devices/7",
+            r#"{"type":"raw","user_id":"jamie"}"#,
+            None,
+        )
     })
     .await
     .unwrap();
     assert_eq!(code, 202, "{body}");
-    let m = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&*m.subject, "user.jamie.raw");
     assert_eq!(&m.payload[..], br#"{"type":"raw","user_id":"jamie"}"#);
 

@@ -35,7 +35,13 @@ fn bus_round(subs: usize, n: u64) -> Duration {
         let mut handles = Vec::new();
         for _ in 0..subs {
             let mut sub = bus
-                .subscribe("bench.data", SubscribeOptions { capacity: 1 << 16, ..Default::default() })
+                .subscribe(
+                    "bench.data",
+                    SubscribeOptions {
+                        capacity: 1 << 16,
+                        ..Default::default()
+                    },
+                )
                 .await
                 .unwrap();
             handles.push(tokio::spawn(async move {
@@ -73,19 +79,25 @@ fn memory_bus(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.measurement_time(Duration::from_secs(5));
     for subs in [1usize, 4] {
-        g.bench_function(format!("publish_deliver_{subs}sub{}", if subs > 1 { "s" } else { "" }), |b| {
-            b.iter_custom(|iters| {
-                // Batches of at most 50k keep queues bounded (capacity 65,536).
-                let mut total = Duration::ZERO;
-                let mut left = iters;
-                while left > 0 {
-                    let n = left.min(50_000);
-                    total += bus_round(subs, n);
-                    left -= n;
-                }
-                total
-            })
-        });
+        g.bench_function(
+            format!(
+                "publish_deliver_{subs}sub{}",
+                if subs > 1 { "s" } else { "" }
+            ),
+            |b| {
+                b.iter_custom(|iters| {
+                    // Batches of at most 50k keep queues bounded (capacity 65,536).
+                    let mut total = Duration::ZERO;
+                    let mut left = iters;
+                    while left > 0 {
+                        let n = left.min(50_000);
+                        total += bus_round(subs, n);
+                        left -= n;
+                    }
+                    total
+                })
+            },
+        );
     }
     g.finish();
 }
@@ -93,12 +105,18 @@ fn memory_bus(c: &mut Criterion) {
 fn envelope(c: &mut Criterion) {
     let mut g = c.benchmark_group("envelope");
     g.throughput(Throughput::Elements(1));
-    assert!((190..=230).contains(&FRAME.len()), "frame is {} bytes", FRAME.len());
+    assert!(
+        (190..=230).contains(&FRAME.len()),
+        "frame is {} bytes",
+        FRAME.len()
+    );
     g.bench_function("decode_json_200b", |b| {
         b.iter(|| Envelope::decode_json(black_box(FRAME.as_bytes())).unwrap())
     });
     let env = Envelope::decode_json(FRAME.as_bytes()).unwrap();
-    g.bench_function("encode_json_200b", |b| b.iter(|| black_box(&env).encode_json()));
+    g.bench_function("encode_json_200b", |b| {
+        b.iter(|| black_box(&env).encode_json())
+    });
     let packed = env.encode(Encoding::Msgpack);
     g.bench_function("decode_msgpack_200b", |b| {
         b.iter(|| Envelope::decode_msgpack(black_box(&packed)).unwrap())

@@ -331,7 +331,12 @@ impl BusHandle {
 
     /// Publish `payload` on `subject` with envelope fields `meta` (the node id
     /// is filled in when absent).
-    pub async fn publish(&self, subject: &str, payload: Bytes, mut meta: Meta) -> Result<(), BusError> {
+    pub async fn publish(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        mut meta: Meta,
+    ) -> Result<(), BusError> {
         if meta.node.is_none() {
             meta.node = Some(self.node.clone());
         }
@@ -391,7 +396,11 @@ impl BusHandle {
     }
 
     /// Subscribe; received messages are counted for this component.
-    pub async fn subscribe(&self, pattern: &str, opts: SubscribeOptions) -> Result<Subscription, BusError> {
+    pub async fn subscribe(
+        &self,
+        pattern: &str,
+        opts: SubscribeOptions,
+    ) -> Result<Subscription, BusError> {
         let mut opts = opts;
         opts.drop_counter = Some(self.subscriber_drops.clone());
         let mut sub = self.bus.subscribe(pattern, opts).await?;
@@ -400,7 +409,12 @@ impl BusHandle {
     }
 
     /// A request with a timeout, counted by outcome.
-    pub async fn request(&self, subject: &str, payload: Bytes, timeout: Duration) -> Result<Message, BusError> {
+    pub async fn request(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Message, BusError> {
         let meta = Meta {
             id: Some(crate::envelope::new_id().into()),
             timestamp: Some(crate::envelope::now_millis()),
@@ -421,11 +435,7 @@ impl BusHandle {
     /// Answer a request message.
     pub async fn reply(&self, request: &Message, payload: Bytes) -> Result<(), BusError> {
         match &request.reply {
-            Some(to) => {
-                self.bus
-                    .publish(Message::new(to.clone(), payload))
-                    .await
-            }
+            Some(to) => self.bus.publish(Message::new(to.clone(), payload)).await,
             None => Ok(()),
         }
     }

@@ -198,7 +198,11 @@ pub trait Component: Send + Sync + 'static {
     }
 
     /// The replay buffer (outputs), newest last.
-    async fn buffer(&self, _count: Option<usize>, _start_time: Option<i64>) -> Result<Value, AdminError> {
+    async fn buffer(
+        &self,
+        _count: Option<usize>,
+        _start_time: Option<i64>,
+    ) -> Result<Value, AdminError> {
         Err(AdminError::NotSupported(
             "this component keeps no buffer".into(),
         ))

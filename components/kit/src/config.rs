@@ -176,10 +176,12 @@ fn remove_at(root: &mut Value, segs: &[String], field: Option<&str>) -> bool {
     };
     for s in target {
         cur = match (cur, s.strip_prefix('[').and_then(|x| x.strip_suffix(']'))) {
-            (Value::Array(a), Some(i)) => match i.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
-                Some(v) => v,
-                None => return false,
-            },
+            (Value::Array(a), Some(i)) => {
+                match i.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                    Some(v) => v,
+                    None => return false,
+                }
+            }
             (Value::Object(m), _) => match m.get_mut(s) {
                 Some(v) => v,
                 None => return false,
@@ -187,7 +189,10 @@ fn remove_at(root: &mut Value, segs: &[String], field: Option<&str>) -> bool {
             _ => return false,
         };
     }
-    match (cur, last.strip_prefix('[').and_then(|x| x.strip_suffix(']'))) {
+    match (
+        cur,
+        last.strip_prefix('[').and_then(|x| x.strip_suffix(']')),
+    ) {
         (Value::Array(a), Some(i)) => match i.parse::<usize>() {
             Ok(i) if i < a.len() => {
                 a.remove(i);
@@ -249,8 +254,20 @@ impl PortsConfig {
     pub fn validate(&self, base: &str, rules: &PortRules<'_>) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         for (list, known, required, is_input, name) in [
-            (&self.inputs, rules.inputs, rules.required_inputs, true, "inputs"),
-            (&self.outputs, rules.outputs, rules.required_outputs, false, "outputs"),
+            (
+                &self.inputs,
+                rules.inputs,
+                rules.required_inputs,
+                true,
+                "inputs",
+            ),
+            (
+                &self.outputs,
+                rules.outputs,
+                rules.required_outputs,
+                false,
+                "outputs",
+            ),
         ] {
             for (i, p) in list.iter().enumerate() {
                 let at = format!("{base}.{name}[{i}]");
@@ -261,7 +278,8 @@ impl PortsConfig {
                     ));
                     continue;
                 }
-                if !(is_input && rules.any_input_name) && !known.contains(&p.name.as_str()) {
+                let any_name = is_input && rules.any_input_name;
+                if !any_name && !known.contains(&p.name.as_str()) {
                     errors.push(ConfigError::new(
                         format!("{at}.name"),
                         format!(
@@ -535,10 +553,26 @@ mod tests {
             },
         );
         let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-        assert!(lines.iter().any(|l| l.starts_with("p.inputs[0].subject:")), "{lines:?}");
-        assert!(lines.iter().any(|l| l == "p.outputs[0].name: expected \"out\", got \"oops\""), "{lines:?}");
-        assert!(lines.iter().any(|l| l.starts_with("p.outputs[0].subject:")), "{lines:?}");
-        assert!(lines.iter().any(|l| l == "p.outputs: a port named \"out\" is required"), "{lines:?}");
+        assert!(
+            lines.iter().any(|l| l.starts_with("p.inputs[0].subject:")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l == "p.outputs[0].name: expected \"out\", got \"oops\""),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("p.outputs[0].subject:")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l == "p.outputs: a port named \"out\" is required"),
+            "{lines:?}"
+        );
     }
 
     #[test]

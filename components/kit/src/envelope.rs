@@ -229,7 +229,10 @@ impl Envelope {
     /// path and tests).
     pub fn from_value(value: serde_json::Value) -> Self {
         if let serde_json::Value::Object(map) = &value {
-            let kind = map.get("type").and_then(|t| t.as_str()).and_then(parse_kind);
+            let kind = map
+                .get("type")
+                .and_then(|t| t.as_str())
+                .and_then(parse_kind);
             let id = map.get("id").and_then(|i| i.as_str());
             match (kind, id) {
                 (Some(kind @ (Kind::Data | Kind::Request | Kind::Reply)), _)
@@ -498,7 +501,10 @@ mod tests {
     #[test]
     fn non_objects_are_data_and_garbage_is_an_error() {
         assert_eq!(&Envelope::decode_json(b" 42 ").unwrap().payload[..], b"42");
-        assert_eq!(&Envelope::decode_json(b"[1,2]").unwrap().payload[..], b"[1,2]");
+        assert_eq!(
+            &Envelope::decode_json(b"[1,2]").unwrap().payload[..],
+            b"[1,2]"
+        );
         assert!(Envelope::decode_json(b"{not json").is_err());
         assert!(Envelope::decode_msgpack(&[0xc1]).is_err());
     }

@@ -24,11 +24,12 @@ pub mod subject;
 pub mod testing;
 
 pub use bus::{
-    Bus, BusError, BusHandle, Message, Meta, NatsConnection, Overflow, SubscribeOptions, Subscription,
+    Bus, BusError, BusHandle, Message, Meta, NatsConnection, Overflow, SubscribeOptions,
+    Subscription,
 };
 pub use component::{
-    AdminError, AdminRequest, BuildContext, BuildResult, Component, ComponentKind, Context,
-    Health, NodeIdentity, Registration, StartError,
+    AdminError, AdminRequest, BuildContext, BuildResult, Component, ComponentKind, Context, Health,
+    NodeIdentity, Registration, StartError,
 };
 pub use config::{ConfigError, PortsConfig};
 pub use envelope::{Encoding, Envelope, ErrorCode, Kind, ReplyPayload, RequestPayload};

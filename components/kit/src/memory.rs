@@ -235,11 +235,16 @@ impl Bus for MemoryBus {
         Ok(Ok(()))
     }
 
-    async fn subscribe(&self, pattern: &str, opts: SubscribeOptions) -> Result<Subscription, BusError> {
+    async fn subscribe(
+        &self,
+        pattern: &str,
+        opts: SubscribeOptions,
+    ) -> Result<Subscription, BusError> {
         if self.inner.closed.load(Ordering::Relaxed) {
             return Err(BusError::Closed);
         }
-        subject::validate_pattern(pattern).map_err(|_| BusError::InvalidSubject(pattern.to_string()))?;
+        subject::validate_pattern(pattern)
+            .map_err(|_| BusError::InvalidSubject(pattern.to_string()))?;
         let (tx, rx) = mpsc::channel(opts.capacity.max(1));
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let dropped = Arc::new(AtomicU64::new(0));

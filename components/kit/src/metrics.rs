@@ -31,8 +31,8 @@ pub struct Metrics {
 
 /// Buckets for latencies from 50 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 5.0, 10.0,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
 ];
 
 fn labels_with_component<'a>(extra: &'a [&'a str]) -> Vec<&'a str> {
@@ -102,7 +102,13 @@ impl Metrics {
         }
     }
 
-    fn histogram_vec(&self, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+    fn histogram_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: &[f64],
+    ) -> HistogramVec {
         match self.family(name, || {
             Family::Histogram(
                 HistogramVec::new(
@@ -297,6 +303,8 @@ mod tests {
         assert_eq!(m.value("x_total", &[("component", "b")]), Some(2.0));
         let r = m.component("a").counter_vec("y_total", "h", &["reason"]);
         r.with(&["queue_full"]).inc();
-        assert!(m.render().contains("y_total{component=\"a\",reason=\"queue_full\"} 1"));
+        assert!(m
+            .render()
+            .contains("y_total{component=\"a\",reason=\"queue_full\"} 1"));
     }
 }

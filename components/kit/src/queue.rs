@@ -124,7 +124,9 @@ impl<T> BoundedQueue<T> {
                     tokio::pin!(space);
                     space.as_mut().enable();
                     // Re-check after registering so a pop in between is seen.
-                    if self.items.lock().len() < self.capacity || self.closed.load(Ordering::Acquire) {
+                    if self.items.lock().len() < self.capacity
+                        || self.closed.load(Ordering::Acquire)
+                    {
                         continue;
                     }
                     space.await;

@@ -76,10 +76,14 @@ fn validate(subject: &str, wildcards: bool, templates: bool) -> Result<(), Subje
     let tokens: Vec<&str> = flat.split('.').collect();
     for (i, t) in tokens.iter().enumerate() {
         if t.is_empty() {
-            return Err(SubjectError(format!("subject {subject:?} has an empty token")));
+            return Err(SubjectError(format!(
+                "subject {subject:?} has an empty token"
+            )));
         }
         if t.chars().any(|c| c.is_whitespace()) {
-            return Err(SubjectError(format!("subject {subject:?} contains whitespace")));
+            return Err(SubjectError(format!(
+                "subject {subject:?} contains whitespace"
+            )));
         }
         let wild = *t == "*" || *t == ">";
         if wild && !wildcards {
@@ -135,7 +139,9 @@ impl Template {
             };
             let field = &rest[open + 1..open + close];
             if field.is_empty() || field.contains('{') {
-                return Err(format!("subject {raw:?} has an empty or nested placeholder"));
+                return Err(format!(
+                    "subject {raw:?} has an empty or nested placeholder"
+                ));
             }
             parts.push(Part::Field(field.split('.').map(str::to_string).collect()));
             rest = &rest[open + close + 1..];
@@ -238,7 +244,10 @@ mod tests {
 
     #[test]
     fn overlapping_patterns() {
-        assert!(overlaps("user.*.raw", "user.{user_id}.raw".replace("{user_id}", "*").as_str()));
+        assert!(overlaps(
+            "user.*.raw",
+            "user.{user_id}.raw".replace("{user_id}", "*").as_str()
+        ));
         assert!(overlaps("a.>", "a.b.*"));
         assert!(!overlaps("a.b", "a.c"));
     }
@@ -246,9 +255,15 @@ mod tests {
     #[test]
     fn templates_fill_from_payload() {
         let t = Template::parse("user.{user_id}.{type}").unwrap();
-        assert_eq!(t.render(&json!({"type":"raw","user_id":"jamie"})), "user.jamie.raw");
+        assert_eq!(
+            t.render(&json!({"type":"raw","user_id":"jamie"})),
+            "user.jamie.raw"
+        );
         assert_eq!(t.render(&json!({"type":"raw"})), "user._.raw");
-        assert_eq!(t.render(&json!({"type":"a.b c","user_id":7})), "user.7.a_b_c");
+        assert_eq!(
+            t.render(&json!({"type":"a.b c","user_id":7})),
+            "user.7.a_b_c"
+        );
         let nested = Template::parse("dev.{meta.site}").unwrap();
         assert_eq!(nested.render(&json!({"meta":{"site":"lab"}})), "dev.lab");
         assert!(Template::parse("a.{b").is_err());

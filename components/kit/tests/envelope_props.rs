@@ -10,8 +10,8 @@ fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|i| Value::from(i)),
-        (-1e12f64..1e12).prop_map(|f| Value::from(f)),
+        any::<i64>().prop_map(Value::from),
+        (-1e12f64..1e12).prop_map(Value::from),
         "[a-zA-Z0-9 éß\\-\"\\\\]{0,12}".prop_map(Value::String),
     ];
     leaf.prop_recursive(3, 24, 5, |inner| {

@@ -55,7 +55,9 @@ impl Component for UdpInput {
         tracing::info!(component = %ctx.name, addr = ?socket.local_addr().ok(), "udp input listening");
         let subject = self.cfg.ports.output("out").expect("validated: out port");
         let me = self.clone();
-        ctx.tracker.clone().spawn(async move { me.receive(socket, subject, ctx).await });
+        ctx.tracker
+            .clone()
+            .spawn(async move { me.receive(socket, subject, ctx).await });
         Ok(())
     }
 
@@ -76,9 +78,10 @@ impl UdpInput {
         let received = ctx
             .metrics
             .counter("udp_datagrams_received_total", "Datagrams received");
-        let published = ctx
-            .metrics
-            .counter("udp_messages_published_total", "Datagrams published on the bus");
+        let published = ctx.metrics.counter(
+            "udp_messages_published_total",
+            "Datagrams published on the bus",
+        );
         let errors = ctx.metrics.counter_vec(
             "udp_errors_total",
             "Datagrams dropped, by reason",
