@@ -10,6 +10,7 @@ pub fn all() -> Vec<Registration> {
         fednode_eeg_simulator::registration(),
         fednode_http_input::registration(),
         fednode_websocket_input::registration(),
+        fednode_json_filter::registration(),
     ]
 }
 
