@@ -30,11 +30,16 @@ use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
 use serde::{Deserialize, Serialize};
 
-/// A named frequency band `[lo, hi]` in Hz (closed at both ends).
+/// A named frequency band `[lo, hi]` in Hz (closed at both ends); written
+/// `{"name": "alpha", "lo": 8, "hi": 13}` in the config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Band {
+    /// The key of this band in every output map (`band_powers`, …).
     pub name: String,
+    /// Lower edge in Hz (included).
     pub lo: f64,
+    /// Upper edge in Hz (included), at most the Nyquist frequency.
     pub hi: f64,
 }
 
@@ -153,36 +158,72 @@ pub fn validate_window(window_seconds: f64, fs: f64) -> Result<(), String> {
     Ok(())
 }
 
+/// Which field of a [`Band`] a validation problem is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BandField {
+    Name,
+    Lo,
+    Hi,
+}
+
+impl BandField {
+    /// The config key (`name`, `lo`, `hi`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BandField::Name => "name",
+            BandField::Lo => "lo",
+            BandField::Hi => "hi",
+        }
+    }
+}
+
 /// A band needs a name, finite edges, `0 <= lo < hi`, and `hi <= fs/2`
 /// (Nyquist). Call after [`validate_sampling_rate`].
 pub fn validate_band(band: &Band, fs: f64) -> Result<(), String> {
+    check_band(band, fs).map_err(|(_, m)| m)
+}
+
+/// [`validate_band`], also naming the offending field (so a config error
+/// can point at `bands[4].hi`).
+pub fn check_band(band: &Band, fs: f64) -> Result<(), (BandField, String)> {
     let name = &band.name;
     if name.is_empty() {
-        return Err("band name must not be empty".to_string());
+        return Err((BandField::Name, "band name must not be empty".to_string()));
     }
-    if !band.lo.is_finite() || !band.hi.is_finite() {
-        return Err(format!(
-            "band {name}: edges must be finite numbers, got [{}, {}]",
-            band.lo, band.hi
-        ));
+    for (field, v) in [(BandField::Lo, band.lo), (BandField::Hi, band.hi)] {
+        if !v.is_finite() {
+            return Err((
+                field,
+                format!(
+                    "band {name}: edges must be finite numbers, got [{}, {}]",
+                    band.lo, band.hi
+                ),
+            ));
+        }
     }
     if band.lo < 0.0 {
-        return Err(format!(
-            "band {name}: lower edge {} Hz is negative",
-            band.lo
+        return Err((
+            BandField::Lo,
+            format!("band {name}: lower edge {} Hz is negative", band.lo),
         ));
     }
     if band.lo >= band.hi {
-        return Err(format!(
-            "band {name}: lower edge {} Hz must be below upper edge {} Hz",
-            band.lo, band.hi
+        return Err((
+            BandField::Lo,
+            format!(
+                "band {name}: lower edge {} Hz must be below upper edge {} Hz",
+                band.lo, band.hi
+            ),
         ));
     }
     let nyquist = fs / 2.0;
     if band.hi > nyquist {
-        return Err(format!(
-            "band {name}: upper edge {} Hz is above the Nyquist frequency {nyquist} Hz (sampling_rate {fs} Hz)",
-            band.hi
+        return Err((
+            BandField::Hi,
+            format!(
+                "band {name}: upper edge {} Hz is above the Nyquist frequency {nyquist} Hz (sampling_rate {fs} Hz)",
+                band.hi
+            ),
         ));
     }
     Ok(())

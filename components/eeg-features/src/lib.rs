@@ -1,14 +1,43 @@
 //! `eeg_features`: turns raw EEG samples into band-power feature messages
-//! (SPEC §4.4). The numeric convention is `EEG.md`.
+//! (SPEC §4.4). The numeric convention is `EEG.md`; the crate README
+//! documents the config, the message shapes and the metrics.
 //!
+//! The component:
+//! * [`config`]: the config block, validated with JSON paths.
+//! * [`key`]: `key_path`, which value of a message names its stream.
+//! * [`message`]: one-pass parsing of raw messages into reused buffers.
+//! * `processor`: the running component (input tasks, idle sweeper).
+//!
+//! The numeric core, pure (no bus, no I/O, no allocation per sample or per
+//! window after warm-up):
 //! * [`dsp`]: Welch PSD and trapezoid band power, validation helpers.
 //! * [`stream`]: per-stream sample indexing and windowing.
 //! * [`features`]: per-window features (bands, averages, metrics,
 //!   workload, confidence) as a serializable struct.
-//!
-//! These modules are pure (no bus, no I/O, no allocation per sample or per
-//! window after warm-up).
 
+pub mod config;
 pub mod dsp;
 pub mod features;
+pub mod key;
+pub mod message;
+mod processor;
 pub mod stream;
+
+pub use config::EegFeaturesConfig;
+pub use processor::EegFeatures;
+
+use fednode_kit::{ComponentKind, Registration};
+use std::sync::Arc;
+
+/// The registry entry.
+pub fn registration() -> Registration {
+    Registration {
+        name: "eeg_features",
+        aliases: &[],
+        kinds: &[ComponentKind::Processor],
+        build: |cx, value| {
+            let cfg = EegFeaturesConfig::parse(value, cx.path)?;
+            Ok(Arc::new(EegFeatures::new(cfg)))
+        },
+    }
+}

@@ -57,6 +57,8 @@ pub fn parse_strict<T: DeserializeOwned>(value: &Value, base: &str) -> Result<T,
     let mut work = value.clone();
     let mut errors: Vec<ConfigError> = Vec::new();
     let mut reported: Vec<Vec<String>> = Vec::new();
+    // Required fields we filled with a stand-in, and which stand-in.
+    let mut filling: Vec<(Vec<String>, usize)> = Vec::new();
     for _ in 0..64 {
         let de = work.clone();
         match serde_path_to_error::deserialize::<_, T>(de) {
@@ -77,7 +79,9 @@ pub fn parse_strict<T: DeserializeOwned>(value: &Value, base: &str) -> Result<T,
                 if let Some(field) = missing_field(&raw) {
                     segs.push(field);
                 }
-                let already = reported.iter().any(|r| r == &segs);
+                // Errors inside a value already reported (or being filled in
+                // by us) follow from that one problem: don't repeat them.
+                let already = reported.iter().any(|r| segs.starts_with(r));
                 if !already {
                     errors.push(ConfigError::new(
                         join(base, &render_path(&segs)),
@@ -85,25 +89,73 @@ pub fn parse_strict<T: DeserializeOwned>(value: &Value, base: &str) -> Result<T,
                     ));
                     reported.push(segs.clone());
                 }
-                let removed = if let Some(field) = unknown_field {
+                let progressed = if let Some(field) = unknown_field {
                     let mut parent = segs.clone();
                     parent.pop();
                     remove_at(&mut work, &parent, Some(&field))
                 } else if missing_field(&raw).is_some() {
-                    // Nothing to remove: a required field is absent. Insert a
-                    // null so the next pass reports something else (or the same
-                    // path, which is then deduplicated) — stop if nothing changes.
-                    false
+                    // A required field is absent: put a stand-in there so the
+                    // rest of the block is still checked.
+                    filling.push((segs.clone(), 0));
+                    insert_at(&mut work, &segs, STAND_INS[0].clone())
+                } else if let Some(slot) = filling.iter_mut().find(|(p, _)| segs.starts_with(p)) {
+                    // Our stand-in has the wrong type: try the next one.
+                    slot.1 += 1;
+                    match STAND_INS.get(slot.1) {
+                        Some(v) => insert_at(&mut work, &slot.0.clone(), v.clone()),
+                        None => false,
+                    }
                 } else {
                     remove_at(&mut work, &segs, None)
                 };
-                if !removed {
+                if !progressed {
                     return Err(errors);
                 }
             }
         }
     }
     Err(errors)
+}
+
+/// Values tried, in order, in place of a missing required field, so parsing
+/// can go on to report the block's other problems.
+static STAND_INS: std::sync::LazyLock<[Value; 6]> = std::sync::LazyLock::new(|| {
+    [
+        Value::String(String::new()),
+        Value::from(0),
+        Value::Array(vec![]),
+        Value::Object(Default::default()),
+        Value::Bool(false),
+        Value::Null,
+    ]
+});
+
+/// Set the value at `segs` (creating the last key).
+fn insert_at(root: &mut Value, segs: &[String], value: Value) -> bool {
+    let Some((last, parent)) = segs.split_last() else {
+        return false;
+    };
+    let mut cur = root;
+    for s in parent {
+        cur = match (cur, s.strip_prefix('[').and_then(|x| x.strip_suffix(']'))) {
+            (Value::Array(a), Some(i)) => match i.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                Some(v) => v,
+                None => return false,
+            },
+            (Value::Object(m), _) => match m.get_mut(s) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match cur {
+        Value::Object(m) => {
+            m.insert(last.clone(), value);
+            true
+        }
+        _ => false,
+    }
 }
 
 fn render_path(segs: &[String]) -> String {
@@ -525,6 +577,21 @@ mod tests {
                 "components.a.config.server.prot: unknown field, expected \"port\" or \"mode\"",
                 "components.a.config.server.mode: expected \"server\" or \"client\", got \"serverr\"",
                 "components.a.config.list[0].port: invalid type: string \"nope\", expected u16",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_field_does_not_hide_later_problems() {
+        let v = json!({"server": {"mode": "nope"}, "list": [{"prot": 1}]});
+        let errs = parse_strict::<Outer>(&v, "c").unwrap_err();
+        let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "c.server.mode: expected \"server\" or \"client\", got \"nope\"",
+                "c.list[0].prot: unknown field, expected \"port\" or \"mode\"",
+                "c.name: required field is missing",
             ]
         );
     }
