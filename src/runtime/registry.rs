@@ -11,6 +11,7 @@ pub fn all() -> Vec<Registration> {
         fednode_http_input::registration(),
         fednode_websocket_input::registration(),
         fednode_json_filter::registration(),
+        fednode_eeg_features::registration(),
     ]
 }
 

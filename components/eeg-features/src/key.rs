@@ -1,0 +1,294 @@
+//! `key_path`: which value of a raw message names its stream.
+//!
+//! A key path must select exactly one value, so only the single-value
+//! subset of JSONPath (SPEC §5.1) is accepted: `$.name`, `$.a.b`,
+//! `$['a b']`, `$.a[0]`. Wildcards, filters, slices and recursive descent
+//! are config errors. The first segment must be a name: the message parser
+//! captures that member while it reads the sample fields (one pass over
+//! the payload); a longer path then walks into the captured value.
+
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::borrow::Cow;
+
+/// Members of a raw message that carry samples; a key cannot live there.
+pub const INPUT_FIELDS: &[&str] = &["type", "timestamp", "timestamps", "channels", "samples"];
+
+/// Members of the output message; the key's output name cannot be one.
+pub const OUTPUT_FIELDS: &[&str] = &[
+    "type",
+    "timestamp",
+    "window",
+    "band_powers",
+    "average",
+    "channels",
+    "metrics",
+    "workload",
+    "confidence",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Name(String),
+    Index(usize),
+}
+
+/// A parsed `key_path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPath {
+    raw: String,
+    segments: Vec<Segment>,
+}
+
+/// A stream key as found in one message (borrowed from the payload where
+/// possible).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KeyRef<'a> {
+    /// The path did not resolve, or resolved to `null`: the default stream.
+    Missing,
+    /// A string value (unescaped).
+    Str(Cow<'a, str>),
+    /// Any other value (a number, usually), as compact JSON text; numbers
+    /// are told apart by their text (`17` and `17.0` are two streams, and
+    /// `17` and `"17"` too).
+    Json(Cow<'a, str>),
+}
+
+impl KeyRef<'_> {
+    /// The key as a JSON value for the output message (`null` for the
+    /// default stream).
+    pub fn to_json(&self) -> Box<RawValue> {
+        let text = match self {
+            KeyRef::Missing => "null".to_string(),
+            KeyRef::Str(s) => serde_json::to_string(s.as_ref()).expect("a string serialises"),
+            KeyRef::Json(t) => t.to_string(),
+        };
+        RawValue::from_string(text).expect("valid JSON text")
+    }
+
+    /// Human-readable form for logs.
+    pub fn display(&self) -> &str {
+        match self {
+            KeyRef::Missing => "_",
+            KeyRef::Str(s) | KeyRef::Json(s) => s,
+        }
+    }
+}
+
+impl KeyPath {
+    /// Parse `$.a.b`, `$['a b']`, `$.a[0]`; errors say what is allowed.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let general = || {
+            format!(
+                "expected a path to one value such as $.user_id, $.meta.user or $['user id'] \
+                 (wildcards, filters and slices are not allowed), got {raw:?}"
+            )
+        };
+        let rest = raw.strip_prefix('$').ok_or_else(general)?;
+        let b = rest.as_bytes();
+        let mut i = 0;
+        let mut segments = Vec::new();
+        while i < b.len() {
+            match b[i] {
+                b'.' => {
+                    let start = i + 1;
+                    let end = rest[start..]
+                        .find(['.', '['])
+                        .map_or(rest.len(), |e| start + e);
+                    let name = &rest[start..end];
+                    if name.is_empty() || name == "*" || name.contains(['\'', '"', ']', ' ']) {
+                        return Err(general());
+                    }
+                    segments.push(Segment::Name(name.to_string()));
+                    i = end;
+                }
+                b'[' => {
+                    let close = rest[i..].find(']').map(|c| i + c).ok_or_else(general)?;
+                    let inner = &rest[i + 1..close];
+                    let quoted =
+                        |q: char| inner.len() >= 2 && inner.starts_with(q) && inner.ends_with(q);
+                    if quoted('\'') || quoted('"') {
+                        let name = &inner[1..inner.len() - 1];
+                        if name.is_empty() || name.contains(['\'', '"']) {
+                            return Err(general());
+                        }
+                        segments.push(Segment::Name(name.to_string()));
+                    } else if !inner.is_empty() && inner.bytes().all(|c| c.is_ascii_digit()) {
+                        segments.push(Segment::Index(inner.parse().map_err(|_| general())?));
+                    } else {
+                        return Err(general());
+                    }
+                    i = close + 1;
+                }
+                _ => return Err(general()),
+            }
+        }
+        match segments.first() {
+            None => return Err(general()),
+            Some(Segment::Index(_)) => {
+                return Err(format!(
+                    "the first step of key_path must be a field name (a raw message is an object), got {raw:?}"
+                ))
+            }
+            Some(Segment::Name(n)) if INPUT_FIELDS.contains(&n.as_str()) => {
+                return Err(format!(
+                    "key_path cannot point into the sample fields ({}), got {raw:?}",
+                    INPUT_FIELDS.join(", ")
+                ))
+            }
+            Some(Segment::Name(_)) => {}
+        }
+        let path = KeyPath {
+            raw: raw.to_string(),
+            segments,
+        };
+        if OUTPUT_FIELDS.contains(&path.output_name()) {
+            return Err(format!(
+                "the key is written to the output under {:?}, which the output already uses; \
+                 pick a path whose last name is not one of {}",
+                path.output_name(),
+                OUTPUT_FIELDS.join(", ")
+            ));
+        }
+        Ok(path)
+    }
+
+    /// The path as written.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// The top-level member the message parser captures.
+    pub fn first(&self) -> &str {
+        match &self.segments[0] {
+            Segment::Name(n) => n,
+            Segment::Index(_) => unreachable!("validated: the first segment is a name"),
+        }
+    }
+
+    /// The last name of the path: the key's member in the output message
+    /// (`user_id` for `$.user_id`, `user` for `$.meta.user`).
+    pub fn output_name(&self) -> &str {
+        self.segments
+            .iter()
+            .rev()
+            .find_map(|s| match s {
+                Segment::Name(n) => Some(n.as_str()),
+                Segment::Index(_) => None,
+            })
+            .expect("validated: the first segment is a name")
+    }
+
+    /// The key of one message, from the raw JSON text of its
+    /// [`first`](Self::first) member (`None` when the message has no such
+    /// member).
+    pub fn resolve<'a>(&self, first: Option<&'a str>) -> KeyRef<'a> {
+        let Some(raw) = first else {
+            return KeyRef::Missing;
+        };
+        if self.segments.len() == 1 {
+            return classify_raw(raw);
+        }
+        // A nested path: parse the member (only this one) and walk it.
+        let Ok(mut v) = serde_json::from_str::<Value>(raw) else {
+            return KeyRef::Missing;
+        };
+        for seg in &self.segments[1..] {
+            let next = match (seg, v) {
+                (Segment::Name(n), Value::Object(mut m)) => m.shift_remove(n.as_str()),
+                (Segment::Index(i), Value::Array(mut a)) if *i < a.len() => Some(a.swap_remove(*i)),
+                _ => None,
+            };
+            match next {
+                Some(n) => v = n,
+                None => return KeyRef::Missing,
+            }
+        }
+        match v {
+            Value::Null => KeyRef::Missing,
+            Value::String(s) => KeyRef::Str(Cow::Owned(s)),
+            other => KeyRef::Json(Cow::Owned(other.to_string())),
+        }
+    }
+}
+
+/// The key from a member's raw JSON text, borrowing when it can.
+fn classify_raw(text: &str) -> KeyRef<'_> {
+    let text = text.trim();
+    if text == "null" {
+        return KeyRef::Missing;
+    }
+    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        if !inner.contains('\\') {
+            return KeyRef::Str(Cow::Borrowed(inner));
+        }
+        return match serde_json::from_str::<String>(text) {
+            Ok(s) => KeyRef::Str(Cow::Owned(s)),
+            Err(_) => KeyRef::Missing,
+        };
+    }
+    if text.starts_with(['{', '[']) {
+        // Canonical compact text, so whitespace does not split streams.
+        return match serde_json::from_str::<Value>(text) {
+            Ok(v) => KeyRef::Json(Cow::Owned(v.to_string())),
+            Err(_) => KeyRef::Missing,
+        };
+    }
+    KeyRef::Json(Cow::Borrowed(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> &str {
+        s
+    }
+
+    #[test]
+    fn parses_single_value_paths() {
+        let p = KeyPath::parse("$.user_id").unwrap();
+        assert_eq!((p.first(), p.output_name()), ("user_id", "user_id"));
+        let p = KeyPath::parse("$.meta.user").unwrap();
+        assert_eq!((p.first(), p.output_name()), ("meta", "user"));
+        let p = KeyPath::parse("$['user id']").unwrap();
+        assert_eq!(p.output_name(), "user id");
+        let p = KeyPath::parse("$.ids[1]").unwrap();
+        assert_eq!(p.output_name(), "ids");
+        for bad in [
+            "user_id",
+            "$",
+            "$.*",
+            "$..a",
+            "$.a[*]",
+            "$[0]",
+            "$.a[?(@.x)]",
+            "$.channels",
+            "$.m.window",
+            "$.a[1:2]",
+        ] {
+            assert!(KeyPath::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn resolves_keys() {
+        let p = KeyPath::parse("$.user_id").unwrap();
+        let r = raw("\"u17\"");
+        assert_eq!(p.resolve(Some(r)), KeyRef::Str(Cow::Borrowed("u17")));
+        let r = raw("\"a\\u0062\"");
+        assert_eq!(p.resolve(Some(r)), KeyRef::Str(Cow::Borrowed("ab")));
+        let r = raw("17");
+        assert_eq!(p.resolve(Some(r)), KeyRef::Json(Cow::Borrowed("17")));
+        assert_eq!(p.resolve(Some(r)).to_json().get(), "17");
+        let r = raw("null");
+        assert_eq!(p.resolve(Some(r)), KeyRef::Missing);
+        assert_eq!(p.resolve(None), KeyRef::Missing);
+        let nested = KeyPath::parse("$.meta.ids[1]").unwrap();
+        let r = raw(r#"{"ids": ["x", "y"]}"#);
+        assert_eq!(nested.resolve(Some(r)), KeyRef::Str(Cow::Borrowed("y")));
+        let r = raw(r#"{"other": 1}"#);
+        assert_eq!(nested.resolve(Some(r)), KeyRef::Missing);
+        assert_eq!(KeyRef::Str("q\"".into()).to_json().get(), r#""q\"""#);
+    }
+}
