@@ -12,6 +12,7 @@ pub fn all() -> Vec<Registration> {
         fednode_websocket_input::registration(),
         fednode_json_filter::registration(),
         fednode_eeg_features::registration(),
+        fednode_websocket_output::registration(),
     ]
 }
 

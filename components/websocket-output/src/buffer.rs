@@ -1,0 +1,156 @@
+//! The replay buffer: the newest `replay.buffer_size` data messages, in
+//! arrival order. Only the fan-out task appends, so a snapshot taken by the
+//! fan-out task holds exactly what was fanned out before it.
+
+use parking_lot::Mutex;
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::item::Item;
+
+/// `replay` params (SPEC §3).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayParams {
+    /// At most the newest this many.
+    #[serde(default)]
+    pub count: Option<usize>,
+    /// Only messages with `timestamp >= start_time` (ms since the epoch).
+    #[serde(default)]
+    pub start_time: Option<i64>,
+    /// Only messages after the one with this id.
+    #[serde(default)]
+    pub after_id: Option<String>,
+}
+
+/// What a selection found.
+pub(crate) struct Selection {
+    pub items: Vec<Arc<Item>>,
+    /// `after_id` was given but is no longer (or never was) buffered: the
+    /// selection then starts at the oldest buffered message.
+    pub after_id_missing: bool,
+}
+
+pub(crate) struct ReplayBuffer {
+    capacity: usize,
+    items: Mutex<VecDeque<Arc<Item>>>,
+}
+
+impl ReplayBuffer {
+    pub fn new(capacity: usize) -> Self {
+        ReplayBuffer {
+            capacity,
+            items: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
+        }
+    }
+
+    pub fn push(&self, item: &Arc<Item>) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut q = self.items.lock();
+        if q.len() == self.capacity {
+            q.pop_front();
+        }
+        q.push_back(item.clone());
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.lock().len()
+    }
+
+    /// Messages after `after_id` with `timestamp >= start_time`, oldest
+    /// first (`count` is applied by the caller, after the connection's
+    /// filters).
+    pub fn select(&self, p: &ReplayParams) -> Selection {
+        let q = self.items.lock();
+        let mut from = 0;
+        let mut after_id_missing = false;
+        if let Some(after) = &p.after_id {
+            match q.iter().rposition(|i| &*i.id == after.as_str()) {
+                Some(pos) => from = pos + 1,
+                None => after_id_missing = true,
+            }
+        }
+        let items = q
+            .range(from..)
+            .filter(|i| p.start_time.is_none_or(|t| i.timestamp >= t))
+            .cloned()
+            .collect();
+        Selection {
+            items,
+            after_id_missing,
+        }
+    }
+
+    /// `GET …/buffer`: the newest `count` with `timestamp >= start_time`,
+    /// newest last.
+    pub fn snapshot(&self, count: Option<usize>, start_time: Option<i64>) -> Vec<Arc<Item>> {
+        let mut items = self
+            .select(&ReplayParams {
+                count: None,
+                start_time,
+                after_id: None,
+            })
+            .items;
+        if let Some(c) = count {
+            let skip = items.len().saturating_sub(c);
+            items.drain(..skip);
+        }
+        items
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use fednode_kit::{Message, Meta};
+
+    fn item(seq: u64, ts: i64) -> Arc<Item> {
+        Arc::new(Item::from_message(
+            seq,
+            Message::new("s", Bytes::from_static(b"{}")).with_meta(Meta {
+                id: Some(format!("m{seq}").into()),
+                timestamp: Some(ts),
+                ..Meta::default()
+            }),
+        ))
+    }
+
+    #[test]
+    fn keeps_the_newest_and_selects_by_id_and_time() {
+        let b = ReplayBuffer::new(3);
+        for s in 1..=5 {
+            b.push(&item(s, s as i64 * 10));
+        }
+        let seqs = |v: Vec<Arc<Item>>| v.iter().map(|i| i.seq).collect::<Vec<_>>();
+        assert_eq!(
+            seqs(b.select(&ReplayParams::default()).items),
+            vec![3, 4, 5]
+        );
+        let p = ReplayParams {
+            after_id: Some("m3".into()),
+            ..Default::default()
+        };
+        assert_eq!(seqs(b.select(&p).items), vec![4, 5]);
+        let p = ReplayParams {
+            after_id: Some("m1".into()),
+            ..Default::default()
+        };
+        let s = b.select(&p);
+        assert!(s.after_id_missing);
+        assert_eq!(seqs(s.items), vec![3, 4, 5]);
+        let p = ReplayParams {
+            start_time: Some(45),
+            ..Default::default()
+        };
+        assert_eq!(seqs(b.select(&p).items), vec![5]);
+        assert_eq!(seqs(b.snapshot(Some(2), None)), vec![4, 5]);
+        assert!(ReplayBuffer::new(0)
+            .select(&ReplayParams::default())
+            .items
+            .is_empty());
+    }
+}

@@ -1,0 +1,49 @@
+//! Client mode: push to a hub's `websocket_input` server through the input
+//! crate's reconnect loop (INIT → CONNECTING → CONNECTED → RECONNECTING →
+//! FAILED). The one connection object outlives reconnects: its queue keeps
+//! filling while the link is down, and with `at_least_once` delivery what
+//! the hub has not acknowledged is sent again first on the next session.
+
+use fednode_websocket_input::client::{run_reconnecting, ClientOptions, SessionEnd};
+use std::sync::Arc;
+
+use crate::config::Delivery;
+use crate::conn::Conn;
+use crate::output::Shared;
+use crate::session;
+
+pub(crate) async fn run(sh: Arc<Shared>, conn: Arc<Conn>) {
+    let client = sh.s.client.clone().expect("client mode has a client block");
+    let opts = ClientOptions {
+        url: client.url.clone(),
+        credential: sh.s.credential.clone(),
+        reconnect: client.reconnect.clone(),
+        connect_timeout: client.connect_timeout,
+        ws_config: sh.ws_config,
+    };
+    let on_state = {
+        let sh = sh.clone();
+        move |change: &fednode_websocket_input::client::StateChange| sh.on_state(change)
+    };
+    let end = run_reconnecting(opts, sh.cancel.clone(), on_state, |ws| {
+        let (sh, conn, url) = (sh.clone(), conn.clone(), client.url.clone());
+        async move {
+            if sh.s.delivery == Delivery::AtLeastOnce {
+                let n = conn.requeue_in_flight();
+                if n > 0 {
+                    tracing::info!(component = %sh.name, unacknowledged = n, "resending unacknowledged data");
+                }
+            }
+            tracing::info!(component = %sh.name, %url, "connected to the hub");
+            let end = session::run(&sh, &conn, ws).await;
+            if sh.cancel.is_cancelled() {
+                SessionEnd::Stop
+            } else {
+                tracing::warn!(component = %sh.name, %url, %end, "hub connection lost");
+                SessionEnd::Reconnect(end.to_string())
+            }
+        }
+    })
+    .await;
+    tracing::debug!(component = %sh.name, state = %end, "client loop ended");
+}

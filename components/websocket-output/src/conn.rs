@@ -1,0 +1,610 @@
+//! One peer connection's state: its own bounded queue, rate limit, filters
+//! and announced capabilities. Nothing here is shared between connections,
+//! which is what keeps a slow peer from slowing the others: the fan-out
+//! only ever `try_push`es into a connection's queue.
+//!
+//! Besides the queue a connection has a *script*: frames that must be
+//! written before anything still queued — a `replay` reply followed by the
+//! replayed data, or (client mode, at-least-once) unacknowledged data to
+//! resend after a reconnect. The writer always empties the script first.
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use fednode_kit::filter::Filter;
+use fednode_kit::queue::{BoundedQueue, OnFull, Pushed};
+use fednode_kit::Encoding;
+use fednode_websocket_input::throughput::RateMeter;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use fednode_websocket_input::frame::{Outbound, WsMessage};
+use fednode_websocket_input::pending::PendingRequests;
+
+use crate::item::Item;
+use crate::metrics::OutputMetrics;
+
+/// What waits to be written to a peer.
+pub(crate) enum Out {
+    /// Live data.
+    Data(Arc<Item>),
+    /// Data replayed from the buffer (`"replay": true`).
+    Replay(Arc<Item>),
+    /// A frame that must keep its place among the data (a replay's reply).
+    Frame(WsMessage),
+}
+
+impl Out {
+    fn seq(&self) -> Option<u64> {
+        match self {
+            Out::Data(i) | Out::Replay(i) => Some(i.seq),
+            Out::Frame(_) => None,
+        }
+    }
+}
+
+/// Which data a connection wants: its subscriptions (alternatives: any one
+/// matching is enough; none means everything) and its announced
+/// `message_types` (data must also pass this).
+#[derive(Default)]
+pub(crate) struct Routing {
+    pub subscriptions: Vec<(String, Filter)>,
+    pub message_types: Option<HashSet<String>>,
+}
+
+impl Routing {
+    /// Whether anything needs the parsed payload.
+    pub fn is_open(&self) -> bool {
+        self.subscriptions.is_empty() && self.message_types.is_none()
+    }
+
+    pub fn accepts(&self, item: &Item) -> bool {
+        if self.is_open() {
+            return true;
+        }
+        let Some(v) = item.value() else {
+            return false;
+        };
+        if let Some(types) = &self.message_types {
+            match v.get("type").and_then(Value::as_str) {
+                Some(t) if types.contains(t) => {}
+                _ => return false,
+            }
+        }
+        self.subscriptions.is_empty() || self.subscriptions.iter().any(|(_, f)| f.matches(v))
+    }
+}
+
+/// The two sources of a connection's rate limit; the lower one applies.
+#[derive(Default, Clone, Copy)]
+struct Limits {
+    /// From `backpressure`.
+    rate_limit: Option<f64>,
+    /// From `announce`'s `max_rate`.
+    max_rate: Option<f64>,
+}
+
+impl Limits {
+    fn effective(self) -> Option<f64> {
+        match (self.rate_limit, self.max_rate) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// At-least-once bookkeeping: data written and not yet acknowledged.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    by_seq: BTreeMap<u64, Arc<Item>>,
+    seq_of: HashMap<Arc<str>, u64>,
+}
+
+impl InFlight {
+    pub fn len(&self) -> usize {
+        self.by_seq.len()
+    }
+
+    fn insert(&mut self, item: &Arc<Item>) {
+        if self.by_seq.insert(item.seq, item.clone()).is_none() {
+            self.seq_of.insert(item.id.clone(), item.seq);
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Arc<Item>> {
+        let seq = self.seq_of.remove(id)?;
+        self.by_seq.remove(&seq)
+    }
+}
+
+/// One peer.
+pub(crate) struct Conn {
+    pub id: String,
+    pub remote: Option<SocketAddr>,
+    pub connected_at: i64,
+    /// How data frames are encoded for this peer.
+    pub encoding: Encoding,
+    pub queue: BoundedQueue<Out>,
+    script: Mutex<VecDeque<Out>>,
+    /// Signalled when the script gains frames.
+    pub script_ready: Notify,
+    /// The current session's writer (none between client reconnects).
+    outbound: ArcSwapOption<Outbound>,
+    /// Frames in the queue, the script or the pump's hands. While it is 0
+    /// (and no rate limit applies) the fan-out hands live data straight to
+    /// the writer, skipping the pump: one task hop less per message, and
+    /// still in order, since nothing older is waiting anywhere.
+    waiting: AtomicUsize,
+    /// Whether that shortcut may be used at all (not with at-least-once,
+    /// where the pump tracks what is in flight).
+    direct: bool,
+    /// Requests this node sent to the peer, waiting for replies.
+    pub pending: PendingRequests,
+    pub routing: ArcSwap<Routing>,
+    routing_edit: Mutex<()>,
+    next_subscription: AtomicU64,
+    limits: Mutex<Limits>,
+    pub limiter: ArcSwapOption<DefaultDirectRateLimiter>,
+    /// Signalled when the limiter is swapped.
+    pub limit_changed: Notify,
+    capabilities: Mutex<Option<Value>>,
+    /// Data frames written to this peer.
+    pub meter: RateMeter,
+    pub sent: AtomicU64,
+    /// Replays waiting for the fan-out task (bounded by
+    /// `max_concurrent_requests`).
+    pub replays_pending: AtomicUsize,
+    /// At-least-once (client mode).
+    pub in_flight: Mutex<InFlight>,
+    pub in_flight_changed: Notify,
+    last_error_log: AtomicI64,
+}
+
+impl Conn {
+    pub fn new(
+        id: String,
+        remote: Option<SocketAddr>,
+        encoding: Encoding,
+        queue_size: usize,
+        on_full: OnFull,
+        pending: PendingRequests,
+        direct: bool,
+    ) -> Self {
+        Conn {
+            id,
+            remote,
+            connected_at: fednode_kit::envelope::now_millis(),
+            encoding,
+            queue: BoundedQueue::new(queue_size, on_full),
+            script: Mutex::new(VecDeque::new()),
+            script_ready: Notify::new(),
+            outbound: ArcSwapOption::empty(),
+            waiting: AtomicUsize::new(0),
+            direct,
+            pending,
+            routing: ArcSwap::from_pointee(Routing::default()),
+            routing_edit: Mutex::new(()),
+            next_subscription: AtomicU64::new(1),
+            limits: Mutex::new(Limits::default()),
+            limiter: ArcSwapOption::empty(),
+            limit_changed: Notify::new(),
+            capabilities: Mutex::new(None),
+            meter: RateMeter::new(),
+            sent: AtomicU64::new(0),
+            replays_pending: AtomicUsize::new(0),
+            in_flight: Mutex::new(InFlight::default()),
+            in_flight_changed: Notify::new(),
+            last_error_log: AtomicI64::new(0),
+        }
+    }
+
+    // ---- data path ------------------------------------------------------
+
+    /// Offer live data (fan-out task). Never waits unless the policy is
+    /// `block`, and then not past `cancel`.
+    pub async fn push_live(
+        &self,
+        item: Arc<Item>,
+        metrics: &OutputMetrics,
+        cancel: &CancellationToken,
+    ) {
+        if self.direct && self.waiting.load(Ordering::Acquire) == 0 && self.limiter.load().is_none()
+        {
+            if let Some(out) = self.outbound.load().as_ref() {
+                if out.try_send(item.message(self.encoding, false)) {
+                    metrics.sent.inc();
+                    self.sent.fetch_add(1, Ordering::Relaxed);
+                    self.meter.record(1);
+                    return;
+                }
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        match self.queue.try_push(Out::Data(item)) {
+            Pushed::Queued => {}
+            Pushed::EvictedOldest(_) => {
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                metrics.dropped_queue_full.inc();
+            }
+            Pushed::Rejected(out) => {
+                let queued = self.queue.policy() == OnFull::Block
+                    && !self.queue.is_closed()
+                    && tokio::select! {
+                        r = self.queue.push(out) => matches!(r, Pushed::Queued),
+                        _ = cancel.cancelled() => false,
+                    };
+                if !queued {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    metrics.dropped_queue_full.inc();
+                }
+            }
+        }
+    }
+
+    /// Move up to `max` scripted frames into `buf`.
+    pub fn take_script(&self, buf: &mut Vec<Out>, max: usize) -> usize {
+        let mut s = self.script.lock();
+        let n = s.len().min(max);
+        buf.extend(s.drain(..n));
+        n
+    }
+
+    /// Data waiting for this peer (queue and script).
+    pub fn depth(&self) -> usize {
+        self.queue.len()
+            + self
+                .script
+                .lock()
+                .iter()
+                .filter(|o| !matches!(o, Out::Frame(_)))
+                .count()
+    }
+
+    /// Install a replay (fan-out task, so nothing newer than `selected` has
+    /// been queued yet): the reply first, then the selection and whatever
+    /// was still waiting, merged in arrival order. Waiting data that is part
+    /// of the selection is sent once, as replayed data.
+    pub fn install_replay(&self, reply: WsMessage, selected: Vec<Arc<Item>>) {
+        let mut script = self.script.lock();
+        let pending = self.queue.take_all();
+        let before = script.len() + pending.len();
+        let chosen: HashSet<u64> = selected.iter().map(|i| i.seq).collect();
+        let mut frames = Vec::new();
+        let mut data: Vec<Out> = selected.into_iter().map(Out::Replay).collect();
+        for out in script.drain(..).chain(pending) {
+            match out.seq() {
+                None => frames.push(out),
+                Some(seq) if chosen.contains(&seq) => {}
+                Some(_) => data.push(out),
+            }
+        }
+        data.sort_by_key(|o| o.seq());
+        script.extend(frames);
+        script.push_back(Out::Frame(reply));
+        script.extend(data);
+        self.adjust_waiting(before, script.len());
+        drop(script);
+        self.script_ready.notify_one();
+    }
+
+    fn adjust_waiting(&self, before: usize, after: usize) {
+        if after > before {
+            self.waiting.fetch_add(after - before, Ordering::AcqRel);
+        } else {
+            self.waiting.fetch_sub(before - after, Ordering::AcqRel);
+        }
+    }
+
+    /// The pump handed `n` frames to the writer.
+    pub fn forwarded(&self, n: usize) {
+        if n > 0 {
+            self.waiting.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+
+    /// Put unacknowledged data back in front of everything (client mode,
+    /// after a reconnect).
+    pub fn requeue_in_flight(&self) -> usize {
+        let items: Vec<Arc<Item>> = self.in_flight.lock().by_seq.values().cloned().collect();
+        let n = items.len();
+        if n > 0 {
+            let mut script = self.script.lock();
+            let before = script.len();
+            let resend: HashSet<u64> = items.iter().map(|i| i.seq).collect();
+            script.retain(|o| o.seq().is_none_or(|s| !resend.contains(&s)));
+            for item in items.into_iter().rev() {
+                script.push_front(Out::Data(item));
+            }
+            self.adjust_waiting(before, script.len());
+            drop(script);
+            self.script_ready.notify_one();
+        }
+        n
+    }
+
+    // ---- the session's writer ------------------------------------------------
+
+    pub fn set_outbound(&self, out: Option<Outbound>) {
+        self.outbound.store(out.map(Arc::new));
+    }
+
+    pub fn outbound(&self) -> Option<Outbound> {
+        self.outbound.load().as_deref().cloned()
+    }
+
+    /// Put frames back in front of the script (a session ended while they
+    /// were on their way).
+    pub fn unshift_script(&self, items: Vec<Out>) {
+        if items.is_empty() {
+            return;
+        }
+        let mut script = self.script.lock();
+        for o in items.into_iter().rev() {
+            script.push_front(o);
+        }
+        drop(script);
+        self.script_ready.notify_one();
+    }
+
+    // ---- at-least-once ------------------------------------------------------
+
+    pub fn track_in_flight(&self, item: &Arc<Item>) {
+        self.in_flight.lock().insert(item);
+    }
+
+    /// An ack or nack for `id`: the item it releases.
+    pub fn settle(&self, id: &str) -> Option<Arc<Item>> {
+        let r = self.in_flight.lock().remove(id);
+        if r.is_some() {
+            self.in_flight_changed.notify_one();
+        }
+        r
+    }
+
+    pub fn in_flight_len(&self) -> usize {
+        self.in_flight.lock().len()
+    }
+
+    // ---- routing and limits -------------------------------------------------
+
+    /// Add a subscription; returns its id.
+    pub fn subscribe(&self, filter: Filter) -> String {
+        let _edit = self.routing_edit.lock();
+        let id = format!(
+            "sub-{}",
+            self.next_subscription.fetch_add(1, Ordering::Relaxed)
+        );
+        let cur = self.routing.load();
+        let mut subs = cur.subscriptions.clone();
+        subs.push((id.clone(), filter));
+        self.routing.store(Arc::new(Routing {
+            subscriptions: subs,
+            message_types: cur.message_types.clone(),
+        }));
+        id
+    }
+
+    /// Remove a subscription; false when there is none with that id.
+    pub fn unsubscribe(&self, id: &str) -> bool {
+        let _edit = self.routing_edit.lock();
+        let cur = self.routing.load();
+        if !cur.subscriptions.iter().any(|(s, _)| s == id) {
+            return false;
+        }
+        self.routing.store(Arc::new(Routing {
+            subscriptions: cur
+                .subscriptions
+                .iter()
+                .filter(|(s, _)| s != id)
+                .cloned()
+                .collect(),
+            message_types: cur.message_types.clone(),
+        }));
+        true
+    }
+
+    /// `announce`: remember the capabilities, route by `message_types`, cap
+    /// the rate at `max_rate`.
+    pub fn announce(
+        &self,
+        capabilities: Value,
+        message_types: Option<HashSet<String>>,
+        max_rate: Option<f64>,
+    ) {
+        {
+            let _edit = self.routing_edit.lock();
+            let cur = self.routing.load();
+            self.routing.store(Arc::new(Routing {
+                subscriptions: cur.subscriptions.clone(),
+                message_types,
+            }));
+        }
+        *self.capabilities.lock() = Some(capabilities);
+        let mut limits = self.limits.lock();
+        limits.max_rate = max_rate;
+        self.apply_limits(*limits);
+    }
+
+    /// `backpressure`: the new limit (`None` lifts it); returns the limit
+    /// now in force (the lower of this and `max_rate`).
+    pub fn set_rate_limit(&self, rate: Option<f64>) -> Option<f64> {
+        let mut limits = self.limits.lock();
+        limits.rate_limit = rate;
+        self.apply_limits(*limits)
+    }
+
+    fn apply_limits(&self, limits: Limits) -> Option<f64> {
+        let effective = limits.effective();
+        self.limiter.store(effective.and_then(build_limiter));
+        self.limit_changed.notify_one();
+        effective
+    }
+
+    #[cfg(test)]
+    pub fn effective_rate_limit(&self) -> Option<f64> {
+        self.limits.lock().effective()
+    }
+
+    pub fn capabilities(&self) -> Option<Value> {
+        self.capabilities.lock().clone()
+    }
+
+    /// Log a bad frame at most once per second per connection (SPEC §5.3).
+    pub fn should_log_error(&self) -> bool {
+        let now = fednode_kit::envelope::now_millis();
+        let last = self.last_error_log.load(Ordering::Relaxed);
+        now - last >= 1000
+            && self
+                .last_error_log
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Detail for `status`, `/components` and health.
+    pub fn describe(&self) -> Value {
+        let limits = *self.limits.lock();
+        let routing = self.routing.load();
+        json!({
+            "id": self.id,
+            "remote_addr": self.remote.map(|a| a.to_string()),
+            "connected_at": self.connected_at,
+            "encoding": match self.encoding { Encoding::Json => "json", Encoding::Msgpack => "msgpack" },
+            "filters": routing.subscriptions.iter().map(|(id, f)| json!({
+                "subscription_id": id,
+                "filter": f.spec(),
+            })).collect::<Vec<_>>(),
+            "message_types": routing.message_types.as_ref().map(|t| {
+                let mut v: Vec<&String> = t.iter().collect();
+                v.sort();
+                v
+            }),
+            "rate_limit": limits.rate_limit,
+            "max_rate": limits.max_rate,
+            "effective_rate_limit": limits.effective(),
+            "capabilities": self.capabilities(),
+            "queue_depth": self.depth(),
+            "queue_size": self.queue.capacity(),
+            "messages_sent": self.sent.load(Ordering::Relaxed),
+            "current_rate": self.meter.current(),
+            "in_flight": self.in_flight_len(),
+        })
+    }
+}
+
+/// A limiter sending at most `rate` msg/s, evenly spaced (burst 1, so a
+/// backlog drains at exactly the rate).
+fn build_limiter(rate: f64) -> Option<Arc<DefaultDirectRateLimiter>> {
+    if rate.is_nan() || rate <= 0.0 {
+        return None;
+    }
+    let period = Duration::from_secs_f64((1.0 / rate).min(1e9)).max(Duration::from_nanos(1));
+    Quota::with_period(period).map(|q| Arc::new(RateLimiter::direct(q)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use fednode_kit::{Message, Meta};
+
+    fn item(seq: u64) -> Arc<Item> {
+        Arc::new(Item::from_message(
+            seq,
+            Message::new(
+                "s",
+                Bytes::from(format!(r#"{{"n":{seq},"type":"t{}"}}"#, seq % 2)),
+            )
+            .with_meta(Meta {
+                id: Some(format!("m{seq}").into()),
+                ..Meta::default()
+            }),
+        ))
+    }
+
+    fn conn() -> Conn {
+        let pending = PendingRequests::new(10, Duration::from_secs(1), None);
+        Conn::new(
+            "c".into(),
+            None,
+            Encoding::Json,
+            10,
+            OnFull::DropOldest,
+            pending,
+            true,
+        )
+    }
+
+    fn seqs(c: &Conn) -> Vec<(Option<u64>, bool)> {
+        let mut buf = Vec::new();
+        c.take_script(&mut buf, usize::MAX);
+        let mut q = c.queue.take_all();
+        buf.append(&mut q);
+        buf.iter()
+            .map(|o| (o.seq(), matches!(o, Out::Replay(_))))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn replay_takes_waiting_data_once_and_in_order() {
+        let m = OutputMetrics::new(&fednode_kit::metrics::Metrics::new().component("t"), false);
+        let c = conn();
+        for s in [5, 6, 7] {
+            c.push_live(item(s), &m, &CancellationToken::new()).await;
+        }
+        // Selection 4..=6: 5 and 6 were waiting and go out once, replayed; 7
+        // was waiting but not selected and keeps its place after them.
+        c.install_replay(WsMessage::Text("r".into()), vec![item(4), item(5), item(6)]);
+        assert_eq!(
+            seqs(&c),
+            vec![
+                (None, false),
+                (Some(4), true),
+                (Some(5), true),
+                (Some(6), true),
+                (Some(7), false)
+            ]
+        );
+    }
+
+    #[test]
+    fn routing_needs_both_types_and_any_subscription() {
+        let c = conn();
+        assert!(c.routing.load().accepts(&item(1)));
+        c.announce(json!({}), Some(["t1".to_string()].into()), None);
+        assert!(c.routing.load().accepts(&item(1)));
+        assert!(!c.routing.load().accepts(&item(2)));
+        let id = c.subscribe(
+            Filter::from_value(&json!({"filter": {"path": "$.n", "operator": ">", "value": 3}}))
+                .unwrap(),
+        );
+        c.subscribe(
+            Filter::from_value(&json!({"filter": {"path": "$.n", "operator": "==", "value": 1}}))
+                .unwrap(),
+        );
+        assert!(c.routing.load().accepts(&item(1)));
+        assert!(!c.routing.load().accepts(&item(3)));
+        assert!(c.routing.load().accepts(&item(5)));
+        assert!(!c.routing.load().accepts(&item(4)));
+        assert!(c.unsubscribe(&id));
+        assert!(!c.unsubscribe(&id));
+        assert!(!c.routing.load().accepts(&item(5)));
+    }
+
+    #[test]
+    fn the_lower_limit_applies() {
+        let c = conn();
+        assert_eq!(c.set_rate_limit(Some(50.0)), Some(50.0));
+        c.announce(json!({"max_rate": 20}), None, Some(20.0));
+        assert_eq!(c.effective_rate_limit(), Some(20.0));
+        assert_eq!(c.set_rate_limit(None), Some(20.0));
+        assert!(c.limiter.load().is_some());
+        c.announce(json!({}), None, None);
+        assert!(c.limiter.load().is_none());
+    }
+}

@@ -1,0 +1,166 @@
+//! The fan-out task: the only reader of the bus subscriptions and the only
+//! writer of the replay buffer. For each message it appends to the buffer
+//! and offers the message to every connection whose routing accepts it —
+//! a `try_push` into that connection's own queue, so one stalled peer costs
+//! the others nothing.
+//!
+//! `replay` requests are served here too, between two messages: the buffer
+//! then holds exactly what has been fanned out, so the replayed selection
+//! ends where the live data going to that connection begins (no gap, no
+//! duplicate).
+
+use fednode_kit::{Encoding, Envelope, Message, ReplyPayload, Subscription};
+use fednode_websocket_input::frame::encode;
+use futures::stream::{BoxStream, SelectAll};
+use futures::{FutureExt, StreamExt};
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+use crate::buffer::ReplayParams;
+use crate::conn::Conn;
+use crate::item::Item;
+use crate::output::Shared;
+
+/// Messages taken from the bus at once.
+const BATCH: usize = 256;
+
+/// Work for the fan-out task besides data.
+pub(crate) enum Cmd {
+    Replay {
+        conn: Arc<Conn>,
+        request_id: String,
+        encoding: Encoding,
+        params: ReplayParams,
+    },
+}
+
+/// The input subscriptions: one is read directly (the common case), several
+/// are merged.
+pub(crate) enum Source {
+    One(Subscription),
+    Many(SelectAll<BoxStream<'static, Message>>),
+}
+
+impl Source {
+    pub fn new(mut subs: Vec<Subscription>) -> Self {
+        if subs.len() == 1 {
+            return Source::One(subs.pop().expect("one subscription"));
+        }
+        Source::Many(futures::stream::select_all(subs.into_iter().map(|s| {
+            futures::stream::unfold(s, |mut s| async move { s.next().await.map(|m| (m, s)) })
+                .boxed()
+        })))
+    }
+
+    /// Wait for at least one message; 0 when the bus closed.
+    async fn next_batch(&mut self, buf: &mut Vec<Message>) -> usize {
+        match self {
+            Source::One(s) => s.next_many(buf, BATCH).await,
+            Source::Many(s) => match s.next().await {
+                None => 0,
+                Some(m) => {
+                    buf.push(m);
+                    self.ready(buf)
+                }
+            },
+        }
+    }
+
+    /// What is there now, without waiting.
+    fn ready(&mut self, buf: &mut Vec<Message>) -> usize {
+        while buf.len() < BATCH {
+            let next = match self {
+                Source::One(s) => s.try_next(),
+                Source::Many(s) => s.next().now_or_never().flatten(),
+            };
+            match next {
+                Some(m) => buf.push(m),
+                None => break,
+            }
+        }
+        buf.len()
+    }
+}
+
+pub(crate) async fn run(sh: Arc<Shared>, mut source: Source, mut cmds: mpsc::Receiver<Cmd>) {
+    let mut buf = Vec::with_capacity(BATCH);
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            biased;
+            _ = sh.cancel.cancelled() => break,
+            Some(cmd) = cmds.recv() => handle(&sh, cmd),
+            n = source.next_batch(&mut buf) => {
+                if n == 0 {
+                    break;
+                }
+                dispatch(&sh, &mut buf, &mut seq).await;
+            }
+        }
+    }
+    // Shutdown: hand what the subscriptions still hold to the connections,
+    // then close their queues so the writers drain and say goodbye.
+    while source.ready(&mut buf) > 0 {
+        dispatch(&sh, &mut buf, &mut seq).await;
+    }
+    while let Ok(cmd) = cmds.try_recv() {
+        handle(&sh, cmd);
+    }
+    for c in sh.conns().iter() {
+        c.queue.close();
+    }
+}
+
+async fn dispatch(sh: &Shared, buf: &mut Vec<Message>, seq: &mut u64) {
+    let conns = sh.conns();
+    let n = buf.len();
+    for m in buf.drain(..) {
+        *seq += 1;
+        let item = Arc::new(Item::from_message(*seq, m));
+        sh.buffer.push(&item);
+        for c in conns.iter() {
+            // Routing parses the payload at most once, for everyone.
+            if c.routing.load().accepts(&item) {
+                c.push_live(item.clone(), &sh.metrics, &sh.cancel).await;
+            }
+        }
+    }
+    sh.throughput.record(n as u64);
+}
+
+fn handle(sh: &Shared, cmd: Cmd) {
+    match cmd {
+        Cmd::Replay {
+            conn,
+            request_id,
+            encoding,
+            params,
+        } => {
+            let selection = sh.buffer.select(&params);
+            let routing = conn.routing.load();
+            let mut items: Vec<Arc<Item>> = selection
+                .items
+                .into_iter()
+                .filter(|i| routing.accepts(i))
+                .collect();
+            if let Some(count) = params.count {
+                let skip = items.len().saturating_sub(count);
+                items.drain(..skip);
+            }
+            let n = items.len();
+            let mut result = json!({"messages_available": n, "replay_started": n > 0});
+            if selection.after_id_missing {
+                result["after_id_found"] = json!(false);
+            }
+            let reply = encode(
+                &Envelope::reply(&request_id, &ReplyPayload::ok(result)),
+                encoding,
+            );
+            conn.install_replay(reply, items);
+            conn.replays_pending.fetch_sub(1, Ordering::AcqRel);
+            tracing::debug!(conn = %conn.id, messages = n, "replay started");
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! One data message on its way to the peers, shared by every connection and
+//! the replay buffer.
+//!
+//! The payload bytes are never re-serialised: the data frame is built around
+//! them (kit `Envelope::encode_json`) once per message and encoding, and
+//! every connection sends the same shared bytes. The payload is parsed to a
+//! `serde_json::Value` only when some connection needs to look inside
+//! (filters or `message_types` routing), and then once for all of them.
+
+use bytes::Bytes;
+use fednode_kit::envelope::{new_id, now_millis};
+use fednode_kit::{Encoding, Envelope, Kind, Message};
+use fednode_websocket_input::frame::WsMessage;
+use serde_json::Value;
+use std::sync::{Arc, OnceLock};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// A data message as the output holds it.
+pub(crate) struct Item {
+    /// Arrival order at this output; replay cuts and merges by it.
+    pub seq: u64,
+    pub id: Arc<str>,
+    /// The envelope timestamp, or the time it was buffered when it had none.
+    pub timestamp: i64,
+    pub payload: Bytes,
+    value: OnceLock<Option<Value>>,
+    json: OnceLock<Utf8Bytes>,
+    msgpack: OnceLock<Bytes>,
+}
+
+impl Item {
+    /// Wrap a bus message.
+    pub fn from_message(seq: u64, msg: Message) -> Self {
+        Item {
+            seq,
+            id: msg.meta.id.unwrap_or_else(|| new_id().into()),
+            timestamp: msg.meta.timestamp.unwrap_or_else(now_millis),
+            payload: msg.payload,
+            value: OnceLock::new(),
+            json: OnceLock::new(),
+            msgpack: OnceLock::new(),
+        }
+    }
+
+    /// The payload parsed once (`None` when it is not JSON).
+    pub fn value(&self) -> Option<&Value> {
+        self.value
+            .get_or_init(|| serde_json::from_slice(&self.payload).ok())
+            .as_ref()
+    }
+
+    /// The envelope this message travels in.
+    pub fn envelope(&self, replay: bool) -> Envelope {
+        Envelope {
+            kind: Kind::Data,
+            id: self.id.to_string(),
+            timestamp: Some(self.timestamp),
+            replay,
+            payload: self.payload.clone(),
+        }
+    }
+
+    /// The data frame; live frames are encoded once and shared by every
+    /// connection (cloning one is a reference count).
+    pub fn message(&self, encoding: Encoding, replay: bool) -> WsMessage {
+        match (encoding, replay) {
+            (Encoding::Json, false) => WsMessage::Text(
+                self.json
+                    .get_or_init(|| text(self.envelope(false).encode_json()))
+                    .clone(),
+            ),
+            (Encoding::Msgpack, false) => WsMessage::Binary(
+                self.msgpack
+                    .get_or_init(|| Bytes::from(self.envelope(false).encode_msgpack()))
+                    .clone(),
+            ),
+            (Encoding::Json, true) => WsMessage::Text(text(self.envelope(true).encode_json())),
+            (Encoding::Msgpack, true) => {
+                WsMessage::Binary(Bytes::from(self.envelope(true).encode_msgpack()))
+            }
+        }
+    }
+
+    /// The envelope as JSON, for `GET …/buffer`.
+    pub fn to_json(&self) -> Value {
+        let payload = self
+            .value()
+            .cloned()
+            .unwrap_or_else(|| Value::String(String::from_utf8_lossy(&self.payload).into_owned()));
+        serde_json::json!({
+            "type": "data",
+            "id": &*self.id,
+            "timestamp": self.timestamp,
+            "payload": payload,
+        })
+    }
+}
+
+/// A text frame body; a payload that is not UTF-8 (a raw NATS publisher's)
+/// is repaired rather than refused.
+fn text(bytes: Vec<u8>) -> Utf8Bytes {
+    match String::from_utf8(bytes) {
+        Ok(s) => Utf8Bytes::from(s),
+        Err(e) => Utf8Bytes::from(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fednode_kit::Meta;
+
+    #[test]
+    fn frames_wrap_the_payload_bytes_untouched() {
+        let msg =
+            Message::new("a", Bytes::from_static(br#"{"b": 1,  "type":"x"}"#)).with_meta(Meta {
+                id: Some("m1".into()),
+                timestamp: Some(7),
+                ..Meta::default()
+            });
+        let item = Item::from_message(1, msg);
+        let text = |m: WsMessage| m.into_text().unwrap().as_str().to_string();
+        assert_eq!(
+            text(item.message(Encoding::Json, false)),
+            r#"{"type":"data","id":"m1","timestamp":7,"payload":{"b": 1,  "type":"x"}}"#
+        );
+        assert_eq!(
+            text(item.message(Encoding::Json, true)),
+            r#"{"type":"data","id":"m1","timestamp":7,"replay":true,"payload":{"b": 1,  "type":"x"}}"#
+        );
+        assert_eq!(item.value().unwrap()["type"], "x");
+        let back =
+            Envelope::decode_msgpack(&item.message(Encoding::Msgpack, false).into_data()).unwrap();
+        assert_eq!(back.id, "m1");
+    }
+}

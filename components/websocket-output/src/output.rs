@@ -1,0 +1,458 @@
+//! The component: [`WebSocketOutput`] (what `build` returns) and the state
+//! its tasks share once it is started ([`Shared`]).
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use fednode_kit::config::PortsConfig;
+use fednode_kit::queue::OnFull;
+use fednode_kit::subject::Template;
+use fednode_kit::{
+    AdminError, AdminRequest, BusHandle, Component, Context, Health, NodeIdentity, Overflow,
+    StartError, SubscribeOptions,
+};
+use fednode_websocket_input::client::StateChange;
+use fednode_websocket_input::pending::PendingRequests;
+use fednode_websocket_input::server::Gate;
+use fednode_websocket_input::state::ConnectionState;
+use fednode_websocket_input::throughput::RateMeter;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::buffer::ReplayBuffer;
+use crate::config::{Delivery, Mode, Settings, PORT_UPSTREAM};
+use crate::conn::Conn;
+use crate::fanout::{self, Cmd, Source};
+use crate::metrics::OutputMetrics;
+use crate::{client, server};
+
+/// A `websocket` output, built and possibly started.
+pub struct WebSocketOutput {
+    settings: Settings,
+    running: OnceLock<Arc<Shared>>,
+    local_addr: Mutex<Option<SocketAddr>>,
+}
+
+/// What the tasks of a started output share.
+pub(crate) struct Shared {
+    pub name: String,
+    pub s: Settings,
+    pub node: NodeIdentity,
+    pub metrics: OutputMetrics,
+    pub bus: BusHandle,
+    pub cancel: CancellationToken,
+    pub tracker: TaskTracker,
+    pub buffer: ReplayBuffer,
+    conns: ArcSwap<Vec<Arc<Conn>>>,
+    conns_edit: Mutex<()>,
+    next_conn: AtomicU64,
+    /// Data messages taken from the bus (`status` throughput).
+    pub throughput: RateMeter,
+    pub started: Instant,
+    pub connections_total: AtomicU64,
+    pub cmds: mpsc::Sender<Cmd>,
+    pub upstream: Option<Template>,
+    /// Server mode: authentication and `max_connections`.
+    pub gate: Option<Gate>,
+    pub ws_config: WebSocketConfig,
+    /// Client mode: where the connection stands, and why it last failed.
+    pub client_state: Mutex<(ConnectionState, Option<String>)>,
+}
+
+impl Shared {
+    /// The open connections (server mode) or the hub connection (client).
+    pub fn conns(&self) -> Arc<Vec<Arc<Conn>>> {
+        self.conns.load_full()
+    }
+
+    /// A new connection, registered with the fan-out.
+    pub fn open_conn(&self, remote: Option<SocketAddr>) -> Arc<Conn> {
+        let n = self.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = match self.s.mode {
+            Mode::Server => format!("conn-{n}"),
+            Mode::Client => "hub".to_string(),
+        };
+        let conn = Arc::new(Conn::new(
+            id,
+            remote,
+            self.s.encoding,
+            self.s.backpressure.queue_size,
+            self.s.backpressure.on_full,
+            PendingRequests::new(
+                self.s.bidirectional.max_concurrent_requests,
+                self.s.bidirectional.request_timeout,
+                Some(self.metrics.requests.clone()),
+            ),
+            !(self.s.mode == Mode::Client && self.s.delivery == Delivery::AtLeastOnce),
+        ));
+        let _edit = self.conns_edit.lock();
+        let mut v = (**self.conns.load()).clone();
+        v.push(conn.clone());
+        self.conns.store(Arc::new(v));
+        conn
+    }
+
+    /// Forget a connection: the fan-out stops offering it data.
+    pub fn close_conn(&self, conn: &Arc<Conn>) {
+        {
+            let _edit = self.conns_edit.lock();
+            let v: Vec<Arc<Conn>> = self
+                .conns
+                .load()
+                .iter()
+                .filter(|c| !Arc::ptr_eq(c, conn))
+                .cloned()
+                .collect();
+            self.conns.store(Arc::new(v));
+        }
+        conn.queue.close();
+        conn.pending.fail_all("the connection closed");
+    }
+
+    /// A session started (both modes).
+    pub fn session_opened(&self) {
+        self.connections_total.fetch_add(1, Ordering::Relaxed);
+        self.metrics.connections_total.inc();
+        self.metrics.connections_active.inc();
+    }
+
+    pub fn session_closed(&self) {
+        self.metrics.connections_active.dec();
+    }
+
+    /// Peers connected now.
+    pub fn active(&self) -> usize {
+        match self.s.mode {
+            Mode::Server => self.conns.load().len(),
+            Mode::Client => usize::from(self.client_state.lock().0 == ConnectionState::Connected),
+        }
+    }
+
+    /// Data waiting in every connection's queue.
+    pub fn queue_depth(&self) -> usize {
+        self.conns.load().iter().map(|c| c.depth()).sum()
+    }
+
+    pub fn find(&self, id: &str) -> Option<Arc<Conn>> {
+        self.conns.load().iter().find(|c| c.id == id).cloned()
+    }
+
+    /// Client mode: a state change from the reconnect loop.
+    pub fn on_state(&self, change: &StateChange) {
+        *self.client_state.lock() = (change.state, change.error.clone());
+        if let Some(g) = &self.metrics.state {
+            g.set(change.state);
+        }
+        if change.state == ConnectionState::Reconnecting {
+            self.metrics.reconnect_attempts.inc();
+        }
+    }
+
+    /// The `status` result (SPEC §3).
+    pub fn status(&self, conn: Option<&Conn>) -> Value {
+        let mut v = json!({
+            "throughput": {
+                "current": self.throughput.current(),
+                "average_1m": self.throughput.average_1m(),
+                "unit": "msg/sec",
+            },
+            "queue_depth": conn.map_or_else(|| self.queue_depth(), Conn::depth),
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "connections": {
+                "active": self.active(),
+                "total": self.connections_total.load(Ordering::Relaxed),
+            },
+            "node": {"id": self.node.id, "region": self.node.region},
+            "buffer": {"size": self.buffer.len(), "capacity": self.s.buffer_size},
+        });
+        if let Some(c) = conn {
+            v["connection"] = c.describe();
+        }
+        v
+    }
+}
+
+impl WebSocketOutput {
+    pub fn new(settings: Settings) -> Self {
+        WebSocketOutput {
+            settings,
+            running: OnceLock::new(),
+            local_addr: Mutex::new(None),
+        }
+    }
+
+    /// The validated settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Server mode: the bound address once started (tests bind port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        *self.local_addr.lock()
+    }
+
+    fn ws_config(&self) -> WebSocketConfig {
+        let max = self.settings.max_message_bytes;
+        let mut c = WebSocketConfig::default()
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max));
+        if let Some(s) = &self.settings.server {
+            c = c
+                .read_buffer_size(s.read_buffer_size)
+                .write_buffer_size(s.write_buffer_size);
+        }
+        c
+    }
+}
+
+#[async_trait]
+impl Component for WebSocketOutput {
+    fn ports(&self) -> &PortsConfig {
+        &self.settings.ports
+    }
+
+    async fn start(self: Arc<Self>, ctx: Context) -> Result<(), StartError> {
+        let s = self.settings.clone();
+        // Bind first: nothing else is worth doing when the port is taken.
+        let listener = match (s.mode, &s.server) {
+            (Mode::Server, Some(srv)) => {
+                let l = fednode_websocket_input::server::bind(&srv.bind, srv.http_port).await?;
+                *self.local_addr.lock() = l.local_addr().ok();
+                Some(l)
+            }
+            _ => None,
+        };
+        // Under `block` nothing may be lost on the way in either: the bus
+        // then waits for the fan-out (memory bus), which waits for the
+        // slowest peer. Otherwise a slow fan-out drops and counts.
+        let opts = SubscribeOptions {
+            overflow: if s.backpressure.on_full == OnFull::Block {
+                Overflow::Block
+            } else {
+                Overflow::Drop
+            },
+            ..SubscribeOptions::default()
+        };
+        let mut subs = Vec::new();
+        for p in &s.ports.inputs {
+            let sub = ctx
+                .bus
+                .subscribe(&p.subject, opts.clone())
+                .await
+                .map_err(|e| StartError::new(format!("cannot subscribe to {}: {e}", p.subject)))?;
+            subs.push(sub);
+        }
+        let (cmd_tx, cmd_rx) = mpsc::channel(256);
+        let metrics = OutputMetrics::new(&ctx.metrics, s.mode == Mode::Client);
+        let shared = Arc::new(Shared {
+            name: ctx.name.clone(),
+            node: ctx.node.clone(),
+            bus: ctx.bus.clone(),
+            cancel: ctx.cancel.clone(),
+            tracker: ctx.tracker.clone(),
+            buffer: ReplayBuffer::new(s.buffer_size),
+            conns: ArcSwap::from_pointee(Vec::new()),
+            conns_edit: Mutex::new(()),
+            next_conn: AtomicU64::new(0),
+            throughput: RateMeter::new(),
+            started: Instant::now(),
+            connections_total: AtomicU64::new(0),
+            cmds: cmd_tx,
+            upstream: s.ports.output(PORT_UPSTREAM),
+            gate: (s.mode == Mode::Server).then(|| {
+                Gate::new(
+                    s.credential.clone(),
+                    s.server.as_ref().map_or(100, |v| v.max_connections),
+                )
+            }),
+            ws_config: self.ws_config(),
+            client_state: Mutex::new((ConnectionState::Init, None)),
+            metrics,
+            s,
+        });
+        if self.running.set(shared.clone()).is_err() {
+            return Err(StartError::new("already started"));
+        }
+
+        ctx.tracker
+            .spawn(fanout::run(shared.clone(), Source::new(subs), cmd_rx));
+        ctx.tracker.spawn(gauges(shared.clone()));
+        match listener {
+            Some(l) => {
+                tracing::info!(component = %ctx.name, addr = ?l.local_addr().ok(),
+                    path = %shared.s.server.as_ref().map_or("/", |v| v.path.as_str()), "websocket output listening");
+                let router = server::router(shared.clone());
+                ctx.tracker.spawn(fednode_websocket_input::server::serve(
+                    l,
+                    router,
+                    ctx.cancel.clone(),
+                ));
+            }
+            None => {
+                let conn = shared.open_conn(None);
+                ctx.tracker.spawn(client::run(shared.clone(), conn));
+            }
+        }
+        Ok(())
+    }
+
+    fn health(&self) -> Health {
+        let Some(sh) = self.running.get() else {
+            return Health::ok("init", json!({"mode": self.settings.mode.as_str()}));
+        };
+        let details = json!({
+            "mode": sh.s.mode.as_str(),
+            "connections": {"active": sh.active(), "total": sh.connections_total.load(Ordering::Relaxed)},
+            "queue_depth": sh.queue_depth(),
+            "throughput": {"messages_per_second": sh.throughput.current(), "average_1m": sh.throughput.average_1m()},
+        });
+        match sh.s.mode {
+            Mode::Server if sh.active() == 0 => Health::ok("idle", details),
+            Mode::Server => Health::ok("serving", details),
+            Mode::Client => {
+                let (state, error) = sh.client_state.lock().clone();
+                let mut details = details;
+                details["url"] = json!(sh.s.client.as_ref().map(|c| c.url.clone()));
+                details["last_error"] = json!(error);
+                match state {
+                    ConnectionState::Failed => Health::failing(state.as_str(), details),
+                    other => Health::ok(other.as_str(), details),
+                }
+            }
+        }
+    }
+
+    fn describe(&self) -> Value {
+        let Some(sh) = self.running.get() else {
+            return json!({"mode": self.settings.mode.as_str(), "connections": []});
+        };
+        let mut v = json!({
+            "mode": sh.s.mode.as_str(),
+            "connections": sh.conns().iter().map(|c| c.describe()).collect::<Vec<_>>(),
+            "buffer": {"size": sh.buffer.len(), "capacity": sh.s.buffer_size},
+            "encoding": sh.s.encoding,
+            "delivery": sh.s.delivery,
+        });
+        match sh.s.mode {
+            Mode::Server => {
+                v["listen"] = json!(self.local_addr().map(|a| a.to_string()));
+                v["path"] = json!(sh.s.server.as_ref().map(|s| s.path.clone()));
+            }
+            Mode::Client => {
+                let (state, error) = sh.client_state.lock().clone();
+                v["url"] = json!(sh.s.client.as_ref().map(|c| c.url.clone()));
+                v["connection_state"] = json!(state.as_str());
+                v["last_error"] = json!(error);
+            }
+        }
+        v
+    }
+
+    async fn admin_request(&self, req: AdminRequest) -> Result<Value, AdminError> {
+        let sh = self
+            .running
+            .get()
+            .ok_or_else(|| AdminError::Unavailable("the component is not running".into()))?;
+        if !sh.s.bidirectional.enabled {
+            return Err(AdminError::Unavailable(
+                "bidirectional.enabled is false: this component sends no requests".into(),
+            ));
+        }
+        if !req.params.is_object() {
+            return Err(AdminError::BadRequest("params must be an object".into()));
+        }
+        let ask = |conn: Arc<Conn>| {
+            let (method, params, enc) = (req.method.clone(), req.params.clone(), sh.s.encoding);
+            async move {
+                match conn.outbound() {
+                    Some(out) => conn
+                        .pending
+                        .request(&out, &method, params, enc)
+                        .await
+                        .to_value(),
+                    None => fednode_kit::ReplyPayload::error(
+                        fednode_kit::ErrorCode::Unavailable,
+                        "the connection is closed",
+                    )
+                    .to_value(),
+                }
+            }
+        };
+        match (sh.s.mode, &req.connection) {
+            (Mode::Client, named) => {
+                let conn = sh
+                    .conns()
+                    .first()
+                    .cloned()
+                    .expect("client mode has its connection");
+                if named.as_deref().is_some_and(|n| n != conn.id) {
+                    return Err(AdminError::NotFound(format!(
+                        "no connection {:?}: in client mode the only connection is \"hub\"",
+                        named.as_deref().unwrap_or_default()
+                    )));
+                }
+                if conn.outbound().is_none() {
+                    return Err(AdminError::Unavailable(format!(
+                        "not connected to {} ({})",
+                        sh.s.client.as_ref().map_or("", |c| c.url.as_str()),
+                        sh.client_state.lock().0
+                    )));
+                }
+                Ok(ask(conn).await)
+            }
+            (Mode::Server, Some(id)) => {
+                let conn = sh
+                    .find(id)
+                    .ok_or_else(|| AdminError::NotFound(format!("no connection {id:?}")))?;
+                Ok(ask(conn).await)
+            }
+            (Mode::Server, None) => {
+                let conns = sh.conns();
+                let replies = futures::future::join_all(conns.iter().map(|c| {
+                    let id = c.id.clone();
+                    let f = ask(c.clone());
+                    async move { (id, f.await) }
+                }))
+                .await;
+                Ok(json!({"replies": replies.into_iter().collect::<serde_json::Map<_, _>>()}))
+            }
+        }
+    }
+
+    async fn buffer(
+        &self,
+        count: Option<usize>,
+        start_time: Option<i64>,
+    ) -> Result<Value, AdminError> {
+        let sh = self
+            .running
+            .get()
+            .ok_or_else(|| AdminError::Unavailable("the component is not running".into()))?;
+        let items = sh.buffer.snapshot(count, start_time);
+        Ok(json!({"messages": items.iter().map(|i| i.to_json()).collect::<Vec<_>>()}))
+    }
+}
+
+/// Keep the summed gauges current (they are cheap to compute, but not per
+/// message).
+async fn gauges(sh: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = sh.cancel.cancelled() => break,
+            _ = tick.tick() => {
+                let conns = sh.conns();
+                sh.metrics.queue_depth.set(conns.iter().map(|c| c.depth() as i64).sum());
+                sh.metrics.in_flight.set(conns.iter().map(|c| c.in_flight_len() as i64).sum());
+            }
+        }
+    }
+}

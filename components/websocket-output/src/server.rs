@@ -1,0 +1,61 @@
+//! Server mode: peers connect to `server.path`. Authentication and
+//! `max_connections` are checked before the upgrade (401 / 503) by the
+//! input crate's `Gate`, which also performs the upgrade; each admitted
+//! peer gets its own [`Conn`](crate::conn::Conn) and session.
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use fednode_websocket_input::server::{upgrade, Rejection, ServerStream};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::metrics::error_type;
+use crate::output::Shared;
+use crate::session;
+
+pub(crate) fn router(sh: Arc<Shared>) -> Router {
+    let path =
+        sh.s.server
+            .as_ref()
+            .map_or_else(|| "/".to_string(), |s| s.path.clone());
+    Router::new().route(&path, any(accept)).with_state(sh)
+}
+
+async fn accept(
+    State(sh): State<Arc<Shared>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    if sh.cancel.is_cancelled() {
+        return (http::StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    let gate = sh.gate.as_ref().expect("server mode has a gate");
+    let admission = match gate.admit(req.headers()) {
+        Ok(a) => a,
+        Err(rejected) => {
+            let kind = match rejected {
+                Rejection::Unauthorized { .. } => error_type::UNAUTHORIZED,
+                Rejection::Full { .. } => error_type::CONNECTION_LIMIT,
+            };
+            sh.metrics.error(kind).inc();
+            tracing::info!(component = %sh.name, %remote, kind, "connection refused");
+            return rejected.into_response();
+        }
+    };
+    let config = sh.ws_config;
+    let tracker = sh.tracker.clone();
+    upgrade(req, config, &tracker, move |ws| async move {
+        let _slot = admission;
+        serve_peer(sh, ws, remote).await;
+    })
+}
+
+async fn serve_peer(sh: Arc<Shared>, ws: ServerStream, remote: SocketAddr) {
+    let conn = sh.open_conn(Some(remote));
+    tracing::info!(component = %sh.name, conn = %conn.id, %remote, "peer connected");
+    let end = session::run(&sh, &conn, ws).await;
+    sh.close_conn(&conn);
+    tracing::info!(component = %sh.name, conn = %conn.id, %remote, %end, "peer disconnected");
+}

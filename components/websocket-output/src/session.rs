@@ -1,0 +1,390 @@
+//! One WebSocket session with a peer, the same in both modes.
+//!
+//! The input crate's `frame::drive` runs the socket: it reads frames into
+//! our [`Handler`] (requests, replies, acks, upstream data) and its writer
+//! batches whatever is queued on the session's `Outbound` with `feed()` and
+//! one `flush()`. Beside it runs the [`pump`]: it moves this connection's
+//! data — script first, then queue — through the rate limiter into the
+//! `Outbound`. Replies to requests go straight to the `Outbound`, so they
+//! never wait for the rate limit. While nothing waits for the connection
+//! and no limit applies, the fan-out itself hands live data to the
+//! `Outbound` (see `Conn::push_live`), saving the pump's hop.
+//!
+//! On shutdown the pump drains the connection's queue for a short while,
+//! then asks `drive` to close with 1001.
+
+use bytes::Bytes;
+use fednode_kit::envelope::{new_id, now_millis};
+use fednode_kit::{Encoding, Envelope, Kind, Meta};
+use fednode_websocket_input::frame::{
+    drive, outbound, ConnectionEnd, DriveOptions, FrameHandler, Outbound,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Delivery, Mode};
+use crate::conn::{Conn, Out};
+use crate::methods;
+use crate::metrics::{error_type, reason};
+use crate::output::Shared;
+
+/// Frames between the pump and the socket writer: enough for the writer to
+/// batch, small enough that a reply never waits behind much data.
+const OUTBOUND_CAPACITY: usize = 128;
+/// Data frames moved per pump step when no rate limit applies.
+const BATCH: usize = 64;
+/// How long a shutdown waits for a connection's queue to drain.
+const DRAIN_TIME: Duration = Duration::from_millis(500);
+/// How long a closing connection waits for the peer's close reply.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Run a session on an established stream until the peer leaves or the
+/// component stops.
+pub(crate) async fn run<S>(
+    sh: &Arc<Shared>,
+    conn: &Arc<Conn>,
+    ws: WebSocketStream<S>,
+) -> ConnectionEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (out, out_rx) = outbound(OUTBOUND_CAPACITY);
+    conn.set_outbound(Some(out.clone()));
+    sh.session_opened();
+    let close = CancellationToken::new();
+    let peer_gone = CancellationToken::new();
+    let mut handler = Handler {
+        sh: sh.clone(),
+        conn: conn.clone(),
+    };
+    let opts = DriveOptions {
+        label: match conn.remote {
+            Some(a) => format!("{} {a}", conn.id),
+            None => conn.id.clone(),
+        },
+        close_timeout: CLOSE_TIMEOUT,
+    };
+    let driving = async {
+        let end = drive(ws, &out, out_rx, &mut handler, &close, &opts).await;
+        peer_gone.cancel();
+        end
+    };
+    let (end, ()) = tokio::join!(driving, pump(sh, conn, &out, &peer_gone, &close));
+    conn.set_outbound(None);
+    conn.pending.fail_all("the connection closed");
+    sh.session_closed();
+    if matches!(end, ConnectionEnd::Dropped(_)) {
+        sh.metrics.error(error_type::CONNECTION).inc();
+    }
+    if matches!(end, ConnectionEnd::TooLarge(_)) {
+        sh.metrics.error(error_type::TOO_LARGE).inc();
+    }
+    end
+}
+
+/// Why the pump stopped sending.
+enum Stop {
+    /// The component is stopping: drain, then close.
+    Cancelled,
+    /// The socket is gone.
+    PeerGone,
+}
+
+async fn pump(
+    sh: &Arc<Shared>,
+    conn: &Arc<Conn>,
+    out: &Outbound,
+    peer_gone: &CancellationToken,
+    close: &CancellationToken,
+) {
+    let acked = sh.s.delivery == Delivery::AtLeastOnce && sh.s.mode == Mode::Client;
+    let max_in_flight = sh.s.max_in_flight;
+    let mut batch: Vec<Out> = Vec::with_capacity(BATCH);
+    let mut sent = Sent::default();
+    let stop = 'live: loop {
+        let limited = conn.limiter.load().is_some();
+        let max = if limited { 1 } else { BATCH };
+        if conn.take_script(&mut batch, max) == 0 {
+            // At-least-once: never more than max_in_flight unacknowledged.
+            let room = if acked {
+                max_in_flight.saturating_sub(conn.in_flight_len())
+            } else {
+                usize::MAX
+            };
+            let max = max.min(room);
+            let room = room > 0;
+            tokio::select! {
+                biased;
+                _ = sh.cancel.cancelled() => break 'live Stop::Cancelled,
+                _ = peer_gone.cancelled() => break 'live Stop::PeerGone,
+                _ = conn.script_ready.notified() => continue,
+                _ = conn.in_flight_changed.notified(), if !room => continue,
+                n = conn.queue.pop_many(&mut batch, max), if room => {
+                    if n == 0 {
+                        // Closed: the fan-out has stopped.
+                        break 'live Stop::Cancelled;
+                    }
+                    // A limit set while we waited: hold one at a time, so
+                    // the rest stays visible (queue depth) and in order.
+                    if n > 1 && conn.limiter.load().is_some() {
+                        conn.unshift_script(batch.split_off(1));
+                    }
+                }
+            }
+        }
+        let mut items = std::mem::take(&mut batch).into_iter();
+        while let Some(o) = items.next() {
+            let interrupted = match &o {
+                Out::Frame(_) => None,
+                _ => wait_for_rate(sh, conn, peer_gone).await,
+            };
+            let result = match interrupted {
+                Some(s) => Err(s),
+                None => forward(conn, out, &o, acked, peer_gone, Some(&sh.cancel)).await,
+            };
+            match result {
+                Ok(n) => sent.add(n),
+                Err(s) => {
+                    sent.record(sh, conn);
+                    let mut rest = vec![o];
+                    rest.extend(items);
+                    conn.unshift_script(rest);
+                    break 'live s;
+                }
+            }
+        }
+        sent.record(sh, conn);
+    };
+    if let Stop::Cancelled = stop {
+        let drained =
+            tokio::time::timeout(DRAIN_TIME, drain(sh, conn, out, acked, peer_gone)).await;
+        if drained.is_err() || peer_gone.is_cancelled() {
+            let left = conn.depth();
+            if left > 0 {
+                sh.metrics.dropped(reason::SHUTDOWN).inc_by(left as u64);
+            }
+        }
+        close.cancel();
+    }
+}
+
+/// Shutdown: send what is waiting, ignoring the rate limit, until the
+/// fan-out has closed the queue and it is empty.
+async fn drain(
+    sh: &Arc<Shared>,
+    conn: &Arc<Conn>,
+    out: &Outbound,
+    acked: bool,
+    peer_gone: &CancellationToken,
+) {
+    let mut buf = Vec::with_capacity(BATCH);
+    loop {
+        if conn.take_script(&mut buf, BATCH) == 0 {
+            tokio::select! {
+                _ = peer_gone.cancelled() => return,
+                n = conn.queue.pop_many(&mut buf, BATCH) => if n == 0 { return },
+            }
+        }
+        let mut items = std::mem::take(&mut buf).into_iter();
+        let mut sent = Sent::default();
+        while let Some(o) = items.next() {
+            match forward(conn, out, &o, acked, peer_gone, None).await {
+                Ok(n) => sent.add(n),
+                Err(_) => {
+                    sent.record(sh, conn);
+                    let mut rest = vec![o];
+                    rest.extend(items);
+                    conn.unshift_script(rest);
+                    return;
+                }
+            }
+        }
+        sent.record(sh, conn);
+    }
+}
+
+/// Wait until the connection's rate limit lets one more data frame go.
+async fn wait_for_rate(sh: &Shared, conn: &Conn, peer_gone: &CancellationToken) -> Option<Stop> {
+    let mut counted = false;
+    loop {
+        let limiter = conn.limiter.load_full()?;
+        if limiter.check().is_ok() {
+            return None;
+        }
+        if !counted {
+            sh.metrics.rate_limited.inc();
+            counted = true;
+        }
+        tokio::select! {
+            biased;
+            _ = sh.cancel.cancelled() => return Some(Stop::Cancelled),
+            _ = peer_gone.cancelled() => return Some(Stop::PeerGone),
+            // A new limit (or none): look again.
+            _ = conn.limit_changed.notified() => {}
+            _ = limiter.until_ready() => return None,
+        }
+    }
+}
+
+/// Hand one frame to the socket writer.
+async fn forward(
+    conn: &Conn,
+    out: &Outbound,
+    o: &Out,
+    acked: bool,
+    peer_gone: &CancellationToken,
+    cancel: Option<&CancellationToken>,
+) -> Result<Sent, Stop> {
+    let (msg, data) = match o {
+        Out::Data(item) => (item.message(conn.encoding, false), Some((item, false))),
+        Out::Replay(item) => (item.message(conn.encoding, true), Some((item, true))),
+        Out::Frame(m) => (m.clone(), None),
+    };
+    if let (true, Some((item, _))) = (acked, data) {
+        // Tracked before it leaves: a session that dies mid-write resends it.
+        conn.track_in_flight(item);
+    }
+    let cancelled = async {
+        match cancel {
+            Some(c) => c.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        ok = out.send(msg) => if !ok { return Err(Stop::PeerGone) },
+        _ = peer_gone.cancelled() => return Err(Stop::PeerGone),
+        // A stalled peer must not hold up the shutdown: go and drain.
+        _ = cancelled => return Err(Stop::Cancelled),
+    }
+    Ok(data.map_or(Sent::default(), |(_, replayed)| Sent {
+        frames: 0,
+        data: 1,
+        replayed: u64::from(replayed),
+    }))
+}
+
+/// Data frames handed to the writer, counted per batch (the counters are
+/// shared atomics; one update per batch keeps them off the hot path).
+#[derive(Default, Clone, Copy)]
+struct Sent {
+    frames: usize,
+    data: u64,
+    replayed: u64,
+}
+
+impl Sent {
+    fn add(&mut self, o: Sent) {
+        self.frames += 1;
+        self.data += o.data;
+        self.replayed += o.replayed;
+    }
+
+    fn record(&mut self, sh: &Shared, conn: &Conn) {
+        conn.forwarded(self.frames);
+        if self.data > 0 {
+            sh.metrics.sent.inc_by(self.data);
+            conn.sent
+                .fetch_add(self.data, std::sync::atomic::Ordering::Relaxed);
+            conn.meter.record(self.data);
+        }
+        if self.replayed > 0 {
+            sh.metrics.replay_messages.inc_by(self.replayed);
+        }
+        *self = Sent::default();
+    }
+}
+
+/// What the session does with frames from the peer.
+struct Handler {
+    sh: Arc<Shared>,
+    conn: Arc<Conn>,
+}
+
+impl FrameHandler for Handler {
+    async fn on_envelope(&mut self, env: Envelope, encoding: Encoding, out: &Outbound) {
+        let (sh, conn) = (&self.sh, &self.conn);
+        match env.kind {
+            Kind::Request => methods::handle(sh, conn, env, encoding, out).await,
+            Kind::Reply => {
+                if !conn.pending.resolve(&env.id, &env.payload) {
+                    tracing::debug!(conn = %conn.id, id = %env.id, "reply to no pending request; dropped");
+                }
+            }
+            Kind::Ack => {
+                if conn.settle(&env.id).is_some() {
+                    sh.metrics.acks.inc();
+                }
+            }
+            Kind::Nack => {
+                if conn.settle(&env.id).is_some() {
+                    sh.metrics.dropped(reason::NACK).inc();
+                    if conn.should_log_error() {
+                        tracing::warn!(conn = %conn.id, id = %env.id,
+                            reason = %String::from_utf8_lossy(&env.payload), "peer refused data (nack)");
+                    }
+                }
+            }
+            Kind::Data => upstream(sh, conn, env, encoding, out).await,
+        }
+    }
+
+    fn on_undecodable(&mut self, _error: &fednode_kit::envelope::DecodeError, _encoding: Encoding) {
+        self.sh.metrics.error(error_type::PARSE).inc();
+    }
+}
+
+/// Data a peer sent (predictions, commands flowing back): published on
+/// `ws_upstream` when there is one, else dropped and counted.
+async fn upstream(sh: &Shared, conn: &Conn, env: Envelope, encoding: Encoding, out: &Outbound) {
+    let ack = sh.s.delivery == Delivery::AtLeastOnce && !env.id.is_empty();
+    let Some(subject) = &sh.upstream else {
+        sh.metrics.dropped(reason::NO_UPSTREAM).inc();
+        if ack {
+            out.send_envelope(
+                &Envelope::ack(&env.id, Some("no ws_upstream port")),
+                encoding,
+            )
+            .await;
+        }
+        return;
+    };
+    let subject = subject.render_bytes(&env.payload);
+    let meta = Meta {
+        id: Some(
+            if env.id.is_empty() {
+                new_id()
+            } else {
+                env.id.clone()
+            }
+            .into(),
+        ),
+        timestamp: Some(env.timestamp.unwrap_or_else(now_millis)),
+        node: None,
+        replay: env.replay,
+    };
+    let msg = fednode_kit::Message::new(subject, Bytes::clone(&env.payload)).with_meta(meta);
+    match sh.bus.publish_retrying(msg, &sh.cancel).await {
+        Ok(()) => {
+            sh.metrics.upstream.inc();
+            if ack {
+                out.send_envelope(&Envelope::ack(&env.id, None), encoding)
+                    .await;
+            }
+        }
+        Err(e) => {
+            sh.metrics.error(error_type::PUBLISH).inc();
+            sh.metrics.dropped(reason::PUBLISH_FAILED).inc();
+            if conn.should_log_error() {
+                tracing::warn!(conn = %conn.id, error = %e, "upstream data not published");
+            }
+            if ack {
+                out.send_envelope(&Envelope::ack(&env.id, Some(&e.to_string())), encoding)
+                    .await;
+            }
+        }
+    }
+}
