@@ -44,6 +44,22 @@ fn demo_runs_reports_and_stops_on_sigterm() {
         "bus publishes did not rise: {first:?} → {second:?}"
     );
 
+    // The features processor emits one window per second per user once the
+    // first 2 s window is complete.
+    let t0 = Instant::now();
+    loop {
+        let (_, text) = node.get("/metrics").unwrap();
+        let w = metric(&text, "eeg_features_windows_total{component=\"features\"}").unwrap_or(0.0);
+        if w >= 2.0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no feature windows:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     let (code, comps) = node.get("/components").unwrap();
     assert_eq!(code, 200);
     let comps: serde_json::Value = serde_json::from_str(&comps).unwrap();
