@@ -138,10 +138,12 @@ fn insert_at(root: &mut Value, segs: &[String], value: Value) -> bool {
     let mut cur = root;
     for s in parent {
         cur = match (cur, s.strip_prefix('[').and_then(|x| x.strip_suffix(']'))) {
-            (Value::Array(a), Some(i)) => match i.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
-                Some(v) => v,
-                None => return false,
-            },
+            (Value::Array(a), Some(i)) => {
+                match i.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                    Some(v) => v,
+                    None => return false,
+                }
+            }
             (Value::Object(m), _) => match m.get_mut(s) {
                 Some(v) => v,
                 None => return false,

@@ -96,7 +96,9 @@ impl Timescale {
                 StartError::new(format!("{}.url: {}", self.path, redact_url(&e.to_string())))
             })?
             .application_name("fednode-timescale")
-            .options([("client_min_messages", "warning")]);
+            // Quiet "already exists" notices; timestamptz → timestamp
+            // columns get UTC wall time.
+            .options([("client_min_messages", "warning"), ("TimeZone", "UTC")]);
         Ok(writer::Settings {
             connect,
             url_display: redact_url(&c.url),
