@@ -80,6 +80,7 @@ fn udp_filter_websocket_and_a_hub_pulling_from_it() {
     let values: Vec<i64> = got.iter().map(|v| v["value"].as_i64().unwrap()).collect();
     assert_eq!(values, vec![51, 70, 99]);
     let _ = tail.kill();
+    let _ = tail.wait();
 
     // The hub published the same three on its bus.
     let t0 = Instant::now();

@@ -44,6 +44,7 @@ fn features_arrive_once_per_hop_for_each_user() {
         seen.entry(user).or_default().push((Instant::now(), v));
     }
     let _ = tail.kill();
+    let _ = tail.wait();
     assert_eq!(seen.keys().collect::<Vec<_>>(), vec!["alex", "jamie"]);
     for (user, windows) in &seen {
         for pair in windows.windows(2) {
