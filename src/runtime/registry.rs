@@ -13,6 +13,7 @@ pub fn all() -> Vec<Registration> {
         fednode_json_filter::registration(),
         fednode_eeg_features::registration(),
         fednode_websocket_output::registration(),
+        fednode_timescale::registration(),
     ]
 }
 
