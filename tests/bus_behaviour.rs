@@ -330,8 +330,14 @@ async fn plain_nats_clients_see_plain_json_and_headers() {
     bus.publish(Message::new("plain", Bytes::from_static(b"{\"x\":1}")).with_meta(meta))
         .await
         .unwrap();
+    // Make sure the publish left this process before waiting on the other
+    // connection (under load the client's own flush can lag).
+    bus.flush().await.unwrap();
     use futures::StreamExt;
-    let m = tokio::time::timeout(T, sub.next()).await.unwrap().unwrap();
+    let m = tokio::time::timeout(T * 2, sub.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&m.payload[..], b"{\"x\":1}");
     let h = m.headers.unwrap();
     assert_eq!(h.get("Fednode-Id").unwrap().as_str(), "abc");
