@@ -327,17 +327,22 @@ async fn plain_nats_clients_see_plain_json_and_headers() {
         node: Some("n1".into()),
         replay: false,
     };
-    bus.publish(Message::new("plain", Bytes::from_static(b"{\"x\":1}")).with_meta(meta))
-        .await
-        .unwrap();
-    // Make sure the publish left this process before waiting on the other
-    // connection (under load the client's own flush can lag).
-    bus.flush().await.unwrap();
+    // Publish until the plain client sees it: the first message can race the
+    // server's registration of the other connection's interest under load.
     use futures::StreamExt;
-    let m = tokio::time::timeout(T * 2, sub.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let t0 = std::time::Instant::now();
+    let m = loop {
+        let msg = Message::new("plain", Bytes::from_static(b"{\"x\":1}")).with_meta(meta.clone());
+        bus.publish(msg).await.unwrap();
+        bus.flush().await.unwrap();
+        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+            break m;
+        }
+        assert!(
+            t0.elapsed() < T * 3,
+            "the plain client never received the message"
+        );
+    };
     assert_eq!(&m.payload[..], b"{\"x\":1}");
     let h = m.headers.unwrap();
     assert_eq!(h.get("Fednode-Id").unwrap().as_str(), "abc");
