@@ -130,29 +130,25 @@ static STAND_INS: std::sync::LazyLock<[Value; 6]> = std::sync::LazyLock::new(|| 
     ]
 });
 
+/// The value at `segs` (`key` or `[index]` segments), if present.
+fn walk<'v>(mut cur: &'v mut Value, segs: &[String]) -> Option<&'v mut Value> {
+    for s in segs {
+        cur = match (cur, s.strip_prefix('[').and_then(|x| x.strip_suffix(']'))) {
+            (Value::Array(a), Some(i)) => a.get_mut(i.parse::<usize>().ok()?)?,
+            (Value::Object(m), _) => m.get_mut(s)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
 /// Set the value at `segs` (creating the last key).
 fn insert_at(root: &mut Value, segs: &[String], value: Value) -> bool {
     let Some((last, parent)) = segs.split_last() else {
         return false;
     };
-    let mut cur = root;
-    for s in parent {
-        cur = match (cur, s.strip_prefix('[').and_then(|x| x.strip_suffix(']'))) {
-            (Value::Array(a), Some(i)) => {
-                match i.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
-                    Some(v) => v,
-                    None => return false,
-                }
-            }
-            (Value::Object(m), _) => match m.get_mut(s) {
-                Some(v) => v,
-                None => return false,
-            },
-            _ => return false,
-        };
-    }
-    match cur {
-        Value::Object(m) => {
+    match walk(root, parent) {
+        Some(Value::Object(m)) => {
             m.insert(last.clone(), value);
             true
         }
@@ -220,7 +216,7 @@ fn quote_list(list: &str) -> String {
 
 /// Remove the value at `segs` (or the key `field` inside it) from `root`.
 fn remove_at(root: &mut Value, segs: &[String], field: Option<&str>) -> bool {
-    let mut cur = root;
+    let cur = root;
     let (target, last) = match field {
         Some(f) => (segs, f.to_string()),
         None => match segs.split_last() {
@@ -228,21 +224,9 @@ fn remove_at(root: &mut Value, segs: &[String], field: Option<&str>) -> bool {
             None => return false,
         },
     };
-    for s in target {
-        cur = match (cur, s.strip_prefix('[').and_then(|x| x.strip_suffix(']'))) {
-            (Value::Array(a), Some(i)) => {
-                match i.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
-                    Some(v) => v,
-                    None => return false,
-                }
-            }
-            (Value::Object(m), _) => match m.get_mut(s) {
-                Some(v) => v,
-                None => return false,
-            },
-            _ => return false,
-        };
-    }
+    let Some(cur) = walk(cur, target) else {
+        return false;
+    };
     match (
         cur,
         last.strip_prefix('[').and_then(|x| x.strip_suffix(']')),
