@@ -136,7 +136,7 @@ fn meta_of(h: Option<&HeaderMap>) -> Meta {
         timestamp: h
             .get(HEADER_TIMESTAMP)
             .and_then(|v| v.as_str().parse().ok()),
-        node: h.get(HEADER_NODE).map(|v| Arc::from(v.as_str())),
+        node: h.get(HEADER_NODE).map(|v| v.as_str().into()),
         replay: h.get(HEADER_REPLAY).is_some_and(|v| v.as_str() == "true"),
     }
 }

@@ -24,7 +24,7 @@ pub mod subject;
 pub mod testing;
 
 pub use bus::{
-    Bus, BusError, BusHandle, Message, Meta, NatsConnection, Overflow, SubscribeOptions,
+    Bus, BusError, BusHandle, Message, Meta, NatsConnection, NodeId, Overflow, SubscribeOptions,
     Subscription,
 };
 pub use component::{

@@ -49,7 +49,9 @@ impl Route {
 #[derive(Default)]
 struct State {
     subs: Vec<Arc<Sub>>,
-    cache: HashMap<Arc<str>, Arc<Route>>,
+    /// foldhash, not SipHash: subjects come from this node's own config
+    /// and templates, and the lookup is on every publish.
+    cache: HashMap<Arc<str>, Arc<Route>, foldhash::fast::RandomState>,
 }
 
 /// Bound on cached routes; templated subjects can produce many distinct
@@ -159,6 +161,32 @@ impl MemoryBus {
         }
     }
 
+    /// Deliver to every target of `route` without waiting; hands the
+    /// message back when some receiver blocks (the async path takes it).
+    #[allow(clippy::result_large_err)]
+    fn deliver_all_now(
+        &self,
+        route: &Route,
+        msg: Message,
+    ) -> Result<Result<(), BusError>, Message> {
+        if route.has_blocking {
+            return Err(msg);
+        }
+        let mut targets = smallvec_lite::Targets::default();
+        Self::targets(route, &mut targets);
+        let n = targets.len();
+        let mut msg = Some(msg);
+        for (i, s) in targets.iter().enumerate() {
+            let m = if i + 1 == n {
+                msg.take().expect("message delivered once")
+            } else {
+                msg.as_ref().expect("message present").clone()
+            };
+            self.deliver_now(s, m);
+        }
+        Ok(Ok(()))
+    }
+
     async fn deliver(&self, sub: &Sub, msg: Message) {
         match sub.tx.try_send(msg) {
             Ok(()) => {}
@@ -212,27 +240,21 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
+    #[allow(clippy::result_large_err)]
     fn try_publish(&self, msg: Message) -> Result<Result<(), BusError>, Message> {
         if self.inner.closed.load(Ordering::Relaxed) {
             return Ok(Err(BusError::Closed));
         }
+        // The hot path: deliver under the read lock, without cloning the
+        // cached route (no reference-count traffic per message).
+        {
+            let st = self.inner.state.read();
+            if let Some(route) = st.cache.get(&*msg.subject) {
+                return self.deliver_all_now(route, msg);
+            }
+        }
         let route = self.route(&msg.subject);
-        if route.has_blocking {
-            return Err(msg);
-        }
-        let mut targets = smallvec_lite::Targets::default();
-        Self::targets(&route, &mut targets);
-        let n = targets.len();
-        let mut msg = Some(msg);
-        for (i, s) in targets.iter().enumerate() {
-            let m = if i + 1 == n {
-                msg.take().expect("message delivered once")
-            } else {
-                msg.as_ref().expect("message present").clone()
-            };
-            self.deliver_now(s, m);
-        }
-        Ok(Ok(()))
+        self.deliver_all_now(&route, msg)
     }
 
     async fn subscribe(

@@ -186,7 +186,11 @@ impl Converter {
                 });
             }
         }
-        let node = m.meta.node.unwrap_or_else(|| self.node.clone());
+        let node = match m.meta.node {
+            Some(fednode_kit::NodeId::Shared(n)) => n,
+            Some(n) if *n != *self.node => Arc::from(&*n),
+            _ => self.node.clone(),
+        };
         Ok(Item {
             op: Op::Row {
                 table: MESSAGES,

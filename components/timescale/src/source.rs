@@ -296,7 +296,7 @@ fn js_incoming(m: jetstream::Message) -> Incoming {
     let meta = Meta {
         id: header(h, HEADER_ID).map(Arc::from),
         timestamp: header(h, HEADER_TIMESTAMP).and_then(|t| t.trim().parse().ok()),
-        node: header(h, HEADER_NODE).map(Arc::from),
+        node: header(h, HEADER_NODE).map(fednode_kit::NodeId::from),
         replay: header(h, HEADER_REPLAY).is_some_and(|v| v == "true"),
     };
     Incoming {
