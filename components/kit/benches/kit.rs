@@ -24,18 +24,32 @@ use std::time::{Duration, Instant};
 
 const FRAME: &str = r#"{"type":"data","id":"5f0c1b8e-3a6d-4c1e-9b7a-2d4e6f8a0b1c","timestamp":1704844800000,"payload":{"sensor_id":"temp-01","value":23.5,"unit":"celsius","user_id":"jamie","site":"lab-3","seq":1234567}}"#;
 
+/// The runtime of both rounds: two workers, one per core.
+fn two_workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A 200-byte message on `subject`, payload shared (a static `Bytes`).
+fn message(subject: &std::sync::Arc<str>) -> Message {
+    Message {
+        subject: subject.clone(),
+        payload: payload(),
+        meta: Default::default(),
+        reply: None,
+    }
+}
+
 fn payload() -> Bytes {
     let p = br#"{"sensor_id":"temp-01","value":23.5,"unit":"celsius","user_id":"jamie","seq":12345,"site":"lab-3","pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#;
     Bytes::from_static(p)
 }
 
 fn bus_round(subs: usize, n: u64) -> Duration {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    two_workers().block_on(async move {
         let bus = MemoryBus::new();
         let metrics = Metrics::new();
         let bus = BusHandle::new(
@@ -70,14 +84,8 @@ fn bus_round(subs: usize, n: u64) -> Duration {
         let t0 = Instant::now();
         tokio::spawn(async move {
             let subject: std::sync::Arc<str> = "bench.data".into();
-            let p = payload();
             for _ in 0..n {
-                let m = Message {
-                    subject: subject.clone(),
-                    payload: p.clone(),
-                    meta: Default::default(),
-                    reply: None,
-                };
+                let m = message(&subject);
                 bus.publish_message(m).await.unwrap();
             }
             assert_eq!(bus.bus().dropped_total(), 0, "benchmark must not drop");
@@ -94,12 +102,7 @@ fn bus_round(subs: usize, n: u64) -> Duration {
 /// The baseline measured in the same run: a bare tokio mpsc channel of
 /// the same `Message`s, same capacity and tasks, no routing and no metrics.
 fn mpsc_round(n: u64) -> Duration {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    two_workers().block_on(async move {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(1 << 16);
         let h = tokio::spawn(async move {
             let mut got = 0u64;
@@ -113,14 +116,8 @@ fn mpsc_round(n: u64) -> Duration {
         let t0 = Instant::now();
         tokio::spawn(async move {
             let subject: std::sync::Arc<str> = "bench.data".into();
-            let p = payload();
             for _ in 0..n {
-                let m = Message {
-                    subject: subject.clone(),
-                    payload: p.clone(),
-                    meta: Default::default(),
-                    reply: None,
-                };
+                let m = message(&subject);
                 if let Err(e) = tx.try_send(m) {
                     tx.send(e.into_inner()).await.unwrap();
                 }

@@ -174,14 +174,7 @@ impl MemoryBus {
         }
         let mut targets = smallvec_lite::Targets::default();
         Self::targets(route, &mut targets);
-        let n = targets.len();
-        let mut msg = Some(msg);
-        for (i, s) in targets.iter().enumerate() {
-            let m = if i + 1 == n {
-                msg.take().expect("message delivered once")
-            } else {
-                msg.as_ref().expect("message present").clone()
-            };
+        for (s, m) in copies(&targets, msg) {
             self.deliver_now(s, m);
         }
         Ok(Ok(()))
@@ -200,6 +193,24 @@ impl MemoryBus {
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
+}
+
+/// One message per target: clones for all but the last, which gets the
+/// original (a clone shares the payload; nothing is copied).
+fn copies<'a>(
+    targets: &'a smallvec_lite::Targets<'a>,
+    msg: Message,
+) -> impl Iterator<Item = (&'a Sub, Message)> + 'a {
+    let n = targets.len();
+    let mut msg = Some(msg);
+    targets.iter().enumerate().map(move |(i, s)| {
+        let m = if i + 1 == n {
+            msg.take().expect("message delivered once")
+        } else {
+            msg.as_ref().expect("message present").clone()
+        };
+        (s, m)
+    })
 }
 
 /// Removes a subscription from the bus when the [`Subscription`] is dropped.
@@ -227,14 +238,7 @@ impl Bus for MemoryBus {
         let route = self.route(&msg.subject);
         let mut targets = smallvec_lite::Targets::default();
         Self::targets(&route, &mut targets);
-        let n = targets.len();
-        let mut msg = Some(msg);
-        for (i, s) in targets.iter().enumerate() {
-            let m = if i + 1 == n {
-                msg.take().expect("message delivered once")
-            } else {
-                msg.as_ref().expect("message present").clone()
-            };
+        for (s, m) in copies(&targets, msg) {
             self.deliver(s, m).await;
         }
         Ok(())
