@@ -112,8 +112,10 @@ pub struct ServerConfig {
     /// Concurrent connections; one more is answered with HTTP 503.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// Bytes read from the socket at once (tungstenite read buffer).
-    #[serde(default = "default_buffer_size")]
+    /// Bytes read from the socket at once (tungstenite read buffer). Every
+    /// connection holds one, idle or not, so it sets the memory per idle
+    /// connection (about 30 KiB in all at the default).
+    #[serde(default = "default_read_buffer_size")]
     pub read_buffer_size: usize,
     /// Bytes collected before a write reaches the socket.
     #[serde(default = "default_buffer_size")]
@@ -222,10 +224,16 @@ fn default_bind() -> String {
 fn default_max_connections() -> usize {
     100
 }
-/// tungstenite's own default (128 KiB): seed 004's 4 KiB example would flush
-/// every few frames.
+/// Write side: tungstenite's own default (128 KiB); seed 004's 4 KiB example
+/// would flush every few frames. The buffer grows only while writing.
 fn default_buffer_size() -> usize {
     128 * 1024
+}
+/// Read side: 16 KiB. tungstenite's 128 KiB default is held by every idle
+/// connection (≈ 146 KiB each in all); at 16 KiB an idle connection costs
+/// ≈ 30 KiB and one client still pushes ≈ 800 k msgs/s (BENCHMARKS.md).
+fn default_read_buffer_size() -> usize {
+    16 * 1024
 }
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
@@ -366,7 +374,7 @@ impl Config {
                     path: self.path.clone().unwrap_or_else(default_path),
                     bind: default_bind(),
                     max_connections: default_max_connections(),
-                    read_buffer_size: default_buffer_size(),
+                    read_buffer_size: default_read_buffer_size(),
                     write_buffer_size: default_buffer_size(),
                     enable_compression: false,
                 });

@@ -7,6 +7,8 @@
 //! - [`PgCluster`] (`postgres.rs`): a fresh `initdb` cluster served by a
 //!   `postgres` child process that the test owns by PID.
 //! - [`free_port`]: a TCP port on 127.0.0.1 that was free a moment ago.
+//! - [`loadgen`]: a WebSocket load generator that a benchmark runs as a
+//!   separate process (the benchmark re-runs its own executable).
 //! - `process.rs`: the plumbing both share (finding binaries, signals,
 //!   waiting for ports, log tails).
 //!
@@ -22,6 +24,7 @@
 //! ordinary commands (`sh -c kill`, `id`) and safe std APIs
 //! (`CommandExt::uid`, `std::os::unix::fs::chown`).
 
+pub mod loadgen;
 mod nats;
 mod postgres;
 mod process;
