@@ -5,54 +5,36 @@
 //!   read from a producer is handed as-is to every consumer), and
 //! - (b) `fednode`: `websocket_input` → memory bus → `websocket` output.
 //!
-//! Both are lossless (`on_full: block` on both fednode components; bounded
-//! a broadcast channel too large to lag in the bare relay), so "msgs/s" compares the same
-//! work; producers and consumers run in the same process (2 cores here).
+//! Both are lossless (`on_full: block` on both fednode components; a
+//! broadcast channel too large to lag in the bare relay), so "msgs/s"
+//! compares the same work. Both run in this process; the producers and
+//! consumers run in a separate process, the repo's load generator
+//! (`fednode_testkit::loadgen`, this executable re-run), which pipelines
+//! pre-built 200-byte envelopes and counts frames without a WebSocket
+//! library, so that it leaves the two cores to the systems under test.
 //!
 //! Scenarios (200-byte envelopes): 1 producer / 1 consumer and 4 / 4 as
-//! fast as possible; p50/p99 latency at a paced 10,000 msgs/s; fan-out of
-//! one producer to 100 consumers.
+//! fast as possible; p50/p99 latency at a paced 10,000 msgs/s (send time
+//! inside the envelope, read by the consumer in the same generator
+//! process); fan-out of one producer to 100 consumers, unpaced and paced at
+//! 10,000 msgs/s (no loss allowed).
 //!
 //! Run with: cargo run --release -p fednode-websocket-output --example relay_bench
-//! (`-- quick` runs smaller counts.)
+//! (`-- quick` runs smaller counts; `scenario=N` and `system=bare|fednode`
+//! pick one run.)
 
 use fednode_kit::component::BuildContext;
 use fednode_kit::memory::MemoryBus;
 use fednode_kit::metrics::Metrics;
 use fednode_kit::{testing, Component, Context, NodeIdentity};
+use fednode_testkit::loadgen::{self, Generator};
 use fednode_websocket_output::{OutputConfig, WebSocketOutput};
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message as Ws;
-
-static BASE: OnceLock<Instant> = OnceLock::new();
-
-fn now_ns() -> u64 {
-    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
-}
-
-/// A data envelope of exactly 200 bytes carrying its send time.
-fn envelope(producer: usize, seq: u64) -> Ws {
-    let head = format!(
-        r#"{{"type":"data","id":"p{producer}-{seq:09}","timestamp":1704844800000,"payload":{{"seq":{seq},"t":{},"pad":""#,
-        now_ns()
-    );
-    let tail = r#""}}"#;
-    let pad = 200usize.saturating_sub(head.len() + tail.len());
-    Ws::Text(format!("{head}{}{tail}", "x".repeat(pad)).into())
-}
-
-/// The send time written by `envelope`.
-fn sent_at(frame: &str) -> Option<u64> {
-    let rest = &frame[frame.find(r#""t":"#)? + 4..];
-    let end = rest.find(|c: char| !c.is_ascii_digit())?;
-    rest[..end].parse().ok()
-}
 
 // ---- the two systems under test -------------------------------------------
 
@@ -192,14 +174,16 @@ async fn fednode() -> System {
 
 struct Outcome {
     /// Frames each consumer received, summed.
-    received: u64,
-    expected: u64,
+    received: f64,
+    expected: f64,
     seconds: f64,
-    latencies_us: Vec<u64>,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
 }
 
-/// `producers` send `per_producer` each (at `rate` msgs/s in total, or as
-/// fast as they can); `consumers` count what they get.
+/// Run the load generator against `sys`: `producers` send `per_producer`
+/// each (at `rate` msgs/s in total, or as fast as they can); `consumers`
+/// count what they get.
 async fn run(
     sys: &System,
     producers: usize,
@@ -208,117 +192,46 @@ async fn run(
     rate: Option<u64>,
     latency: bool,
 ) -> Outcome {
-    let expected_each = producers as u64 * per_producer;
-    let received = Arc::new(AtomicU64::new(0));
-    let mut readers = Vec::new();
-    for _ in 0..consumers {
-        let (ws, _) =
-            tokio_tungstenite::connect_async_with_config(sys.output_url.as_str(), None, true)
-                .await
-                .unwrap();
-        let received = received.clone();
-        readers.push(tokio::spawn(async move {
-            let (_w, mut r) = ws.split();
-            let mut got = 0u64;
-            let mut lat = Vec::new();
-            let mut last = Instant::now();
-            while got < expected_each {
-                match tokio::time::timeout(Duration::from_secs(2), r.next()).await {
-                    Ok(Some(Ok(Ws::Text(t)))) => {
-                        got += 1;
-                        last = Instant::now();
-                        if latency {
-                            if let Some(t0) = sent_at(t.as_str()) {
-                                lat.push((now_ns() - t0) / 1000);
-                            }
-                        }
-                    }
-                    Ok(Some(Ok(_))) => {}
-                    _ => break,
-                }
-            }
-            received.fetch_add(got, Ordering::Relaxed);
-            (last, lat)
-        }));
+    let mut job = vec![
+        "relay".to_string(),
+        format!("input={}", sys.input_url),
+        format!("output={}", sys.output_url),
+        format!("producers={producers}"),
+        format!("consumers={consumers}"),
+        format!("per_producer={per_producer}"),
+    ];
+    if let Some(r) = rate {
+        job.push(format!("rate={r}"));
     }
-    // Let the output register every consumer.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let start = Instant::now();
-    let mut writers = Vec::new();
-    for p in 0..producers {
-        let (ws, _) =
-            tokio_tungstenite::connect_async_with_config(sys.input_url.as_str(), None, true)
-                .await
-                .unwrap();
-        writers.push(tokio::spawn(async move {
-            let mut ws = ws;
-            let mut seq = 0u64;
-            match rate {
-                None => {
-                    while seq < per_producer {
-                        for _ in 0..64.min(per_producer - seq) {
-                            ws.feed(envelope(p, seq)).await.unwrap();
-                            seq += 1;
-                        }
-                        ws.flush().await.unwrap();
-                    }
-                }
-                Some(total_rate) => {
-                    // Paced in 1 ms ticks.
-                    let per_tick = (total_rate / 1000 / producers as u64).max(1);
-                    let mut tick = tokio::time::interval(Duration::from_millis(1));
-                    while seq < per_producer {
-                        tick.tick().await;
-                        for _ in 0..per_tick.min(per_producer - seq) {
-                            ws.feed(envelope(p, seq)).await.unwrap();
-                            seq += 1;
-                        }
-                        ws.flush().await.unwrap();
-                    }
-                }
-            }
-            // Keep the socket open until the consumers are done.
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            let _ = ws.close(None).await;
-        }));
+    if latency {
+        job.push("latency=1".into());
     }
-    let mut last = start;
-    let mut latencies = Vec::new();
-    for r in readers {
-        let (l, lat) = r.await.unwrap();
-        last = last.max(l);
-        latencies.extend(lat);
-    }
-    for w in writers {
-        w.abort();
-    }
-    latencies.sort_unstable();
+    let (generator, r) = Generator::spawn(&job).expect_async("done").await;
+    generator.finish();
     Outcome {
-        received: received.load(Ordering::Relaxed),
-        expected: expected_each * consumers as u64,
-        seconds: last.duration_since(start).as_secs_f64(),
-        latencies_us: latencies,
+        received: r.num("received"),
+        expected: r.num("expected"),
+        seconds: r.num("seconds"),
+        p50_us: latency.then(|| r.num("p50_us")),
+        p99_us: latency.then(|| r.num("p99_us")),
     }
 }
 
 type Scenario = (&'static str, usize, usize, u64, Option<u64>, bool);
 
-fn pct(v: &[u64], p: f64) -> u64 {
-    if v.is_empty() {
-        return 0;
-    }
-    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
+fn main() {
+    loadgen::run_if_child();
+    bench();
 }
 
 #[tokio::main]
-async fn main() {
+async fn bench() {
     let quick = std::env::args().any(|a| a == "quick");
     let scale = if quick { 10 } else { 1 };
-    BASE.get_or_init(Instant::now);
     println!("200-byte envelopes; throughput = frames delivered per second, all consumers summed");
     println!(
-        "{:<8} {:<34} {:>12} {:>10} {:>9} {:>9}",
-        "system", "scenario", "msgs/s", "delivered", "p50 µs", "p99 µs"
+        "{:<8} {:<34} {:>12} {:>10} {:>7} {:>9} {:>9}",
+        "system", "scenario", "msgs/s", "delivered", "lost", "p50 µs", "p99 µs"
     );
     type Make = fn() -> futures::future::BoxFuture<'static, System>;
     let systems: [(&str, Make); 2] = [
@@ -360,11 +273,11 @@ async fn main() {
             false,
         ),
         (
-            "fan-out paced 1,000 msg/s, 1 → 100",
+            "fan-out paced 10,000 msg/s, 1 → 100",
             1,
             100,
-            3_000 / scale,
-            Some(1_000),
+            30_000 / scale,
+            Some(10_000),
             true,
         ),
     ];
@@ -385,18 +298,14 @@ async fn main() {
             let sys = make().await;
             let o = run(&sys, p, c, n, rate, lat).await;
             (sys.stop)().await;
-            let (p50, p99) = if lat {
-                (
-                    pct(&o.latencies_us, 0.50).to_string(),
-                    pct(&o.latencies_us, 0.99).to_string(),
-                )
-            } else {
-                ("-".into(), "-".into())
-            };
+            let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
             println!(
-                "{name:<8} {label:<34} {:>12.0} {:>9.1}% {p50:>9} {p99:>9}",
-                o.received as f64 / o.seconds,
-                100.0 * o.received as f64 / o.expected as f64,
+                "{name:<8} {label:<34} {:>12.0} {:>9.1}% {:>7} {:>9} {:>9}",
+                o.received / o.seconds,
+                100.0 * o.received / o.expected,
+                o.expected - o.received,
+                show(o.p50_us),
+                show(o.p99_us),
             );
         }
     }
