@@ -275,10 +275,8 @@ async fn raw_server(count: Arc<AtomicU64>) -> String {
                     return;
                 };
                 while let Some(Ok(m)) = ws.next().await {
-                    if m.is_text() || m.is_binary() {
-                        if tx.send(m.into_data()).await.is_err() {
-                            return;
-                        }
+                    if (m.is_text() || m.is_binary()) && tx.send(m.into_data()).await.is_err() {
+                        return;
                     }
                 }
             });
