@@ -133,18 +133,13 @@ impl Component for JsonFilter {
         };
         // Subscribe to everything before returning, so the component is
         // ready (no message lost) when `start` returns.
-        let mut subs = Vec::with_capacity(self.cfg.ports.inputs.len());
-        for port in &self.cfg.ports.inputs {
-            let opts = SubscribeOptions {
-                capacity: self.cfg.queue_size,
-                ..SubscribeOptions::default()
-            };
-            let sub = ctx.bus.subscribe(&port.subject, opts).await.map_err(|e| {
-                StartError::new(format!("cannot subscribe to {:?}: {e}", port.subject))
-            })?;
-            subs.push((port.subject.clone(), sub));
-        }
-        for (subject, sub) in subs {
+        let subjects = self.cfg.ports.input_subjects();
+        let opts = SubscribeOptions {
+            capacity: self.cfg.queue_size,
+            ..SubscribeOptions::default()
+        };
+        let subs = ctx.bus.subscribe_all(&subjects, &opts).await?;
+        for (subject, sub) in subjects.into_iter().zip(subs) {
             tracing::info!(component = %ctx.name, input = %subject, "json_filter reading");
             let me = self.clone();
             let worker = Worker {

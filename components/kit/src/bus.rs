@@ -470,6 +470,24 @@ impl BusHandle {
         Ok(sub)
     }
 
+    /// Subscribe to each of `subjects` with the same options, all before a
+    /// component's `start` returns, so nothing published after it is
+    /// missed. The error names the subject that failed.
+    pub async fn subscribe_all(
+        &self,
+        subjects: &[String],
+        opts: &SubscribeOptions,
+    ) -> Result<Vec<Subscription>, crate::StartError> {
+        let mut subs = Vec::new();
+        for subject in subjects {
+            let sub = self.subscribe(subject, opts.clone()).await.map_err(|e| {
+                crate::StartError::new(format!("cannot subscribe to {subject:?}: {e}"))
+            })?;
+            subs.push(sub);
+        }
+        Ok(subs)
+    }
+
     /// A request with a timeout, counted by outcome.
     pub async fn request(
         &self,
@@ -505,5 +523,40 @@ impl BusHandle {
     /// Whether the transport is connected.
     pub fn is_connected(&self) -> bool {
         self.bus.is_connected()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+
+    #[tokio::test]
+    async fn subscribe_all_subscribes_to_each_subject_and_names_a_bad_one() {
+        let (ctx, _bus, _metrics) = testing::context("c");
+        let opts = SubscribeOptions::default();
+        let mut subs = ctx
+            .bus
+            .subscribe_all(&["a.x".to_string(), "b.*".to_string()], &opts)
+            .await
+            .unwrap();
+        assert_eq!(subs.len(), 2);
+        ctx.bus
+            .publish("a.x", Bytes::from_static(b"1"), Meta::default())
+            .await
+            .unwrap();
+        ctx.bus
+            .publish("b.y", Bytes::from_static(b"2"), Meta::default())
+            .await
+            .unwrap();
+        assert_eq!(&subs[0].next().await.unwrap().payload[..], b"1");
+        assert_eq!(&subs[1].next().await.unwrap().payload[..], b"2");
+        let err = ctx
+            .bus
+            .subscribe_all(&["ok.x".to_string(), "bad..subject".to_string()], &opts)
+            .await
+            .err()
+            .expect("an invalid subject fails");
+        assert!(err.0.contains("\"bad..subject\""), "{}", err.0);
     }
 }

@@ -207,24 +207,18 @@ impl Component for Timescale {
             nats_client = Some(client);
             source::Input::Channel(rx)
         } else {
-            let mut subs = Vec::new();
-            for s in &subjects {
-                let sub = ctx
-                    .bus
-                    .subscribe(
-                        s,
-                        SubscribeOptions {
-                            // Storage must lose nothing: a full queue makes the
-                            // (memory-bus) publisher wait.
-                            overflow: Overflow::Block,
-                            capacity: (c.batch_size * 4).clamp(1024, c.max_buffered.max(1024)),
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .map_err(|e| StartError::new(format!("{who}: subscribing to {s}: {e}")))?;
-                subs.push(sub);
-            }
+            let opts = SubscribeOptions {
+                // Storage must lose nothing: a full queue makes the
+                // (memory-bus) publisher wait.
+                overflow: Overflow::Block,
+                capacity: (c.batch_size * 4).clamp(1024, c.max_buffered.max(1024)),
+                ..Default::default()
+            };
+            let mut subs = ctx
+                .bus
+                .subscribe_all(&subjects, &opts)
+                .await
+                .map_err(|e| StartError::new(format!("{who}: {}", e.0)))?;
             if subs.len() == 1 {
                 let sub = subs.pop().expect("one subscription");
                 source::Input::Bus(sub, Vec::with_capacity(c.batch_size))

@@ -240,15 +240,10 @@ impl Component for WebSocketOutput {
             },
             ..SubscribeOptions::default()
         };
-        let mut subs = Vec::new();
-        for p in &s.ports.inputs {
-            let sub = ctx
-                .bus
-                .subscribe(&p.subject, opts.clone())
-                .await
-                .map_err(|e| StartError::new(format!("cannot subscribe to {}: {e}", p.subject)))?;
-            subs.push(sub);
-        }
+        let subs = ctx
+            .bus
+            .subscribe_all(&s.ports.input_subjects(), &opts)
+            .await?;
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let metrics = OutputMetrics::new(&ctx.metrics, s.mode == Mode::Client);
         let shared = Arc::new(Shared {
