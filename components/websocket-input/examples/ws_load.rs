@@ -266,21 +266,15 @@ async fn raw_server(count: Arc<AtomicU64>) -> String {
             buf.clear();
         }
     });
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let _ = tcp.set_nodelay(true);
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+    tokio::spawn(loadgen::accept_raw(listener, move |mut ws| {
+        let tx = tx.clone();
+        async move {
+            while let Some(Ok(m)) = ws.next().await {
+                if (m.is_text() || m.is_binary()) && tx.send(m.into_data()).await.is_err() {
                     return;
-                };
-                while let Some(Ok(m)) = ws.next().await {
-                    if (m.is_text() || m.is_binary()) && tx.send(m.into_data()).await.is_err() {
-                        return;
-                    }
                 }
-            });
+            }
         }
-    });
+    }));
     url
 }

@@ -231,7 +231,7 @@ fn default_buffer_size() -> usize {
 }
 /// Read side: 16 KiB. tungstenite's 128 KiB default is held by every idle
 /// connection (≈ 146 KiB each in all); at 16 KiB an idle connection costs
-/// ≈ 30 KiB and one client still pushes ≈ 800 k msgs/s (BENCHMARKS.md).
+/// ≈ 30 KiB and one client still pushes ≈ 0.74 M msgs/s (BENCHMARKS.md).
 fn default_read_buffer_size() -> usize {
     16 * 1024
 }

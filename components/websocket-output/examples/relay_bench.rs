@@ -59,57 +59,45 @@ async fn bare_relay() -> System {
     let (tx, _) = broadcast::channel::<Ws>(1 << 20);
     let producers = {
         let tx = tx.clone();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = inl.accept().await {
-                let _ = tcp.set_nodelay(true);
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                        return;
-                    };
-                    while let Some(Ok(m)) = ws.next().await {
-                        if m.is_text() || m.is_binary() {
-                            let _ = tx.send(m);
-                        }
+        tokio::spawn(loadgen::accept_raw(inl, move |mut ws| {
+            let tx = tx.clone();
+            async move {
+                while let Some(Ok(m)) = ws.next().await {
+                    if m.is_text() || m.is_binary() {
+                        let _ = tx.send(m);
                     }
-                });
+                }
             }
-        })
+        }))
     };
-    let acceptor = tokio::spawn(async move {
-        while let Ok((tcp, _)) = outl.accept().await {
-            let _ = tcp.set_nodelay(true);
-            let mut rx = tx.subscribe();
-            tokio::spawn(async move {
-                let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
-                    return;
+    let acceptor = tokio::spawn(loadgen::accept_raw(outl, move |ws| {
+        let mut rx = tx.subscribe();
+        async move {
+            let (mut sink, _read) = ws.split();
+            loop {
+                let first = match rx.recv().await {
+                    Ok(m) => m,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        eprintln!("bare relay: a consumer lagged by {n}");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
                 };
-                let (mut sink, _read) = ws.split();
-                loop {
-                    let first = match rx.recv().await {
-                        Ok(m) => m,
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            eprintln!("bare relay: a consumer lagged by {n}");
-                            continue;
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    };
-                    if sink.feed(first).await.is_err() {
-                        return;
-                    }
-                    for _ in 0..255 {
-                        let Ok(m) = rx.try_recv() else { break };
-                        if sink.feed(m).await.is_err() {
-                            return;
-                        }
-                    }
-                    if sink.flush().await.is_err() {
+                if sink.feed(first).await.is_err() {
+                    return;
+                }
+                for _ in 0..255 {
+                    let Ok(m) = rx.try_recv() else { break };
+                    if sink.feed(m).await.is_err() {
                         return;
                     }
                 }
-            });
+                if sink.flush().await.is_err() {
+                    return;
+                }
+            }
         }
-    });
+    }));
     System {
         input_url,
         output_url,

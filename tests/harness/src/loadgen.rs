@@ -164,6 +164,27 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// The accept loop of the raw tokio-tungstenite baselines the benchmarks
+/// measure fednode against: for each connection on `listener`, set
+/// `TCP_NODELAY`, upgrade it with tokio-tungstenite's defaults, and run
+/// `serve` on it in a task of its own. Runs until the listener fails.
+pub async fn accept_raw<F, Fut>(listener: tokio::net::TcpListener, serve: F)
+where
+    F: Fn(tokio_tungstenite::WebSocketStream<TcpStream>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let serve = Arc::new(serve);
+    while let Ok((tcp, _)) = listener.accept().await {
+        let _ = tcp.set_nodelay(true);
+        let serve = serve.clone();
+        tokio::spawn(async move {
+            if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
+                serve(ws).await;
+            }
+        });
+    }
+}
+
 // ---- child side --------------------------------------------------------------
 
 /// Call first thing in a benchmark's `main`, before any runtime starts:
