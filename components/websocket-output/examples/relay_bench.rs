@@ -207,6 +207,10 @@ async fn run(
 
 type Scenario = (&'static str, usize, usize, u64, Option<u64>, bool);
 
+/// The allocator of the `fednode` binary (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     loadgen::run_if_child();
     bench();
