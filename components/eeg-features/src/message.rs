@@ -361,6 +361,35 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
     }
 }
 
+/// The rest of a list seed's visitor: any value that is not a list is
+/// consumed and answered `false` (the caller then rejects the message).
+macro_rules! not_a_list {
+    ($de:lifetime) => {
+        fn visit_map<A: MapAccess<$de>>(self, mut map: A) -> Result<bool, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(false)
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+    };
+}
+
 /// `timestamps: [...]`; returns whether it was a list.
 struct TimestampsSeed<'s> {
     out: &'s mut Vec<Option<i64>>,
@@ -384,28 +413,7 @@ impl<'de> Visitor<'de> for TimestampsSeed<'_> {
         }
         Ok(true)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(false)
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-        Ok(false)
-    }
+    not_a_list!('de);
 }
 
 /// `samples: [sample, ...]`; returns whether it was a list.
@@ -436,28 +444,7 @@ impl<'de> Visitor<'de> for SamplesSeed<'_> {
         {}
         Ok(true)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(false)
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-        Ok(false)
-    }
+    not_a_list!('de);
 }
 
 /// One sample: a list of values in channel order, or a map by channel
@@ -1075,6 +1062,16 @@ mod tests {
     fn message_level_shapes() {
         assert_eq!(outcomes(r#"{"type":"raw"}"#).2, Body::None);
         assert_eq!(outcomes(r#"{"samples":5}"#).2, Body::NotAList);
+        // Every other non-list form is consumed and refused the same way.
+        for other in [r#"{"F3":1}"#, r#""x""#, "true", "-3", "2.5", "null"] {
+            let json = format!(r#"{{"samples":{other},"user_id":"u"}}"#);
+            assert_eq!(outcomes(&json).2, Body::NotAList, "{json}");
+            let mut s = Scratch::default();
+            let json = format!(r#"{{"samples":[[1,2]],"timestamps":{other},"user_id":"u"}}"#);
+            let h = parse(json.as_bytes(), &layout(), &mut s).unwrap();
+            assert!(!h.has_timestamps, "{json}");
+            assert_eq!(h.body, Body::Many, "{json}");
+        }
         assert_eq!(outcomes(r#"{"samples":[],"channels":[1,2]}"#).2, Body::Both);
         let mut s = Scratch::default();
         let h = parse(
