@@ -114,7 +114,7 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Bytes read from the socket at once (tungstenite read buffer). Every
     /// connection holds one, idle or not, so it sets the memory per idle
-    /// connection (about 30 KiB in all at the default).
+    /// connection (30–35 KiB in all at the default).
     #[serde(default = "default_read_buffer_size")]
     pub read_buffer_size: usize,
     /// Bytes collected before a write reaches the socket.
@@ -231,7 +231,7 @@ fn default_buffer_size() -> usize {
 }
 /// Read side: 16 KiB. tungstenite's 128 KiB default is held by every idle
 /// connection (≈ 146 KiB each in all); at 16 KiB an idle connection costs
-/// ≈ 30 KiB and one client still pushes ≈ 0.74 M msgs/s (BENCHMARKS.md).
+/// 30–35 KiB and one client still pushes ≈ 0.79 M msgs/s (BENCHMARKS.md).
 fn default_read_buffer_size() -> usize {
     16 * 1024
 }
