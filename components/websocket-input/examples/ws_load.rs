@@ -29,7 +29,7 @@ use fednode_kit::{BuildContext, Bus, Component, NodeIdentity};
 use fednode_testkit::loadgen::{self, Generator};
 use futures::StreamExt;
 use serde_json::json;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,12 +94,7 @@ fn throughput(system: &str, clients: usize, seconds: u64, on_full: &str) {
     let sent = generator.expect("done");
     generator.finish();
     // Let a `block` queue drain before the final count.
-    std::thread::sleep(Duration::from_millis(
-        std::env::var("DRAIN_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(500),
-    ));
+    std::thread::sleep(Duration::from_millis(500));
     server.close_stdin();
     let last = server.expect("done");
     server.finish();
@@ -226,15 +221,7 @@ async fn serve(args: &[String]) {
     };
     println!("ready url={url}");
     let _ = std::io::stdout().flush();
-    let stdin_closed = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        while std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map(|k| k > 0)
-            .unwrap_or(false)
-        {}
-    });
+    let stdin_closed = loadgen::stdin_closed();
     tokio::pin!(stdin_closed);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;

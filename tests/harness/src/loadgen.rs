@@ -241,8 +241,7 @@ async fn produce_job(opts: &HashMap<String, String>) -> String {
     let sent = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (mut tx, leftover) = connect(&url).await;
-        drop(leftover);
+        let (mut tx, _) = connect(&url).await;
         let (stop, sent) = (stop.clone(), sent.clone());
         tasks.push(tokio::spawn(async move {
             let (mut rd, mut wr) = tx.split();
@@ -255,15 +254,9 @@ async fn produce_job(opts: &HashMap<String, String>) -> String {
                     sent.fetch_add(FRAMES_PER_WRITE as u64, Ordering::Relaxed);
                 }
             };
-            // Read (and ignore) whatever the server sends, so it never
-            // blocks on us.
-            let reader = async {
-                let mut buf = vec![0u8; 16 * 1024];
-                while matches!(rd.read(&mut buf).await, Ok(n) if n > 0) {}
-            };
             tokio::select! {
                 _ = writer => {}
-                _ = reader => {}
+                _ = discard(&mut rd) => {}
             }
         }));
     }
@@ -285,25 +278,12 @@ async fn idle_job(opts: &HashMap<String, String>) -> String {
     let n: usize = need(opts, "connections");
     let mut held = Vec::with_capacity(n);
     for _ in 0..n {
-        let (s, _) = connect(&url).await;
-        held.push(tokio::spawn(async move {
-            let mut s = s;
-            let mut buf = [0u8; 512];
-            while matches!(s.read(&mut buf).await, Ok(k) if k > 0) {}
-        }));
+        let (mut s, _) = connect(&url).await;
+        held.push(tokio::spawn(async move { discard(&mut s).await }));
     }
     println!("ready connections={n}");
     let _ = std::io::stdout().flush();
-    tokio::task::spawn_blocking(|| {
-        let mut sink = String::new();
-        while std::io::stdin()
-            .read_line(&mut sink)
-            .map(|k| k > 0)
-            .unwrap_or(false)
-        {}
-    })
-    .await
-    .expect("stdin reader");
+    stdin_closed().await;
     for h in held {
         h.abort();
     }
@@ -383,14 +363,35 @@ async fn relay_job(opts: &HashMap<String, String>) -> String {
     out
 }
 
+/// Read and ignore whatever the server sends until the stream ends, so
+/// that it never blocks on us.
+async fn discard(r: &mut (impl AsyncReadExt + Unpin)) {
+    let mut buf = vec![0u8; 16 * 1024];
+    while matches!(r.read(&mut buf).await, Ok(n) if n > 0) {}
+}
+
+/// Wait until this process's stdin closes: how a parent tells a child
+/// that runs until told (an `idle` job, a benchmark's server) to stop.
+pub async fn stdin_closed() {
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        while std::io::stdin()
+            .read_line(&mut line)
+            .map(|k| k > 0)
+            .unwrap_or(false)
+        {
+            line.clear();
+        }
+    })
+    .await
+    .expect("stdin reader");
+}
+
 /// One producer of `relay`: `n` frames, paced (`per_tick` per ms) or not;
 /// then keeps the socket open until aborted.
 async fn produce(stream: TcpStream, producer: usize, n: u64, per_tick: Option<u64>) {
     let (mut rd, mut wr) = stream.into_split();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        while matches!(rd.read(&mut buf).await, Ok(k) if k > 0) {}
-    });
+    tokio::spawn(async move { discard(&mut rd).await });
     let prefix = format!("p{producer}");
     let mut seq = 0u64;
     match per_tick {
@@ -553,11 +554,8 @@ impl FrameParser {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        let len = self.buf.len();
-        self.buf.resize(len + 64 * 1024, 0);
-        let r = s.read(&mut self.buf[len..]).await;
-        self.buf.truncate(len + *r.as_ref().unwrap_or(&0));
-        r
+        self.buf.reserve(64 * 1024);
+        s.read_buf(&mut self.buf).await
     }
 
     /// Hand every complete frame to `f(opcode, payload)`.
