@@ -288,10 +288,13 @@ pub trait Bus: Send + Sync + 'static {
     async fn publish(&self, msg: Message) -> Result<(), BusError>;
 
     /// Publish without awaiting when the transport can do so at once (the
-    /// memory bus can, unless a blocking subscriber is in the route). `Err`
-    /// hands the message back for [`publish`](Self::publish). This saves a
-    /// boxed future per message on the hot path; handing the message back
-    /// by value (not boxed) keeps it free of allocation.
+    /// memory bus can, unless a blocking subscriber's channel is full).
+    /// `Err` hands the message back for [`publish`](Self::publish). This
+    /// saves a boxed future per message on the hot path; handing the
+    /// message back by value (not boxed) keeps it free of allocation.
+    ///
+    /// `Ok(Err(_))` consumes the message, so it is for final failures only
+    /// (an invalid subject); anything a retry could fix hands it back.
     #[allow(clippy::result_large_err)]
     fn try_publish(&self, msg: Message) -> Result<Result<(), BusError>, Message> {
         Err(msg)
@@ -412,14 +415,29 @@ impl BusHandle {
     }
 
     /// Publish a prepared message.
-    pub async fn publish_message(&self, mut msg: Message) -> Result<(), BusError> {
+    pub async fn publish_message(&self, msg: Message) -> Result<(), BusError> {
+        match self.try_publish_message(msg) {
+            Ok(result) => result,
+            Err(msg) => {
+                let result = self.bus.publish(msg).await;
+                self.count(result)
+            }
+        }
+    }
+
+    /// Publish if the bus can without waiting; `Err` hands the message back
+    /// (with this node's id stamped) for [`publish_message`](Self::publish_message)
+    /// or [`publish_retrying`](Self::publish_retrying). A caller that must
+    /// be able to retry keeps no copy for the common case this way.
+    #[allow(clippy::result_large_err)]
+    pub fn try_publish_message(&self, mut msg: Message) -> Result<Result<(), BusError>, Message> {
         if msg.meta.node.is_none() {
             msg.meta.node = Some(self.node.clone());
         }
-        let result = match self.bus.try_publish(msg) {
-            Ok(r) => r,
-            Err(msg) => self.bus.publish(msg).await,
-        };
+        self.bus.try_publish(msg).map(|result| self.count(result))
+    }
+
+    fn count(&self, result: Result<(), BusError>) -> Result<(), BusError> {
         match result {
             Ok(()) => {
                 self.published.inc();
@@ -440,6 +458,10 @@ impl BusHandle {
         msg: Message,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Result<(), BusError> {
+        let msg = match self.try_publish_message(msg) {
+            Ok(result) => return result,
+            Err(msg) => msg,
+        };
         let mut delay = Duration::from_millis(10);
         loop {
             match self.publish_message(msg.clone()).await {
@@ -530,6 +552,48 @@ impl BusHandle {
 mod tests {
     use super::*;
     use crate::testing;
+
+    #[tokio::test]
+    async fn a_blocking_subscriber_takes_what_fits_at_once_and_the_rest_waits() {
+        let (ctx, bus, _metrics) = testing::context("c");
+        let opts = SubscribeOptions {
+            overflow: Overflow::Block,
+            capacity: 2,
+            ..SubscribeOptions::default()
+        };
+        let mut sub = ctx.bus.subscribe("s", opts).await.unwrap();
+        let msg = |p: &'static [u8]| Message::new("s", Bytes::from_static(p));
+        assert!(matches!(ctx.bus.try_publish_message(msg(b"1")), Ok(Ok(()))));
+        assert!(matches!(ctx.bus.try_publish_message(msg(b"2")), Ok(Ok(()))));
+        // Full: the message comes back, stamped with this node, untouched.
+        let back = ctx.bus.try_publish_message(msg(b"3")).err().unwrap();
+        assert_eq!(&back.payload[..], b"3");
+        assert!(back.meta.node.is_some());
+        let handle = ctx.bus.clone();
+        let third = tokio::spawn(async move { handle.publish_message(back).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !third.is_finished(),
+            "a blocking subscriber makes publish wait"
+        );
+        for want in [b"1", b"2", b"3"] {
+            assert_eq!(&sub.next().await.unwrap().payload[..], want);
+        }
+        third.await.unwrap().unwrap();
+        // A closed bus hands the message back; publishing reports Closed.
+        bus.close();
+        let back = ctx.bus.try_publish_message(msg(b"4")).err().unwrap();
+        assert!(matches!(
+            ctx.bus.publish_message(back).await,
+            Err(BusError::Closed)
+        ));
+        let cancelled = tokio_util::sync::CancellationToken::new();
+        cancelled.cancel();
+        assert!(matches!(
+            ctx.bus.publish_retrying(msg(b"5"), &cancelled).await,
+            Err(BusError::Closed)
+        ));
+    }
 
     #[tokio::test]
     async fn subscribe_all_subscribes_to_each_subject_and_names_a_bad_one() {

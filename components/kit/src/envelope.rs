@@ -198,24 +198,13 @@ impl Envelope {
     /// Encode as a JSON text frame. Fields appear in a fixed order; the
     /// payload bytes are written as they are.
     pub fn encode_json(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.payload.len() + 96);
-        out.extend_from_slice(b"{\"type\":\"");
-        out.extend_from_slice(self.kind.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"id\":");
-        serde_json::to_writer(&mut out, &self.id).expect("string serialises");
-        if let Some(ts) = self.timestamp {
-            out.extend_from_slice(b",\"timestamp\":");
-            out.extend_from_slice(ts.to_string().as_bytes());
-        }
-        if self.replay {
-            out.extend_from_slice(b",\"replay\":true");
-        }
-        if !(matches!(self.kind, Kind::Ack) && self.payload.as_ref() == NULL) {
-            out.extend_from_slice(b",\"payload\":");
-            out.extend_from_slice(&self.payload);
-        }
-        out.push(b'}');
-        out
+        encode_json_parts(
+            self.kind,
+            &self.id,
+            self.timestamp,
+            self.replay,
+            &self.payload,
+        )
     }
 
     /// Decode a MessagePack binary frame, with the same rules as JSON.
@@ -349,6 +338,43 @@ impl Probe<'_> {
             }),
         }
     }
+}
+
+/// [`Envelope::encode_json`] from borrowed parts, for a holder of the parts
+/// (the websocket output's buffered messages) that would otherwise build an
+/// `Envelope` (two allocations) only to encode it.
+pub fn encode_json_parts(
+    kind: Kind,
+    id: &str,
+    timestamp: Option<i64>,
+    replay: bool,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + id.len() + 72);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(kind.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"id\":");
+    if id.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        // Nothing to escape (ids are usually UUIDs or similar).
+        out.push(b'"');
+        out.extend_from_slice(id.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut out, id).expect("string serialises");
+    }
+    if let Some(ts) = timestamp {
+        out.extend_from_slice(b",\"timestamp\":");
+        out.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
+    }
+    if replay {
+        out.extend_from_slice(b",\"replay\":true");
+    }
+    if !(matches!(kind, Kind::Ack) && payload == NULL) {
+        out.extend_from_slice(b",\"payload\":");
+        out.extend_from_slice(payload);
+    }
+    out.push(b'}');
+    out
 }
 
 fn parse_kind(s: &str) -> Option<Kind> {
@@ -507,6 +533,20 @@ mod tests {
         );
         assert!(Envelope::decode_json(b"{not json").is_err());
         assert!(Envelope::decode_msgpack(&[0xc1]).is_err());
+    }
+
+    #[test]
+    fn ids_are_escaped_only_when_they_need_it() {
+        for id in ["d1", "a\"b", "back\\slash", "tab\there", "é-ß"] {
+            let mut env = Envelope::data(Bytes::from_static(b"[1]"));
+            env.id = id.to_string();
+            env.timestamp = Some(-5);
+            let text = env.encode_json();
+            let value: serde_json::Value = serde_json::from_slice(&text).unwrap();
+            assert_eq!(value["id"], id, "{}", String::from_utf8_lossy(&text));
+            assert_eq!(value["timestamp"], -5);
+            assert_eq!(Envelope::decode_json(&text).unwrap(), env);
+        }
     }
 
     #[test]

@@ -170,7 +170,15 @@ impl MemoryBus {
         msg: Message,
     ) -> Result<Result<(), BusError>, Message> {
         if route.has_blocking {
-            return Err(msg);
+            // One blocking receiver and room in its channel: deliver now.
+            // Full (or a wider route) takes the async path, which waits.
+            return match (&route.plain[..], route.groups.is_empty()) {
+                ([only], true) => match only.tx.try_send(msg) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(Ok(())),
+                    Err(mpsc::error::TrySendError::Full(msg)) => Err(msg),
+                },
+                _ => Err(msg),
+            };
         }
         let mut targets = smallvec_lite::Targets::default();
         Self::targets(route, &mut targets);
@@ -247,7 +255,8 @@ impl Bus for MemoryBus {
     #[allow(clippy::result_large_err)]
     fn try_publish(&self, msg: Message) -> Result<Result<(), BusError>, Message> {
         if self.inner.closed.load(Ordering::Relaxed) {
-            return Ok(Err(BusError::Closed));
+            // `publish` reports it; a retrying caller keeps the message.
+            return Err(msg);
         }
         // The hot path: deliver under the read lock, without cloning the
         // cached route (no reference-count traffic per message).

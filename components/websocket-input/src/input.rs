@@ -604,7 +604,11 @@ impl Running {
     /// Data that will not reach the bus: nack it (`at_least_once`) and let
     /// a resend of the same id through.
     fn refuse(&self, item: Item, why: &str) {
-        if let (Some(ack), Some(id)) = (item.ack, item.meta.id) {
+        self.nack(item.ack, item.meta.id, why);
+    }
+
+    fn nack(&self, ack: Option<AckTo>, id: Option<Arc<str>>, why: &str) {
+        if let (Some(ack), Some(id)) = (ack, id) {
             self.dedup.lock().forget(&id);
             ack.out
                 .try_send(frame::encode(&Envelope::ack(&id, Some(why)), ack.encoding));
@@ -636,25 +640,33 @@ impl Running {
     }
 
     async fn publish_one(&self, subject: Arc<str>, item: Item) {
+        let Item { payload, meta, ack } = item;
+        // The message moves to the bus; an ack or nack needs only the id.
+        let id = ack.as_ref().and(meta.id.clone());
         let msg = Message {
             subject,
-            payload: item.payload.clone(),
-            meta: item.meta.clone(),
+            payload,
+            meta,
             reply: None,
         };
-        let result = match self.ctx.bus.publish_message(msg.clone()).await {
-            Ok(()) => Ok(()),
-            Err(e @ BusError::InvalidSubject(_)) => Err(e),
-            Err(e) => {
-                self.metrics.error(error_type::PUBLISH).inc();
-                tracing::warn!(component = %self.ctx.name, subject = %msg.subject, error = %e, "publish failed; retrying with backoff");
-                self.ctx.bus.publish_retrying(msg, &self.flush_abort).await
-            }
+        // Most messages go without waiting and without a copy kept for a
+        // retry; the rest wait for room, and failures retry with backoff.
+        let result = match self.ctx.bus.try_publish_message(msg) {
+            Ok(result) => result,
+            Err(msg) => match self.ctx.bus.publish_message(msg.clone()).await {
+                Ok(()) => Ok(()),
+                Err(e @ BusError::InvalidSubject(_)) => Err(e),
+                Err(e) => {
+                    self.metrics.error(error_type::PUBLISH).inc();
+                    tracing::warn!(component = %self.ctx.name, subject = %msg.subject, error = %e, "publish failed; retrying with backoff");
+                    self.ctx.bus.publish_retrying(msg, &self.flush_abort).await
+                }
+            },
         };
         match result {
             Ok(()) => {
                 self.metrics.published.inc();
-                if let (Some(ack), Some(id)) = (&item.ack, &item.meta.id) {
+                if let (Some(ack), Some(id)) = (&ack, &id) {
                     ack.out
                         .try_send(frame::encode(&Envelope::ack(id, None), ack.encoding));
                 }
@@ -667,7 +679,7 @@ impl Running {
                 };
                 self.metrics.dropped(why).inc();
                 tracing::error!(component = %self.ctx.name, error = %e, reason = why, "data message lost");
-                self.refuse(item, why);
+                self.nack(ack, id, why);
             }
         }
     }

@@ -24,7 +24,7 @@ use crate::item::Item;
 use crate::output::Shared;
 
 /// Messages taken from the bus at once.
-const BATCH: usize = 256;
+pub(crate) const BATCH: usize = 256;
 
 /// Work for the fan-out task besides data.
 pub(crate) enum Cmd {

@@ -8,7 +8,7 @@
 //! (filters or `message_types` routing), and then once for all of them.
 
 use bytes::Bytes;
-use fednode_kit::envelope::{new_id, now_millis};
+use fednode_kit::envelope::{encode_json_parts, new_id, now_millis};
 use fednode_kit::{Encoding, Envelope, Kind, Message};
 use fednode_websocket_input::frame::WsMessage;
 use serde_json::Value;
@@ -64,21 +64,30 @@ impl Item {
     /// connection (cloning one is a reference count).
     pub fn message(&self, encoding: Encoding, replay: bool) -> WsMessage {
         match (encoding, replay) {
-            (Encoding::Json, false) => WsMessage::Text(
-                self.json
-                    .get_or_init(|| text(self.envelope(false).encode_json()))
-                    .clone(),
-            ),
+            (Encoding::Json, false) => {
+                WsMessage::Text(self.json.get_or_init(|| self.json_frame(false)).clone())
+            }
             (Encoding::Msgpack, false) => WsMessage::Binary(
                 self.msgpack
                     .get_or_init(|| Bytes::from(self.envelope(false).encode_msgpack()))
                     .clone(),
             ),
-            (Encoding::Json, true) => WsMessage::Text(text(self.envelope(true).encode_json())),
+            (Encoding::Json, true) => WsMessage::Text(self.json_frame(true)),
             (Encoding::Msgpack, true) => {
                 WsMessage::Binary(Bytes::from(self.envelope(true).encode_msgpack()))
             }
         }
+    }
+
+    /// The JSON data frame, written straight from the parts.
+    fn json_frame(&self, replay: bool) -> Utf8Bytes {
+        text(encode_json_parts(
+            Kind::Data,
+            &self.id,
+            Some(self.timestamp),
+            replay,
+            &self.payload,
+        ))
     }
 
     /// The envelope as JSON, for `GET …/buffer`.

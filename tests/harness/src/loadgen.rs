@@ -164,6 +164,25 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// CPU time (user + system) this process has used so far, all threads,
+/// from `/proc/self/stat` (in USER_HZ = 100 ticks per second on Linux, so
+/// 10 ms resolution). Benchmarks take the difference around a run to
+/// report CPU per message, which a busy shared machine disturbs less than
+/// throughput.
+pub fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
 /// The accept loop of the raw tokio-tungstenite baselines the benchmarks
 /// measure fednode against: for each connection on `listener`, set
 /// `TCP_NODELAY`, upgrade it with tokio-tungstenite's defaults, and run
