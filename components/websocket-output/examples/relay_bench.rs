@@ -45,18 +45,18 @@ struct System {
 }
 
 /// The minimal relay: each frame read from a producer is broadcast,
-/// unparsed, to every consumer (a tokio broadcast channel large enough that
-/// no consumer lags in these runs, so it is lossless like the fednode
-/// configuration below); each consumer task writes with feed() + one
-/// flush() per batch.
-async fn bare_relay() -> System {
+/// unparsed, to every consumer (a tokio broadcast channel with a slot for
+/// every frame of the run, `frames`, so no consumer can lag and it is
+/// lossless like the fednode configuration below); each consumer task
+/// writes with feed() + one flush() per batch.
+async fn bare_relay(frames: u64) -> System {
     let inl = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let outl = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (input_url, output_url) = (
         format!("ws://{}/in", inl.local_addr().unwrap()),
         format!("ws://{}/out", outl.local_addr().unwrap()),
     );
-    let (tx, _) = broadcast::channel::<Ws>(1 << 20);
+    let (tx, _) = broadcast::channel::<Ws>((frames as usize).next_power_of_two().max(1 << 16));
     let producers = {
         let tx = tx.clone();
         tokio::spawn(loadgen::accept_raw(inl, move |mut ws| {
@@ -235,10 +235,10 @@ async fn bench() {
         "system", "scenario", "msgs/s", "delivered", "lost", "p50 µs", "p99 µs", "CPU ns"
     );
     println!("(CPU ns = CPU time of the system under test per delivered frame)");
-    type Make = fn() -> futures::future::BoxFuture<'static, System>;
+    type Make = fn(u64) -> futures::future::BoxFuture<'static, System>;
     let systems: [(&str, Make); 2] = [
-        ("bare", || Box::pin(bare_relay())),
-        ("fednode", || Box::pin(fednode())),
+        ("bare", |frames| Box::pin(bare_relay(frames))),
+        ("fednode", |_| Box::pin(fednode())),
     ];
     // (label, producers, consumers, messages per producer, paced rate, latency?)
     let scenarios: [Scenario; 5] = [
@@ -297,7 +297,7 @@ async fn bench() {
             if only_system.as_deref().is_some_and(|o| o != *name) {
                 continue;
             }
-            let sys = make().await;
+            let sys = make(p as u64 * n).await;
             let o = run(&sys, p, c, n, rate, lat).await;
             (sys.stop)().await;
             let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
