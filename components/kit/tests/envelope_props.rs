@@ -73,3 +73,568 @@ proptest! {
         prop_assert_eq!(env.payload_value(), v);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Differential tests: `Envelope::decode_json` against the serde-only decoder,
+// copied verbatim below as `reference_decode` (the reference for a faster
+// decoder). On valid UTF-8 both must give the same `Result`, error message
+// included.
+// Run with more cases once in a while: PROPTEST_CASES=20000 cargo test -p
+// fednode-kit --test envelope_props.
+
+mod reference {
+    //! `Envelope::decode_json` as it is with serde only, with the helpers it
+    //! uses, verbatim.
+
+    use bytes::Bytes;
+    use fednode_kit::envelope::{DecodeError, Envelope, Kind};
+    use serde::de::IgnoredAny;
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+    use std::borrow::Cow;
+
+    const NULL: &[u8] = b"null";
+
+    pub fn reference_decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+        // Fast path: an object whose known fields we pick out while the
+        // payload stays a borrowed raw slice.
+        if let Ok(probe) = serde_json::from_slice::<Probe<'_>>(bytes) {
+            if let Some(env) = probe.into_envelope() {
+                return Ok(env);
+            }
+            // An object that is not an envelope: the whole object is data.
+            return Ok(plain(Bytes::copy_from_slice(bytes)));
+        }
+        // Not an object (or an object with odd field types): any valid JSON
+        // value is still data.
+        match serde_json::from_slice::<IgnoredAny>(bytes) {
+            Ok(_) => Ok(plain(Bytes::copy_from_slice(trim(bytes)))),
+            Err(e) => Err(DecodeError::Json(e.to_string())),
+        }
+    }
+
+    fn plain(payload: Bytes) -> Envelope {
+        Envelope {
+            kind: Kind::Data,
+            id: String::new(),
+            timestamp: None,
+            replay: false,
+            payload,
+        }
+    }
+
+    /// The fields of an object frame that decide whether it is an envelope.
+    #[derive(Deserialize)]
+    struct Probe<'a> {
+        #[serde(rename = "type", borrow, default)]
+        kind: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        id: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        timestamp: Option<&'a RawValue>,
+        #[serde(default)]
+        replay: Option<serde_json::Value>,
+        /// `Some` even for `"payload": null` (plain `Option` would read null as
+        /// absent, and a null payload is still a payload).
+        #[serde(borrow, default, deserialize_with = "present")]
+        payload: Option<&'a RawValue>,
+    }
+
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+        <&RawValue as Deserialize>::deserialize(d).map(Some)
+    }
+
+    impl Probe<'_> {
+        fn into_envelope(self) -> Option<Envelope> {
+            let kind = parse_kind(self.kind.as_deref()?)?;
+            let timestamp = self
+                .timestamp
+                .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).ok())
+                .as_ref()
+                .and_then(as_millis);
+            let replay = matches!(self.replay, Some(serde_json::Value::Bool(true)));
+            match kind {
+                Kind::Data | Kind::Request | Kind::Reply => {
+                    let payload = self.payload?;
+                    Some(Envelope {
+                        kind,
+                        id: self.id.map(Cow::into_owned).unwrap_or_default(),
+                        timestamp,
+                        replay,
+                        payload: Bytes::copy_from_slice(payload.get().as_bytes()),
+                    })
+                }
+                Kind::Ack | Kind::Nack => Some(Envelope {
+                    kind,
+                    id: self.id?.into_owned(),
+                    timestamp,
+                    replay: false,
+                    payload: self
+                        .payload
+                        .map(|p| Bytes::copy_from_slice(p.get().as_bytes()))
+                        .unwrap_or_else(|| Bytes::from_static(NULL)),
+                }),
+            }
+        }
+    }
+
+    fn parse_kind(s: &str) -> Option<Kind> {
+        Some(match s {
+            "data" => Kind::Data,
+            "request" => Kind::Request,
+            "reply" => Kind::Reply,
+            "ack" => Kind::Ack,
+            "nack" => Kind::Nack,
+            _ => return None,
+        })
+    }
+
+    fn as_millis(v: &serde_json::Value) -> Option<i64> {
+        v.as_i64()
+            .or_else(|| v.as_u64().map(|u| u as i64))
+            .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+    }
+
+    fn trim(bytes: &[u8]) -> &[u8] {
+        let start = bytes
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(bytes.len());
+        let end = bytes
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(start, |e| e + 1);
+        &bytes[start..end]
+    }
+}
+
+use reference::reference_decode;
+
+/// Both decoders agree on `text`.
+fn assert_same_decode(text: &str) -> Result<(), TestCaseError> {
+    let ours = Envelope::decode_json(text.as_bytes());
+    prop_assert_eq!(
+        &ours,
+        &reference_decode(text.as_bytes()),
+        "frame: {:?}",
+        text
+    );
+    Ok(())
+}
+
+/// JSON whitespace, mostly none.
+fn ws() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => Just(String::new()),
+        1 => "[ \t\r\n]{1,3}",
+    ]
+}
+
+/// A key: one of the envelope's members (sometimes spelt with escapes, or
+/// nearly right), or another key.
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => prop::sample::select(vec!["type", "id", "timestamp", "replay", "payload"])
+            .prop_map(|k| format!("\"{k}\"")),
+        1 => prop::sample::select(vec![
+            r#""\u0074ype""#,
+            r#""ty\u0070e""#,
+            r#""\u0069\u0064""#,
+            r#""time\u0073tamp""#,
+            r#""pay\/load""#,
+            r#""payl\u006Fad""#,
+            r#""re\u0070lay""#,
+            r#""type\u0000""#,
+            r#""Type""#,
+            r#""id ""#,
+            r#""\ud800""#,
+            r#""\udc00id""#,
+            r#""\ud83c\udf89""#,
+            r#""""#,
+            r#""x""#,
+            r#""channels""#,
+        ])
+        .prop_map(String::from),
+    ]
+}
+
+/// Raw JSON values of every kind, with the odd ones the members care
+/// about: kinds, escaped and undecodable strings, numbers serde_json cannot
+/// hold, nesting around serde_json's `Value` limit (127 open containers).
+fn raw_value() -> impl Strategy<Value = String> {
+    let fixed = prop::sample::select(vec![
+        "null",
+        "true",
+        "false",
+        r#""data""#,
+        r#""request""#,
+        r#""reply""#,
+        r#""ack""#,
+        r#""nack""#,
+        r#""raw""#,
+        r#""d\u0061ta""#,
+        r#""\u0061ck""#,
+        r#""data ""#,
+        r#""DATA""#,
+        r#""""#,
+        r#""d1""#,
+        r#""id\n\"\\\/\b\f\r\t""#,
+        r#""\ud800""#,
+        r#""\udc00""#,
+        r#""\ud83c\udf89""#,
+        r#""\u00e9é""#,
+        "0",
+        "-0",
+        "1",
+        "-1",
+        "1704844800000",
+        "-1704844800000",
+        "999999999999999999",
+        "1000000000000000000",
+        "9223372036854775807",
+        "9223372036854775808",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "18446744073709551615",
+        "18446744073709551616",
+        "123456789012345678901234567890",
+        "1.5",
+        "-0.0",
+        "1704844800000.9",
+        "1e3",
+        "1E+3",
+        "1e-3",
+        "1e308",
+        "1e400",
+        "-1e400",
+        "1e-400",
+        "[]",
+        "{}",
+        "[1,2]",
+        r#"{"a":1}"#,
+        r#"{"type":"data","payload":1}"#,
+        r#"[{"id":"x"},null]"#,
+    ])
+    .prop_map(String::from);
+    let nested = (120usize..135, any::<bool>()).prop_map(|(depth, object)| {
+        if object {
+            format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth))
+        } else {
+            format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+        }
+    });
+    let generated = json_value().prop_map(|v| serde_json::to_string(&v).unwrap());
+    prop_oneof![
+        8 => fixed,
+        1 => nested,
+        3 => generated,
+        1 => any::<i64>().prop_map(|n| n.to_string()),
+        1 => any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| f.to_string()),
+    ]
+}
+
+/// A member's key: its name, sometimes with its first letter escaped.
+fn key_spelling(name: &'static str) -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => Just(format!("\"{name}\"")),
+        1 => Just(format!("\"\\u{:04x}{}\"", u32::from(name.as_bytes()[0]), &name[1..])),
+    ]
+}
+
+/// A value for the member `name`: mostly a usual one, sometimes anything.
+fn member_value(name: &'static str) -> BoxedStrategy<String> {
+    let usual = match name {
+        "type" => vec![
+            r#""data""#,
+            r#""request""#,
+            r#""reply""#,
+            r#""ack""#,
+            r#""nack""#,
+        ],
+        "id" => vec![r#""d1""#, r#""p0-000000001""#, r#""\u00e9\n""#, "null"],
+        "timestamp" => vec!["1704844800000", "0", "-5", "-0", "1.5e3", "null"],
+        "replay" => vec!["true", "false", "null"],
+        _ => vec!["null", "{}", r#"{"a":[1,2]}"#, "[]", "1", r#""x""#],
+    };
+    prop_oneof![
+        4 => prop::sample::select(usual).prop_map(String::from),
+        1 => raw_value(),
+    ]
+    .boxed()
+}
+
+/// An object close to an envelope: each member present most of the time,
+/// with a usual value most of the time, other members, shuffled, sometimes
+/// one of them twice.
+fn envelope_like() -> impl Strategy<Value = String> {
+    let member =
+        |name: &'static str| prop::option::weighted(0.85, (key_spelling(name), member_value(name)));
+    let other_key = prop_oneof![
+        3 => prop::sample::select(vec![r#""x""#, r#""channels""#, r#""types""#, r#""\u0078""#])
+            .prop_map(String::from),
+        1 => key(),
+    ];
+    let extra = (other_key, raw_value());
+    (
+        (
+            member("type"),
+            member("id"),
+            member("timestamp"),
+            member("replay"),
+            member("payload"),
+        ),
+        prop::collection::vec(extra, 0..3),
+        prop::option::weighted(0.15, any::<prop::sample::Index>()),
+        any::<u64>(),
+        prop::collection::vec(ws(), 8),
+    )
+        .prop_map(|((t, i, ts, r, p), extra, duplicate, seed, spaces)| {
+            let mut members: Vec<(String, String)> = [t, i, ts, r, p]
+                .into_iter()
+                .flatten()
+                .chain(extra)
+                .collect();
+            if let (Some(index), false) = (duplicate, members.is_empty()) {
+                members.push(index.get(&members).clone());
+            }
+            // A cheap deterministic shuffle.
+            let len = members.len();
+            for k in (1..len).rev() {
+                let j = (seed.rotate_left(k as u32 * 7) % (k as u64 + 1)) as usize;
+                members.swap(k, j);
+            }
+            let body: Vec<String> = members
+                .into_iter()
+                .enumerate()
+                .map(|(n, (k, v))| {
+                    let sp = |m: usize| spaces[(n + m) % spaces.len()].as_str();
+                    format!("{}{k}{}:{}{v}{}", sp(0), sp(1), sp(2), sp(3))
+                })
+                .collect();
+            format!("{}{{{}}}{}", spaces[0], body.join(","), spaces[7])
+        })
+}
+
+/// An object (or, rarely, an array: serde reads a struct from one too) of
+/// keys and values as above, with odd whitespace and duplicates.
+fn odd_frame() -> impl Strategy<Value = String> {
+    let member = (ws(), key(), ws(), ws(), raw_value(), ws())
+        .prop_map(|(a, k, b, c, v, d)| format!("{a}{k}{b}:{c}{v}{d}"));
+    let element = (ws(), raw_value(), ws()).prop_map(|(a, v, b)| format!("{a}{v}{b}"));
+    prop_oneof![
+        8 => envelope_like(),
+        4 => (ws(), prop::collection::vec(member, 0..7), ws()).prop_map(|(a, members, b)| {
+            let body = if members.is_empty() { " ".into() } else { members.join(",") };
+            format!("{a}{{{body}}}{b}")
+        }),
+        1 => (ws(), prop::collection::vec(element, 0..7), ws())
+            .prop_map(|(a, elements, b)| format!("{a}[{}]{b}", elements.join(","))),
+        1 => (ws(), raw_value(), ws()).prop_map(|(a, v, b)| format!("{a}{v}{b}")),
+    ]
+}
+
+/// JSON-ish tokens, to be thrown together.
+fn token() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            "\"",
+            "\\",
+            r#"\""#,
+            r#"\u"#,
+            r#"\u00e9"#,
+            r#"\ud800"#,
+            r#"\x"#,
+            "\"type\"",
+            "\"id\"",
+            "\"payload\"",
+            "\"data\"",
+            "\"ack\"",
+            "0",
+            "-",
+            "1",
+            "01",
+            ".",
+            "5",
+            "e",
+            "E",
+            "+",
+            "1e400",
+            "true",
+            "false",
+            "null",
+            "tru",
+            "nul",
+            " ",
+            "\t",
+            "\n",
+            "\r",
+            "\u{c}",
+            "\u{0}",
+            "\u{1f}",
+            "\u{7f}",
+            "é",
+            "x",
+        ])
+        .prop_map(String::from),
+        raw_value(),
+    ]
+}
+
+/// `text` with one edit at `at` (a fraction of its length), on a char
+/// boundary: a deletion, an insertion, or a replacement.
+fn mutate(text: &str, at: f64, edit: u8, with: char) -> String {
+    let mut i = ((text.len() as f64) * at) as usize;
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    let (head, tail) = text.split_at(i);
+    let mut rest = tail.chars();
+    match edit % 3 {
+        0 => {
+            rest.next();
+            format!("{head}{}", rest.as_str())
+        }
+        1 => format!("{head}{with}{tail}"),
+        _ => {
+            rest.next();
+            format!("{head}{with}{}", rest.as_str())
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn same_as_reference_on_envelopes(env in envelope(), ack in any::<bool>()) {
+        let mut env = env;
+        if ack {
+            env.kind = Kind::Ack;
+            env.replay = false;
+        }
+        assert_same_decode(std::str::from_utf8(&env.encode_json()).unwrap())?;
+    }
+
+    #[test]
+    fn same_as_reference_on_json_values(v in json_value()) {
+        assert_same_decode(&serde_json::to_string(&v).unwrap())?;
+        assert_same_decode(&serde_json::to_string_pretty(&v).unwrap())?;
+    }
+
+    #[test]
+    fn same_as_reference_on_odd_frames(frame in odd_frame()) {
+        assert_same_decode(&frame)?;
+    }
+
+    #[test]
+    fn same_as_reference_on_mutated_frames(
+        frame in odd_frame(),
+        edits in prop::collection::vec((0.0..1.0f64, any::<u8>(), prop::sample::select(
+            vec!['{', '}', '[', ']', ',', ':', '"', '\\', '0', 'e', '-', ' ', '\n', '\u{1}', 'é']
+        )), 1..3),
+    ) {
+        let frame = edits
+            .into_iter()
+            .fold(frame, |frame, (at, edit, with)| mutate(&frame, at, edit, with));
+        assert_same_decode(&frame)?;
+    }
+
+    #[test]
+    fn same_as_reference_on_token_soup(tokens in prop::collection::vec(token(), 0..12)) {
+        assert_same_decode(&tokens.concat())?;
+    }
+
+    #[test]
+    fn same_as_reference_on_arbitrary_text(text in any::<String>()) {
+        assert_same_decode(&text)?;
+    }
+
+    #[test]
+    fn same_as_reference_on_arbitrary_utf8_bytes(bytes in prop::collection::vec(any::<u8>(), 0..40)) {
+        // Mostly not UTF-8: keep what is.
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            assert_same_decode(text)?;
+        }
+    }
+}
+
+#[test]
+fn same_as_reference_on_hand_picked_frames() {
+    let deep = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let frames = [
+        // Not objects.
+        " 42 ",
+        "\t\"s\"\n",
+        "null",
+        "[]",
+        " [] ",
+        "[null]",
+        r#"["data","x",1,true,{"a":1}]"#,
+        r#" ["ack","x"] "#,
+        r#"["ack",null]"#,
+        r#"["data","x",1,true,{},6]"#,
+        r#"[1]"#,
+        // Members of the wrong type.
+        r#"{"type":1,"payload":2}"#,
+        r#"{"type":"data","id":5,"payload":2}"#,
+        r#"{"type":"data","id":null,"payload":2}"#,
+        r#"{"type":null,"payload":2}"#,
+        r#"{"type":"data","timestamp":"1","payload":2}"#,
+        r#"{"type":"data","timestamp":[1],"payload":2}"#,
+        r#"{"type":"data","timestamp":null,"payload":null}"#,
+        r#"{"type":"data","replay":1,"payload":2}"#,
+        r#"{"type":"data","replay":1e400,"payload":2}"#,
+        r#"{"type":"data","replay":"\ud800","payload":2}"#,
+        r#"{"type":"data","replay":"yes","payload":2}"#,
+        r#"{"type":"data","replay":null,"payload":2}"#,
+        r#"{"type":"ack","id":"a","replay":true}"#,
+        // Duplicates.
+        r#"{"type":"data","type":"data","payload":2}"#,
+        r#"{"type":"data","payload":1,"payload":2}"#,
+        r#"{"type":"data","payload":1,"\u0070ayload":2}"#,
+        r#"{"type":"data","x":1,"x":2,"payload":2}"#,
+        // Escapes.
+        r#"{"\u0074ype":"d\u0061ta","id":"\ud83c\udf89","payload":2}"#,
+        r#"{"type":"data","id":"\ud800","payload":2}"#,
+        r#"{"type":"data","\ud800":1,"payload":2}"#,
+        r#"{"type":"data","x":{"\ud800":1},"payload":"\udc00"}"#,
+        // Whitespace everywhere.
+        " \t\r\n{ \"type\" : \"data\" , \"payload\" : [ 1 , 2 ] } \n",
+        // Invalid.
+        "",
+        " ",
+        "{",
+        r#"{"type":"data","payload":}"#,
+        r#"{"type":"data","payload":1,}"#,
+        "\u{c}{}",
+        "{}\u{c}",
+        "{} x",
+        "\"\u{1}\"",
+    ];
+    for frame in frames {
+        let text = frame.to_string();
+        assert_eq!(
+            Envelope::decode_json(text.as_bytes()),
+            reference_decode(text.as_bytes()),
+            "{text:?}"
+        );
+    }
+    for depth in [126, 127, 128, 129, 1000] {
+        for text in [
+            deep(depth),
+            format!(r#"{{"type":"data","payload":{}}}"#, deep(depth)),
+            format!(r#"{{"type":"data","replay":{},"payload":1}}"#, deep(depth)),
+            format!(r#"{{"type":"data","x":{},"payload":1}}"#, deep(depth)),
+        ] {
+            assert_eq!(
+                Envelope::decode_json(text.as_bytes()),
+                reference_decode(text.as_bytes()),
+                "depth {depth}: {text}"
+            );
+        }
+    }
+}
