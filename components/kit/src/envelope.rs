@@ -6,6 +6,7 @@
 //! payload bytes then travel to the bus untouched. Nothing re-serialises a
 //! payload that nobody needs to look into.
 
+use crate::json_scan::{self, Members, Shape};
 use bytes::Bytes;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -167,11 +168,58 @@ impl Envelope {
 
     /// Decode a JSON text frame (SPEC §3): an envelope, or any other JSON
     /// value, which is then the payload of a data envelope without id.
+    ///
+    /// The frame must be UTF-8 (JSON text is): bytes that are not are a
+    /// [`DecodeError::Json`], even inside a string that nobody reads, since
+    /// the payload is always valid JSON text. Use
+    /// [`decode_json_str`](Self::decode_json_str) when the text is already
+    /// known to be UTF-8 (a WebSocket text frame).
     pub fn decode_json(bytes: &[u8]) -> Result<Self, DecodeError> {
-        // Fast path: an object whose known fields we pick out while the
-        // payload stays a borrowed raw slice.
+        let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+        Self::decode_json_str(text)
+    }
+
+    /// [`decode_json`](Self::decode_json) of text already known to be UTF-8.
+    ///
+    /// One pass of a hand-written scanner validates the frame and finds the
+    /// members `type`, `id`, `timestamp`, `replay` and `payload`; the result
+    /// is the one serde_json gives (rare frames are still decoded with serde,
+    /// and an invalid frame's error message is serde_json's).
+    #[inline]
+    pub fn decode_json_str(text: &str) -> Result<Self, DecodeError> {
+        let bytes = text.as_bytes();
+        let mut members = Members::new();
+        match json_scan::scan(text, &MEMBERS, &mut members) {
+            Ok(Shape::Object) => {}
+            // Any valid JSON value is still data.
+            Ok(Shape::Scalar) => return Ok(Self::plain(Bytes::copy_from_slice(trim(bytes)))),
+            // serde reads a struct from an array too, by position: rare
+            // enough to leave to serde.
+            Ok(Shape::Array) => return Self::decode_json_serde(bytes),
+            Err(json_scan::Invalid) => {
+                let decoded = Self::decode_json_serde(bytes);
+                debug_assert!(decoded.is_err(), "json_scan refused valid JSON: {text:?}");
+                return decoded;
+            }
+        }
+        match Fields::of_members(text, &members) {
+            Ok(fields) => Ok(fields
+                .into_envelope()
+                // An object that is not an envelope: the whole object is data.
+                .unwrap_or_else(|| Self::plain(Bytes::copy_from_slice(bytes)))),
+            // An object with odd member types: still data.
+            Err(NotFields::Odd) => Ok(Self::plain(Bytes::copy_from_slice(trim(bytes)))),
+            Err(NotFields::AskSerde) => Self::decode_json_serde(bytes),
+        }
+    }
+
+    /// The decoder before [`json_scan`], kept for the rare frames: a serde
+    /// [`Probe`], and any other valid JSON value is data.
+    fn decode_json_serde(bytes: &[u8]) -> Result<Self, DecodeError> {
+        // An object whose known fields we pick out while the payload stays a
+        // borrowed raw slice.
         if let Ok(probe) = serde_json::from_slice::<Probe<'_>>(bytes) {
-            if let Some(env) = probe.into_envelope() {
+            if let Some(env) = Fields::from(probe).into_envelope() {
                 return Ok(env);
             }
             // An object that is not an envelope: the whole object is data.
@@ -285,7 +333,17 @@ struct WireOut<'a> {
     payload: serde_json::Value,
 }
 
-/// The fields of an object frame that decide whether it is an envelope.
+/// The members of an object frame that decide whether it is an envelope,
+/// in the order of the `*_MEMBER` indices.
+const MEMBERS: [&str; 5] = ["type", "id", "timestamp", "replay", "payload"];
+const TYPE_MEMBER: usize = 0;
+const ID_MEMBER: usize = 1;
+const TIMESTAMP_MEMBER: usize = 2;
+const REPLAY_MEMBER: usize = 3;
+const PAYLOAD_MEMBER: usize = 4;
+
+/// The fields of an object frame that decide whether it is an envelope, as
+/// serde reads them (the serde path of `decode_json`).
 #[derive(Deserialize)]
 struct Probe<'a> {
     #[serde(rename = "type", borrow, default)]
@@ -306,15 +364,70 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
     <&RawValue as Deserialize>::deserialize(d).map(Some)
 }
 
-impl Probe<'_> {
+/// What both paths of `decode_json` read from an object frame: a [`Probe`],
+/// or the members [`json_scan`] found.
+struct Fields<'a> {
+    kind: Option<Cow<'a, str>>,
+    id: Option<Cow<'a, str>>,
+    /// Raw JSON.
+    timestamp: Option<&'a str>,
+    replay: bool,
+    /// Raw JSON, `Some("null")` for `"payload": null`.
+    payload: Option<&'a str>,
+}
+
+/// Why the members of an object frame do not make [`Fields`].
+enum NotFields {
+    /// serde would not read them as a [`Probe`] (a member twice, a `type` or
+    /// `id` that is neither a string nor null, a key or string whose escapes
+    /// do not decode): the frame is data.
+    Odd,
+    /// `replay` is not a literal: whether serde can read it as a
+    /// `serde_json::Value` (a number out of range, a string with a lone
+    /// surrogate, nesting too deep) is left to serde.
+    AskSerde,
+}
+
+impl<'a> From<Probe<'a>> for Fields<'a> {
+    fn from(probe: Probe<'a>) -> Self {
+        Fields {
+            kind: probe.kind,
+            id: probe.id,
+            timestamp: probe.timestamp.map(RawValue::get),
+            replay: matches!(probe.replay, Some(serde_json::Value::Bool(true))),
+            payload: probe.payload.map(RawValue::get),
+        }
+    }
+}
+
+impl<'a> Fields<'a> {
+    /// The fields, as serde would read them, from what [`json_scan::scan`]
+    /// found in `text`.
+    #[inline]
+    fn of_members(text: &'a str, members: &Members<5>) -> Result<Self, NotFields> {
+        if members.duplicate || members.undecodable_key {
+            return Err(NotFields::Odd);
+        }
+        let raw = |i: usize| members.values[i].map(|value| value.raw(text));
+        let replay = match raw(REPLAY_MEMBER) {
+            Some("true") => true,
+            None | Some("false" | "null") => false,
+            Some(_) => return Err(NotFields::AskSerde),
+        };
+        Ok(Fields {
+            kind: string_or_null(text, members.values[TYPE_MEMBER])?,
+            id: string_or_null(text, members.values[ID_MEMBER])?,
+            // An `Option<&RawValue>`: null is `None`.
+            timestamp: raw(TIMESTAMP_MEMBER).filter(|t| *t != "null"),
+            replay,
+            payload: raw(PAYLOAD_MEMBER),
+        })
+    }
+
+    #[inline(always)]
     fn into_envelope(self) -> Option<Envelope> {
         let kind = parse_kind(self.kind.as_deref()?)?;
-        let timestamp = self
-            .timestamp
-            .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).ok())
-            .as_ref()
-            .and_then(as_millis);
-        let replay = matches!(self.replay, Some(serde_json::Value::Bool(true)));
+        let timestamp = self.timestamp.and_then(timestamp_millis);
         match kind {
             Kind::Data | Kind::Request | Kind::Reply => {
                 let payload = self.payload?;
@@ -322,8 +435,8 @@ impl Probe<'_> {
                     kind,
                     id: self.id.map(Cow::into_owned).unwrap_or_default(),
                     timestamp,
-                    replay,
-                    payload: Bytes::copy_from_slice(payload.get().as_bytes()),
+                    replay: self.replay,
+                    payload: Bytes::copy_from_slice(payload.as_bytes()),
                 })
             }
             Kind::Ack | Kind::Nack => Some(Envelope {
@@ -333,7 +446,7 @@ impl Probe<'_> {
                 replay: false,
                 payload: self
                     .payload
-                    .map(|p| Bytes::copy_from_slice(p.get().as_bytes()))
+                    .map(|p| Bytes::copy_from_slice(p.as_bytes()))
                     .unwrap_or_else(|| Bytes::from_static(NULL)),
             }),
         }
@@ -375,6 +488,35 @@ pub fn encode_json_parts(
     }
     out.push(b'}');
     out
+}
+
+/// A member that serde reads as an `Option<Cow<str>>`: absent or null is
+/// `None`, a string its text; anything else makes the frame [`NotFields::Odd`].
+#[inline]
+fn string_or_null(
+    text: &str,
+    value: Option<json_scan::Span>,
+) -> Result<Option<Cow<'_, str>>, NotFields> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    match text.as_bytes()[value.start] {
+        b'"' => value.string_text(text).map(Some).ok_or(NotFields::Odd),
+        b'n' => Ok(None),
+        _ => Err(NotFields::Odd),
+    }
+}
+
+/// The `timestamp` of a frame from its raw JSON: what [`as_millis`] makes of
+/// it as a `serde_json::Value`, `None` for anything but a number.
+fn timestamp_millis(raw: &str) -> Option<i64> {
+    // Fast path: an integer of up to 18 digits is its own value.
+    json_scan::small_integer(raw).or_else(|| {
+        serde_json::from_str::<serde_json::Value>(raw)
+            .ok()
+            .as_ref()
+            .and_then(as_millis)
+    })
 }
 
 fn parse_kind(s: &str) -> Option<Kind> {

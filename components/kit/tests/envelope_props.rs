@@ -2,7 +2,7 @@
 //! and any JSON value that is not an envelope decodes as data carrying it.
 
 use bytes::Bytes;
-use fednode_kit::envelope::{Encoding, Envelope, Kind};
+use fednode_kit::envelope::{DecodeError, Encoding, Envelope, Kind};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -75,16 +75,15 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------
-// Differential tests: `Envelope::decode_json` against the serde-only decoder,
-// copied verbatim below as `reference_decode` (the reference for a faster
-// decoder). On valid UTF-8 both must give the same `Result`, error message
-// included.
+// Differential tests: `Envelope::decode_json` (one-pass scanner) against the
+// serde-only decoder it replaced, copied verbatim below as `reference_decode`.
+// On valid UTF-8 both must give the same `Result`, error message included.
 // Run with more cases once in a while: PROPTEST_CASES=20000 cargo test -p
 // fednode-kit --test envelope_props.
 
 mod reference {
-    //! `Envelope::decode_json` as it is with serde only, with the helpers it
-    //! uses, verbatim.
+    //! `Envelope::decode_json` as it was before `json_scan` (serde only),
+    //! with the helpers it used, verbatim.
 
     use bytes::Bytes;
     use fednode_kit::envelope::{DecodeError, Envelope, Kind};
@@ -210,7 +209,8 @@ mod reference {
 
 use reference::reference_decode;
 
-/// Both decoders agree on `text`.
+/// Both decoders agree on `text` (and `decode_json_str` agrees with
+/// `decode_json`).
 fn assert_same_decode(text: &str) -> Result<(), TestCaseError> {
     let ours = Envelope::decode_json(text.as_bytes());
     prop_assert_eq!(
@@ -219,6 +219,7 @@ fn assert_same_decode(text: &str) -> Result<(), TestCaseError> {
         "frame: {:?}",
         text
     );
+    prop_assert_eq!(&ours, &Envelope::decode_json_str(text), "frame: {:?}", text);
     Ok(())
 }
 
@@ -560,6 +561,43 @@ proptest! {
             assert_same_decode(text)?;
         }
     }
+
+    /// The one deliberate change: bytes that are not UTF-8 are an error, even
+    /// where the serde decoder passed them through inside a string.
+    #[test]
+    fn invalid_utf8_is_an_error(
+        frame in odd_frame(),
+        at in 0.0..1.0f64,
+        bad in prop::sample::select(vec![
+            vec![0xff], vec![0xc3], vec![0xed, 0xa0, 0x80], vec![0x80], vec![0xf8, 0x88, 0x80, 0x80, 0x80]
+        ]),
+    ) {
+        let mut i = ((frame.len() as f64) * at) as usize;
+        while !frame.is_char_boundary(i) {
+            i -= 1;
+        }
+        let mut bytes = frame.as_bytes()[..i].to_vec();
+        bytes.extend_from_slice(&bad);
+        bytes.extend_from_slice(&frame.as_bytes()[i..]);
+        prop_assert!(std::str::from_utf8(&bytes).is_err());
+        prop_assert!(
+            matches!(Envelope::decode_json(&bytes), Err(DecodeError::Json(_))),
+            "frame: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+}
+
+#[test]
+fn invalid_utf8_inside_a_payload_string_is_now_an_error() {
+    let frame = b"{\"type\":\"data\",\"id\":\"a\",\"payload\":\"\xff\"}";
+    // serde passed it through (the payload string is skipped, not read)...
+    assert!(reference_decode(frame).is_ok());
+    // ...the payload must be JSON text now.
+    assert!(matches!(
+        Envelope::decode_json(frame),
+        Err(DecodeError::Json(_))
+    ));
 }
 
 #[test]
