@@ -59,7 +59,7 @@ pub enum Incoming {
 /// Decode one message.
 pub fn classify(msg: WsMessage) -> Incoming {
     match msg {
-        WsMessage::Text(t) => match Envelope::decode_json(t.as_bytes()) {
+        WsMessage::Text(t) => match Envelope::decode_json_str(t.as_str()) {
             Ok(env) => Incoming::Envelope(env, Encoding::Json),
             Err(e) => Incoming::Undecodable(e, Encoding::Json),
         },
