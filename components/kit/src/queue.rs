@@ -88,6 +88,18 @@ impl<T> BoundedQueue<T> {
     /// Push without waiting; under `block` a full queue rejects (callers
     /// that can wait use [`push`](Self::push)).
     pub fn try_push(&self, item: T) -> Pushed<T> {
+        let out = self.try_push_quiet(item);
+        if !matches!(out, Pushed::Rejected(_)) {
+            self.has_items.notify_one();
+        }
+        out
+    }
+
+    /// [`try_push`](Self::try_push) without waking the consumer, for a
+    /// producer that pushes a burst: it calls [`wake`](Self::wake) once at
+    /// the end, so a waiting consumer is scheduled once per burst rather
+    /// than once per item.
+    pub fn try_push_quiet(&self, item: T) -> Pushed<T> {
         if self.closed.load(Ordering::Acquire) {
             return Pushed::Rejected(item);
         }
@@ -106,10 +118,13 @@ impl<T> BoundedQueue<T> {
             }
         };
         drop(q);
-        if !matches!(out, Pushed::Rejected(_)) {
-            self.has_items.notify_one();
-        }
         out
+    }
+
+    /// Wake the consumer for items pushed with
+    /// [`try_push_quiet`](Self::try_push_quiet).
+    pub fn wake(&self) {
+        self.has_items.notify_one();
     }
 
     /// Push, waiting for room under `block`.
@@ -243,6 +258,27 @@ mod tests {
         }
         producer.await.unwrap();
         assert_eq!(got, (0..100).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn quiet_pushes_reach_the_consumer_at_the_wake() {
+        let q: Arc<BoundedQueue<u8>> = Arc::new(BoundedQueue::new(8, OnFull::Block));
+        let c = {
+            let q = q.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                q.pop_many(&mut buf, 8).await;
+                buf
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for i in 0..3 {
+            assert_eq!(q.try_push_quiet(i), Pushed::Queued);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!c.is_finished(), "a quiet push does not wake the consumer");
+        q.wake();
+        assert_eq!(c.await.unwrap(), vec![0, 1, 2]);
     }
 
     #[tokio::test]

@@ -10,14 +10,15 @@
 //!   `send()` per frame), and sends a close frame ([`Outbound::close`]) after
 //!   what is already queued.
 //! - [`drive`] runs a whole connection: it reads frames and hands decoded
-//!   envelopes to a [`FrameHandler`], counts and rate-limits the logging of
+//!   envelopes to a [`FrameHandler`] (frames already read are taken
+//!   without waiting; `on_idle` marks the end of each such burst), counts and rate-limits the logging of
 //!   undecodable frames ([`LogThrottle`], SPEC §5.3), answers an oversized
 //!   frame with close code 1009, and on cancellation sends 1001 and waits
 //!   briefly for the peer's close reply.
 
 use bytes::Bytes;
 use fednode_kit::envelope::{DecodeError, Encoding, Envelope};
-use futures::{Sink, SinkExt, StreamExt};
+use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -268,6 +269,12 @@ pub trait FrameHandler: Send {
     /// A frame that could not be decoded; [`drive`] has already logged it
     /// (at most once per second). Count it here.
     fn on_undecodable(&mut self, _error: &DecodeError, _encoding: Encoding) {}
+
+    /// The frames that had arrived together are handled: [`drive`] is about
+    /// to wait for the socket (and calls this once more when the
+    /// connection ends). A handler that defers work per frame (waking a
+    /// consumer, updating shared counters) does it here, once per burst.
+    fn on_idle(&mut self) {}
 }
 
 /// How a connection ended.
@@ -367,19 +374,49 @@ where
     St: futures::Stream<Item = Result<WsMessage, WsError>> + Unpin,
     H: FrameHandler,
 {
+    let end = read_frames(stream, handler, out, cancel, opts).await;
+    handler.on_idle();
+    end
+}
+
+async fn read_frames<St, H>(
+    stream: &mut St,
+    handler: &mut H,
+    out: &Outbound,
+    cancel: &CancellationToken,
+    opts: &DriveOptions,
+) -> ConnectionEnd
+where
+    St: futures::Stream<Item = Result<WsMessage, WsError>> + Unpin,
+    H: FrameHandler,
+{
     let mut throttle = LogThrottle::new(Duration::from_secs(1));
     let mut closing_since: Option<tokio::time::Instant> = None;
     loop {
-        let deadline = closing_since.map(|t| t + opts.close_timeout);
-        let next = tokio::select! {
-            biased;
-            _ = cancel.cancelled(), if closing_since.is_none() => {
-                out.close(close_code::GOING_AWAY, "going away");
-                closing_since = Some(tokio::time::Instant::now());
-                continue;
+        // A frame that is already here (read with the previous ones) is
+        // taken at once; only before waiting for the socket does the
+        // handler close its burst and the shutdown checks run.
+        let ready = if closing_since.is_none() && !cancel.is_cancelled() {
+            stream.next().now_or_never()
+        } else {
+            None
+        };
+        let next = match ready {
+            Some(m) => m,
+            None => {
+                handler.on_idle();
+                let deadline = closing_since.map(|t| t + opts.close_timeout);
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled(), if closing_since.is_none() => {
+                        out.close(close_code::GOING_AWAY, "going away");
+                        closing_since = Some(tokio::time::Instant::now());
+                        continue;
+                    }
+                    _ = sleep_until_opt(deadline), if deadline.is_some() => return ConnectionEnd::Cancelled,
+                    m = stream.next() => m,
+                }
             }
-            _ = sleep_until_opt(deadline), if deadline.is_some() => return ConnectionEnd::Cancelled,
-            m = stream.next() => m,
         };
         let closing = closing_since.is_some();
         match next {

@@ -292,7 +292,14 @@ async fn ws_handler(
 struct Session {
     run: Arc<Running>,
     conn: Arc<Conn>,
+    /// Data frames of the current burst: counted, and queued without
+    /// waking the publisher, until `on_idle`.
+    burst: u64,
 }
+
+/// A burst longer than this wakes the publisher and updates the counters
+/// on the way, so a peer that never pauses is not held back.
+const MAX_BURST: u64 = 64;
 
 impl FrameHandler for Session {
     async fn on_envelope(&mut self, env: Envelope, encoding: Encoding, out: &Outbound) {
@@ -300,7 +307,15 @@ impl FrameHandler for Session {
             self.conn.msgpack.store(true, Ordering::Relaxed);
         }
         match env.kind {
-            Kind::Data => self.run.on_data(&self.conn, env, encoding, out).await,
+            Kind::Data => {
+                self.burst += 1;
+                self.run
+                    .on_data(&self.conn, env, encoding, out, &mut self.burst)
+                    .await;
+                if self.burst >= MAX_BURST {
+                    self.on_idle();
+                }
+            }
             Kind::Request => self.run.on_request(&self.conn, env, encoding).await,
             Kind::Reply => {
                 if !self.conn.pending.resolve(&env.id, &env.payload) {
@@ -316,6 +331,16 @@ impl FrameHandler for Session {
 
     fn on_undecodable(&mut self, _error: &fednode_kit::envelope::DecodeError, _encoding: Encoding) {
         self.run.metrics.parse_errors.inc();
+    }
+
+    /// The end of a burst: wake the publisher once, count once.
+    fn on_idle(&mut self) {
+        let n = std::mem::take(&mut self.burst);
+        if n > 0 {
+            self.run.queue.wake();
+            self.run.note_depth();
+            self.run.count_received(&self.conn, n);
+        }
     }
 }
 
@@ -408,6 +433,7 @@ impl Running {
         let mut session = Session {
             run: self.clone(),
             conn: conn.clone(),
+            burst: 0,
         };
         let end = frame::drive(ws, &out, out_rx, &mut session, &self.ctx.cancel, &opts).await;
         conn.pending
@@ -513,10 +539,16 @@ impl Running {
 
     // ---- data path ------------------------------------------------------
 
-    async fn on_data(&self, conn: &Conn, env: Envelope, encoding: Encoding, out: &Outbound) {
-        self.metrics.received.inc();
-        self.meter.record(1);
-        conn.received.fetch_add(1, Ordering::Relaxed);
+    /// One data frame of a burst: `burst` frames (this one included) are
+    /// not counted yet, and the publisher not woken, until the burst ends.
+    async fn on_data(
+        &self,
+        conn: &Conn,
+        env: Envelope,
+        encoding: Encoding,
+        out: &Outbound,
+        burst: &mut u64,
+    ) {
         let had_id = !env.id.is_empty();
         let id: Arc<str> = if had_id {
             Arc::from(env.id)
@@ -550,26 +582,43 @@ impl Running {
             },
             ack,
         };
-        self.enqueue(item).await;
+        self.enqueue(item, conn, burst).await;
     }
 
-    async fn enqueue(&self, item: Item) {
-        let pushed = if self.queue.policy() == OnFull::Block {
-            let push = self.queue.push(item);
-            tokio::pin!(push);
-            tokio::select! {
-                biased;
-                r = &mut push => r,
-                _ = self.ctx.cancel.cancelled() => match tokio::time::timeout(FLUSH_GRACE, &mut push).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        self.metrics.dropped(reason::SHUTDOWN).inc();
-                        return;
-                    }
-                },
+    fn count_received(&self, conn: &Conn, n: u64) {
+        self.metrics.received.inc_by(n);
+        self.meter.record(n);
+        conn.received.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Queue without waking the publisher (the session does, once per
+    /// burst), except when `block` has to wait for room: then the burst so
+    /// far is counted and the publisher woken first.
+    async fn enqueue(&self, item: Item, conn: &Conn, burst: &mut u64) {
+        let pushed = match self.queue.try_push_quiet(item) {
+            Pushed::Rejected(item)
+                if self.queue.policy() == OnFull::Block && !self.queue.is_closed() =>
+            {
+                // Full: let the publisher make room, and wait for it
+                // (health and the counters see it meanwhile).
+                self.count_received(conn, std::mem::take(burst));
+                self.note_depth();
+                self.queue.wake();
+                let push = self.queue.push(item);
+                tokio::pin!(push);
+                tokio::select! {
+                    biased;
+                    r = &mut push => r,
+                    _ = self.ctx.cancel.cancelled() => match tokio::time::timeout(FLUSH_GRACE, &mut push).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            self.metrics.dropped(reason::SHUTDOWN).inc();
+                            return;
+                        }
+                    },
+                }
             }
-        } else {
-            self.queue.try_push(item)
+            other => other,
         };
         match pushed {
             Pushed::Queued => {}
@@ -587,6 +636,11 @@ impl Running {
                 }
             }
         }
+    }
+
+    /// The queue's depth into the gauges, and when it became full (a burst
+    /// ends with this; the publisher updates the gauges as it drains).
+    fn note_depth(&self) {
         let len = self.queue.len();
         self.set_queue_gauges(len);
         if len >= self.queue.capacity() && !self.full_flag.swap(true, Ordering::AcqRel) {
