@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -144,6 +144,11 @@ pub(crate) struct Conn {
     /// Whether that shortcut may be used at all (not with at-least-once,
     /// where the pump tracks what is in flight).
     direct: bool,
+    /// Data the fan-out handed over in its current batch: frames sent
+    /// straight to the writer (counted at the batch's end) and whether any
+    /// went into the queue (whose pump is woken then, once).
+    burst_sent: AtomicU64,
+    burst_queued: AtomicBool,
     /// Requests this node sent to the peer, waiting for replies.
     pub pending: PendingRequests,
     pub routing: ArcSwap<Routing>,
@@ -187,6 +192,8 @@ impl Conn {
             outbound: ArcSwapOption::empty(),
             waiting: AtomicUsize::new(0),
             direct,
+            burst_sent: AtomicU64::new(0),
+            burst_queued: AtomicBool::new(false),
             pending,
             routing: ArcSwap::from_pointee(Routing::default()),
             routing_edit: Mutex::new(()),
@@ -207,7 +214,8 @@ impl Conn {
     // ---- data path ------------------------------------------------------
 
     /// Offer live data (fan-out task). Never waits unless the policy is
-    /// `block`, and then not past `cancel`.
+    /// `block`, and then not past `cancel`. The fan-out calls
+    /// [`end_burst`](Self::end_burst) after each batch.
     pub async fn push_live(
         &self,
         item: Arc<Item>,
@@ -218,21 +226,22 @@ impl Conn {
         {
             if let Some(out) = self.outbound.load().as_ref() {
                 if out.try_send(item.message(self.encoding, false)) {
-                    metrics.sent.inc();
-                    self.sent.fetch_add(1, Ordering::Relaxed);
-                    self.meter.record(1);
+                    self.burst_sent.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
             }
         }
         self.waiting.fetch_add(1, Ordering::AcqRel);
-        match self.queue.try_push(Out::Data(item)) {
-            Pushed::Queued => {}
+        match self.queue.try_push_quiet(Out::Data(item)) {
+            Pushed::Queued => self.burst_queued.store(true, Ordering::Relaxed),
             Pushed::EvictedOldest(_) => {
+                self.burst_queued.store(true, Ordering::Relaxed);
                 self.waiting.fetch_sub(1, Ordering::AcqRel);
                 metrics.dropped_queue_full.inc();
             }
             Pushed::Rejected(out) => {
+                // Full under `block`: wake the pump to make room, and wait.
+                self.queue.wake();
                 let queued = self.queue.policy() == OnFull::Block
                     && !self.queue.is_closed()
                     && tokio::select! {
@@ -244,6 +253,20 @@ impl Conn {
                     metrics.dropped_queue_full.inc();
                 }
             }
+        }
+    }
+
+    /// The end of a fan-out batch: count what went straight to the writer
+    /// and wake the pump once for what was queued.
+    pub fn end_burst(&self, metrics: &OutputMetrics) {
+        let sent = self.burst_sent.swap(0, Ordering::Relaxed);
+        if sent > 0 {
+            metrics.sent.inc_by(sent);
+            self.sent.fetch_add(sent, Ordering::Relaxed);
+            self.meter.record(sent);
+        }
+        if self.burst_queued.swap(false, Ordering::Relaxed) {
+            self.queue.wake();
         }
     }
 

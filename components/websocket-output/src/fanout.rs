@@ -127,6 +127,9 @@ async fn dispatch(sh: &Shared, buf: &mut Vec<Message>, seq: &mut u64) {
             }
         }
     }
+    for c in conns.iter() {
+        c.end_burst(&sh.metrics);
+    }
     sh.throughput.record(n as u64);
 }
 
