@@ -141,6 +141,15 @@ impl Outbound {
         self.tx.try_send(msg).is_ok()
     }
 
+    /// [`try_send`](Self::try_send) that hands the frame back when it was
+    /// not queued, for a caller that then waits with [`send`](Self::send).
+    #[allow(clippy::result_large_err)]
+    pub fn offer(&self, msg: WsMessage) -> Result<(), WsMessage> {
+        self.tx.try_send(msg).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => m,
+        })
+    }
+
     /// Queue an envelope in `encoding`, waiting for room.
     pub async fn send_envelope(&self, env: &Envelope, encoding: Encoding) -> bool {
         self.send(encode(env, encoding)).await

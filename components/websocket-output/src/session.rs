@@ -247,6 +247,16 @@ async fn forward(
         // Tracked before it leaves: a session that dies mid-write resends it.
         conn.track_in_flight(item);
     }
+    let sent = data.map_or(Sent::default(), |(_, replayed)| Sent {
+        frames: 0,
+        data: 1,
+        replayed: u64::from(replayed),
+    });
+    // Room in the writer's queue (the common case): no waiting needed.
+    let msg = match out.offer(msg) {
+        Ok(()) => return Ok(sent),
+        Err(msg) => msg,
+    };
     let cancelled = async {
         match cancel {
             Some(c) => c.cancelled().await,
@@ -260,11 +270,7 @@ async fn forward(
         // A stalled peer must not hold up the shutdown: go and drain.
         _ = cancelled => return Err(Stop::Cancelled),
     }
-    Ok(data.map_or(Sent::default(), |(_, replayed)| Sent {
-        frames: 0,
-        data: 1,
-        replayed: u64::from(replayed),
-    }))
+    Ok(sent)
 }
 
 /// Data frames handed to the writer, counted per batch (the counters are
