@@ -343,21 +343,25 @@ where
     let writer = write_loop(sink, out_rx);
     tokio::pin!(writer);
     let mut writer_done = false;
-    let reader = read_loop(&mut stream, handler, out, cancel, opts);
-    tokio::pin!(reader);
-    let end = loop {
-        tokio::select! {
-            end = &mut reader => break end,
-            r = &mut writer, if !writer_done => {
-                writer_done = true;
-                if let Err(e) = r {
-                    tracing::debug!(conn = %opts.label, error = %e, "websocket write failed");
-                    break ConnectionEnd::Dropped(format!("write failed: {e}"));
+    let end = {
+        let reader = read_loop(&mut stream, &mut *handler, out, cancel, opts);
+        tokio::pin!(reader);
+        loop {
+            tokio::select! {
+                end = &mut reader => break end,
+                r = &mut writer, if !writer_done => {
+                    writer_done = true;
+                    if let Err(e) = r {
+                        tracing::debug!(conn = %opts.label, error = %e, "websocket write failed");
+                        break ConnectionEnd::Dropped(format!("write failed: {e}"));
+                    }
+                    // A close frame went out; the reader waits for the reply.
                 }
-                // A close frame went out; the reader waits for the reply.
             }
         }
     };
+    // However the connection ended, the last burst is finished.
+    handler.on_idle();
     if !writer_done {
         if !matches!(end, ConnectionEnd::Cancelled | ConnectionEnd::TooLarge(_)) {
             stop.cancel();
@@ -373,22 +377,6 @@ where
 }
 
 async fn read_loop<St, H>(
-    stream: &mut St,
-    handler: &mut H,
-    out: &Outbound,
-    cancel: &CancellationToken,
-    opts: &DriveOptions,
-) -> ConnectionEnd
-where
-    St: futures::Stream<Item = Result<WsMessage, WsError>> + Unpin,
-    H: FrameHandler,
-{
-    let end = read_frames(stream, handler, out, cancel, opts).await;
-    handler.on_idle();
-    end
-}
-
-async fn read_frames<St, H>(
     stream: &mut St,
     handler: &mut H,
     out: &Outbound,

@@ -205,3 +205,28 @@ async fn subject_templates_fan_out_per_user() {
     assert!(jamie.is_empty() && alex.is_empty());
     node.stop().await;
 }
+
+/// Frames that arrive together are queued as one burst: the publisher is
+/// woken and the counters move at the burst's end (every 64 frames, and
+/// when the connection ends), so nothing of a burst that ends with the
+/// peer's close frame may stay behind.
+#[tokio::test]
+async fn a_burst_ending_with_the_close_frame_is_published_and_counted() {
+    let node = start(server_config(json!({}))).await;
+    let mut sub = node.subscribe("data").await;
+    let mut ws = connect(&node.url(), None).await;
+    // 200 frames and the close frame in one write: three full bursts of
+    // 64, then 8 frames that only the end of the connection finishes.
+    for n in 0..200 {
+        ws.feed(text(&json!({ "n": n }))).await.unwrap();
+    }
+    ws.close(None).await.unwrap();
+    for n in 0..200 {
+        assert_eq!(json_of(&next_msg(&mut sub).await)["n"], n);
+    }
+    node.wait_metric("websocket_input_messages_received_total", &[], 200.0)
+        .await;
+    node.wait_metric("websocket_input_messages_published_total", &[], 200.0)
+        .await;
+    node.stop().await;
+}
