@@ -11,10 +11,10 @@
 //!   what is already queued.
 //! - [`drive`] runs a whole connection: it reads frames and hands decoded
 //!   envelopes to a [`FrameHandler`] (frames already read are taken
-//!   without waiting; `on_idle` marks the end of each such burst), counts and rate-limits the logging of
-//!   undecodable frames ([`LogThrottle`], SPEC §5.3), answers an oversized
-//!   frame with close code 1009, and on cancellation sends 1001 and waits
-//!   briefly for the peer's close reply.
+//!   without waiting; `on_idle` marks the end of each such burst), counts
+//!   and rate-limits the logging of undecodable frames ([`LogThrottle`],
+//!   SPEC §5.3), answers an oversized frame with close code 1009, and on
+//!   cancellation sends 1001 and waits briefly for the peer's close reply.
 
 use bytes::Bytes;
 use fednode_kit::envelope::{DecodeError, Encoding, Envelope};
