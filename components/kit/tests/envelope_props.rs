@@ -76,8 +76,11 @@ proptest! {
 
 // ---------------------------------------------------------------------------
 // Differential tests: `Envelope::decode_json` (one-pass scanner) against the
-// serde-only decoder it replaced, copied verbatim below as `reference_decode`.
-// On valid UTF-8 both must give the same `Result`, error message included.
+// serde-only decoder it replaced, copied verbatim below as `reference_decode`
+// (a copy rather than the crate's own serde path, which now shares
+// `Fields::into_envelope` with the scanner path: the oracle must share no
+// code with what it checks). On valid UTF-8 both must give the same
+// `Result`, error message included.
 // Run with more cases once in a while: PROPTEST_CASES=20000 cargo test -p
 // fednode-kit --test envelope_props.
 
