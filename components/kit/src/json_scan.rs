@@ -87,6 +87,34 @@ impl<const N: usize> Members<N> {
             undecodable_key: false,
         }
     }
+
+    /// A key of the top-level object has been read (`key`: its string
+    /// token): which of `keys` it is, unless that one has been seen before.
+    #[inline(always)]
+    fn note_key(&mut self, text: &str, key: Span, keys: &[&str; N]) -> Option<usize> {
+        let i = if key.escaped {
+            self.find_escaped_key(text, key, keys)?
+        } else {
+            let key = &text.as_bytes()[key.start + 1..key.end - 1];
+            keys.iter().position(|k| k.as_bytes() == key)?
+        };
+        if self.values[i].is_some() {
+            self.duplicate = true;
+            return None;
+        }
+        Some(i)
+    }
+
+    #[cold]
+    fn find_escaped_key(&mut self, text: &str, key: Span, keys: &[&str; N]) -> Option<usize> {
+        match key.string_text(text) {
+            Some(key) => keys.iter().position(|k| *k == key),
+            None => {
+                self.undecodable_key = true;
+                None
+            }
+        }
+    }
 }
 
 /// The input is not JSON (serde_json says why).
@@ -206,36 +234,6 @@ pub(crate) fn scan<const N: usize>(
                     escaped = false;
                 }
                 _ => return Err(Invalid),
-            }
-        }
-    }
-}
-
-impl<const N: usize> Members<N> {
-    /// A key of the top-level object has been read (`key`: its string
-    /// token): which of `keys` it is, unless that one has been seen before.
-    #[inline(always)]
-    fn note_key(&mut self, text: &str, key: Span, keys: &[&str; N]) -> Option<usize> {
-        let i = if key.escaped {
-            self.find_escaped_key(text, key, keys)?
-        } else {
-            let key = &text.as_bytes()[key.start + 1..key.end - 1];
-            keys.iter().position(|k| k.as_bytes() == key)?
-        };
-        if self.values[i].is_some() {
-            self.duplicate = true;
-            return None;
-        }
-        Some(i)
-    }
-
-    #[cold]
-    fn find_escaped_key(&mut self, text: &str, key: Span, keys: &[&str; N]) -> Option<usize> {
-        match key.string_text(text) {
-            Some(key) => keys.iter().position(|k| *k == key),
-            None => {
-                self.undecodable_key = true;
-                None
             }
         }
     }

@@ -138,7 +138,7 @@ impl Outbound {
 
     /// Queue a frame if there is room now; false when full or gone.
     pub fn try_send(&self, msg: WsMessage) -> bool {
-        self.tx.try_send(msg).is_ok()
+        self.offer(msg).is_ok()
     }
 
     /// [`try_send`](Self::try_send) that hands the frame back when it was
