@@ -12,6 +12,7 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// What an envelope is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -59,7 +60,7 @@ pub struct Envelope {
     pub kind: Kind,
     /// Unique per sender. Empty when a plain JSON frame carried none: the
     /// receiver assigns one.
-    pub id: String,
+    pub id: Arc<str>,
     /// Milliseconds since the Unix epoch, when the sender gave one.
     pub timestamp: Option<i64>,
     /// Data replayed from a buffer.
@@ -98,7 +99,7 @@ impl Envelope {
     pub fn data(payload: Bytes) -> Self {
         Envelope {
             kind: Kind::Data,
-            id: new_id(),
+            id: new_id().into(),
             timestamp: Some(now_millis()),
             replay: false,
             payload,
@@ -114,7 +115,7 @@ impl Envelope {
         .expect("request payload serialises");
         Envelope {
             kind: Kind::Request,
-            id: new_id(),
+            id: new_id().into(),
             timestamp: Some(now_millis()),
             replay: false,
             payload: Bytes::from(payload),
@@ -125,7 +126,7 @@ impl Envelope {
     pub fn reply(id: &str, reply: &ReplyPayload) -> Self {
         Envelope {
             kind: Kind::Reply,
-            id: id.to_string(),
+            id: id.into(),
             timestamp: Some(now_millis()),
             replay: false,
             payload: Bytes::from(serde_json::to_vec(reply).expect("reply serialises")),
@@ -143,7 +144,7 @@ impl Envelope {
         };
         Envelope {
             kind,
-            id: id.to_string(),
+            id: id.into(),
             timestamp: None,
             replay: false,
             payload,
@@ -236,7 +237,7 @@ impl Envelope {
     fn plain(payload: Bytes) -> Self {
         Envelope {
             kind: Kind::Data,
-            id: String::new(),
+            id: "".into(),
             timestamp: None,
             replay: false,
             payload,
@@ -277,7 +278,7 @@ impl Envelope {
                 {
                     return Envelope {
                         kind,
-                        id: id.unwrap_or_default().to_string(),
+                        id: id.unwrap_or_default().into(),
                         timestamp: map.get("timestamp").and_then(as_millis),
                         replay: map.get("replay").and_then(|r| r.as_bool()).unwrap_or(false),
                         payload: Bytes::from(serde_json::to_vec(&map["payload"]).unwrap()),
@@ -286,7 +287,7 @@ impl Envelope {
                 (Some(kind @ (Kind::Ack | Kind::Nack)), Some(id)) => {
                     return Envelope {
                         kind,
-                        id: id.to_string(),
+                        id: id.into(),
                         timestamp: map.get("timestamp").and_then(as_millis),
                         replay: false,
                         payload: map
@@ -433,7 +434,7 @@ impl<'a> Fields<'a> {
                 let payload = self.payload?;
                 Some(Envelope {
                     kind,
-                    id: self.id.map(Cow::into_owned).unwrap_or_default(),
+                    id: self.id.map_or_else(|| "".into(), Arc::from),
                     timestamp,
                     replay: self.replay,
                     payload: Bytes::copy_from_slice(payload.as_bytes()),
@@ -441,7 +442,7 @@ impl<'a> Fields<'a> {
             }
             Kind::Ack | Kind::Nack => Some(Envelope {
                 kind,
-                id: self.id?.into_owned(),
+                id: Arc::from(self.id?),
                 timestamp,
                 replay: false,
                 payload: self
@@ -649,7 +650,7 @@ mod tests {
         let frame = br#"{"type":"data","id":"d1","timestamp":1704844800000,"payload":{"a": 1}}"#;
         let env = Envelope::decode_json(frame).unwrap();
         assert_eq!(env.kind, Kind::Data);
-        assert_eq!(env.id, "d1");
+        assert_eq!(&*env.id, "d1");
         assert_eq!(env.timestamp, Some(1704844800000));
         assert_eq!(&env.payload[..], br#"{"a": 1}"#);
     }
@@ -681,7 +682,7 @@ mod tests {
     fn ids_are_escaped_only_when_they_need_it() {
         for id in ["d1", "a\"b", "back\\slash", "tab\there", "é-ß"] {
             let mut env = Envelope::data(Bytes::from_static(b"[1]"));
-            env.id = id.to_string();
+            env.id = id.into();
             env.timestamp = Some(-5);
             let text = env.encode_json();
             let value: serde_json::Value = serde_json::from_slice(&text).unwrap();

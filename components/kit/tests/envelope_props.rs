@@ -33,7 +33,7 @@ fn envelope() -> impl Strategy<Value = Envelope> {
     )
         .prop_map(|(kind, id, timestamp, replay, payload)| Envelope {
             kind,
-            id,
+            id: id.into(),
             timestamp,
             replay,
             payload: Bytes::from(serde_json::to_vec(&payload).unwrap()),
@@ -118,7 +118,7 @@ mod reference {
     fn plain(payload: Bytes) -> Envelope {
         Envelope {
             kind: Kind::Data,
-            id: String::new(),
+            id: "".into(),
             timestamp: None,
             replay: false,
             payload,
@@ -160,7 +160,7 @@ mod reference {
                     let payload = self.payload?;
                     Some(Envelope {
                         kind,
-                        id: self.id.map(Cow::into_owned).unwrap_or_default(),
+                        id: self.id.map(Cow::into_owned).unwrap_or_default().into(),
                         timestamp,
                         replay,
                         payload: Bytes::copy_from_slice(payload.get().as_bytes()),
@@ -168,7 +168,7 @@ mod reference {
                 }
                 Kind::Ack | Kind::Nack => Some(Envelope {
                     kind,
-                    id: self.id?.into_owned(),
+                    id: self.id?.into_owned().into(),
                     timestamp,
                     replay: false,
                     payload: self

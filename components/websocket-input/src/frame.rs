@@ -168,6 +168,12 @@ impl Outbound {
         });
     }
 
+    /// Whether a frame could be queued now (a hint: another sender may take
+    /// the room first).
+    pub fn has_room(&self) -> bool {
+        self.tx.capacity() > 0
+    }
+
     /// Whether the writer has gone away.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()

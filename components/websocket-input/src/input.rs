@@ -551,7 +551,7 @@ impl Running {
     ) {
         let had_id = !env.id.is_empty();
         let id: Arc<str> = if had_id {
-            Arc::from(env.id)
+            env.id
         } else {
             Arc::from(fast_uuid())
         };

@@ -12,6 +12,7 @@ use fednode_kit::envelope::{Encoding, Envelope, ErrorCode, ReplyPayload};
 use parking_lot::Mutex;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -26,7 +27,7 @@ struct Waiter {
 
 /// The pending-request map of one connection.
 pub struct PendingRequests {
-    waiters: Mutex<HashMap<String, Waiter>>,
+    waiters: Mutex<HashMap<Arc<str>, Waiter>>,
     max_concurrent: usize,
     timeout: Duration,
     metrics: Option<RequestMetrics>,
@@ -35,7 +36,7 @@ pub struct PendingRequests {
 /// Removes an entry when the waiting future is dropped early.
 struct Forget<'a> {
     map: &'a PendingRequests,
-    id: String,
+    id: Arc<str>,
 }
 
 impl Drop for Forget<'_> {

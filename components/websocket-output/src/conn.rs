@@ -225,7 +225,9 @@ impl Conn {
         if self.direct && self.waiting.load(Ordering::Acquire) == 0 && self.limiter.load().is_none()
         {
             if let Some(out) = self.outbound.load().as_ref() {
-                if out.try_send(item.message(self.encoding, false)) {
+                // Room is checked before the frame is built: an unshared
+                // frame would be built again by the pump.
+                if out.has_room() && out.try_send(item.message(self.encoding, false)) {
                     self.burst_sent.fetch_add(1, Ordering::Relaxed);
                     return;
                 }

@@ -116,9 +116,11 @@ pub(crate) async fn run(sh: Arc<Shared>, mut source: Source, mut cmds: mpsc::Rec
 async fn dispatch(sh: &Shared, buf: &mut Vec<Message>, seq: &mut u64) {
     let conns = sh.conns();
     let n = buf.len();
+    // Frames are kept for sharing only when more than one peer may send them.
+    let share = conns.len() > 1;
     for m in buf.drain(..) {
         *seq += 1;
-        let item = Arc::new(Item::from_message(*seq, m));
+        let item = Arc::new(Item::from_message(*seq, m).share_frames(share));
         sh.buffer.push(&item);
         for c in conns.iter() {
             // Routing parses the payload at most once, for everyone.

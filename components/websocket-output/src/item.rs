@@ -3,7 +3,10 @@
 //!
 //! The payload bytes are never re-serialised: the data frame is built around
 //! them (kit `Envelope::encode_json`) once per message and encoding, and
-//! every connection sends the same shared bytes. The payload is parsed to a
+//! every connection sends the same shared bytes. With a single connection
+//! there is nobody to share with: the frame is built for it alone and not
+//! kept (the replay buffer then holds the message, not its frame too, and
+//! the writer frees the frame once it is sent). The payload is parsed to a
 //! `serde_json::Value` only when some connection needs to look inside
 //! (filters or `message_types` routing), and then once for all of them.
 
@@ -24,6 +27,9 @@ pub(crate) struct Item {
     pub timestamp: i64,
     pub payload: Bytes,
     value: OnceLock<Option<Value>>,
+    /// Whether live frames are kept for the next connection that sends
+    /// them (see the module doc).
+    share_frames: bool,
     json: OnceLock<Utf8Bytes>,
     msgpack: OnceLock<Bytes>,
 }
@@ -37,9 +43,17 @@ impl Item {
             timestamp: msg.meta.timestamp.unwrap_or_else(now_millis),
             payload: msg.payload,
             value: OnceLock::new(),
+            share_frames: true,
             json: OnceLock::new(),
             msgpack: OnceLock::new(),
         }
+    }
+
+    /// Whether more than one connection may send this message: when not,
+    /// its frames are built per call and not kept.
+    pub fn share_frames(mut self, share: bool) -> Self {
+        self.share_frames = share;
+        self
     }
 
     /// The payload parsed once (`None` when it is not JSON).
@@ -53,17 +67,23 @@ impl Item {
     pub fn envelope(&self, replay: bool) -> Envelope {
         Envelope {
             kind: Kind::Data,
-            id: self.id.to_string(),
+            id: self.id.clone(),
             timestamp: Some(self.timestamp),
             replay,
             payload: self.payload.clone(),
         }
     }
 
-    /// The data frame; live frames are encoded once and shared by every
-    /// connection (cloning one is a reference count).
+    /// The data frame; live frames of a shared message are encoded once
+    /// and shared by every connection (cloning one is a reference count).
     pub fn message(&self, encoding: Encoding, replay: bool) -> WsMessage {
         match (encoding, replay) {
+            (Encoding::Json, false) if !self.share_frames => {
+                WsMessage::Text(self.json_frame(false))
+            }
+            (Encoding::Msgpack, false) if !self.share_frames => {
+                WsMessage::Binary(Bytes::from(self.envelope(false).encode_msgpack()))
+            }
             (Encoding::Json, false) => {
                 WsMessage::Text(self.json.get_or_init(|| self.json_frame(false)).clone())
             }
@@ -140,6 +160,27 @@ mod tests {
         assert_eq!(item.value().unwrap()["type"], "x");
         let back =
             Envelope::decode_msgpack(&item.message(Encoding::Msgpack, false).into_data()).unwrap();
-        assert_eq!(back.id, "m1");
+        assert_eq!(&*back.id, "m1");
+    }
+
+    #[test]
+    fn live_frames_are_kept_only_when_shared() {
+        let msg = || {
+            Message::new("a", Bytes::from_static(br#"{"b":1}"#)).with_meta(Meta {
+                id: Some("m1".into()),
+                timestamp: Some(7),
+                ..Meta::default()
+            })
+        };
+        let frame = |item: &Item, enc| item.message(enc, false).into_data();
+        for enc in [Encoding::Json, Encoding::Msgpack] {
+            let shared = Item::from_message(1, msg());
+            let alone = Item::from_message(1, msg()).share_frames(false);
+            let (a, b) = (frame(&shared, enc), frame(&shared, enc));
+            assert_eq!(a.as_ptr(), b.as_ptr(), "{enc:?}: one buffer for everyone");
+            let (c, d) = (frame(&alone, enc), frame(&alone, enc));
+            assert_ne!(c.as_ptr(), d.as_ptr(), "{enc:?}: built per call, not kept");
+            assert_eq!((&a, &a), (&c, &d), "{enc:?}: the same bytes either way");
+        }
     }
 }

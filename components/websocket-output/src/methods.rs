@@ -286,7 +286,7 @@ fn replay(
     }
     let cmd = Cmd::Replay {
         conn: conn.clone(),
-        request_id: env.id.clone(),
+        request_id: env.id.to_string(),
         encoding,
         params,
     };

@@ -360,14 +360,11 @@ async fn upstream(sh: &Shared, conn: &Conn, env: Envelope, encoding: Encoding, o
     };
     let subject = subject.render_bytes(&env.payload);
     let meta = Meta {
-        id: Some(
-            if env.id.is_empty() {
-                new_id()
-            } else {
-                env.id.clone()
-            }
-            .into(),
-        ),
+        id: Some(if env.id.is_empty() {
+            new_id().into()
+        } else {
+            env.id.clone()
+        }),
         timestamp: Some(env.timestamp.unwrap_or_else(now_millis)),
         node: None,
         replay: env.replay,

@@ -162,7 +162,7 @@ async fn reconnects_after_the_server_restarts_and_asks_for_replay() {
     assert_eq!(json_of(&m), json!({"n": 1}));
     assert_eq!(m.meta.id.as_deref(), Some("d1"));
     let ack = peer_next(&mut ws).await;
-    assert_eq!((ack.kind, ack.id.as_str()), (Kind::Ack, "d1"));
+    assert_eq!((ack.kind, ack.id.as_ref()), (Kind::Ack, "d1"));
 
     // Kill the server and the connection (no close frame).
     server.kill();
@@ -198,8 +198,8 @@ async fn reconnects_after_the_server_restarts_and_asks_for_replay() {
     assert_eq!(json_of(&next_msg(&mut sub).await), json!({"n": 2}));
     let a1 = peer_next(&mut ws).await;
     let a2 = peer_next(&mut ws).await;
-    assert_eq!((a1.kind, a1.id.as_str()), (Kind::Ack, "d1"));
-    assert_eq!((a2.kind, a2.id.as_str()), (Kind::Ack, "d2"));
+    assert_eq!((a1.kind, a1.id.as_ref()), (Kind::Ack, "d1"));
+    assert_eq!((a2.kind, a2.id.as_ref()), (Kind::Ack, "d2"));
     assert_eq!(
         node.metric(
             "websocket_input_messages_dropped_total",

@@ -244,7 +244,7 @@ pub fn json_of(m: &Message) -> Value {
 pub async fn request(ws: &mut Ws, method: &str, params: Value, encoding: Encoding) -> String {
     let env = Envelope::request(method, &params);
     send(ws, encode(&env, encoding)).await;
-    env.id
+    env.id.to_string()
 }
 
 pub fn bytes(v: &Value) -> Bytes {

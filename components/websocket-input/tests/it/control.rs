@@ -218,7 +218,7 @@ async fn peer_requests_status_locally_and_forward_the_rest() {
     let id = request(&mut ws, "status", json!({}), Encoding::Json).await;
     let (r, enc) = next_envelope(&mut ws).await;
     assert_eq!(
-        (r.kind, r.id.as_str(), enc),
+        (r.kind, r.id.as_ref(), enc),
         (Kind::Reply, id.as_str(), Encoding::Json)
     );
     assert_eq!(r.payload_value()["status"], "ok");
@@ -233,7 +233,7 @@ async fn peer_requests_status_locally_and_forward_the_rest() {
     )
     .await;
     let r = next_of(&mut ws, Kind::Reply).await;
-    assert_eq!(r.id, id);
+    assert_eq!(&*r.id, id);
     assert_eq!(r.payload_value()["error"]["code"], "unavailable");
 
     // A responder that stays silent: timeout.
@@ -250,7 +250,7 @@ async fn peer_requests_status_locally_and_forward_the_rest() {
     )
     .await;
     let r = next_of(&mut ws, Kind::Reply).await;
-    assert_eq!(r.id, id);
+    assert_eq!(&*r.id, id);
     assert_eq!(r.payload_value()["error"]["code"], "timeout");
     drop(silent);
 
@@ -280,7 +280,7 @@ async fn peer_requests_status_locally_and_forward_the_rest() {
     )
     .await;
     let r = next_of(&mut ws, Kind::Reply).await;
-    assert_eq!(r.id, id);
+    assert_eq!(&*r.id, id);
     assert_eq!(
         r.payload_value(),
         json!({"status": "ok", "result": {"seen": {"method": "backpressure", "params": {"rate_limit": 5}}}})
@@ -294,7 +294,7 @@ async fn peer_requests_status_locally_and_forward_the_rest() {
     )
     .await;
     let r = next_of(&mut ws, Kind::Reply).await;
-    assert_eq!(r.id, "bad");
+    assert_eq!(&*r.id, "bad");
     assert_eq!(r.payload_value()["error"]["code"], "invalid_params");
     node.stop().await;
 }

@@ -17,11 +17,11 @@ async fn acks_and_duplicates() {
     send(&mut ws, data("d1", json!({"n": 1}))).await;
     assert_eq!(json_of(&next_msg(&mut sub).await), json!({"n": 1}));
     let ack = next_of(&mut ws, Kind::Ack).await;
-    assert_eq!(ack.id, "d1");
+    assert_eq!(&*ack.id, "d1");
 
     // The same id again: acked, not published twice.
     send(&mut ws, data("d1", json!({"n": 1}))).await;
-    assert_eq!(next_of(&mut ws, Kind::Ack).await.id, "d1");
+    assert_eq!(next_of(&mut ws, Kind::Ack).await.id.as_ref(), "d1");
     assert_eq!(
         node.metric(
             "websocket_input_messages_dropped_total",
@@ -37,7 +37,7 @@ async fn acks_and_duplicates() {
     send(&mut ws, WsMessage::Binary(frame.into())).await;
     let (ack, enc) = next_envelope(&mut ws).await;
     assert_eq!(
-        (ack.kind, ack.id.as_str(), enc),
+        (ack.kind, ack.id.as_ref(), enc),
         (Kind::Ack, "d2", Encoding::Msgpack)
     );
     assert_eq!(json_of(&next_msg(&mut sub).await), json!({"plain": true}));
@@ -56,7 +56,7 @@ async fn at_most_once_sends_no_acks() {
         .await;
     let id = request(&mut ws, "status", json!({}), Encoding::Json).await;
     let (first, _) = next_envelope(&mut ws).await;
-    assert_eq!((first.kind, first.id), (Kind::Reply, id));
+    assert_eq!((first.kind, first.id.to_string()), (Kind::Reply, id));
     node.stop().await;
 }
 
@@ -82,7 +82,7 @@ async fn refused_data_is_nacked_and_may_be_resent() {
         .unwrap();
     let mut ws = connect(&node.url(), None).await;
     send(&mut ws, data("d0", json!({"n": 0}))).await;
-    assert_eq!(next_of(&mut ws, Kind::Ack).await.id, "d0");
+    assert_eq!(next_of(&mut ws, Kind::Ack).await.id.as_ref(), "d0");
     send(&mut ws, data("d1", json!({"n": 1}))).await;
     assert!(
         wait_until(SOON, || node
@@ -94,7 +94,7 @@ async fn refused_data_is_nacked_and_may_be_resent() {
     send(&mut ws, data("d2", json!({"n": 2}))).await; // queued
     send(&mut ws, data("d3", json!({"n": 3}))).await; // refused
     let nack = next_of(&mut ws, Kind::Nack).await;
-    assert_eq!(nack.id, "d3");
+    assert_eq!(&*nack.id, "d3");
     assert_eq!(nack.payload_value(), json!({"reason": "queue_full"}));
     for n in 0..3 {
         assert_eq!(json_of(&next_msg(&mut sub).await)["n"], n);

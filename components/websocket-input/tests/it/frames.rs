@@ -118,7 +118,7 @@ async fn msgpack_frames_and_replies_in_msgpack() {
         Encoding::Msgpack,
         "a reply uses its request's encoding"
     );
-    assert_eq!((reply.kind, reply.id.as_str()), (Kind::Reply, id.as_str()));
+    assert_eq!((reply.kind, reply.id.as_ref()), (Kind::Reply, id.as_str()));
     let p = reply.payload_value();
     assert_eq!(p["status"], "ok");
     let r = &p["result"];
