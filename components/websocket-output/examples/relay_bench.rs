@@ -21,7 +21,9 @@
 //!
 //! Run with: cargo run --release -p fednode-websocket-output --example relay_bench
 //! (`-- quick` runs smaller counts; `scenario=N` and `system=bare|fednode`
-//! pick one run.)
+//! pick one run; `rounds=N` repeats each scenario N times, bare and fednode
+//! alternating, and prints the median of the per-round ratios: on a shared
+//! machine that compares the two under the same conditions.)
 
 use fednode_kit::component::BuildContext;
 use fednode_kit::memory::MemoryBus;
@@ -289,27 +291,65 @@ async fn bench() {
     };
     let only_scenario: Option<usize> = arg("scenario").and_then(|v| v.parse().ok());
     let only_system = arg("system");
+    let rounds: usize = arg("rounds")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     for (i, (label, p, c, n, rate, lat)) in scenarios.into_iter().enumerate() {
         if only_scenario.is_some_and(|o| o != i + 1) {
             continue;
         }
-        for (name, make) in &systems {
-            if only_system.as_deref().is_some_and(|o| o != *name) {
-                continue;
+        // Per round, fednode's figure over bare's: throughput, or p50.
+        let mut ratios = Vec::new();
+        for _ in 0..rounds {
+            let mut figures = Vec::new();
+            for (name, make) in &systems {
+                if only_system.as_deref().is_some_and(|o| o != *name) {
+                    continue;
+                }
+                let sys = make(p as u64 * n).await;
+                let o = run(&sys, p, c, n, rate, lat).await;
+                (sys.stop)().await;
+                let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+                println!(
+                    "{name:<8} {label:<34} {:>12.0} {:>9.1}% {:>7} {:>9} {:>9} {:>9.0}",
+                    o.received / o.seconds,
+                    100.0 * o.received / o.expected,
+                    o.expected - o.received,
+                    show(o.p50_us),
+                    show(o.p99_us),
+                    1e9 * o.cpu_seconds / o.received.max(1.0),
+                );
+                figures.push(if rate.is_some() {
+                    o.p50_us.unwrap_or(f64::NAN)
+                } else {
+                    o.received / o.seconds
+                });
             }
-            let sys = make(p as u64 * n).await;
-            let o = run(&sys, p, c, n, rate, lat).await;
-            (sys.stop)().await;
-            let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+            if let [bare, fednode] = figures[..] {
+                ratios.push(fednode / bare);
+            }
+        }
+        if ratios.len() > 1 {
+            let what = if rate.is_some() { "p50" } else { "throughput" };
+            let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            ratios.sort_by(f64::total_cmp);
             println!(
-                "{name:<8} {label:<34} {:>12.0} {:>9.1}% {:>7} {:>9} {:>9} {:>9.0}",
-                o.received / o.seconds,
-                100.0 * o.received / o.expected,
-                o.expected - o.received,
-                show(o.p50_us),
-                show(o.p99_us),
-                1e9 * o.cpu_seconds / o.received.max(1.0),
+                "  {label}: fednode/bare {what}, median of {} rounds {:.2} (each: {})",
+                ratios.len(),
+                median(&ratios),
+                each.join(" ")
             );
         }
+    }
+}
+
+/// The median of sorted figures.
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
     }
 }
