@@ -121,6 +121,31 @@ impl<T> BoundedQueue<T> {
         out
     }
 
+    /// [`try_push_quiet`](Self::try_push_quiet) for a batch, in order,
+    /// under one lock. `items` keeps what was not queued (full under
+    /// `drop_newest` or `block`, or closed), in order; under `drop_oldest`
+    /// the items evicted to make room are appended to `evicted`.
+    pub fn try_push_many_quiet(&self, items: &mut VecDeque<T>, evicted: &mut Vec<T>) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let mut q = self.items.lock();
+        let room = self.capacity - q.len().min(self.capacity);
+        let fits = items.len().min(room);
+        q.extend(items.drain(..fits));
+        if self.policy == OnFull::DropOldest && !items.is_empty() {
+            // Each newer item takes the place of the oldest one.
+            let over = items.len();
+            if over >= self.capacity {
+                evicted.extend(q.drain(..));
+                evicted.extend(items.drain(..over - self.capacity));
+            } else {
+                evicted.extend(q.drain(..over));
+            }
+            q.extend(items.drain(..));
+        }
+    }
+
     /// Wake the consumer for items pushed with
     /// [`try_push_quiet`](Self::try_push_quiet).
     pub fn wake(&self) {
@@ -279,6 +304,66 @@ mod tests {
         assert!(!c.is_finished(), "a quiet push does not wake the consumer");
         q.wake();
         assert_eq!(c.await.unwrap(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_batch_push_follows_each_policy() {
+        let batch = |r: std::ops::Range<i32>| r.collect::<VecDeque<_>>();
+        for (policy, cap, pre, push, queued, left, evicted) in [
+            (
+                OnFull::Block,
+                4,
+                0..2,
+                2..5,
+                vec![0, 1, 2, 3],
+                vec![4],
+                vec![],
+            ),
+            (
+                OnFull::DropNewest,
+                4,
+                0..2,
+                2..5,
+                vec![0, 1, 2, 3],
+                vec![4],
+                vec![],
+            ),
+            (
+                OnFull::DropOldest,
+                4,
+                0..2,
+                2..5,
+                vec![1, 2, 3, 4],
+                vec![],
+                vec![0],
+            ),
+            // More than the whole queue: only the newest `cap` stay.
+            (
+                OnFull::DropOldest,
+                3,
+                0..2,
+                2..8,
+                vec![5, 6, 7],
+                vec![],
+                vec![0, 1, 2, 3, 4],
+            ),
+            (OnFull::Block, 4, 0..0, 0..3, vec![0, 1, 2], vec![], vec![]),
+        ] {
+            let q = BoundedQueue::new(cap, policy);
+            for i in pre {
+                q.try_push(i);
+            }
+            let (mut items, mut out) = (batch(push), Vec::new());
+            q.try_push_many_quiet(&mut items, &mut out);
+            assert_eq!(q.take_all(), queued, "{policy:?} queued");
+            assert_eq!(Vec::from(items), left, "{policy:?} left");
+            assert_eq!(out, evicted, "{policy:?} evicted");
+        }
+        let q = BoundedQueue::new(4, OnFull::DropOldest);
+        q.close();
+        let mut items = batch(0..2);
+        q.try_push_many_quiet(&mut items, &mut Vec::new());
+        assert_eq!(items.len(), 2, "a closed queue takes nothing");
     }
 
     #[tokio::test]

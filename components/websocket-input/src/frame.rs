@@ -5,10 +5,11 @@
 //!   JSON, binary = MessagePack, SPEC §3) or says why it could not;
 //!   [`encode`] does the reverse.
 //! - [`Outbound`] is the cloneable handle that queues frames for a
-//!   connection's writer; [`write_loop`] is that writer: it batches with
-//!   `feed()` and flushes once per batch (DESIGN: ~5× the throughput of one
-//!   `send()` per frame), and sends a close frame ([`Outbound::close`]) after
-//!   what is already queued.
+//!   connection's writer (a kit `BoundedQueue`, so that a batch of frames
+//!   goes in under one lock and comes out under one); [`write_loop`] is that
+//!   writer: it batches with `feed()` and flushes once per batch (DESIGN:
+//!   ~5× the throughput of one `send()` per frame), and sends a close frame
+//!   ([`Outbound::close`]) after what is already queued.
 //! - [`drive`] runs a whole connection: it reads frames and hands decoded
 //!   envelopes to a [`FrameHandler`] (frames already read are taken
 //!   without waiting; `on_idle` marks the end of each such burst), counts
@@ -18,11 +19,14 @@
 
 use bytes::Bytes;
 use fednode_kit::envelope::{DecodeError, Encoding, Envelope};
+use fednode_kit::queue::{BoundedQueue, OnFull, Pushed};
 use futures::{FutureExt, Sink, SinkExt, StreamExt};
+use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -101,29 +105,49 @@ pub fn close_frame(code: u16, reason: &str) -> CloseFrame {
 /// The cloneable sending side of a connection: queue frames for its writer.
 #[derive(Clone)]
 pub struct Outbound {
-    tx: mpsc::Sender<WsMessage>,
-    close: std::sync::Arc<watch::Sender<Option<CloseFrame>>>,
+    senders: Arc<Senders>,
+}
+
+/// What the clones of one [`Outbound`] share; when the last is dropped the
+/// queue closes, and the writer stops once it has written what is left.
+struct Senders {
+    queue: Arc<BoundedQueue<WsMessage>>,
+    close: watch::Sender<Option<CloseFrame>>,
+}
+
+impl Drop for Senders {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
 }
 
 /// The writer's side of an [`Outbound`]; give it to [`write_loop`] (or
-/// [`drive`]).
+/// [`drive`]). Dropping it (the writer is gone) makes every send fail.
 pub struct OutboundRx {
-    pub(crate) rx: mpsc::Receiver<WsMessage>,
+    pub(crate) queue: Arc<BoundedQueue<WsMessage>>,
     close: watch::Receiver<Option<CloseFrame>>,
     stop: CancellationToken,
 }
 
+impl Drop for OutboundRx {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
 /// A connection's outbound queue holding up to `capacity` frames.
 pub fn outbound(capacity: usize) -> (Outbound, OutboundRx) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let queue = Arc::new(BoundedQueue::new(capacity.max(1), OnFull::Block));
     let (ctx, crx) = watch::channel(None);
     (
         Outbound {
-            tx,
-            close: std::sync::Arc::new(ctx),
+            senders: Arc::new(Senders {
+                queue: queue.clone(),
+                close: ctx,
+            }),
         },
         OutboundRx {
-            rx,
+            queue,
             close: crx,
             stop: CancellationToken::new(),
         },
@@ -131,9 +155,13 @@ pub fn outbound(capacity: usize) -> (Outbound, OutboundRx) {
 }
 
 impl Outbound {
+    fn queue(&self) -> &BoundedQueue<WsMessage> {
+        &self.senders.queue
+    }
+
     /// Queue a frame, waiting for room; false once the connection is gone.
     pub async fn send(&self, msg: WsMessage) -> bool {
-        self.tx.send(msg).await.is_ok()
+        matches!(self.queue().push(msg).await, Pushed::Queued)
     }
 
     /// Queue a frame if there is room now; false when full or gone.
@@ -145,9 +173,22 @@ impl Outbound {
     /// not queued, for a caller that then waits with [`send`](Self::send).
     #[allow(clippy::result_large_err)]
     pub fn offer(&self, msg: WsMessage) -> Result<(), WsMessage> {
-        self.tx.try_send(msg).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => m,
-        })
+        match self.queue().try_push(msg) {
+            Pushed::Queued => Ok(()),
+            Pushed::Rejected(m) | Pushed::EvictedOldest(m) => Err(m),
+        }
+    }
+
+    /// Queue as many of `msgs` as there is room for now, in order, under
+    /// one lock; what did not fit stays in `msgs` (send it with
+    /// [`send`](Self::send)).
+    pub fn offer_many(&self, msgs: &mut VecDeque<WsMessage>) {
+        let before = msgs.len();
+        // `block` never evicts.
+        self.queue().try_push_many_quiet(msgs, &mut Vec::new());
+        if msgs.len() < before {
+            self.queue().wake();
+        }
     }
 
     /// Queue an envelope in `encoding`, waiting for room.
@@ -158,7 +199,7 @@ impl Outbound {
     /// Ask the writer to send a close frame after what is already queued and
     /// stop. The first close asked for wins.
     pub fn close(&self, code: u16, reason: &str) {
-        self.close.send_if_modified(|c| {
+        self.senders.close.send_if_modified(|c| {
             if c.is_none() {
                 *c = Some(close_frame(code, reason));
                 true
@@ -171,17 +212,17 @@ impl Outbound {
     /// Whether a frame could be queued now (a hint: another sender may take
     /// the room first).
     pub fn has_room(&self) -> bool {
-        self.tx.capacity() > 0
+        self.queue().len() < self.queue().capacity()
     }
 
     /// Whether the writer has gone away.
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.queue().is_closed()
     }
 
     /// Whether a close has been asked for.
     pub fn is_closing(&self) -> bool {
-        self.close.borrow().is_some()
+        self.senders.close.borrow().is_some()
     }
 }
 
@@ -212,13 +253,15 @@ where
                 };
                 let Some(frame) = frame else { continue };
                 // What was queued before the close goes first.
-                while let Ok(m) = rx.rx.try_recv() {
+                rx.queue.drain(&mut buf, usize::MAX);
+                for m in buf.drain(..) {
                     sink.feed(m).await?;
                 }
                 break sink.send(WsMessage::Close(Some(frame))).await;
             }
-            n = rx.rx.recv_many(&mut buf, BATCH) => {
+            n = rx.queue.pop_many(&mut buf, BATCH) => {
                 if n == 0 {
+                    // Closed: every sender is gone and nothing is left.
                     break Ok(());
                 }
                 for m in buf.drain(..) {

@@ -219,6 +219,6 @@ mod tests {
     }
 
     async fn rx_next(rx: &mut crate::frame::OutboundRx) -> crate::frame::WsMessage {
-        rx.rx.recv().await.unwrap()
+        rx.queue.pop().await.unwrap()
     }
 }

@@ -17,8 +17,9 @@ use bytes::Bytes;
 use fednode_kit::envelope::{new_id, now_millis};
 use fednode_kit::{Encoding, Envelope, Kind, Meta};
 use fednode_websocket_input::frame::{
-    drive, outbound, ConnectionEnd, DriveOptions, FrameHandler, Outbound,
+    drive, outbound, ConnectionEnd, DriveOptions, FrameHandler, Outbound, WsMessage,
 };
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -103,6 +104,7 @@ async fn pump(
     let acked = sh.s.delivery == Delivery::AtLeastOnce && sh.s.mode == Mode::Client;
     let max_in_flight = sh.s.max_in_flight;
     let mut batch: Vec<Out> = Vec::with_capacity(BATCH);
+    let mut frames = VecDeque::with_capacity(BATCH);
     let mut sent = Sent::default();
     let stop = 'live: loop {
         let limited = conn.limiter.load().is_some();
@@ -134,6 +136,18 @@ async fn pump(
                     }
                 }
             }
+        }
+        if conn.limiter.load().is_none() {
+            // No limit: the batch goes to the writer at once.
+            let (mut handed, stopped) =
+                forward_batch(conn, out, &batch, &mut frames, acked, peer_gone, &sh.cancel).await;
+            handed.record(sh, conn);
+            if let Some((stop, at)) = stopped {
+                conn.unshift_script(batch.split_off(at));
+                break 'live stop;
+            }
+            batch.clear();
+            continue;
         }
         let mut items = std::mem::take(&mut batch).into_iter();
         while let Some(o) = items.next() {
@@ -229,6 +243,75 @@ async fn wait_for_rate(sh: &Shared, conn: &Conn, peer_gone: &CancellationToken) 
     }
 }
 
+/// The frame for one waiting item, tracked as in flight first under
+/// at-least-once (a session that dies mid-write resends it).
+fn frame_of(conn: &Conn, o: &Out, acked: bool) -> WsMessage {
+    let (msg, data) = match o {
+        Out::Data(item) => (item.message(conn.encoding, false), Some(item)),
+        Out::Replay(item) => (item.message(conn.encoding, true), Some(item)),
+        Out::Frame(m) => (m.clone(), None),
+    };
+    if let (true, Some(item)) = (acked, data) {
+        conn.track_in_flight(item);
+    }
+    msg
+}
+
+/// Hand a batch to the socket writer: what fits in its queue under one
+/// lock, the rest one by one as it makes room. On a stop, also returns
+/// where in `batch` the frames not handed over begin.
+async fn forward_batch(
+    conn: &Conn,
+    out: &Outbound,
+    batch: &[Out],
+    frames: &mut VecDeque<WsMessage>,
+    acked: bool,
+    peer_gone: &CancellationToken,
+    cancel: &CancellationToken,
+) -> (Sent, Option<(Stop, usize)>) {
+    frames.extend(batch.iter().map(|o| frame_of(conn, o, acked)));
+    out.offer_many(frames);
+    let mut stopped = None;
+    let mut at = batch.len() - frames.len();
+    while let Some(msg) = frames.pop_front() {
+        let stop = tokio::select! {
+            biased;
+            ok = out.send(msg) => (!ok).then_some(Stop::PeerGone),
+            _ = peer_gone.cancelled() => Some(Stop::PeerGone),
+            // A stalled peer must not hold up the shutdown: go and drain.
+            _ = cancel.cancelled() => Some(Stop::Cancelled),
+        };
+        if let Some(stop) = stop {
+            stopped = Some((stop, at));
+            break;
+        }
+        at += 1;
+    }
+    frames.clear();
+    let mut sent = Sent::default();
+    for o in &batch[..at] {
+        sent.add(unit(o));
+    }
+    (sent, stopped)
+}
+
+/// What one item counts as once sent.
+fn unit(o: &Out) -> Sent {
+    match o {
+        Out::Data(_) => Sent {
+            frames: 0,
+            data: 1,
+            replayed: 0,
+        },
+        Out::Replay(_) => Sent {
+            frames: 0,
+            data: 1,
+            replayed: 1,
+        },
+        Out::Frame(_) => Sent::default(),
+    }
+}
+
 /// Hand one frame to the socket writer.
 async fn forward(
     conn: &Conn,
@@ -238,20 +321,8 @@ async fn forward(
     peer_gone: &CancellationToken,
     cancel: Option<&CancellationToken>,
 ) -> Result<Sent, Stop> {
-    let (msg, data) = match o {
-        Out::Data(item) => (item.message(conn.encoding, false), Some((item, false))),
-        Out::Replay(item) => (item.message(conn.encoding, true), Some((item, true))),
-        Out::Frame(m) => (m.clone(), None),
-    };
-    if let (true, Some((item, _))) = (acked, data) {
-        // Tracked before it leaves: a session that dies mid-write resends it.
-        conn.track_in_flight(item);
-    }
-    let sent = data.map_or(Sent::default(), |(_, replayed)| Sent {
-        frames: 0,
-        data: 1,
-        replayed: u64::from(replayed),
-    });
+    let sent = unit(o);
+    let msg = frame_of(conn, o, acked);
     // Room in the writer's queue (the common case): no waiting needed.
     let msg = match out.offer(msg) {
         Ok(()) => return Ok(sent),
