@@ -139,15 +139,16 @@ async fn pump(
         }
         if conn.limiter.load().is_none() {
             // No limit: the batch goes to the writer at once.
-            let (mut handed, stopped) =
+            let (mut sent, handed, stopped) =
                 forward_batch(conn, out, &batch, &mut frames, acked, peer_gone, &sh.cancel).await;
-            handed.record(sh, conn);
-            if let Some((stop, at)) = stopped {
-                conn.unshift_script(batch.split_off(at));
-                break 'live stop;
-            }
+            sent.record(sh, conn);
+            // The rest (a stop, or a limit set meanwhile) goes back in front.
+            conn.unshift_script(batch.split_off(handed));
             batch.clear();
-            continue;
+            match stopped {
+                Some(stop) => break 'live stop,
+                None => continue,
+            }
         }
         let mut items = std::mem::take(&mut batch).into_iter();
         while let Some(o) = items.next() {
@@ -258,8 +259,9 @@ fn frame_of(conn: &Conn, o: &Out, acked: bool) -> WsMessage {
 }
 
 /// Hand a batch to the socket writer: what fits in its queue under one
-/// lock, the rest one by one as it makes room. On a stop, also returns
-/// where in `batch` the frames not handed over begin.
+/// lock, the rest one by one as it makes room. Returns what was sent, how
+/// many of `batch` were handed over (all of them, unless the pump must
+/// stop or a rate limit was set while it waited for room), and the stop.
 async fn forward_batch(
     conn: &Conn,
     out: &Outbound,
@@ -268,31 +270,33 @@ async fn forward_batch(
     acked: bool,
     peer_gone: &CancellationToken,
     cancel: &CancellationToken,
-) -> (Sent, Option<(Stop, usize)>) {
+) -> (Sent, usize, Option<Stop>) {
     frames.extend(batch.iter().map(|o| frame_of(conn, o, acked)));
     out.offer_many(frames);
     let mut stopped = None;
-    let mut at = batch.len() - frames.len();
+    let mut handed = batch.len() - frames.len();
     while let Some(msg) = frames.pop_front() {
-        let stop = tokio::select! {
+        if conn.limiter.load().is_some() {
+            break;
+        }
+        stopped = tokio::select! {
             biased;
             ok = out.send(msg) => (!ok).then_some(Stop::PeerGone),
             _ = peer_gone.cancelled() => Some(Stop::PeerGone),
             // A stalled peer must not hold up the shutdown: go and drain.
             _ = cancel.cancelled() => Some(Stop::Cancelled),
         };
-        if let Some(stop) = stop {
-            stopped = Some((stop, at));
+        if stopped.is_some() {
             break;
         }
-        at += 1;
+        handed += 1;
     }
     frames.clear();
     let mut sent = Sent::default();
-    for o in &batch[..at] {
+    for o in &batch[..handed] {
         sent.add(unit(o));
     }
-    (sent, stopped)
+    (sent, handed, stopped)
 }
 
 /// What one item counts as once sent.
