@@ -242,14 +242,20 @@ where
 {
     const BATCH: usize = 128;
     let mut buf: Vec<WsMessage> = Vec::with_capacity(BATCH);
+    // Until every sender is gone (then no close can be asked for, and the
+    // queue ends after what is left in it).
+    let mut close_open = true;
     let result = loop {
         tokio::select! {
             biased;
             _ = rx.stop.cancelled() => break Ok(()),
-            changed = rx.close.changed() => {
+            changed = rx.close.changed(), if close_open => {
                 let frame = match changed {
                     Ok(()) => rx.close.borrow_and_update().clone(),
-                    Err(_) => None,
+                    Err(_) => {
+                        close_open = false;
+                        None
+                    }
                 };
                 let Some(frame) = frame else { continue };
                 // What was queued before the close goes first.
@@ -569,5 +575,67 @@ mod tests {
         assert_eq!(t.allow(), None);
         assert_eq!(t.allow(), None);
         assert_eq!(t.suppressed, 2);
+    }
+
+    fn text_of(m: WsMessage) -> String {
+        m.into_text().unwrap().as_str().to_string()
+    }
+
+    #[tokio::test]
+    async fn outbound_takes_a_batch_as_far_as_there_is_room_in_order() {
+        let (out, rx) = outbound(3);
+        assert!(out.try_send(WsMessage::Text("a".into())));
+        let mut batch: VecDeque<WsMessage> =
+            ["b", "c", "d"].map(|t| WsMessage::Text(t.into())).into();
+        out.offer_many(&mut batch);
+        assert_eq!(batch.len(), 1, "one left over");
+        assert!(!out.has_room());
+        let mut got = Vec::new();
+        assert_eq!(rx.queue.pop_many(&mut got, 10).await, 3);
+        assert!(out.send(batch.pop_front().unwrap()).await);
+        assert_eq!(rx.queue.pop_many(&mut got, 10).await, 1);
+        let got: Vec<String> = got.into_iter().map(text_of).collect();
+        assert_eq!(got, ["a", "b", "c", "d"]);
+    }
+
+    #[tokio::test]
+    async fn outbound_sends_fail_once_the_writer_is_gone() {
+        let (out, rx) = outbound(1);
+        assert!(out.try_send(WsMessage::Text("a".into())));
+        // Full: a send waits, and fails when the writer goes away.
+        let waiting = {
+            let out = out.clone();
+            tokio::spawn(async move { out.send(WsMessage::Text("b".into())).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        drop(rx);
+        assert!(!waiting.await.unwrap());
+        assert!(out.is_closed());
+        assert!(!out.try_send(WsMessage::Text("c".into())));
+    }
+
+    #[tokio::test]
+    async fn the_writer_ends_after_what_is_queued_when_every_sender_is_gone() {
+        let (out, rx) = outbound(8);
+        let copy = out.clone();
+        assert!(out.try_send(WsMessage::Text("a".into())));
+        assert!(copy.try_send(WsMessage::Text("b".into())));
+        drop(out);
+        assert!(!copy.is_closed(), "one sender is left");
+        drop(copy);
+        let (sink, mut written) = futures::channel::mpsc::unbounded::<WsMessage>();
+        let sink = sink.sink_map_err(|_| WsError::ConnectionClosed);
+        tokio::time::timeout(Duration::from_secs(5), write_loop(sink, rx))
+            .await
+            .expect("the writer ends")
+            .unwrap();
+        let mut got = Vec::new();
+        while let Ok(Some(m)) = written.try_next() {
+            got.push(m);
+        }
+        assert_eq!(got.len(), 2, "both frames written before it ended");
+        assert_eq!(text_of(got[0].clone()), "a");
+        assert_eq!(text_of(got[1].clone()), "b");
     }
 }
