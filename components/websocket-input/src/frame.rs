@@ -631,7 +631,7 @@ mod tests {
             .expect("the writer ends")
             .unwrap();
         let mut got = Vec::new();
-        while let Ok(Some(m)) = written.try_next() {
+        while let Ok(m) = written.try_recv() {
             got.push(m);
         }
         assert_eq!(got.len(), 2, "both frames written before it ended");
