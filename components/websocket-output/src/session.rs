@@ -5,7 +5,7 @@
 //! batches whatever is queued on the session's `Outbound` with `feed()` and
 //! one `flush()`. Beside it runs the [`pump`]: it moves this connection's
 //! data — script first, then queue — through the rate limiter into the
-//! `Outbound`. Replies to requests go straight to the `Outbound`, so they
+//! `Outbound` (without a limit, a batch at a time, under one lock). Replies to requests go straight to the `Outbound`, so they
 //! never wait for the rate limit. While nothing waits for the connection
 //! and no limit applies, the fan-out itself hands live data to the
 //! `Outbound` (see `Conn::push_live`), saving the pump's hop.
@@ -139,9 +139,9 @@ async fn pump(
         }
         if conn.limiter.load().is_none() {
             // No limit: the batch goes to the writer at once.
-            let (mut sent, handed, stopped) =
+            let (mut batch_sent, handed, stopped) =
                 forward_batch(conn, out, &batch, &mut frames, acked, peer_gone, &sh.cancel).await;
-            sent.record(sh, conn);
+            batch_sent.record(sh, conn);
             // The rest (a stop, or a limit set meanwhile) goes back in front.
             conn.unshift_script(batch.split_off(handed));
             batch.clear();
