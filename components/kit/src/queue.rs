@@ -1,6 +1,7 @@
 //! A bounded queue with the three `on_full` policies of SPEC §4.1, shared by
-//! the WebSocket input (between socket readers and the bus publisher) and the
-//! WebSocket output (one per peer connection).
+//! the WebSocket input (between socket readers and the bus publisher), the
+//! WebSocket output (one per peer connection), and every WebSocket
+//! connection's outbound frames (`block`, feeding its writer).
 //!
 //! `drop_oldest` keeps the newest data (real-time streams), `drop_newest`
 //! keeps what is already queued, `block` makes the producer wait, which for a
