@@ -279,14 +279,8 @@ async fn forward_batch(
         if conn.limiter.load().is_some() {
             break;
         }
-        stopped = tokio::select! {
-            biased;
-            ok = out.send(msg) => (!ok).then_some(Stop::PeerGone),
-            _ = peer_gone.cancelled() => Some(Stop::PeerGone),
-            // A stalled peer must not hold up the shutdown: go and drain.
-            _ = cancel.cancelled() => Some(Stop::Cancelled),
-        };
-        if stopped.is_some() {
+        if let Err(stop) = send_waiting(out, msg, peer_gone, Some(cancel)).await {
+            stopped = Some(stop);
             break;
         }
         handed += 1;
@@ -328,10 +322,20 @@ async fn forward(
     let sent = unit(o);
     let msg = frame_of(conn, o, acked);
     // Room in the writer's queue (the common case): no waiting needed.
-    let msg = match out.offer(msg) {
-        Ok(()) => return Ok(sent),
-        Err(msg) => msg,
-    };
+    if let Err(msg) = out.offer(msg) {
+        send_waiting(out, msg, peer_gone, cancel).await?;
+    }
+    Ok(sent)
+}
+
+/// Queue one frame for the writer, waiting for room, unless the peer goes
+/// or `cancel` fires first.
+async fn send_waiting(
+    out: &Outbound,
+    msg: WsMessage,
+    peer_gone: &CancellationToken,
+    cancel: Option<&CancellationToken>,
+) -> Result<(), Stop> {
     let cancelled = async {
         match cancel {
             Some(c) => c.cancelled().await,
@@ -340,12 +344,11 @@ async fn forward(
     };
     tokio::select! {
         biased;
-        ok = out.send(msg) => if !ok { return Err(Stop::PeerGone) },
-        _ = peer_gone.cancelled() => return Err(Stop::PeerGone),
+        ok = out.send(msg) => if ok { Ok(()) } else { Err(Stop::PeerGone) },
+        _ = peer_gone.cancelled() => Err(Stop::PeerGone),
         // A stalled peer must not hold up the shutdown: go and drain.
-        _ = cancelled => return Err(Stop::Cancelled),
+        _ = cancelled => Err(Stop::Cancelled),
     }
-    Ok(sent)
 }
 
 /// Data frames handed to the writer, counted per batch (the counters are
