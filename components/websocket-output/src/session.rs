@@ -295,18 +295,10 @@ async fn forward_batch(
 
 /// What one item counts as once sent.
 fn unit(o: &Out) -> Sent {
-    match o {
-        Out::Data(_) => Sent {
-            frames: 0,
-            data: 1,
-            replayed: 0,
-        },
-        Out::Replay(_) => Sent {
-            frames: 0,
-            data: 1,
-            replayed: 1,
-        },
-        Out::Frame(_) => Sent::default(),
+    Sent {
+        frames: 0,
+        data: u64::from(!matches!(o, Out::Frame(_))),
+        replayed: u64::from(matches!(o, Out::Replay(_))),
     }
 }
 
