@@ -23,7 +23,9 @@
 //! (`-- quick` runs smaller counts; `scenario=N` and `system=bare|fednode`
 //! pick one run; `rounds=N` repeats each scenario N times, bare and fednode
 //! alternating, and prints the median of the per-round ratios: on a shared
-//! machine that compares the two under the same conditions.)
+//! machine that compares the two under the same conditions;
+//! `read_buffer=N` sets the fednode input's socket read buffer, 128 KiB by
+//! default, the same as the bare relay's.)
 
 use fednode_kit::component::BuildContext;
 use fednode_kit::memory::MemoryBus;
@@ -115,7 +117,13 @@ async fn bare_relay(frames: u64) -> System {
 /// fednode with the components' default queue sizes (1,000): `block` makes
 /// it lossless, and deeper queues only spill the caches (65,536-slot queues
 /// measured 25–40 % slower).
-async fn fednode() -> System {
+///
+/// The input reads with a `read_buffer` of 128 KiB unless told otherwise:
+/// the bare relay reads with tungstenite's default, which is that, while
+/// the input's own default is 16 KiB, to keep idle connections small. With
+/// 16 KiB a producer streaming at full rate costs three times as many
+/// socket reads (see BENCHMARKS.md).
+async fn fednode(read_buffer: usize) -> System {
     let bus = MemoryBus::new();
     let metrics = Metrics::new();
     let ctx_in = testing::context_on("ws_in", Arc::new(bus.clone()), &metrics);
@@ -132,7 +140,8 @@ async fn fednode() -> System {
     let input = fednode_websocket_input::input::build(
         &cx,
         &json!({"mode": "server",
-                "server": {"http_port": 0, "bind": "127.0.0.1", "path": "/in", "max_connections": 200},
+                "server": {"http_port": 0, "bind": "127.0.0.1", "path": "/in", "max_connections": 200,
+                           "read_buffer_size": read_buffer},
                 "backpressure": {"on_full": "block"},
                 "ports": {"outputs": [{"name": "ws_data", "subject": "bench.data"}]}}),
     )
@@ -218,6 +227,18 @@ async fn run(
 
 type Scenario = (&'static str, usize, usize, u64, Option<u64>, bool);
 
+/// The value of the argument `key=value`.
+fn arg(key: &str) -> Option<String> {
+    std::env::args().find_map(|a| a.strip_prefix(&format!("{key}=")).map(str::to_string))
+}
+
+/// The fednode input's `server.read_buffer_size` (`read_buffer=N`).
+fn read_buffer() -> usize {
+    arg("read_buffer")
+        .map(|v| v.parse().expect("read_buffer=<bytes>"))
+        .unwrap_or(128 * 1024)
+}
+
 /// The allocator of the `fednode` binary (src/main.rs).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -233,6 +254,10 @@ async fn bench() {
     let scale = if quick { 10 } else { 1 };
     println!("200-byte envelopes; throughput = frames delivered per second, all consumers summed");
     println!(
+        "fednode input read buffer: {} bytes (the bare relay's: 131072)",
+        read_buffer()
+    );
+    println!(
         "{:<8} {:<34} {:>12} {:>10} {:>7} {:>9} {:>9} {:>9}",
         "system", "scenario", "msgs/s", "delivered", "lost", "p50 µs", "p99 µs", "CPU ns"
     );
@@ -240,7 +265,7 @@ async fn bench() {
     type Make = fn(u64) -> futures::future::BoxFuture<'static, System>;
     let systems: [(&str, Make); 2] = [
         ("bare", |frames| Box::pin(bare_relay(frames))),
-        ("fednode", |_| Box::pin(fednode())),
+        ("fednode", |_| Box::pin(fednode(read_buffer()))),
     ];
     // (label, producers, consumers, messages per producer, paced rate, latency?)
     let scenarios: [Scenario; 5] = [
@@ -286,9 +311,6 @@ async fn bench() {
         ),
     ];
     // `scenario=N` (1-based) and `system=bare|fednode` pick one run.
-    let arg = |k: &str| {
-        std::env::args().find_map(|a| a.strip_prefix(&format!("{k}=")).map(str::to_string))
-    };
     let only_scenario: Option<usize> = arg("scenario").and_then(|v| v.parse().ok());
     let only_system = arg("system");
     let rounds: usize = arg("rounds")
