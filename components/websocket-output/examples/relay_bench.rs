@@ -121,7 +121,7 @@ async fn bare_relay(frames: u64) -> System {
 /// The input reads with a `read_buffer` of 128 KiB unless told otherwise:
 /// the bare relay reads with tungstenite's default, which is that, while
 /// the input's own default is 16 KiB, to keep idle connections small. With
-/// 16 KiB a producer streaming at full rate costs three times as many
+/// 16 KiB a producer streaming at full rate costs seven times as many
 /// socket reads (see BENCHMARKS.md).
 async fn fednode(read_buffer: usize) -> System {
     let bus = MemoryBus::new();
