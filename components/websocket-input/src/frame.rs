@@ -87,7 +87,7 @@ pub fn encode(env: &Envelope, encoding: Encoding) -> WsMessage {
 
 /// Bytes as a text frame body; payloads that came from a non-UTF-8 source
 /// (a raw NATS publisher) are repaired rather than refused.
-fn text(bytes: Vec<u8>) -> Utf8Bytes {
+pub fn text(bytes: Vec<u8>) -> Utf8Bytes {
     match String::from_utf8(bytes) {
         Ok(s) => Utf8Bytes::from(s),
         Err(e) => Utf8Bytes::from(String::from_utf8_lossy(e.as_bytes()).into_owned()),

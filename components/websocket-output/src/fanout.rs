@@ -30,7 +30,7 @@ pub(crate) const BATCH: usize = 256;
 pub(crate) enum Cmd {
     Replay {
         conn: Arc<Conn>,
-        request_id: String,
+        request_id: Arc<str>,
         encoding: Encoding,
         params: ReplayParams,
     },

@@ -13,7 +13,7 @@
 use bytes::Bytes;
 use fednode_kit::envelope::{encode_json_parts, new_id, now_millis};
 use fednode_kit::{Encoding, Envelope, Kind, Message};
-use fednode_websocket_input::frame::WsMessage;
+use fednode_websocket_input::frame::{text, WsMessage};
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -122,15 +122,6 @@ impl Item {
             "timestamp": self.timestamp,
             "payload": payload,
         })
-    }
-}
-
-/// A text frame body; a payload that is not UTF-8 (a raw NATS publisher's)
-/// is repaired rather than refused.
-fn text(bytes: Vec<u8>) -> Utf8Bytes {
-    match String::from_utf8(bytes) {
-        Ok(s) => Utf8Bytes::from(s),
-        Err(e) => Utf8Bytes::from(String::from_utf8_lossy(e.as_bytes()).into_owned()),
     }
 }
 

@@ -286,7 +286,7 @@ fn replay(
     }
     let cmd = Cmd::Replay {
         conn: conn.clone(),
-        request_id: env.id.to_string(),
+        request_id: env.id.clone(),
         encoding,
         params,
     };

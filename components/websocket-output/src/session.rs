@@ -5,8 +5,9 @@
 //! batches whatever is queued on the session's `Outbound` with `feed()` and
 //! one `flush()`. Beside it runs the [`pump`]: it moves this connection's
 //! data — script first, then queue — through the rate limiter into the
-//! `Outbound` (without a limit, a batch at a time, under one lock). Replies to requests go straight to the `Outbound`, so they
-//! never wait for the rate limit. While nothing waits for the connection
+//! `Outbound` (without a limit, a batch at a time, under one lock).
+//! Replies to requests go straight to the `Outbound`, so they never wait
+//! for the rate limit. While nothing waits for the connection
 //! and no limit applies, the fan-out itself hands live data to the
 //! `Outbound` (see `Conn::push_live`), saving the pump's hop.
 //!
