@@ -161,6 +161,9 @@ impl<T> BoundedQueue<T> {
                     if self.policy == OnFull::Block && !self.closed.load(Ordering::Acquire) =>
                 {
                     item = back;
+                    // Items pushed quietly may not have woken the consumer
+                    // yet: a producer about to wait for room always does.
+                    self.has_items.notify_one();
                     let space = self.has_space.notified();
                     tokio::pin!(space);
                     space.as_mut().enable();
@@ -304,6 +307,34 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!c.is_finished(), "a quiet push does not wake the consumer");
         q.wake();
+        assert_eq!(c.await.unwrap(), vec![0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_producer_that_must_wait_wakes_the_consumer_first() {
+        // Quiet pushes fill the queue without a wake; a push that then has
+        // to wait for room must wake the consumer, or both would wait.
+        let q: Arc<BoundedQueue<u8>> = Arc::new(BoundedQueue::new(2, OnFull::Block));
+        let c = {
+            let q = q.clone();
+            tokio::spawn(async move {
+                let mut all = Vec::new();
+                while all.len() < 3 {
+                    q.pop_many(&mut all, 8).await;
+                }
+                all
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for i in 0..2 {
+            assert_eq!(q.try_push_quiet(i), Pushed::Queued);
+        }
+        let pushed = tokio::time::timeout(Duration::from_secs(5), q.push(2)).await;
+        assert_eq!(
+            pushed,
+            Ok(Pushed::Queued),
+            "the waiting push never got room"
+        );
         assert_eq!(c.await.unwrap(), vec![0, 1, 2]);
     }
 

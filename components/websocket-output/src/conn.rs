@@ -213,23 +213,24 @@ impl Conn {
 
     // ---- data path ------------------------------------------------------
 
-    /// Offer live data (fan-out task). Never waits unless the policy is
-    /// `block`, and then not past `cancel`. The fan-out calls
-    /// [`end_burst`](Self::end_burst) after each batch.
-    pub async fn push_live(
-        &self,
-        item: Arc<Item>,
-        metrics: &OutputMetrics,
-        cancel: &CancellationToken,
-    ) {
+    /// Offer live data (fan-out task), without waiting: straight to the
+    /// writer when nothing waits for this connection, else into its queue.
+    /// Either way quietly: the fan-out calls [`end_burst`](Self::end_burst)
+    /// after each batch, which wakes the writer and the pump once.
+    ///
+    /// Returns the message when the queue is full under `block`: the
+    /// fan-out then wakes every connection ([`end_burst`](Self::end_burst))
+    /// and waits with [`push_waiting`](Self::push_waiting).
+    #[must_use = "under `block`, a full queue hands the message back to wait with"]
+    pub fn offer_live(&self, item: Arc<Item>, metrics: &OutputMetrics) -> Option<Out> {
         if self.direct && self.waiting.load(Ordering::Acquire) == 0 && self.limiter.load().is_none()
         {
             if let Some(out) = self.outbound.load().as_ref() {
                 // Room is checked before the frame is built: an unshared
                 // frame would be built again by the pump.
-                if out.has_room() && out.try_send(item.message(self.encoding, false)) {
+                if out.has_room() && out.try_send_quiet(item.message(self.encoding, false)) {
                     self.burst_sent.fetch_add(1, Ordering::Relaxed);
-                    return;
+                    return None;
                 }
             }
         }
@@ -242,33 +243,55 @@ impl Conn {
                 metrics.dropped_queue_full.inc();
             }
             Pushed::Rejected(out) => {
-                // Full under `block`: wake the pump to make room, and wait.
-                self.queue.wake();
-                let queued = self.queue.policy() == OnFull::Block
-                    && !self.queue.is_closed()
-                    && tokio::select! {
-                        r = self.queue.push(out) => matches!(r, Pushed::Queued),
-                        _ = cancel.cancelled() => false,
-                    };
-                if !queued {
-                    self.waiting.fetch_sub(1, Ordering::AcqRel);
-                    metrics.dropped_queue_full.inc();
+                if self.queue.policy() == OnFull::Block && !self.queue.is_closed() {
+                    return Some(out);
                 }
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                metrics.dropped_queue_full.inc();
             }
+        }
+        None
+    }
+
+    /// Queue what [`offer_live`](Self::offer_live) handed back, waiting for
+    /// room, but not past `cancel` (then it is dropped and counted).
+    pub async fn push_waiting(
+        &self,
+        out: Out,
+        metrics: &OutputMetrics,
+        cancel: &CancellationToken,
+    ) {
+        let queued = tokio::select! {
+            r = self.queue.push(out) => matches!(r, Pushed::Queued),
+            _ = cancel.cancelled() => false,
+        };
+        if !queued {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            metrics.dropped_queue_full.inc();
         }
     }
 
-    /// The end of a fan-out batch: count what went straight to the writer
-    /// and wake the pump once for what was queued.
+    /// The end of a fan-out batch (or a wait in it): count what went
+    /// straight to the writer and wake it, and the pump for what was queued,
+    /// once each.
     pub fn end_burst(&self, metrics: &OutputMetrics) {
         let sent = self.burst_sent.swap(0, Ordering::Relaxed);
         if sent > 0 {
+            self.wake_writer();
             metrics.sent.inc_by(sent);
             self.sent.fetch_add(sent, Ordering::Relaxed);
             self.meter.record(sent);
         }
         if self.burst_queued.swap(false, Ordering::Relaxed) {
             self.queue.wake();
+        }
+    }
+
+    /// Wake the writer for the frames [`offer_live`](Self::offer_live)
+    /// handed it quietly.
+    fn wake_writer(&self) {
+        if let Some(out) = self.outbound.load().as_ref() {
+            out.wake();
         }
     }
 
@@ -575,12 +598,12 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn replay_takes_waiting_data_once_and_in_order() {
+    #[test]
+    fn replay_takes_waiting_data_once_and_in_order() {
         let m = OutputMetrics::new(&fednode_kit::metrics::Metrics::new().component("t"), false);
         let c = conn();
         for s in [5, 6, 7] {
-            c.push_live(item(s), &m, &CancellationToken::new()).await;
+            assert!(c.offer_live(item(s), &m).is_none());
         }
         // Selection 4..=6: 5 and 6 were waiting and go out once, replayed; 7
         // was waiting but not selected and keeps its place after them.

@@ -124,8 +124,16 @@ async fn dispatch(sh: &Shared, buf: &mut Vec<Message>, seq: &mut u64) {
         sh.buffer.push(&item);
         for c in conns.iter() {
             // Routing parses the payload at most once, for everyone.
-            if c.routing.load().accepts(&item) {
-                c.push_live(item.clone(), &sh.metrics, &sh.cancel).await;
+            if !c.routing.load().accepts(&item) {
+                continue;
+            }
+            if let Some(full) = c.offer_live(item.clone(), &sh.metrics) {
+                // Full under `block`: what this batch handed to the others
+                // is theirs to send while we wait.
+                for c in conns.iter() {
+                    c.end_burst(&sh.metrics);
+                }
+                c.push_waiting(full, &sh.metrics, &sh.cancel).await;
             }
         }
     }

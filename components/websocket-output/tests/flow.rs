@@ -4,9 +4,11 @@
 mod common;
 
 use common::{publish, server, Peer};
+use futures::StreamExt;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message as Ws;
 
 #[tokio::test]
 async fn rate_limit_paces_a_burst_and_lifting_it_drains_at_full_speed() {
@@ -81,6 +83,63 @@ async fn block_loses_nothing_behind_a_slow_peer() {
         0.0
     );
     assert_eq!(node.metric("bus_messages_dropped_total", &[]), 0.0);
+    node.stop().await;
+}
+
+/// Under `block` a peer that stops reading holds the fan-out back (that is
+/// the policy: nothing lost), but what the fan-out already handed to the
+/// other peers before it had to wait still reaches them: it wakes their
+/// writers before it waits, not after.
+#[tokio::test]
+async fn under_block_a_stalled_peer_holds_back_only_what_comes_after() {
+    const N: i64 = 12_000;
+    let node = server(json!({"backpressure": {"queue_size": 5, "on_full": "block"}})).await;
+    let stalled = Peer::ready(&node.url).await;
+    let mut reader = Peer::ready(&node.url).await;
+    let filler = "x".repeat(2000);
+    // 24 MB: far more than the stalled peer's socket buffers hold.
+    let bus = node.bus.clone();
+    let publisher = tokio::spawn(async move {
+        for n in 0..N {
+            publish(
+                &bus,
+                "data.x",
+                json!({"n": n, "f": filler}),
+                &format!("m{n}"),
+            )
+            .await;
+        }
+    });
+    // Read until nothing more comes: the fan-out is then waiting on the
+    // stalled peer.
+    let mut next = 0;
+    while let Ok(Some(Ok(m))) =
+        tokio::time::timeout(Duration::from_millis(700), reader.ws.next()).await
+    {
+        if let Ws::Text(t) = m {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            assert_eq!(v["payload"]["n"], next, "in order, nothing lost");
+            next += 1;
+        }
+    }
+    // The newest message the fan-out took is the one it waits with.
+    let newest = fednode_kit::Component::buffer(&*node.out, Some(1), None)
+        .await
+        .unwrap();
+    let waiting_with = newest["messages"][0]["payload"]["n"].as_i64().unwrap();
+    assert!(waiting_with < N - 1, "the fan-out never had to wait");
+    assert!(
+        next >= waiting_with,
+        "the reading peer got {next} messages, but the fan-out took {} before it waited",
+        waiting_with
+    );
+    // The stalled peer leaves: the rest flows again, all of it.
+    drop(stalled);
+    while next < N {
+        assert_eq!(reader.data().await["payload"]["n"], next);
+        next += 1;
+    }
+    publisher.await.unwrap();
     node.stop().await;
 }
 
