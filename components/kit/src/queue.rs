@@ -99,7 +99,9 @@ impl<T> BoundedQueue<T> {
     /// [`try_push`](Self::try_push) without waking the consumer, for a
     /// producer that pushes a burst: it calls [`wake`](Self::wake) once at
     /// the end, so a waiting consumer is scheduled once per burst rather
-    /// than once per item.
+    /// than once per item. A burst that fills the queue is never stranded:
+    /// a [`push`](Self::push) that must wait for room wakes the consumer
+    /// first.
     pub fn try_push_quiet(&self, item: T) -> Pushed<T> {
         if self.closed.load(Ordering::Acquire) {
             return Pushed::Rejected(item);
