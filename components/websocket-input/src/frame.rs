@@ -179,20 +179,6 @@ impl Outbound {
         }
     }
 
-    /// [`try_send`](Self::try_send) without waking the writer, for a
-    /// caller that hands over a burst and then calls [`wake`](Self::wake)
-    /// once: the writer then finds the burst whole and writes it with one
-    /// flush, rather than waking for the first frame of it.
-    pub fn try_send_quiet(&self, msg: WsMessage) -> bool {
-        matches!(self.queue().try_push_quiet(msg), Pushed::Queued)
-    }
-
-    /// Wake the writer for frames queued with
-    /// [`try_send_quiet`](Self::try_send_quiet).
-    pub fn wake(&self) {
-        self.queue().wake();
-    }
-
     /// Queue as many of `msgs` as there is room for now, in order, under
     /// one lock; what did not fit stays in `msgs` (send it with
     /// [`send`](Self::send)).
@@ -226,7 +212,13 @@ impl Outbound {
     /// Whether a frame could be queued now (a hint: another sender may take
     /// the room first).
     pub fn has_room(&self) -> bool {
-        self.queue().len() < self.queue().capacity()
+        self.room() > 0
+    }
+
+    /// How many frames could be queued now (a hint, like
+    /// [`has_room`](Self::has_room)).
+    pub fn room(&self) -> usize {
+        self.queue().capacity().saturating_sub(self.queue().len())
     }
 
     /// Whether the writer has gone away.

@@ -1,7 +1,8 @@
 //! One peer connection's state: its own bounded queue, rate limit, filters
 //! and announced capabilities. Nothing here is shared between connections,
 //! which is what keeps a slow peer from slowing the others: the fan-out
-//! only ever `try_push`es into a connection's queue.
+//! hands each connection its share without waiting (only `on_full: block`
+//! makes it wait for room, and then after every connection had its share).
 //!
 //! Besides the queue a connection has a *script*: frames that must be
 //! written before anything still queued — a `replay` reply followed by the
@@ -18,7 +19,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -144,11 +145,6 @@ pub(crate) struct Conn {
     /// Whether that shortcut may be used at all (not with at-least-once,
     /// where the pump tracks what is in flight).
     direct: bool,
-    /// Data the fan-out handed over in its current batch: frames sent
-    /// straight to the writer (counted at the batch's end) and whether any
-    /// went into the queue (whose pump is woken then, once).
-    burst_sent: AtomicU64,
-    burst_queued: AtomicBool,
     /// Requests this node sent to the peer, waiting for replies.
     pub pending: PendingRequests,
     pub routing: ArcSwap<Routing>,
@@ -192,8 +188,6 @@ impl Conn {
             outbound: ArcSwapOption::empty(),
             waiting: AtomicUsize::new(0),
             direct,
-            burst_sent: AtomicU64::new(0),
-            burst_queued: AtomicBool::new(false),
             pending,
             routing: ArcSwap::from_pointee(Routing::default()),
             routing_edit: Mutex::new(()),
@@ -213,85 +207,85 @@ impl Conn {
 
     // ---- data path ------------------------------------------------------
 
-    /// Offer live data (fan-out task), without waiting: straight to the
-    /// writer when nothing waits for this connection, else into its queue.
-    /// Either way quietly: the fan-out calls [`end_burst`](Self::end_burst)
-    /// after each batch, which wakes the writer and the pump once.
+    /// Hand over this connection's share of a fan-out batch, in order and
+    /// without waiting: straight to the writer while nothing waits for this
+    /// connection (as much as the writer's queue has room for), the rest
+    /// into the connection's queue. The writer and the pump are woken once
+    /// each, for the whole batch. `items` is left empty.
     ///
-    /// Returns the message when the queue is full under `block`: the
-    /// fan-out then wakes every connection ([`end_burst`](Self::end_burst))
-    /// and waits with [`push_waiting`](Self::push_waiting).
-    #[must_use = "under `block`, a full queue hands the message back to wait with"]
-    pub fn offer_live(&self, item: Arc<Item>, metrics: &OutputMetrics) -> Option<Out> {
+    /// What the queue has no room for under `block` is left in `rest`, in
+    /// order: the fan-out waits with it ([`push_waiting`](Self::push_waiting))
+    /// once every connection has had its share.
+    pub fn hand_over(
+        &self,
+        items: &mut Vec<Arc<Item>>,
+        rest: &mut VecDeque<Out>,
+        metrics: &OutputMetrics,
+    ) {
+        let mut handed = 0;
         if self.direct && self.waiting.load(Ordering::Acquire) == 0 && self.limiter.load().is_none()
         {
             if let Some(out) = self.outbound.load().as_ref() {
-                // Room is checked before the frame is built: an unshared
-                // frame would be built again by the pump.
-                if out.has_room() && out.try_send_quiet(item.message(self.encoding, false)) {
-                    self.burst_sent.fetch_add(1, Ordering::Relaxed);
-                    return None;
+                // Frames are built only for the room there is: an unshared
+                // frame that did not fit would be built again by the pump.
+                let n = out.room().min(items.len());
+                if n > 0 {
+                    let mut frames: VecDeque<WsMessage> = items[..n]
+                        .iter()
+                        .map(|i| i.message(self.encoding, false))
+                        .collect();
+                    out.offer_many(&mut frames);
+                    handed = n - frames.len();
                 }
             }
         }
-        self.waiting.fetch_add(1, Ordering::AcqRel);
-        match self.queue.try_push_quiet(Out::Data(item)) {
-            Pushed::Queued => self.burst_queued.store(true, Ordering::Relaxed),
-            Pushed::EvictedOldest(_) => {
-                self.burst_queued.store(true, Ordering::Relaxed);
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
-                metrics.dropped_queue_full.inc();
-            }
-            Pushed::Rejected(out) => {
-                if self.queue.policy() == OnFull::Block && !self.queue.is_closed() {
-                    return Some(out);
-                }
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
-                metrics.dropped_queue_full.inc();
-            }
+        if handed > 0 {
+            metrics.sent.inc_by(handed as u64);
+            self.sent.fetch_add(handed as u64, Ordering::Relaxed);
+            self.meter.record(handed as u64);
         }
-        None
+        if handed == items.len() {
+            items.clear();
+            return;
+        }
+        rest.extend(items.drain(handed..).map(Out::Data));
+        items.clear();
+        let offered = rest.len();
+        self.waiting.fetch_add(offered, Ordering::AcqRel);
+        let mut evicted = Vec::new();
+        self.queue.try_push_many_quiet(rest, &mut evicted);
+        if rest.len() < offered {
+            self.queue.wake();
+        }
+        let mut dropped = evicted.len();
+        if self.queue.policy() != OnFull::Block || self.queue.is_closed() {
+            dropped += rest.len();
+            rest.clear();
+        }
+        if dropped > 0 {
+            self.waiting.fetch_sub(dropped, Ordering::AcqRel);
+            metrics.dropped_queue_full.inc_by(dropped as u64);
+        }
     }
 
-    /// Queue what [`offer_live`](Self::offer_live) handed back, waiting for
-    /// room, but not past `cancel` (then it is dropped and counted).
+    /// Queue what [`hand_over`](Self::hand_over) left in `rest`, in order,
+    /// waiting for room, but not past `cancel` (then what is left is
+    /// dropped and counted).
     pub async fn push_waiting(
         &self,
-        out: Out,
+        rest: &mut VecDeque<Out>,
         metrics: &OutputMetrics,
         cancel: &CancellationToken,
     ) {
-        let queued = tokio::select! {
-            r = self.queue.push(out) => matches!(r, Pushed::Queued),
-            _ = cancel.cancelled() => false,
-        };
-        if !queued {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            metrics.dropped_queue_full.inc();
-        }
-    }
-
-    /// The end of a fan-out batch (or a wait in it): count what went
-    /// straight to the writer and wake it, and the pump for what was queued,
-    /// once each.
-    pub fn end_burst(&self, metrics: &OutputMetrics) {
-        let sent = self.burst_sent.swap(0, Ordering::Relaxed);
-        if sent > 0 {
-            self.wake_writer();
-            metrics.sent.inc_by(sent);
-            self.sent.fetch_add(sent, Ordering::Relaxed);
-            self.meter.record(sent);
-        }
-        if self.burst_queued.swap(false, Ordering::Relaxed) {
-            self.queue.wake();
-        }
-    }
-
-    /// Wake the writer for the frames [`offer_live`](Self::offer_live)
-    /// handed it quietly.
-    fn wake_writer(&self) {
-        if let Some(out) = self.outbound.load().as_ref() {
-            out.wake();
+        while let Some(out) = rest.pop_front() {
+            let queued = tokio::select! {
+                r = self.queue.push(out) => matches!(r, Pushed::Queued),
+                _ = cancel.cancelled() => false,
+            };
+            if !queued {
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                metrics.dropped_queue_full.inc();
+            }
         }
     }
 
@@ -602,9 +596,9 @@ mod tests {
     fn replay_takes_waiting_data_once_and_in_order() {
         let m = OutputMetrics::new(&fednode_kit::metrics::Metrics::new().component("t"), false);
         let c = conn();
-        for s in [5, 6, 7] {
-            assert!(c.offer_live(item(s), &m).is_none());
-        }
+        let mut rest = VecDeque::new();
+        c.hand_over(&mut vec![item(5), item(6), item(7)], &mut rest, &m);
+        assert!(rest.is_empty());
         // Selection 4..=6: 5 and 6 were waiting and go out once, replayed; 7
         // was waiting but not selected and keeps its place after them.
         c.install_replay(WsMessage::Text("r".into()), vec![item(4), item(5), item(6)]);

@@ -1,10 +1,11 @@
 //! The fan-out task: the only reader of the bus subscriptions and the only
-//! writer of the replay buffer. For each message it appends to the buffer
-//! and offers the message to every connection whose routing accepts it —
-//! a `try_push` into that connection's own queue, so one stalled peer costs
-//! the others nothing.
+//! writer of the replay buffer. It takes messages a batch at a time; each
+//! goes to the buffer and into the share of every connection whose routing
+//! accepts it, and at the end of the batch every connection gets its share
+//! at once, without waiting — into its own queue or straight to its
+//! writer — so one stalled peer costs the others nothing.
 //!
-//! `replay` requests are served here too, between two messages: the buffer
+//! `replay` requests are served here too, between two batches: the buffer
 //! then holds exactly what has been fanned out, so the replayed selection
 //! ends where the live data going to that connection begins (no gap, no
 //! duplicate).
@@ -14,12 +15,13 @@ use fednode_websocket_input::frame::encode;
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
 use serde_json::json;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::buffer::ReplayParams;
-use crate::conn::Conn;
+use crate::conn::{Conn, Routing};
 use crate::item::Item;
 use crate::output::Shared;
 
@@ -86,6 +88,7 @@ impl Source {
 
 pub(crate) async fn run(sh: Arc<Shared>, mut source: Source, mut cmds: mpsc::Receiver<Cmd>) {
     let mut buf = Vec::with_capacity(BATCH);
+    let mut shares = Vec::new();
     let mut seq = 0u64;
     loop {
         tokio::select! {
@@ -96,14 +99,14 @@ pub(crate) async fn run(sh: Arc<Shared>, mut source: Source, mut cmds: mpsc::Rec
                 if n == 0 {
                     break;
                 }
-                dispatch(&sh, &mut buf, &mut seq).await;
+                dispatch(&sh, &mut buf, &mut seq, &mut shares).await;
             }
         }
     }
     // Shutdown: hand what the subscriptions still hold to the connections,
     // then close their queues so the writers drain and say goodbye.
     while source.ready(&mut buf) > 0 {
-        dispatch(&sh, &mut buf, &mut seq).await;
+        dispatch(&sh, &mut buf, &mut seq, &mut shares).await;
     }
     while let Ok(cmd) = cmds.try_recv() {
         handle(&sh, cmd);
@@ -113,32 +116,54 @@ pub(crate) async fn run(sh: Arc<Shared>, mut source: Source, mut cmds: mpsc::Rec
     }
 }
 
-async fn dispatch(sh: &Shared, buf: &mut Vec<Message>, seq: &mut u64) {
+/// Fan out one batch: each message to the replay buffer and into the share
+/// of every connection whose routing accepts it; then each connection gets
+/// its share at once (`Conn::hand_over`: one lock and one wake per
+/// connection and batch, not per message). Only then, under `block`, does
+/// the fan-out wait for the connections whose queues were full, for all of
+/// them at once: a stalled peer holds back what comes after the batch, not
+/// the others' share of it.
+async fn dispatch(
+    sh: &Shared,
+    buf: &mut Vec<Message>,
+    seq: &mut u64,
+    shares: &mut Vec<Vec<Arc<Item>>>,
+) {
     let conns = sh.conns();
     let n = buf.len();
     // Frames are kept for sharing only when more than one peer may send them.
     let share = conns.len() > 1;
+    // Routing as it is at the start of the batch: a filter or announce
+    // that changes meanwhile applies from the next one.
+    let routing: Vec<Arc<Routing>> = conns.iter().map(|c| c.routing.load_full()).collect();
+    shares.resize_with(conns.len(), Vec::new);
     for m in buf.drain(..) {
         *seq += 1;
         let item = Arc::new(Item::from_message(*seq, m).share_frames(share));
         sh.buffer.push(&item);
-        for c in conns.iter() {
+        for (to, routing) in shares.iter_mut().zip(&routing) {
             // Routing parses the payload at most once, for everyone.
-            if !c.routing.load().accepts(&item) {
-                continue;
-            }
-            if let Some(full) = c.offer_live(item.clone(), &sh.metrics) {
-                // Full under `block`: what this batch handed to the others
-                // is theirs to send while we wait.
-                for c in conns.iter() {
-                    c.end_burst(&sh.metrics);
-                }
-                c.push_waiting(full, &sh.metrics, &sh.cancel).await;
+            if routing.accepts(&item) {
+                to.push(item.clone());
             }
         }
     }
-    for c in conns.iter() {
-        c.end_burst(&sh.metrics);
+    let mut full = Vec::new();
+    for (c, items) in conns.iter().zip(shares.iter_mut()) {
+        let mut rest = VecDeque::new();
+        c.hand_over(items, &mut rest, &sh.metrics);
+        if !rest.is_empty() {
+            full.push((c, rest));
+        }
+    }
+    if !full.is_empty() {
+        // Side by side: a peer that has stopped reading must not hold up
+        // the rest of another's share.
+        futures::future::join_all(
+            full.iter_mut()
+                .map(|(c, rest)| c.push_waiting(rest, &sh.metrics, &sh.cancel)),
+        )
+        .await;
     }
     sh.throughput.record(n as u64);
 }

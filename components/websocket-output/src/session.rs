@@ -9,7 +9,8 @@
 //! Replies to requests go straight to the `Outbound`, so they never wait
 //! for the rate limit. While nothing waits for the connection
 //! and no limit applies, the fan-out itself hands live data to the
-//! `Outbound` (see `Conn::offer_live`), saving the pump's hop.
+//! `Outbound` a batch at a time (see `Conn::hand_over`), saving the
+//! pump's hop.
 //!
 //! On shutdown the pump drains the connection's queue for a short while,
 //! then asks `drive` to close with 1001.
