@@ -554,6 +554,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use fednode_kit::{Message, Meta};
+    use fednode_websocket_input::frame::outbound;
 
     fn item(seq: u64) -> Arc<Item> {
         Arc::new(Item::from_message(
@@ -592,10 +593,69 @@ mod tests {
             .collect()
     }
 
+    fn metrics() -> OutputMetrics {
+        OutputMetrics::new(&fednode_kit::metrics::Metrics::new().component("t"), false)
+    }
+
+    fn share(seqs: std::ops::RangeInclusive<u64>) -> Vec<Arc<Item>> {
+        seqs.map(item).collect()
+    }
+
+    fn data_seqs(outs: &VecDeque<Out>) -> Vec<u64> {
+        outs.iter().filter_map(Out::seq).collect()
+    }
+
+    #[test]
+    fn a_share_beyond_the_queue_follows_the_policy() {
+        for (policy, kept, left, dropped) in [
+            (OnFull::DropOldest, vec![3, 4, 5], vec![], 2),
+            (OnFull::DropNewest, vec![1, 2, 3], vec![], 2),
+            (OnFull::Block, vec![1, 2, 3], vec![4, 5], 0),
+        ] {
+            let m = metrics();
+            let pending = PendingRequests::new(10, Duration::from_secs(1), None);
+            let c = Conn::new("c".into(), None, Encoding::Json, 3, policy, pending, true);
+            let (mut items, mut rest) = (share(1..=5), VecDeque::new());
+            c.hand_over(&mut items, &mut rest, &m);
+            assert!(items.is_empty());
+            assert_eq!(data_seqs(&rest), left, "{policy:?}: left to wait with");
+            assert_eq!(m.dropped_queue_full.get(), dropped, "{policy:?}");
+            // What waits: the queue, and what the fan-out still holds.
+            assert_eq!(c.waiting.load(Ordering::Acquire), 3 + left.len());
+            let queued: VecDeque<Out> = c.queue.take_all().into();
+            assert_eq!(data_seqs(&queued), kept, "{policy:?}: queued");
+        }
+    }
+
+    #[test]
+    fn a_share_goes_to_the_writer_while_it_has_room_and_the_rest_waits_behind() {
+        let (m, c) = (metrics(), conn());
+        let (out, _rx) = outbound(2);
+        c.set_outbound(Some(out.clone()));
+        let mut rest = VecDeque::new();
+        c.hand_over(&mut share(1..=5), &mut rest, &m);
+        assert!(rest.is_empty());
+        // Two frames to the writer (sent), three to the queue, in order.
+        assert_eq!(m.sent.get(), 2);
+        assert!(!out.has_room());
+        assert_eq!(
+            seqs(&c),
+            vec![(Some(3), false), (Some(4), false), (Some(5), false)]
+        );
+        // While anything waits for the connection, nothing overtakes it:
+        // even with room at the writer, the next share goes to the queue.
+        c.waiting.store(1, Ordering::Release);
+        let (roomy, _rx) = outbound(8);
+        c.set_outbound(Some(roomy.clone()));
+        c.hand_over(&mut share(6..=6), &mut rest, &m);
+        assert_eq!(m.sent.get(), 2);
+        assert_eq!(seqs(&c), vec![(Some(6), false)]);
+        assert_eq!(roomy.room(), 8);
+    }
+
     #[test]
     fn replay_takes_waiting_data_once_and_in_order() {
-        let m = OutputMetrics::new(&fednode_kit::metrics::Metrics::new().component("t"), false);
-        let c = conn();
+        let (m, c) = (metrics(), conn());
         let mut rest = VecDeque::new();
         c.hand_over(&mut vec![item(5), item(6), item(7)], &mut rest, &m);
         assert!(rest.is_empty());
