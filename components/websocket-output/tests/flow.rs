@@ -8,6 +8,18 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+/// Publish data message `n` (id `m{n}`), padded to about 2 KB.
+async fn publish_2kb(bus: &fednode_kit::memory::MemoryBus, n: i64) {
+    let filler = "x".repeat(2000);
+    publish(
+        bus,
+        "data.x",
+        json!({"n": n, "f": filler}),
+        &format!("m{n}"),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn rate_limit_paces_a_burst_and_lifting_it_drains_at_full_speed() {
     let node = server(json!({})).await;
@@ -95,22 +107,14 @@ async fn under_block_a_stalled_peer_holds_back_only_what_comes_after() {
     let node = server(json!({"backpressure": {"queue_size": 5, "on_full": "block"}})).await;
     let stalled = Peer::ready(&node.url).await;
     let mut reader = Peer::ready(&node.url).await;
-    let filler = "x".repeat(2000);
     // 24 MB: far more than the stalled peer's socket buffers hold.
     let bus = node.bus.clone();
     let publisher = tokio::spawn(async move {
         for n in 0..N {
-            publish(
-                &bus,
-                "data.x",
-                json!({"n": n, "f": filler}),
-                &format!("m{n}"),
-            )
-            .await;
+            publish_2kb(&bus, n).await;
         }
     });
-    // Read until nothing more comes for a while: by then the fan-out is
-    // waiting for room for the stalled peer.
+    // The newest message the fan-out has taken from the bus.
     let newest_taken = || async {
         let b = fednode_kit::Component::buffer(&*node.out, Some(1), None)
             .await
@@ -125,6 +129,8 @@ async fn under_block_a_stalled_peer_holds_back_only_what_comes_after() {
             *next += 1;
         }
     };
+    // Read until nothing more comes for a while: by then the fan-out is
+    // waiting for room for the stalled peer.
     let mut waiting_with = None;
     for _ in 0..20 {
         let frames = reader.data_within(quiet).await;
@@ -170,7 +176,6 @@ async fn a_stalled_consumer_never_slows_the_others() {
     // `stalled` connects and then never reads again.
     let stalled = Peer::ready(&node.url).await;
     let mut fast = Peer::ready(&node.url).await;
-    let filler = "x".repeat(2000);
 
     // Publish N messages of ~2 KB at ~10,000 msg/s: 24 MB, far more than
     // the socket buffers of the stalled peer hold.
@@ -178,13 +183,7 @@ async fn a_stalled_consumer_never_slows_the_others() {
     let publisher = tokio::spawn(async move {
         let start = Instant::now();
         for n in 0..N {
-            publish(
-                &bus,
-                "data.x",
-                json!({"n": n, "f": filler}),
-                &format!("m{n}"),
-            )
-            .await;
+            publish_2kb(&bus, n as i64).await;
             if n % 100 == 99 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
