@@ -209,14 +209,8 @@ impl Outbound {
         });
     }
 
-    /// Whether a frame could be queued now (a hint: another sender may take
-    /// the room first).
-    pub fn has_room(&self) -> bool {
-        self.room() > 0
-    }
-
-    /// How many frames could be queued now (a hint, like
-    /// [`has_room`](Self::has_room)).
+    /// How many frames could be queued now (a hint: another sender may
+    /// take the room first).
     pub fn room(&self) -> usize {
         self.queue().capacity().saturating_sub(self.queue().len())
     }
@@ -598,7 +592,7 @@ mod tests {
             ["b", "c", "d"].map(|t| WsMessage::Text(t.into())).into();
         out.offer_many(&mut batch);
         assert_eq!(batch.len(), 1, "one left over");
-        assert!(!out.has_room());
+        assert_eq!(out.room(), 0);
         let mut got = Vec::new();
         assert_eq!(rx.queue.pop_many(&mut got, 10).await, 3);
         assert!(out.send(batch.pop_front().unwrap()).await);
