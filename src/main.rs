@@ -1,4 +1,4 @@
-//! The `fednode` command line (SPEC §1). Everything else lives in the
+//! The `fednode` command line. Everything else lives in the
 //! library: this file parses arguments, sets up logging and maps results to
 //! exit codes.
 
@@ -89,7 +89,7 @@ struct AuthArgs {
 
 impl AuthArgs {
     fn header(&self) -> Option<String> {
-        fednode_websocket_input::peer::authorization(self.token.as_deref(), self.basic.as_deref())
+        fednode_ws::peer::authorization(self.token.as_deref(), self.basic.as_deref())
     }
 }
 
@@ -230,8 +230,7 @@ async fn request(
 ) -> anyhow::Result<ExitCode> {
     let params: serde_json::Value =
         serde_json::from_str(params).context("--params is not valid JSON")?;
-    match fednode_websocket_input::peer::request(url, method, params, auth.header(), timeout).await
-    {
+    match fednode_ws::peer::request(url, method, params, auth.header(), timeout).await {
         Ok(reply) => {
             println!("{}", serde_json::to_string(&reply.to_value())?);
             Ok(if reply.is_ok() {
@@ -267,7 +266,7 @@ async fn tail(url: &str, filter: Option<Vec<String>>, auth: &AuthArgs) -> anyhow
         _ => None,
     };
     let stdout = std::io::stdout();
-    match fednode_websocket_input::peer::tail(url, auth.header(), filter, stdout.lock()).await {
+    match fednode_ws::peer::tail(url, auth.header(), filter, stdout.lock()).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("error: {e}");
@@ -278,7 +277,7 @@ async fn tail(url: &str, filter: Option<Vec<String>>, auth: &AuthArgs) -> anyhow
 
 async fn send(url: &str, auth: &AuthArgs) -> anyhow::Result<ExitCode> {
     let stdin = tokio::io::BufReader::new(tokio::io::stdin());
-    match fednode_websocket_input::peer::send(url, auth.header(), stdin).await {
+    match fednode_ws::peer::send(url, auth.header(), stdin).await {
         Ok(n) => {
             tracing::info!(messages = n, "sent");
             Ok(ExitCode::SUCCESS)

@@ -117,6 +117,119 @@ pub fn parse_strict<T: DeserializeOwned>(value: &Value, base: &str) -> Result<T,
     Err(errors)
 }
 
+/// Parse `value` with [`parse_strict`] and check the result with `check`,
+/// reporting problems of both kinds in one run: when some values do not
+/// parse, they are left out and what remains is still checked, so a typo in
+/// one field does not hide a bad value in another. A check's problem at a
+/// path already reported is not repeated.
+///
+/// This is the one way a component's `Config::parse` turns a `config` block
+/// into its settings.
+pub fn parse_checked<T: DeserializeOwned, S>(
+    value: &Value,
+    base: &str,
+    check: impl Fn(T) -> Result<S, Vec<ConfigError>>,
+) -> Result<S, Vec<ConfigError>> {
+    let mut errors = match parse_strict::<T>(value, base) {
+        Ok(parsed) => return check(parsed),
+        Err(errors) => errors,
+    };
+    let mut rest = value.clone();
+    for e in &errors {
+        let relative = e.path.strip_prefix(base).unwrap_or(&e.path);
+        remove_at(&mut rest, &split_path(relative), None);
+    }
+    if let Ok(parsed) = parse_strict::<T>(&rest, base) {
+        if let Err(more) = check(parsed) {
+            for m in more {
+                if !errors.iter().any(|e| e.path == m.path) {
+                    errors.push(m);
+                }
+            }
+        }
+    }
+    Err(errors)
+}
+
+/// `.a.b[0].c` as the segments `a`, `b`, `[0]`, `c`.
+fn split_path(path: &str) -> Vec<String> {
+    let mut segs = Vec::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (name, rest) = part.split_at(part.find('[').unwrap_or(part.len()));
+        if !name.is_empty() {
+            segs.push(name.to_string());
+        }
+        segs.extend(
+            rest.split_inclusive(']')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        );
+    }
+    segs
+}
+
+/// The keys a config struct accepts: the field names serde's derive gives
+/// its `deserialize_struct` (renames applied). The configuration reference
+/// is checked against these, so a key added to a struct and left out of
+/// `docs/config.md` fails a test.
+///
+/// Panics when `T` is not a derived struct (a map, an enum, a struct with a
+/// flattened field).
+pub fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
+    let mut capture = FieldCapture(None);
+    let _ = T::deserialize(&mut capture);
+    capture.0.unwrap_or_else(|| {
+        panic!(
+            "{} is not deserialized as a struct with named fields",
+            std::any::type_name::<T>()
+        )
+    })
+}
+
+/// A deserializer that only records the fields a struct asks for.
+struct FieldCapture(Option<&'static [&'static str]>);
+
+#[derive(Debug)]
+struct Captured;
+
+impl fmt::Display for Captured {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("field names captured")
+    }
+}
+
+impl std::error::Error for Captured {}
+
+impl serde::de::Error for Captured {
+    fn custom<M: fmt::Display>(_: M) -> Self {
+        Captured
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for &mut FieldCapture {
+    type Error = Captured;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Captured> {
+        Err(Captured)
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Captured> {
+        self.0 = Some(fields);
+        Err(Captured)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map enum identifier ignored_any
+    }
+}
+
 /// Values tried, in order, in place of a missing required field, so parsing
 /// can go on to report the block's other problems.
 static STAND_INS: std::sync::LazyLock<[Value; 6]> = std::sync::LazyLock::new(|| {
@@ -252,7 +365,8 @@ pub struct PortConfig {
     pub name: String,
     /// The bus subject: a pattern for inputs, a template for outputs.
     pub subject: String,
-    /// Transport; only `"nats"` (the bus) exists, kept for seed 004 configs.
+    /// Transport; only `"nats"` (the bus) exists. Accepted so that configs
+    /// may name it.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Free text for humans.
@@ -388,7 +502,7 @@ impl PortsConfig {
     }
 }
 
-/// The `auth` block of the WebSocket and HTTP components (SPEC §4.1). The
+/// The `auth` block of the WebSocket and HTTP components. The
 /// secrets themselves come from the environment variables it names, never
 /// from the config file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -1,4 +1,4 @@
-//! The wire envelope of SPEC §3 and its two codecs (JSON text frames,
+//! The wire envelope  and its two codecs (JSON text frames,
 //! MessagePack binary frames).
 //!
 //! The payload is kept as raw JSON bytes ([`Bytes`]): a data frame is parsed
@@ -89,9 +89,12 @@ pub fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
-/// A fresh envelope id.
+/// A fresh envelope id: a v4 UUID from the thread-local RNG (no system
+/// call per message, unlike `Uuid::new_v4`'s OS randomness).
 pub fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
 }
 
 impl Envelope {
@@ -167,7 +170,7 @@ impl Envelope {
         }
     }
 
-    /// Decode a JSON text frame (SPEC §3): an envelope, or any other JSON
+    /// Decode a JSON text frame: an envelope, or any other JSON
     /// value, which is then the payload of a data envelope without id.
     ///
     /// The frame must be UTF-8 (JSON text is): bytes that are not are a
@@ -561,7 +564,7 @@ fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(Default::default())
 }
 
-/// The error codes of SPEC §3.
+/// The error codes
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {

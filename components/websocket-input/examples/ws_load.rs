@@ -176,7 +176,7 @@ async fn serve(args: &[String]) {
                 path: "config",
                 node: &node,
             };
-            let input = fednode_websocket_input::input::build(&cx, &config).expect("config");
+            let input = fednode_websocket_input::build(&cx, &config).expect("config");
             let mut sub = bus
                 .subscribe(
                     "load.data",

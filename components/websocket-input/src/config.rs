@@ -1,47 +1,50 @@
-//! The `config` block of a `websocket_input` component (SPEC §4.1, seed 004)
-//! and its validation. Everything here is pure: no sockets, no DNS.
+//! The `config` block of a `websocket_input` component and its validation.
+//! The blocks it shares with the `websocket` output (`server`, `client`,
+//! `bidirectional`, `backpressure`, `delivery`) live in `fednode_ws::config`.
+//! Everything here is pure: no sockets, no DNS.
 
-use fednode_kit::backoff::ReconnectConfig;
-use fednode_kit::config::{AuthConfig, ConfigError, Credential, PortRules, PortsConfig};
+use fednode_kit::config::{
+    join, parse_checked, AuthConfig, ConfigError, Credential, PortRules, PortsConfig,
+};
 use fednode_kit::queue::OnFull;
 use fednode_kit::subject::Template;
-use serde::{Deserialize, Serialize};
-use std::net::IpAddr;
-use std::time::Duration;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use fednode_ws::config::{
+    default_max_message_bytes, validate_max_message_bytes, BackpressureConfig, BidirectionalConfig,
+    ClientConfig, Delivery, Endpoint, EndpointFields, Mode, ServerConfig,
+};
+use serde::Deserialize;
 
 /// The output port carrying data payloads.
 pub const PORT_DATA: &str = "ws_data";
 /// The output port whose subject prefixes control subjects.
 pub const PORT_CONTROL: &str = "ws_control";
-/// Accepted instead of `ws_data` (seed 004's appendix).
+/// Accepted instead of `ws_data`.
 pub const PORT_OUT: &str = "out";
 /// The control subject when no `ws_control` port is configured.
 pub const DEFAULT_CONTROL_SUBJECT: &str = "federated.control";
 
 /// The whole `config` block.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `server` (listen for peers) or `client` (connect to one peer). May be
-    /// left out when only a `server` block (or the flat `http_port`) or only
-    /// a `client` block is given.
+    /// left out: `client` when only a `client` block is given, else `server`.
     #[serde(default)]
     pub mode: Option<Mode>,
-    /// Server-mode settings (`mode: "server"`).
+    /// Server-mode settings.
     #[serde(default)]
     pub server: Option<ServerConfig>,
-    /// Shorthand for `server.http_port` (seed 004 appendix's flat form).
+    /// Shorthand for `server.http_port`.
     #[serde(default)]
     pub http_port: Option<u16>,
     /// Shorthand for `server.path`.
     #[serde(default)]
     pub path: Option<String>,
-    /// Client-mode settings (`mode: "client"`).
+    /// Client-mode settings.
     #[serde(default)]
     pub client: Option<ClientConfig>,
     /// Server mode: the credential peers must present. Client mode: the
-    /// credential this node presents (SPEC §7).
+    /// credential this node presents.
     #[serde(default)]
     pub auth: AuthConfig,
     /// Request/reply over the socket.
@@ -66,186 +69,8 @@ pub struct Config {
     pub ports: PortsConfig,
 }
 
-/// Listen or connect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Accept WebSocket peers on `server.http_port`.
-    Server,
-    /// Connect to `client.url` and keep reconnecting.
-    Client,
-}
-
-impl Mode {
-    /// The config word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Server => "server",
-            Mode::Client => "client",
-        }
-    }
-}
-
-/// Delivery guarantee on the link (SPEC §3 "Acknowledged delivery").
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Delivery {
-    /// No acks; what is lost in flight is lost.
-    #[default]
-    AtMostOnce,
-    /// Ack what was published; duplicates dropped by id.
-    AtLeastOnce,
-}
-
-/// The `server` block (also used by the `websocket` output).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerConfig {
-    /// TCP port to listen on (0 picks a free one; tests).
-    pub http_port: u16,
-    /// The WebSocket endpoint path; other paths answer 404.
-    #[serde(default = "default_path")]
-    pub path: String,
-    /// Address to bind (an IP address or `localhost`).
-    #[serde(default = "default_bind")]
-    pub bind: String,
-    /// Concurrent connections; one more is answered with HTTP 503.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
-    /// Bytes read from the socket at once (tungstenite read buffer). Every
-    /// connection holds one, idle or not, so it sets the memory per idle
-    /// connection (30–35 KiB in all at the default).
-    #[serde(default = "default_read_buffer_size")]
-    pub read_buffer_size: usize,
-    /// Bytes collected before a write reaches the socket.
-    #[serde(default = "default_buffer_size")]
-    pub write_buffer_size: usize,
-    /// Accepted for seed 004 compatibility; permessage-deflate is not
-    /// negotiated by this build (tungstenite 0.29 has no deflate), so
-    /// frames are always sent uncompressed.
-    #[serde(default)]
-    pub enable_compression: bool,
-}
-
-/// The `client` block (also used by the `websocket` output).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientConfig {
-    /// The peer's `ws://` or `wss://` URL.
-    pub url: String,
-    /// Reconnect policy (exponential backoff with jitter).
-    #[serde(default)]
-    pub reconnect: ReconnectConfig,
-    /// How long one connection attempt (TCP + TLS + handshake) may take.
-    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
-    pub connect_timeout: Duration,
-}
-
-/// The `bidirectional` block.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BidirectionalConfig {
-    /// Answer and send requests; when off, peers' requests get `unavailable`.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// How long a request may wait for its reply before it fails with `timeout`.
-    #[serde(default = "default_request_timeout", with = "humantime_serde")]
-    pub request_timeout: Duration,
-    /// Requests in flight per connection and direction; one more answers
-    /// `too_many_requests`.
-    #[serde(default = "default_max_concurrent")]
-    pub max_concurrent_requests: usize,
-}
-
-impl Default for BidirectionalConfig {
-    fn default() -> Self {
-        BidirectionalConfig {
-            enabled: true,
-            request_timeout: default_request_timeout(),
-            max_concurrent_requests: default_max_concurrent(),
-        }
-    }
-}
-
-/// The `backpressure` block.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackpressureConfig {
-    /// Apply `on_full`; when off the queue never drops and readers wait for
-    /// the bus (as with `block`).
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// Data payloads held between the sockets and the bus.
-    #[serde(default = "default_queue_size")]
-    pub queue_size: usize,
-    /// `drop_oldest`, `drop_newest` or `block` (stop reading the sockets, so
-    /// TCP pushes back on the peers).
-    #[serde(default)]
-    pub on_full: OnFull,
-}
-
-impl Default for BackpressureConfig {
-    fn default() -> Self {
-        BackpressureConfig {
-            enabled: true,
-            queue_size: default_queue_size(),
-            on_full: OnFull::default(),
-        }
-    }
-}
-
-impl BackpressureConfig {
-    /// The policy in force (`block` when backpressure is disabled).
-    pub fn policy(&self) -> OnFull {
-        if self.enabled {
-            self.on_full
-        } else {
-            OnFull::Block
-        }
-    }
-}
-
-fn default_true() -> bool {
-    true
-}
-/// 1 MiB.
-pub fn default_max_message_bytes() -> usize {
-    1024 * 1024
-}
 fn default_dedup_window() -> usize {
     10_000
-}
-fn default_path() -> String {
-    "/".into()
-}
-fn default_bind() -> String {
-    "0.0.0.0".into()
-}
-fn default_max_connections() -> usize {
-    100
-}
-/// Write side: tungstenite's own default (128 KiB); seed 004's 4 KiB example
-/// would flush every few frames. The buffer grows only while writing.
-fn default_buffer_size() -> usize {
-    128 * 1024
-}
-/// Read side: 16 KiB. tungstenite's 128 KiB default is held by every idle
-/// connection (≈ 146 KiB each in all); at 16 KiB an idle connection costs
-/// 30–35 KiB and one client still pushes ≈ 0.79 M msgs/s (BENCHMARKS.md).
-fn default_read_buffer_size() -> usize {
-    16 * 1024
-}
-fn default_connect_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_request_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_max_concurrent() -> usize {
-    10
-}
-fn default_queue_size() -> usize {
-    1000
 }
 
 /// A validated configuration, with everything resolved that `start` needs.
@@ -268,194 +93,45 @@ pub struct Settings {
     pub control_subject: String,
 }
 
-impl ServerConfig {
-    /// Problems with the values; `base` is the block's JSON path.
-    pub fn validate(&self, base: &str) -> Vec<ConfigError> {
-        let mut errors = Vec::new();
-        if !self.path.starts_with('/') {
-            errors.push(ConfigError::new(
-                format!("{base}.path"),
-                format!("must start with \"/\", got \"{}\"", self.path),
-            ));
+impl Settings {
+    /// The input queue's policy: `block` when backpressure is disabled.
+    pub fn queue_policy(&self) -> OnFull {
+        if self.backpressure.enabled {
+            self.backpressure.on_full
+        } else {
+            OnFull::Block
         }
-        if parse_bind(&self.bind).is_none() {
-            errors.push(ConfigError::new(
-                format!("{base}.bind"),
-                format!(
-                    "expected an IP address or \"localhost\", got \"{}\"",
-                    self.bind
-                ),
-            ));
-        }
-        if self.max_connections == 0 {
-            errors.push(ConfigError::new(
-                format!("{base}.max_connections"),
-                "must be at least 1",
-            ));
-        }
-        for (field, v) in [
-            ("read_buffer_size", self.read_buffer_size),
-            ("write_buffer_size", self.write_buffer_size),
-        ] {
-            if v == 0 {
-                errors.push(ConfigError::new(
-                    format!("{base}.{field}"),
-                    "must be at least 1",
-                ));
-            }
-        }
-        errors
     }
-}
-
-impl ClientConfig {
-    /// Problems with the values; `base` is the block's JSON path.
-    pub fn validate(&self, base: &str) -> Vec<ConfigError> {
-        let mut errors = validate_url(&self.url, &format!("{base}.url"));
-        errors.extend(self.reconnect.validate(&format!("{base}.reconnect")));
-        if self.connect_timeout.is_zero() {
-            errors.push(ConfigError::new(
-                format!("{base}.connect_timeout"),
-                "must be more than 0",
-            ));
-        }
-        errors
-    }
-}
-
-/// Check a peer URL without any I/O: `ws://` or `wss://`, with a host.
-pub fn validate_url(url: &str, path: &str) -> Vec<ConfigError> {
-    let lower = url.to_ascii_lowercase();
-    if !(lower.starts_with("ws://") || lower.starts_with("wss://")) {
-        return vec![ConfigError::new(
-            path,
-            format!("expected a ws:// or wss:// URL, got \"{url}\""),
-        )];
-    }
-    match url.into_client_request() {
-        Ok(_) => Vec::new(),
-        Err(e) => vec![ConfigError::new(
-            path,
-            format!("invalid URL \"{url}\": {e}"),
-        )],
-    }
-}
-
-/// The address `bind` names.
-pub fn parse_bind(bind: &str) -> Option<IpAddr> {
-    if bind.eq_ignore_ascii_case("localhost") {
-        return Some(IpAddr::from([127, 0, 0, 1]));
-    }
-    bind.parse().ok()
 }
 
 impl Config {
+    /// Parse and validate a `config` block, reporting every problem with its
+    /// JSON path under `base`.
+    pub fn parse(value: &serde_json::Value, base: &str) -> Result<Settings, Vec<ConfigError>> {
+        parse_checked(value, base, |config: Config| config.resolve(base))
+    }
+
     /// Validate the parsed block (`base` is its JSON path) and resolve it.
-    pub fn into_settings(self, base: &str) -> Result<Settings, Vec<ConfigError>> {
+    fn resolve(self, base: &str) -> Result<Settings, Vec<ConfigError>> {
+        let at = |f: &str| join(base, f);
         let mut errors = Vec::new();
-        let at = |f: &str| fednode_kit::config::join(base, f);
-
-        // Server block, possibly from the flat shorthand.
-        let flat = self.http_port.is_some() || self.path.is_some();
-        let mut server = self.server.clone();
-        if flat {
-            if server.is_some() {
-                errors.push(ConfigError::new(
-                    at(if self.http_port.is_some() {
-                        "http_port"
-                    } else {
-                        "path"
-                    }),
-                    "use either the flat http_port/path shorthand or the server block, not both",
-                ));
-            } else if let Some(port) = self.http_port {
-                server = Some(ServerConfig {
-                    http_port: port,
-                    path: self.path.clone().unwrap_or_else(default_path),
-                    bind: default_bind(),
-                    max_connections: default_max_connections(),
-                    read_buffer_size: default_read_buffer_size(),
-                    write_buffer_size: default_buffer_size(),
-                    enable_compression: false,
-                });
-            } else {
-                errors.push(ConfigError::new(
-                    at("http_port"),
-                    "required when the flat path shorthand is used",
-                ));
-            }
-        }
-
-        let mode = match self.mode {
-            Some(m) => Some(m),
-            None if server.is_some() || flat => Some(Mode::Server),
-            None if self.client.is_some() => Some(Mode::Client),
-            None => {
-                errors.push(ConfigError::new(
-                    at("mode"),
-                    "required field is missing (expected \"server\" or \"client\")",
-                ));
-                None
-            }
-        };
-
-        match mode {
-            Some(Mode::Server) => match &server {
-                Some(s) => {
-                    errors.extend(s.validate(&if flat { base.to_string() } else { at("server") }))
-                }
-                None if !flat => errors.push(ConfigError::new(
-                    at("server.http_port"),
-                    "required when mode is \"server\"",
-                )),
-                None => {}
+        let endpoint = Endpoint::resolve(
+            EndpointFields {
+                mode: self.mode,
+                server: self.server,
+                client: self.client,
+                http_port: self.http_port,
+                path: self.path,
             },
-            Some(Mode::Client) => {
-                match &self.client {
-                    Some(c) => errors.extend(c.validate(&at("client"))),
-                    None => errors.push(ConfigError::new(
-                        at("client.url"),
-                        "required when mode is \"client\"",
-                    )),
-                }
-                if flat {
-                    errors.push(ConfigError::new(
-                        at(if self.http_port.is_some() {
-                            "http_port"
-                        } else {
-                            "path"
-                        }),
-                        "only used when mode is \"server\"",
-                    ));
-                }
-            }
-            None => {}
-        }
-
-        if self.backpressure.queue_size == 0 {
-            errors.push(ConfigError::new(
-                at("backpressure.queue_size"),
-                "must be at least 1",
-            ));
-        }
-        if self.bidirectional.max_concurrent_requests == 0 {
-            errors.push(ConfigError::new(
-                at("bidirectional.max_concurrent_requests"),
-                "must be at least 1",
-            ));
-        }
-        if self.bidirectional.request_timeout.is_zero() {
-            errors.push(ConfigError::new(
-                at("bidirectional.request_timeout"),
-                "must be more than 0",
-            ));
-        }
-        if self.max_message_bytes < 64 {
-            errors.push(ConfigError::new(
-                at("max_message_bytes"),
-                format!("must be at least 64, got {}", self.max_message_bytes),
-            ));
-        }
+            base,
+            &mut errors,
+        );
+        errors.extend(self.backpressure.validate(&at("backpressure")));
+        errors.extend(self.bidirectional.validate(&at("bidirectional")));
+        errors.extend(validate_max_message_bytes(
+            self.max_message_bytes,
+            &at("max_message_bytes"),
+        ));
         if self.delivery == Delivery::AtLeastOnce && self.dedup_window == 0 {
             errors.push(ConfigError::new(
                 at("dedup_window"),
@@ -503,16 +179,16 @@ impl Config {
         }
 
         let credential = match self.auth.resolve(&at("auth")) {
-            Ok(c) => Some(c),
+            Ok(c) => c,
             Err(e) => {
                 errors.extend(e);
-                None
+                Credential::None
             }
         };
-
-        if !errors.is_empty() {
-            return Err(errors);
-        }
+        let endpoint = match endpoint {
+            Some(e) if errors.is_empty() => e,
+            _ => return Err(errors),
+        };
         let data_subject = self
             .ports
             .output(PORT_DATA)
@@ -525,16 +201,11 @@ impl Config {
             .find(|p| p.name == PORT_CONTROL)
             .map(|p| p.subject.clone())
             .unwrap_or_else(|| DEFAULT_CONTROL_SUBJECT.to_string());
-        let mode = mode.expect("validated");
         Ok(Settings {
-            mode,
-            server: if mode == Mode::Server { server } else { None },
-            client: if mode == Mode::Client {
-                self.client
-            } else {
-                None
-            },
-            credential: credential.expect("validated"),
+            mode: endpoint.mode,
+            server: endpoint.server,
+            client: endpoint.client,
+            credential,
             bidirectional: self.bidirectional,
             backpressure: self.backpressure,
             max_message_bytes: self.max_message_bytes,
@@ -547,79 +218,14 @@ impl Config {
     }
 }
 
-/// Parse and validate a `config` block, reporting every problem with its
-/// JSON path under `base`.
-pub fn parse(value: &serde_json::Value, base: &str) -> Result<Settings, Vec<ConfigError>> {
-    let mut errors = match fednode_kit::config::parse_strict::<Config>(value, base) {
-        Ok(config) => return config.into_settings(base),
-        Err(errors) => errors,
-    };
-    // Check the rest too, so that one run reports everything: drop what was
-    // wrong and validate what remains (problems at paths already reported
-    // are not repeated).
-    let mut rest = value.clone();
-    for e in &errors {
-        remove_path(&mut rest, e.path.strip_prefix(base).unwrap_or(&e.path));
-    }
-    if let Ok(config) = fednode_kit::config::parse_strict::<Config>(&rest, base) {
-        if let Err(more) = config.into_settings(base) {
-            for m in more {
-                if !errors.iter().any(|e| e.path == m.path) {
-                    errors.push(m);
-                }
-            }
-        }
-    }
-    Err(errors)
-}
-
-/// Remove the value at a relative JSON path such as `.a.b[0].c`.
-fn remove_path(root: &mut serde_json::Value, path: &str) {
-    let mut segs: Vec<&str> = Vec::new();
-    for part in path.split('.').filter(|p| !p.is_empty()) {
-        let (name, rest) = part.split_at(part.find('[').unwrap_or(part.len()));
-        if !name.is_empty() {
-            segs.push(name);
-        }
-        segs.extend(rest.split_inclusive(']').filter(|s| !s.is_empty()));
-    }
-    let Some((last, parents)) = segs.split_last() else {
-        return;
-    };
-    let mut cur = root;
-    for s in parents {
-        let next = match (cur, index(s)) {
-            (serde_json::Value::Array(a), Some(i)) => a.get_mut(i),
-            (serde_json::Value::Object(m), None) => m.get_mut(*s),
-            _ => None,
-        };
-        match next {
-            Some(v) => cur = v,
-            None => return,
-        }
-    }
-    match (cur, index(last)) {
-        (serde_json::Value::Array(a), Some(i)) if i < a.len() => {
-            a.remove(i);
-        }
-        (serde_json::Value::Object(m), None) => {
-            m.shift_remove(*last);
-        }
-        _ => {}
-    }
-}
-
-fn index(seg: &str) -> Option<usize> {
-    seg.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
 
     fn errs(v: serde_json::Value) -> Vec<String> {
-        parse(&v, "components.ws_in.config")
+        Config::parse(&v, "components.ws_in.config")
             .unwrap_err()
             .iter()
             .map(|e| e.to_string())
@@ -632,7 +238,7 @@ mod tests {
 
     #[test]
     fn a_minimal_server_config_gets_the_defaults() {
-        let s = parse(
+        let s = Config::parse(
             &json!({"mode": "server", "server": {"http_port": 8081}, "ports": data_port()}),
             "c",
         )
@@ -677,7 +283,7 @@ mod tests {
         let lines = errs(json!({"mode": "server", "ports": data_port()}));
         assert_eq!(
             lines,
-            vec!["components.ws_in.config.server.http_port: required when mode is \"server\""]
+            vec!["components.ws_in.config.server.http_port: required when mode is \"server\" (or the flat http_port shorthand)"]
         );
         let lines = errs(json!({"mode": "client", "ports": data_port()}));
         assert_eq!(
@@ -691,7 +297,10 @@ mod tests {
             vec!["components.ws_in.config.client.url: expected a ws:// or wss:// URL, got \"http://x:1/\""]
         );
         let lines = errs(json!({"ports": data_port()}));
-        assert!(lines[0].starts_with("components.ws_in.config.mode: required field is missing"));
+        assert_eq!(
+            lines,
+            vec!["components.ws_in.config.server.http_port: required when mode is \"server\" (or the flat http_port shorthand)"]
+        );
     }
 
     #[test]
@@ -701,7 +310,7 @@ mod tests {
             lines,
             vec!["components.ws_in.config.ports.outputs: a port named \"ws_data\" (or \"out\") is required"]
         );
-        let s = parse(
+        let s = Config::parse(
             &json!({"mode": "client", "client": {"url": "ws://edge:8080/federation"},
                     "ports": {"outputs": [{"name": "out", "subject": "federated.data"},
                                           {"name": "ws_control", "subject": "ctl"}]}}),
@@ -714,7 +323,7 @@ mod tests {
 
     #[test]
     fn flat_shorthand_is_server_mode() {
-        let s = parse(
+        let s = Config::parse(
             &json!({"http_port": 8080, "path": "/federation", "ports": data_port()}),
             "c",
         )

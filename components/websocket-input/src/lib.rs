@@ -1,61 +1,39 @@
-//! fednode-websocket-input: the `websocket_input` component (SPEC §3, §4.1,
-//! §5; seed 004), and the WebSocket plumbing the `websocket` output reuses.
+//! fednode-websocket-input: the `websocket_input` component. Peers (devices,
+//! relays, other nodes) send data and requests over WebSocket; data goes
+//! onto the bus, requests are answered or forwarded to the bus. The
+//! transport itself (frames, server gate, client reconnect, request
+//! correlation) is `fednode-ws`.
 //!
 //! # What lives where
 //!
-//! - [`config`]: the `config` block (`deny_unknown_fields`, named defaults,
-//!   humantime durations) and its validation into [`config::Settings`];
-//!   [`config::ServerConfig`] and [`config::ClientConfig`] are the shared
-//!   `server` / `client` blocks.
-//! - [`input`]: the component. Sessions of either mode decode frames and push
-//!   data into one kit [`BoundedQueue`](fednode_kit::queue::BoundedQueue)
-//!   (`on_full` policy; `block` stops reading the socket); one publisher task
-//!   drains it onto the `ws_data` subject (a template rendered only when it
-//!   has placeholders), retrying publish errors with backoff. Requests from
-//!   peers are answered locally (`status`) or forwarded to
-//!   `<ws_control>.request`; requests this node sends (admin API,
-//!   `<ws_control>.send`) go through the per-connection pending map.
-//! - [`peer`]: a small client for the CLI (`fednode request|tail|send`).
-//!
-//! # Reusable pieces (used by `fednode-websocket-output`)
-//!
-//! - [`client::run_reconnecting`]: the client state machine
-//!   (INIT → CONNECTING → CONNECTED → RECONNECTING → FAILED) with kit
-//!   backoff + jitter and `max_retries`, generic over what to do with each
-//!   established [`client::ClientStream`] (a closure returning
-//!   [`client::SessionEnd`]), reporting [`client::StateChange`]s through a
-//!   callback and presenting the [`Credential`](fednode_kit::config::Credential)
-//!   as an `Authorization` header. [`client::connect`] is one attempt.
-//! - [`server::Gate`]: auth (401) and the connection limit (503), checked
-//!   before the upgrade; [`server::upgrade`] completes the handshake on an
-//!   axum request and yields a tokio-tungstenite [`server::ServerStream`];
-//!   [`server::bind`] / [`server::serve`].
-//! - [`state::ConnectionState`], and [`metrics::StateGauge`] /
-//!   [`metrics::RequestMetrics`] (family prefix as a parameter).
-//! - [`pending::PendingRequests`]: request correlation per connection, with
-//!   timeout, `max_concurrent_requests` and `fail_all` on disconnect.
-//! - [`frame`]: [`frame::classify`] / [`frame::encode`] (text = JSON,
-//!   binary = MessagePack), [`frame::Outbound`] + [`frame::write_loop`]
-//!   (feed/flush batching, close after what is queued), and
-//!   [`frame::drive`]: a whole connection with a [`frame::FrameHandler`]
-//!   (1009 on oversize, 1001 on cancellation, throttled parse-error logs).
-//! - [`throughput::RateMeter`] (`status` throughput) and
-//!   [`dedup::RecentIds`] (duplicate ids for `at_least_once`).
+//! - [`config`]: the `config` block, checked into [`config::Settings`]
+//!   (`Config::parse`).
+//! - `component`: the component (start, health, `/components` detail).
+//! - `session`: connections of either mode — the server's HTTP handler and
+//!   the client's reconnect loop — each driving its frames into the paths
+//!   below.
+//! - `publish`: the data path. Sessions push data into one kit
+//!   [`BoundedQueue`](fednode_kit::queue::BoundedQueue) (`on_full` policy;
+//!   `block` stops reading the sockets); one publisher task drains it onto
+//!   the `ws_data` subject (a template rendered only when it has
+//!   placeholders). Under `at_least_once` each published envelope is acked.
+//! - `control`: requests from peers (`status` answered here, the rest
+//!   forwarded to `<ws_control>.request`) and requests this node sends (the
+//!   admin API, `<ws_control>.send`).
+//! - `shared`: the state those files share.
+//! - [`metrics`]: the `websocket_input_*` families.
 
-pub mod client;
+mod component;
 pub mod config;
-pub mod dedup;
-pub mod frame;
-pub mod input;
+mod control;
 pub mod metrics;
-pub mod peer;
-pub mod pending;
-pub mod server;
-pub mod state;
-pub mod throughput;
+mod publish;
+mod session;
+mod shared;
 
-pub use input::WebSocketInput;
-pub use state::ConnectionState;
+pub use component::{build, WebSocketInput};
+pub use config::{Config, Settings};
+pub use fednode_ws::ConnectionState;
 
 use fednode_kit::{BuildContext, BuildResult, ComponentKind, Registration};
 
@@ -73,6 +51,6 @@ pub fn registration() -> Registration {
 }
 
 fn build_component(cx: &BuildContext<'_>, value: &serde_json::Value) -> BuildResult {
-    let c = input::build(cx, value)?;
+    let c = build(cx, value)?;
     Ok(c)
 }

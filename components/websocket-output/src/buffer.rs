@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::item::Item;
 
-/// `replay` params (SPEC §3).
+/// `replay` params.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayParams {

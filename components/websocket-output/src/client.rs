@@ -4,13 +4,13 @@
 //! filling while the link is down, and with `at_least_once` delivery what
 //! the hub has not acknowledged is sent again first on the next session.
 
-use fednode_websocket_input::client::{run_reconnecting, ClientOptions, SessionEnd};
+use fednode_ws::client::{run_reconnecting, ClientOptions, SessionEnd};
 use std::sync::Arc;
 
-use crate::config::Delivery;
 use crate::conn::Conn;
-use crate::output::Shared;
 use crate::session;
+use crate::shared::Shared;
+use fednode_ws::config::Delivery;
 
 pub(crate) async fn run(sh: Arc<Shared>, conn: Arc<Conn>) {
     let client = sh.s.client.clone().expect("client mode has a client block");
@@ -23,7 +23,7 @@ pub(crate) async fn run(sh: Arc<Shared>, conn: Arc<Conn>) {
     };
     let on_state = {
         let sh = sh.clone();
-        move |change: &fednode_websocket_input::client::StateChange| sh.on_state(change)
+        move |change: &fednode_ws::client::StateChange| sh.on_state(change)
     };
     let end = run_reconnecting(opts, sh.cancel.clone(), on_state, |ws| {
         let (sh, conn, url) = (sh.clone(), conn.clone(), client.url.clone());

@@ -1,28 +1,27 @@
-//! The `websocket` output's config (SPEC §4.2, §7): the same shape as the
-//! input's — `mode`, `server`, `client`, `auth`, `backpressure` (per
-//! connection), `replay`, `encoding`, `delivery`, `ports` — plus seed 004's
-//! flat `http_port` / `path` as shorthand for server mode.
+//! The `websocket` output's config: the same shape as the input's — `mode`,
+//! `server`, `client`, `auth`, `backpressure` (per connection), `delivery`,
+//! `ports` (the shared blocks live in `fednode_ws::config`) — plus `replay`
+//! and `encoding`, and the flat `http_port` / `path` shorthand for server
+//! mode.
 //!
-//! Everything is checked here, before any socket exists; `resolve` turns the
-//! parsed block into [`Settings`], the only form the runtime code reads.
+//! Everything is checked here, before any socket exists; `Config::parse`
+//! turns the block into [`Settings`], the only form the runtime code reads.
 
 use fednode_kit::config::{
-    join, parse_strict, AuthConfig, ConfigError, Credential, PortRules, PortsConfig,
+    join, parse_checked, AuthConfig, ConfigError, Credential, PortRules, PortsConfig,
 };
-use fednode_kit::queue::OnFull;
 use fednode_kit::Encoding;
-use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
-
-// The blocks both WebSocket components share, with their validation.
-pub use fednode_websocket_input::config::{
-    parse_bind, BidirectionalConfig, ClientConfig, Delivery, ServerConfig,
+use fednode_ws::config::{
+    default_max_message_bytes, validate_max_message_bytes, BackpressureConfig, BidirectionalConfig,
+    ClientConfig, Delivery, Endpoint, EndpointFields, Mode, ServerConfig,
 };
+use serde::Deserialize;
+use std::net::SocketAddr;
 
 /// `components.<name>.config` of a `websocket` output.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OutputConfig {
+pub struct Config {
     /// `server`: peers connect to this node; `client`: this node connects to
     /// a hub's `websocket_input` server and pushes to it. Defaults to
     /// `client` when only a `client` block is given, else `server`.
@@ -34,10 +33,10 @@ pub struct OutputConfig {
     /// Client mode: where to connect and how to reconnect.
     #[serde(default)]
     pub client: Option<ClientConfig>,
-    /// Seed 004 shorthand for `server.http_port`.
+    /// Shorthand for `server.http_port`.
     #[serde(default)]
     pub http_port: Option<u16>,
-    /// Seed 004 shorthand for `server.path`.
+    /// Shorthand for `server.path`.
     #[serde(default)]
     pub path: Option<String>,
     /// Server mode: the credential peers must present; client mode: the
@@ -74,51 +73,6 @@ pub struct OutputConfig {
     pub ports: PortsConfig,
 }
 
-/// Server or client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Server,
-    Client,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Server => "server",
-            Mode::Client => "client",
-        }
-    }
-}
-
-/// The `backpressure` block: one queue per connection.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackpressureConfig {
-    /// Kept for seed 004; when false, peers may not change their rate
-    /// (`backpressure` answers `unavailable`). The per-connection queue
-    /// always exists: it is what isolates peers from each other.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// Data frames waiting for one peer, at most.
-    #[serde(default = "default_queue_size")]
-    pub queue_size: usize,
-    /// What a full queue does: `drop_oldest` (default), `drop_newest`, or
-    /// `block` (lossless, but a stalled peer then stalls this output).
-    #[serde(default)]
-    pub on_full: OnFull,
-}
-
-impl Default for BackpressureConfig {
-    fn default() -> Self {
-        BackpressureConfig {
-            enabled: true,
-            queue_size: default_queue_size(),
-            on_full: OnFull::default(),
-        }
-    }
-}
-
 /// The `replay` block.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,20 +90,11 @@ impl Default for ReplayConfig {
     }
 }
 
-fn default_true() -> bool {
-    true
-}
-fn default_queue_size() -> usize {
-    1000
-}
 fn default_buffer_size() -> usize {
     1000
 }
 fn default_max_in_flight() -> usize {
     1000
-}
-fn default_max_message_bytes() -> usize {
-    1 << 20
 }
 
 /// The checked config, as the runtime uses it.
@@ -173,15 +118,14 @@ pub struct Settings {
     pub ports: PortsConfig,
 }
 
-impl OutputConfig {
+impl Config {
     /// Parse and check the block at `path`, reporting every problem.
     pub fn parse(value: &serde_json::Value, path: &str) -> Result<Settings, Vec<ConfigError>> {
-        let cfg: OutputConfig = parse_strict(value, path)?;
-        cfg.resolve(path)
+        parse_checked(value, path, |config: Config| config.resolve(path))
     }
 
     /// Check the values and fold the server shorthand in.
-    pub fn resolve(self, base: &str) -> Result<Settings, Vec<ConfigError>> {
+    fn resolve(self, base: &str) -> Result<Settings, Vec<ConfigError>> {
         let at = |field: &str| join(base, field);
         let mut errors = self.ports.validate(
             &at("ports"),
@@ -199,114 +143,26 @@ impl OutputConfig {
                 "at least one input port (the subjects to serve) is required",
             ));
         }
-
-        let flat = self.http_port.is_some() || self.path.is_some();
-        let flat_field = if self.http_port.is_some() {
-            "http_port"
-        } else {
-            "path"
-        };
-        let mode =
-            self.mode
-                .unwrap_or(if self.client.is_some() && self.server.is_none() && !flat {
-                    Mode::Client
-                } else {
-                    Mode::Server
-                });
-        let mut server = None;
-        let mut listen = None;
-        match mode {
-            Mode::Server => {
-                let (block, block_at) = match (&self.server, flat) {
-                    (Some(_), true) => {
-                        errors.push(ConfigError::new(
-                            at(flat_field),
-                            "use either the flat http_port/path shorthand or the server block, not both",
-                        ));
-                        (None, String::new())
-                    }
-                    (Some(s), false) => (Some(s.clone()), at("server")),
-                    (None, true) => match self.http_port {
-                        Some(port) => {
-                            // The shorthand is a server block with defaults.
-                            let mut v = serde_json::json!({"http_port": port});
-                            if let Some(p) = &self.path {
-                                v["path"] = p.clone().into();
-                            }
-                            let s: ServerConfig = serde_json::from_value(v)
-                                .expect("a port and a path make a server block");
-                            (Some(s), base.to_string())
-                        }
-                        None => {
-                            errors.push(ConfigError::new(
-                                at("http_port"),
-                                "required when the flat path shorthand is used",
-                            ));
-                            (None, String::new())
-                        }
-                    },
-                    (None, false) => {
-                        errors.push(ConfigError::new(
-                            at("server.http_port"),
-                            "required when mode is \"server\" (or the flat http_port shorthand)",
-                        ));
-                        (None, String::new())
-                    }
-                };
-                if let Some(s) = block {
-                    let problems = s.validate(&block_at);
-                    if problems.is_empty() {
-                        let ip = parse_bind(&s.bind).expect("validated bind");
-                        listen = Some(SocketAddr::new(ip, s.http_port));
-                    }
-                    errors.extend(problems);
-                    server = Some(s);
-                }
-            }
-            Mode::Client => {
-                match &self.client {
-                    Some(c) => errors.extend(c.validate(&at("client"))),
-                    None => errors.push(ConfigError::new(
-                        at("client.url"),
-                        "required when mode is \"client\"",
-                    )),
-                }
-                if flat {
-                    errors.push(ConfigError::new(
-                        at(flat_field),
-                        "only used when mode is \"server\"",
-                    ));
-                }
-            }
-        }
-
-        if self.backpressure.queue_size == 0 {
-            errors.push(ConfigError::new(
-                at("backpressure.queue_size"),
-                "must be at least 1",
-            ));
-        }
+        let endpoint = Endpoint::resolve(
+            EndpointFields {
+                mode: self.mode,
+                server: self.server,
+                client: self.client,
+                http_port: self.http_port,
+                path: self.path,
+            },
+            base,
+            &mut errors,
+        );
+        errors.extend(self.backpressure.validate(&at("backpressure")));
         if self.max_in_flight == 0 {
             errors.push(ConfigError::new(at("max_in_flight"), "must be at least 1"));
         }
-        if self.max_message_bytes < 64 {
-            errors.push(ConfigError::new(
-                at("max_message_bytes"),
-                format!("must be at least 64, got {}", self.max_message_bytes),
-            ));
-        }
-        if self.bidirectional.max_concurrent_requests == 0 {
-            errors.push(ConfigError::new(
-                at("bidirectional.max_concurrent_requests"),
-                "must be at least 1",
-            ));
-        }
-        if self.bidirectional.request_timeout.is_zero() {
-            errors.push(ConfigError::new(
-                at("bidirectional.request_timeout"),
-                "must be more than 0",
-            ));
-        }
+        errors.extend(validate_max_message_bytes(
+            self.max_message_bytes,
+            &at("max_message_bytes"),
+        ));
+        errors.extend(self.bidirectional.validate(&at("bidirectional")));
         let credential = match self.auth.resolve(&at("auth")) {
             Ok(c) => c,
             Err(e) => {
@@ -314,18 +170,15 @@ impl OutputConfig {
                 Credential::None
             }
         };
-        if !errors.is_empty() {
-            return Err(errors);
-        }
+        let endpoint = match endpoint {
+            Some(e) if errors.is_empty() => e,
+            _ => return Err(errors),
+        };
         Ok(Settings {
-            mode,
-            server,
-            listen,
-            client: if mode == Mode::Client {
-                self.client
-            } else {
-                None
-            },
+            mode: endpoint.mode,
+            server: endpoint.server,
+            listen: endpoint.listen,
+            client: endpoint.client,
             credential,
             backpressure: self.backpressure,
             buffer_size: self.replay.buffer_size,
@@ -348,7 +201,7 @@ mod tests {
     use serde_json::json;
 
     fn lines(v: serde_json::Value) -> Vec<String> {
-        OutputConfig::parse(&v, "c")
+        Config::parse(&v, "c")
             .unwrap_err()
             .iter()
             .map(|e| e.to_string())
@@ -356,8 +209,8 @@ mod tests {
     }
 
     #[test]
-    fn seed_flat_form_is_server_shorthand() {
-        let s = OutputConfig::parse(
+    fn the_flat_form_is_server_shorthand() {
+        let s = Config::parse(
             &json!({"http_port": 8080, "path": "/federation",
                     "ports": {"inputs": [{"name": "in", "subject": "filtered.data"}]}}),
             "c",
@@ -373,7 +226,7 @@ mod tests {
 
     #[test]
     fn a_lone_client_block_means_client_mode() {
-        let s = OutputConfig::parse(
+        let s = Config::parse(
             &json!({"client": {"url": "ws://hub:8081/ingest"},
                     "ports": {"inputs": [{"name": "in", "subject": "a"}]}}),
             "c",

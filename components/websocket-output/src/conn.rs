@@ -13,7 +13,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use fednode_kit::filter::Filter;
 use fednode_kit::queue::{BoundedQueue, OnFull, Pushed};
 use fednode_kit::Encoding;
-use fednode_websocket_input::throughput::RateMeter;
+use fednode_ws::throughput::RateMeter;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -25,8 +25,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use fednode_websocket_input::frame::{Outbound, WsMessage};
-use fednode_websocket_input::pending::PendingRequests;
+use fednode_ws::frame::{Outbound, WsMessage};
+use fednode_ws::pending::PendingRequests;
 
 use crate::item::Item;
 use crate::metrics::OutputMetrics;
@@ -501,7 +501,7 @@ impl Conn {
         self.capabilities.lock().clone()
     }
 
-    /// Log a bad frame at most once per second per connection (SPEC §5.3).
+    /// Log a bad frame at most once per second per connection.
     pub fn should_log_error(&self) -> bool {
         let now = fednode_kit::envelope::now_millis();
         let last = self.last_error_log.load(Ordering::Relaxed);
@@ -558,7 +558,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use fednode_kit::{Message, Meta};
-    use fednode_websocket_input::frame::outbound;
+    use fednode_ws::frame::outbound;
 
     fn item(seq: u64) -> Arc<Item> {
         Arc::new(Item::from_message(

@@ -10,8 +10,8 @@
 //! ends where the live data going to that connection begins (no gap, no
 //! duplicate).
 
-use fednode_kit::{Encoding, Envelope, Message, ReplyPayload, Subscription};
-use fednode_websocket_input::frame::encode;
+use fednode_kit::{Envelope, Message, ReplyPayload, Subscription};
+use fednode_ws::frame::encode;
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
 use serde_json::json;
@@ -20,23 +20,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-use crate::buffer::ReplayParams;
-use crate::conn::{Conn, Routing};
+use crate::conn::Routing;
 use crate::item::Item;
-use crate::output::Shared;
+use crate::shared::{Cmd, Shared};
 
 /// Messages taken from the bus at once.
 pub(crate) const BATCH: usize = 256;
-
-/// Work for the fan-out task besides data.
-pub(crate) enum Cmd {
-    Replay {
-        conn: Arc<Conn>,
-        request_id: Arc<str>,
-        encoding: Encoding,
-        params: ReplayParams,
-    },
-}
 
 /// The input subscriptions: one is read directly (the common case), several
 /// are merged.

@@ -13,7 +13,7 @@
 use bytes::Bytes;
 use fednode_kit::envelope::{encode_json_parts, new_id, now_millis};
 use fednode_kit::{Encoding, Envelope, Kind, Message};
-use fednode_websocket_input::frame::{text, WsMessage};
+use fednode_ws::frame::{text, WsMessage};
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
 use tokio_tungstenite::tungstenite::Utf8Bytes;

@@ -1,38 +1,40 @@
-//! The `websocket` output (SPEC §3, §4.2): serves data from its input
-//! subjects to WebSocket peers — as a server edge nodes expose, or as a
-//! client pushing to a hub's `websocket_input` — and answers the request
-//! methods of seed 004 for each connection.
+//! The `websocket` output: serves data from its input subjects to
+//! WebSocket peers — as a server edge nodes expose, or as a client pushing
+//! to a hub's `websocket_input` — and answers the request methods
+//! (`backpressure`, `subscribe`, `unsubscribe`, `replay`, `status`,
+//! `announce`) for each connection. The transport is `fednode-ws`.
 //!
-//! - `config.rs`: the config block and its validation.
-//! - `output.rs`: the component (`start`, health, `/components` detail,
-//!   admin requests, the buffer) and the state its tasks share.
+//! - `config.rs`: the config block and its validation (`Config::parse`).
+//! - `component.rs`: the component (`start`, health, `/components` detail,
+//!   admin requests, the buffer).
 //! - `fanout.rs`: the one task reading the bus: replay buffer, routing,
 //!   per-connection queues, and the replay cut.
-//! - `conn.rs`: one connection's queue, rate limit, filters, capabilities.
-//! - `session.rs`: one socket session (the input crate's `drive`) and the
+//! - `session.rs`: one socket session (`fednode_ws::frame::drive`) and the
 //!   pump that moves a connection's data through its rate limit.
-//! - `methods.rs`: `backpressure`, `subscribe`, `unsubscribe`, `replay`,
-//!   `status`, `announce`.
-//! - `server.rs` / `client.rs`: the two modes, on the input crate's server
+//! - `methods.rs`: the methods above.
+//! - `server.rs` / `client.rs`: the two modes, on the transport's server
 //!   gate and reconnect loop.
+//! - `conn.rs`: one connection's queue, rate limit, filters, capabilities.
+//! - `shared.rs`: what the tasks of a started output share.
 //! - `item.rs` / `buffer.rs` / `metrics.rs`: a shared data message, the
 //!   replay ring, the `websocket_output_*` families.
 
 mod buffer;
 mod client;
+mod component;
 pub mod config;
 mod conn;
 mod fanout;
 mod item;
 mod methods;
 mod metrics;
-mod output;
 mod server;
 mod session;
+mod shared;
 
-pub use config::{OutputConfig, Settings};
+pub use component::WebSocketOutput;
+pub use config::{Config, Settings};
 pub use methods::METHODS;
-pub use output::WebSocketOutput;
 
 use fednode_kit::{ComponentKind, Registration};
 use std::sync::Arc;
@@ -44,7 +46,7 @@ pub fn registration() -> Registration {
         aliases: &["websocket_output"],
         kinds: &[ComponentKind::Output],
         build: |cx, value| {
-            let settings = OutputConfig::parse(value, cx.path)?;
+            let settings = Config::parse(value, cx.path)?;
             Ok(Arc::new(WebSocketOutput::new(settings)))
         },
     }

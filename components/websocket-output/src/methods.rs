@@ -1,4 +1,4 @@
-//! The request methods of SPEC §3, answered for the connection that asked:
+//! The request methods, answered for the connection that asked:
 //! `backpressure`, `subscribe`, `unsubscribe`, `replay`, `status`,
 //! `announce`. Anything else is `unknown_method`; bad params are
 //! `invalid_params` (a filter whose path or operator is wrong:
@@ -9,7 +9,7 @@
 
 use fednode_kit::filter::{FilterError, FilterSpec};
 use fednode_kit::{Encoding, Envelope, ErrorCode, ReplyPayload, RequestPayload};
-use fednode_websocket_input::frame::Outbound;
+use fednode_ws::frame::Outbound;
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -17,9 +17,9 @@ use std::sync::Arc;
 
 use crate::buffer::ReplayParams;
 use crate::conn::Conn;
-use crate::fanout::Cmd;
 use crate::metrics::error_type;
-use crate::output::Shared;
+use crate::shared::Cmd;
+use crate::shared::Shared;
 
 /// The methods, for error messages.
 pub const METHODS: [&str; 6] = [

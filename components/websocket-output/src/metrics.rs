@@ -3,7 +3,7 @@
 //! from the input crate, registered under this prefix.
 
 use fednode_kit::metrics::{ComponentMetrics, LabelledCounter};
-use fednode_websocket_input::metrics::{RequestMetrics, StateGauge};
+use fednode_ws::metrics::{RequestMetrics, StateGauge};
 use prometheus::{IntCounter, IntGauge};
 
 pub(crate) const PREFIX: &str = "websocket_output";

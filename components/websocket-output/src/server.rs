@@ -7,13 +7,13 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
-use fednode_websocket_input::server::{upgrade, Rejection, ServerStream};
+use fednode_ws::server::{upgrade, Rejection, ServerStream};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::metrics::error_type;
-use crate::output::Shared;
 use crate::session;
+use crate::shared::Shared;
 
 pub(crate) fn router(sh: Arc<Shared>) -> Router {
     let path =

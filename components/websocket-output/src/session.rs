@@ -18,7 +18,7 @@
 use bytes::Bytes;
 use fednode_kit::envelope::{new_id, now_millis};
 use fednode_kit::{Encoding, Envelope, Kind, Meta};
-use fednode_websocket_input::frame::{
+use fednode_ws::frame::{
     drive, outbound, ConnectionEnd, DriveOptions, FrameHandler, Outbound, WsMessage,
 };
 use std::collections::VecDeque;
@@ -28,11 +28,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Delivery, Mode};
 use crate::conn::{Conn, Out};
 use crate::methods;
 use crate::metrics::{error_type, reason};
-use crate::output::Shared;
+use crate::shared::Shared;
+use fednode_ws::config::{Delivery, Mode};
 
 /// Frames between the pump and the socket writer: enough for the writer to
 /// batch (it flushes up to 256 at once; with 128 here, 4 → 4 throughput was

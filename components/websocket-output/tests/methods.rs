@@ -1,4 +1,4 @@
-//! The request methods of SPEC §3 against a real server on 127.0.0.1:
+//! The request methods  against a real server on 127.0.0.1:
 //! success and every error code of each.
 
 mod common;

@@ -81,7 +81,7 @@ async fn connections_over_the_limit_get_503_and_slots_come_back() {
 async fn a_port_in_use_is_a_start_error_naming_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let settings = fednode_websocket_output::OutputConfig::parse(
+    let settings = fednode_websocket_output::Config::parse(
         &json!({"server": {"http_port": port, "bind": "127.0.0.1"},
                 "ports": {"inputs": [{"name": "in", "subject": "a"}]}}),
         "c",
@@ -94,7 +94,7 @@ async fn a_port_in_use_is_a_start_error_naming_it() {
 }
 
 #[tokio::test]
-async fn the_seed_flat_form_serves_and_several_inputs_are_merged() {
+async fn the_flat_form_serves_and_several_inputs_are_merged() {
     let node = start(json!({
         "http_port": 0, "path": "/federation",
         "ports": {"inputs": [{"name": "a", "subject": "one.>"}, {"name": "b", "subject": "two"}]}

@@ -60,8 +60,8 @@ async fn basic_good_and_bad() {
     })))
     .await;
     let url = node.url();
-    let good = fednode_websocket_input::peer::authorization(None, Some("edge:pa:ss")).unwrap();
-    let bad = fednode_websocket_input::peer::authorization(None, Some("edge:nope")).unwrap();
+    let good = fednode_ws::peer::authorization(None, Some("edge:pa:ss")).unwrap();
+    let bad = fednode_ws::peer::authorization(None, Some("edge:nope")).unwrap();
     assert_eq!(refused_status(&url, None).await, 401);
     assert_eq!(refused_status(&url, Some(&bad)).await, 401);
     assert_eq!(refused_status(&url, Some("Bearer s3cret-token")).await, 401);

@@ -4,8 +4,8 @@
 
 use crate::common::*;
 use fednode_kit::envelope::{Encoding, Envelope, Kind, ReplyPayload};
-use fednode_websocket_input::frame::encode;
 use fednode_websocket_input::ConnectionState;
+use fednode_ws::frame::encode;
 use serde_json::{json, Value};
 use std::sync::Once;
 use tokio::net::{TcpListener, TcpStream};
@@ -107,7 +107,7 @@ pub async fn peer_send(ws: &mut PeerWs, env: &Envelope) {
 }
 
 pub async fn peer_next(ws: &mut PeerWs) -> Envelope {
-    use fednode_websocket_input::frame::{classify, Incoming};
+    use fednode_ws::frame::{classify, Incoming};
     use futures::StreamExt;
     loop {
         let m = tokio::time::timeout(SOON, ws.next())

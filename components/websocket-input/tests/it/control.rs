@@ -6,7 +6,7 @@ use crate::common::*;
 use fednode_kit::bus::{Meta, SubscribeOptions};
 use fednode_kit::envelope::{Encoding, Envelope, Kind, ReplyPayload};
 use fednode_kit::{AdminError, AdminRequest, Bus, Component};
-use fednode_websocket_input::frame::encode;
+use fednode_ws::frame::encode;
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -5,7 +5,7 @@ use crate::common::*;
 use fednode_kit::bus::{Overflow, SubscribeOptions};
 use fednode_kit::envelope::{Encoding, Kind};
 use fednode_kit::Bus;
-use fednode_websocket_input::frame::WsMessage;
+use fednode_ws::frame::WsMessage;
 use serde_json::json;
 
 #[tokio::test]

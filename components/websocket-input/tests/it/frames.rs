@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use fednode_kit::envelope::{Encoding, Kind};
-use fednode_websocket_input::frame::WsMessage;
+use fednode_ws::frame::WsMessage;
 use futures::SinkExt;
 use rand::{Rng, SeedableRng};
 use serde_json::json;

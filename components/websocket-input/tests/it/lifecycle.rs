@@ -48,7 +48,7 @@ async fn a_port_in_use_is_a_start_error_naming_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let node = NodeIdentity::default();
-    let comp = fednode_websocket_input::input::build(
+    let comp = fednode_websocket_input::build(
         &cx(&node),
         &json!({"mode": "server", "server": {"http_port": port, "bind": "127.0.0.1"},
                 "ports": {"outputs": [{"name": "ws_data", "subject": "d"}]}}),

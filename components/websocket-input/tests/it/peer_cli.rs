@@ -4,7 +4,7 @@ use crate::client_mode::{peer_next, peer_send, TestServer};
 use crate::common::*;
 use fednode_kit::envelope::{Envelope, Kind, ReplyPayload};
 use fednode_kit::filter::Filter;
-use fednode_websocket_input::peer::{self, PeerError};
+use fednode_ws::peer::{self, PeerError};
 use futures::SinkExt;
 use serde_json::json;
 use std::time::Duration;

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use fednode_kit::memory::MemoryBus;
 use fednode_kit::metrics::Metrics;
 use fednode_kit::{testing, Bus, Component, Context, Message, Meta};
-use fednode_websocket_output::{OutputConfig, WebSocketOutput};
+use fednode_websocket_output::{Config, WebSocketOutput};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -69,7 +69,7 @@ pub async fn start(cfg: Value) -> Node {
 }
 
 pub async fn start_on(cfg: Value, ctx: Context, bus: MemoryBus, metrics: Arc<Metrics>) -> Node {
-    let settings = OutputConfig::parse(&cfg, "c").expect("valid config");
+    let settings = Config::parse(&cfg, "c").expect("valid config");
     let out = Arc::new(WebSocketOutput::new(settings));
     out.clone().start(ctx.clone()).await.expect("starts");
     let url = match out.local_addr() {

@@ -2,7 +2,7 @@
 //! `websocket` output.
 //!
 //! - [`classify`] turns a tungstenite [`WsMessage`] into an envelope (text =
-//!   JSON, binary = MessagePack, SPEC §3) or says why it could not;
+//!   JSON, binary = MessagePack) or says why it could not;
 //!   [`encode`] does the reverse.
 //! - [`Outbound`] is the cloneable handle that queues frames for a
 //!   connection's writer (a kit `BoundedQueue`, so that a batch of frames
@@ -13,8 +13,7 @@
 //! - [`drive`] runs a whole connection: it reads frames and hands decoded
 //!   envelopes to a [`FrameHandler`] (frames already read are taken
 //!   without waiting; `on_idle` marks the end of each such burst), counts
-//!   and rate-limits the logging of undecodable frames ([`LogThrottle`],
-//!   SPEC §5.3), answers an oversized frame with close code 1009, and on
+//!   and rate-limits the logging of undecodable frames ([`LogThrottle`]), answers an oversized frame with close code 1009, and on
 //!   cancellation sends 1001 and waits briefly for the peer's close reply.
 
 use bytes::Bytes;
@@ -489,7 +488,7 @@ where
             }
             Some(Err(WsError::Utf8(e))) => {
                 // A text frame that is not UTF-8: not understood, dropped,
-                // the connection stays (SPEC §5.3).
+                // the connection stays.
                 let err = DecodeError::Json(format!("text frame is not UTF-8: {e}"));
                 log_undecodable(&mut throttle, &opts.label, &err);
                 handler.on_undecodable(&err, Encoding::Json);

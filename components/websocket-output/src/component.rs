@@ -1,20 +1,17 @@
-//! The component: [`WebSocketOutput`] (what `build` returns) and the state
-//! its tasks share once it is started ([`Shared`]).
+//! The component: [`WebSocketOutput`] (what `build` returns): start (bind
+//! or connect, subscribe, spawn the fan-out), health, the `/components`
+//! detail, admin requests and the buffer.
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use fednode_kit::config::PortsConfig;
 use fednode_kit::queue::OnFull;
-use fednode_kit::subject::Template;
 use fednode_kit::{
-    AdminError, AdminRequest, BusHandle, Component, Context, Health, NodeIdentity, Overflow,
-    StartError, SubscribeOptions,
+    AdminError, AdminRequest, Component, Context, Health, Overflow, StartError, SubscribeOptions,
 };
-use fednode_websocket_input::client::StateChange;
-use fednode_websocket_input::pending::PendingRequests;
-use fednode_websocket_input::server::Gate;
-use fednode_websocket_input::state::ConnectionState;
-use fednode_websocket_input::throughput::RateMeter;
+use fednode_ws::server::Gate;
+use fednode_ws::state::ConnectionState;
+use fednode_ws::throughput::RateMeter;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -23,160 +20,21 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::buffer::ReplayBuffer;
-use crate::config::{Delivery, Mode, Settings, PORT_UPSTREAM};
+use crate::config::{Settings, PORT_UPSTREAM};
 use crate::conn::Conn;
-use crate::fanout::{self, Cmd, Source};
+use crate::fanout::{self, Source};
 use crate::metrics::OutputMetrics;
+use crate::shared::Shared;
 use crate::{client, server};
+use fednode_ws::config::Mode;
 
 /// A `websocket` output, built and possibly started.
 pub struct WebSocketOutput {
     settings: Settings,
     running: OnceLock<Arc<Shared>>,
     local_addr: Mutex<Option<SocketAddr>>,
-}
-
-/// What the tasks of a started output share.
-pub(crate) struct Shared {
-    pub name: String,
-    pub s: Settings,
-    pub node: NodeIdentity,
-    pub metrics: OutputMetrics,
-    pub bus: BusHandle,
-    pub cancel: CancellationToken,
-    pub tracker: TaskTracker,
-    pub buffer: ReplayBuffer,
-    conns: ArcSwap<Vec<Arc<Conn>>>,
-    conns_edit: Mutex<()>,
-    next_conn: AtomicU64,
-    /// Data messages taken from the bus (`status` throughput).
-    pub throughput: RateMeter,
-    pub started: Instant,
-    pub connections_total: AtomicU64,
-    pub cmds: mpsc::Sender<Cmd>,
-    pub upstream: Option<Template>,
-    /// Server mode: authentication and `max_connections`.
-    pub gate: Option<Gate>,
-    pub ws_config: WebSocketConfig,
-    /// Client mode: where the connection stands, and why it last failed.
-    pub client_state: Mutex<(ConnectionState, Option<String>)>,
-}
-
-impl Shared {
-    /// The open connections (server mode) or the hub connection (client).
-    pub fn conns(&self) -> Arc<Vec<Arc<Conn>>> {
-        self.conns.load_full()
-    }
-
-    /// A new connection, registered with the fan-out.
-    pub fn open_conn(&self, remote: Option<SocketAddr>) -> Arc<Conn> {
-        let n = self.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
-        let id = match self.s.mode {
-            Mode::Server => format!("conn-{n}"),
-            Mode::Client => "hub".to_string(),
-        };
-        let conn = Arc::new(Conn::new(
-            id,
-            remote,
-            self.s.encoding,
-            self.s.backpressure.queue_size,
-            self.s.backpressure.on_full,
-            PendingRequests::new(
-                self.s.bidirectional.max_concurrent_requests,
-                self.s.bidirectional.request_timeout,
-                Some(self.metrics.requests.clone()),
-            ),
-            !(self.s.mode == Mode::Client && self.s.delivery == Delivery::AtLeastOnce),
-        ));
-        let _edit = self.conns_edit.lock();
-        let mut v = (**self.conns.load()).clone();
-        v.push(conn.clone());
-        self.conns.store(Arc::new(v));
-        conn
-    }
-
-    /// Forget a connection: the fan-out stops offering it data.
-    pub fn close_conn(&self, conn: &Arc<Conn>) {
-        {
-            let _edit = self.conns_edit.lock();
-            let v: Vec<Arc<Conn>> = self
-                .conns
-                .load()
-                .iter()
-                .filter(|c| !Arc::ptr_eq(c, conn))
-                .cloned()
-                .collect();
-            self.conns.store(Arc::new(v));
-        }
-        conn.queue.close();
-        conn.pending.fail_all("the connection closed");
-    }
-
-    /// A session started (both modes).
-    pub fn session_opened(&self) {
-        self.connections_total.fetch_add(1, Ordering::Relaxed);
-        self.metrics.connections_total.inc();
-        self.metrics.connections_active.inc();
-    }
-
-    pub fn session_closed(&self) {
-        self.metrics.connections_active.dec();
-    }
-
-    /// Peers connected now.
-    pub fn active(&self) -> usize {
-        match self.s.mode {
-            Mode::Server => self.conns.load().len(),
-            Mode::Client => usize::from(self.client_state.lock().0 == ConnectionState::Connected),
-        }
-    }
-
-    /// Data waiting in every connection's queue.
-    pub fn queue_depth(&self) -> usize {
-        self.conns.load().iter().map(|c| c.depth()).sum()
-    }
-
-    pub fn find(&self, id: &str) -> Option<Arc<Conn>> {
-        self.conns.load().iter().find(|c| c.id == id).cloned()
-    }
-
-    /// Client mode: a state change from the reconnect loop.
-    pub fn on_state(&self, change: &StateChange) {
-        *self.client_state.lock() = (change.state, change.error.clone());
-        if let Some(g) = &self.metrics.state {
-            g.set(change.state);
-        }
-        if change.state == ConnectionState::Reconnecting {
-            self.metrics.reconnect_attempts.inc();
-        }
-    }
-
-    /// The `status` result (SPEC §3).
-    pub fn status(&self, conn: Option<&Conn>) -> Value {
-        let mut v = json!({
-            "throughput": {
-                "current": self.throughput.current(),
-                "average_1m": self.throughput.average_1m(),
-                "unit": "msg/sec",
-            },
-            "queue_depth": conn.map_or_else(|| self.queue_depth(), Conn::depth),
-            "uptime_seconds": self.started.elapsed().as_secs(),
-            "connections": {
-                "active": self.active(),
-                "total": self.connections_total.load(Ordering::Relaxed),
-            },
-            "node": {"id": self.node.id, "region": self.node.region},
-            "buffer": {"size": self.buffer.len(), "capacity": self.s.buffer_size},
-        });
-        if let Some(c) = conn {
-            v["connection"] = c.describe();
-        }
-        v
-    }
 }
 
 impl WebSocketOutput {
@@ -223,7 +81,7 @@ impl Component for WebSocketOutput {
         // Bind first: nothing else is worth doing when the port is taken.
         let listener = match (s.mode, &s.server) {
             (Mode::Server, Some(srv)) => {
-                let l = fednode_websocket_input::server::bind(&srv.bind, srv.http_port).await?;
+                let l = fednode_ws::server::bind(&srv.bind, srv.http_port).await?;
                 *self.local_addr.lock() = l.local_addr().ok();
                 Some(l)
             }
@@ -292,11 +150,8 @@ impl Component for WebSocketOutput {
                 tracing::info!(component = %ctx.name, addr = ?l.local_addr().ok(),
                     path = %shared.s.server.as_ref().map_or("/", |v| v.path.as_str()), "websocket output listening");
                 let router = server::router(shared.clone());
-                ctx.tracker.spawn(fednode_websocket_input::server::serve(
-                    l,
-                    router,
-                    ctx.cancel.clone(),
-                ));
+                ctx.tracker
+                    .spawn(fednode_ws::server::serve(l, router, ctx.cancel.clone()));
             }
             None => {
                 let conn = shared.open_conn(None);

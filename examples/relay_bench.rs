@@ -19,7 +19,7 @@
 //! process); fan-out of one producer to 100 consumers, unpaced and paced at
 //! 10,000 msgs/s (no loss allowed).
 //!
-//! Run with: cargo run --release -p fednode-websocket-output --example relay_bench
+//! Run with: cargo run --release --example relay_bench
 //! (`-- quick` runs smaller counts; `scenario=N` and `system=bare|fednode`
 //! pick one run; `rounds=N` repeats each scenario N times, bare and fednode
 //! alternating, and prints the median of the per-round ratios: on a shared
@@ -32,7 +32,7 @@ use fednode_kit::memory::MemoryBus;
 use fednode_kit::metrics::Metrics;
 use fednode_kit::{testing, Component, Context, NodeIdentity};
 use fednode_testkit::loadgen::{self, Generator};
-use fednode_websocket_output::{OutputConfig, WebSocketOutput};
+use fednode_websocket_output::{Config, WebSocketOutput};
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use std::sync::Arc;
@@ -137,7 +137,7 @@ async fn fednode(read_buffer: usize) -> System {
         path: "ws_in",
         node: &node,
     };
-    let input = fednode_websocket_input::input::build(
+    let input = fednode_websocket_input::build(
         &cx,
         &json!({"mode": "server",
                 "server": {"http_port": 0, "bind": "127.0.0.1", "path": "/in", "max_connections": 200,
@@ -147,7 +147,7 @@ async fn fednode(read_buffer: usize) -> System {
     )
     .unwrap();
     input.clone().start(ctx_in.clone()).await.unwrap();
-    let settings = OutputConfig::parse(
+    let settings = Config::parse(
         &json!({"server": {"http_port": 0, "bind": "127.0.0.1", "path": "/out", "max_connections": 200},
                 "backpressure": {"on_full": "block"},
                 "ports": {"inputs": [{"name": "in", "subject": "bench.data"}]}}),

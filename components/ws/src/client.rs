@@ -1,5 +1,5 @@
 //! Client mode: connect to a peer's WebSocket URL and keep the connection
-//! up with the seed 004 state machine
+//! up with the connection state machine
 //! `INIT → CONNECTING → CONNECTED → RECONNECTING → FAILED`.
 //!
 //! [`connect`] makes one attempt (with the `Authorization` header and a
@@ -117,7 +117,7 @@ fn describe(url: &str, e: WsError) -> ConnectError {
 pub struct ClientOptions {
     /// `ws://` or `wss://` URL of the peer.
     pub url: String,
-    /// What to present (SPEC §7: client-mode `auth` is the client's credential).
+    /// What to present (client-mode `auth` is the client's credential).
     pub credential: Credential,
     /// Backoff and retry limits.
     pub reconnect: ReconnectConfig,
@@ -150,7 +150,7 @@ pub enum SessionEnd {
 
 /// With `max_retries: 0` (retry forever) a rejected credential still ends
 /// in FAILED after this many consecutive HTTP 401 answers: a 401 is fatal
-/// (SPEC §4.1), the retries only ride out a server whose secret is being
+///, the retries only ride out a server whose secret is being
 /// rotated.
 pub const UNAUTHORIZED_RETRIES_WHEN_UNLIMITED: u32 = 10;
 

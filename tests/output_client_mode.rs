@@ -1,8 +1,10 @@
-//! Client mode: pushing to a real `websocket_input` server (the input
-//! crate's registration on its own memory bus), acknowledged delivery
+//! The `websocket` output in client mode: pushing to a real
+//! `websocket_input` server (the input's registration on its own memory
+//! bus), acknowledged delivery
 //! across a hub restart, exact resends against a scripted hub, and the
 //! state machine's health.
 
+#[path = "../components/websocket-output/tests/common/mod.rs"]
 mod common;
 
 use common::{publish, start, Node};

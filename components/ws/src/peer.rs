@@ -1,4 +1,4 @@
-//! A one-shot WebSocket peer for the command line (SPEC §1):
+//! A one-shot WebSocket peer for the command line:
 //! `fednode request` ([`request`]), `fednode tail` ([`tail`]) and
 //! `fednode send` ([`send`]). Each connects like any peer (text frames,
 //! JSON envelopes), with an optional `Authorization` header value

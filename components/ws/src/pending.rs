@@ -1,5 +1,5 @@
 //! Requests this node sent on one connection and is waiting to hear back
-//! about (SPEC §3 "Requests and replies").
+//! about.
 //!
 //! Each request gets a fresh id and an entry in the map; the reply with that
 //! id resolves it. No reply within `request_timeout` fails it with

@@ -1,4 +1,4 @@
-//! The client-mode connection state machine of seed 004:
+//! The client-mode connection state machine:
 //! `INIT → CONNECTING → CONNECTED → RECONNECTING → FAILED`.
 
 use serde::Serialize;

@@ -1,0 +1,233 @@
+//! The data path: a data frame becomes a queued item (dedup and ack under
+//! `at_least_once`, the `on_full` policy when the queue is full), and one
+//! publisher task drains the queue onto the `ws_data` subject.
+
+use fednode_kit::bus::{BusError, Message, Meta};
+use fednode_kit::envelope::{new_id, now_millis, Encoding, Envelope};
+use fednode_kit::queue::{OnFull, Pushed};
+use fednode_ws::config::{Delivery, Mode};
+use fednode_ws::frame::{self, Outbound};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::metrics::{error_type, reason};
+use crate::shared::{AckTo, Conn, Item, Running};
+
+/// How long shutdown keeps trying to hand queued data to the bus.
+const FLUSH_GRACE: Duration = Duration::from_secs(5);
+/// Data taken from the queue per publisher round.
+const PUBLISH_BATCH: usize = 256;
+
+impl Running {
+    /// One data frame of a burst: `burst` frames (this one included) are
+    /// not counted yet, and the publisher not woken, until the burst ends.
+    pub(crate) async fn on_data(
+        &self,
+        conn: &Conn,
+        env: Envelope,
+        encoding: Encoding,
+        out: &Outbound,
+        burst: &mut u64,
+    ) {
+        let had_id = !env.id.is_empty();
+        let id: Arc<str> = if had_id { env.id } else { Arc::from(new_id()) };
+        if had_id && self.settings.mode == Mode::Client {
+            *self.last_received_id.lock() = Some(id.clone());
+        }
+        let ack = if had_id && self.settings.delivery == Delivery::AtLeastOnce {
+            if !self.dedup.lock().insert(&id) {
+                self.metrics.dropped(reason::DUPLICATE).inc();
+                // Published before; the sender missed our ack.
+                out.try_send(frame::encode(&Envelope::ack(&id, None), encoding));
+                return;
+            }
+            Some(AckTo {
+                out: out.clone(),
+                encoding,
+            })
+        } else {
+            None
+        };
+        let item = Item {
+            payload: env.payload,
+            meta: Meta {
+                id: Some(id),
+                timestamp: Some(env.timestamp.unwrap_or_else(now_millis)),
+                node: None,
+                replay: env.replay,
+            },
+            ack,
+        };
+        self.enqueue(item, conn, burst).await;
+    }
+
+    pub(crate) fn count_received(&self, conn: &Conn, n: u64) {
+        self.metrics.received.inc_by(n);
+        self.meter.record(n);
+        conn.received.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Queue without waking the publisher (the session does, once per
+    /// burst), except when `block` has to wait for room: then the burst so
+    /// far is counted and the publisher woken first.
+    pub(crate) async fn enqueue(&self, item: Item, conn: &Conn, burst: &mut u64) {
+        let pushed = match self.queue.try_push_quiet(item) {
+            Pushed::Rejected(item)
+                if self.queue.policy() == OnFull::Block && !self.queue.is_closed() =>
+            {
+                // Full: let the publisher make room, and wait for it
+                // (health and the counters see it meanwhile).
+                self.count_received(conn, std::mem::take(burst));
+                self.note_depth();
+                self.queue.wake();
+                let push = self.queue.push(item);
+                tokio::pin!(push);
+                tokio::select! {
+                    biased;
+                    r = &mut push => r,
+                    _ = self.ctx.cancel.cancelled() => match tokio::time::timeout(FLUSH_GRACE, &mut push).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            self.metrics.dropped(reason::SHUTDOWN).inc();
+                            return;
+                        }
+                    },
+                }
+            }
+            other => other,
+        };
+        match pushed {
+            Pushed::Queued => {}
+            Pushed::EvictedOldest(old) => {
+                self.metrics.dropped_queue_full.inc();
+                self.refuse(old, reason::QUEUE_FULL);
+            }
+            Pushed::Rejected(new) => {
+                if self.queue.is_closed() {
+                    self.metrics.dropped(reason::SHUTDOWN).inc();
+                    self.refuse(new, "shutting_down");
+                } else {
+                    self.metrics.dropped_queue_full.inc();
+                    self.refuse(new, reason::QUEUE_FULL);
+                }
+            }
+        }
+    }
+
+    /// The queue's depth into the gauges, and when it became full (a burst
+    /// ends with this; the publisher updates the gauges as it drains).
+    pub(crate) fn note_depth(&self) {
+        let len = self.queue.len();
+        self.set_queue_gauges(len);
+        if len >= self.queue.capacity() && !self.full_flag.swap(true, Ordering::AcqRel) {
+            *self.full_since.lock() = Some(Instant::now());
+        }
+    }
+
+    pub(crate) fn set_queue_gauges(&self, len: usize) {
+        self.metrics.queue_depth.set(len as i64);
+        self.metrics
+            .queue_utilization
+            .set(len as f64 / self.queue.capacity() as f64);
+    }
+
+    /// Data that will not reach the bus: nack it (`at_least_once`) and let
+    /// a resend of the same id through.
+    pub(crate) fn refuse(&self, item: Item, why: &str) {
+        self.nack(item.ack, item.meta.id, why);
+    }
+
+    pub(crate) fn nack(&self, ack: Option<AckTo>, id: Option<Arc<str>>, why: &str) {
+        if let (Some(ack), Some(id)) = (ack, id) {
+            self.dedup.lock().forget(&id);
+            ack.out
+                .try_send(frame::encode(&Envelope::ack(&id, Some(why)), ack.encoding));
+        }
+    }
+
+    pub(crate) async fn publish_loop(self: Arc<Self>) {
+        let template = self.settings.data_subject.clone();
+        let fixed: Option<Arc<str>> = template.is_static().then(|| Arc::from(template.as_str()));
+        let mut buf: Vec<Item> = Vec::with_capacity(PUBLISH_BATCH);
+        loop {
+            if self.queue.pop_many(&mut buf, PUBLISH_BATCH).await == 0 {
+                break;
+            }
+            let len = self.queue.len();
+            self.set_queue_gauges(len);
+            if len < self.queue.capacity() && self.full_flag.swap(false, Ordering::AcqRel) {
+                *self.full_since.lock() = None;
+            }
+            for item in buf.drain(..) {
+                let subject: Arc<str> = match &fixed {
+                    Some(s) => s.clone(),
+                    None => Arc::from(template.render_bytes(&item.payload)),
+                };
+                self.publish_one(subject, item).await;
+            }
+        }
+        self.publisher_done.cancel();
+    }
+
+    pub(crate) async fn publish_one(&self, subject: Arc<str>, item: Item) {
+        let Item { payload, meta, ack } = item;
+        // The message moves to the bus; an ack or nack needs only the id.
+        let id = ack.as_ref().and(meta.id.clone());
+        let msg = Message {
+            subject,
+            payload,
+            meta,
+            reply: None,
+        };
+        // Most messages go without waiting and without a copy kept for a
+        // retry; the rest wait for room, and failures retry with backoff.
+        let result = match self.ctx.bus.try_publish_message(msg) {
+            Ok(result) => result,
+            Err(msg) => match self.ctx.bus.publish_message(msg.clone()).await {
+                Ok(()) => Ok(()),
+                Err(e @ BusError::InvalidSubject(_)) => Err(e),
+                Err(e) => {
+                    self.metrics.error(error_type::PUBLISH).inc();
+                    tracing::warn!(component = %self.ctx.name, subject = %msg.subject, error = %e, "publish failed; retrying with backoff");
+                    self.ctx.bus.publish_retrying(msg, &self.flush_abort).await
+                }
+            },
+        };
+        match result {
+            Ok(()) => {
+                self.metrics.published.inc();
+                if let (Some(ack), Some(id)) = (&ack, &id) {
+                    ack.out
+                        .try_send(frame::encode(&Envelope::ack(id, None), ack.encoding));
+                }
+            }
+            Err(e) => {
+                let why = if matches!(e, BusError::InvalidSubject(_)) {
+                    "invalid_subject"
+                } else {
+                    reason::SHUTDOWN
+                };
+                self.metrics.dropped(why).inc();
+                tracing::error!(component = %self.ctx.name, error = %e, reason = why, "data message lost");
+                self.nack(ack, id, why);
+            }
+        }
+    }
+
+    /// Shutdown order: connections close (1001) and the client loop ends,
+    /// then the queue closes and the publisher flushes it to the bus.
+    pub(crate) async fn shutdown(self: Arc<Self>) {
+        self.ctx.cancel.cancelled().await;
+        self.conn_tracker.close();
+        self.conn_tracker.wait().await;
+        self.queue.close();
+        tokio::select! {
+            _ = self.publisher_done.cancelled() => {}
+            _ = tokio::time::sleep(FLUSH_GRACE) => {
+                tracing::warn!(component = %self.ctx.name, left = self.queue.len(), "bus did not take the queued data in time");
+                self.flush_abort.cancel();
+            }
+        }
+    }
+}

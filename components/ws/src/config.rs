@@ -1,0 +1,515 @@
+//! The config blocks both WebSocket components share — `mode`, `server`
+//! (or its flat `http_port`/`path` shorthand), `client`, `bidirectional`,
+//! `backpressure`, `delivery` — their defaults, and their checks. Each
+//! component's own `Config` holds these as fields and calls
+//! [`Endpoint::resolve`] once; everything here is pure (no sockets, no DNS).
+
+use fednode_kit::backoff::ReconnectConfig;
+use fednode_kit::config::{join, ConfigError};
+use fednode_kit::queue::OnFull;
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// Listen for peers or connect to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Accept WebSocket peers on `server.http_port`.
+    Server,
+    /// Connect to `client.url` and keep reconnecting.
+    Client,
+}
+
+impl Mode {
+    /// The config word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Server => "server",
+            Mode::Client => "client",
+        }
+    }
+}
+
+/// The delivery guarantee on a link.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// No acks; what is lost in flight is lost.
+    #[default]
+    AtMostOnce,
+    /// Data is acked once the receiver's bus has it; the sender resends
+    /// what is unacked, and the receiver drops duplicate ids.
+    AtLeastOnce,
+}
+
+impl Delivery {
+    /// The config word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::AtMostOnce => "at_most_once",
+            Delivery::AtLeastOnce => "at_least_once",
+        }
+    }
+}
+
+/// The `server` block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// TCP port to listen on (0 picks a free one).
+    pub http_port: u16,
+    /// The WebSocket endpoint path; other paths answer 404.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// Address to bind (an IP address or `localhost`).
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    /// Concurrent connections; one more is answered with HTTP 503.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Bytes read from the socket at once (tungstenite read buffer). Every
+    /// connection holds one, idle or not, so it sets the memory per idle
+    /// connection (30–35 KiB in all at the default); a producer sending at
+    /// full rate is read in fewer, larger reads with 128 KiB.
+    #[serde(default = "default_read_buffer_size")]
+    pub read_buffer_size: usize,
+    /// Bytes collected before a write reaches the socket.
+    #[serde(default = "default_write_buffer_size")]
+    pub write_buffer_size: usize,
+    /// Accepted so that configs written for other WebSocket servers load;
+    /// permessage-deflate is not negotiated (the WebSocket library has
+    /// none), so frames are always sent uncompressed.
+    #[serde(default)]
+    pub enable_compression: bool,
+}
+
+impl ServerConfig {
+    /// The block the flat `http_port`/`path` shorthand stands for.
+    fn shorthand(http_port: u16, path: Option<String>) -> Self {
+        ServerConfig {
+            http_port,
+            path: path.unwrap_or_else(default_path),
+            bind: default_bind(),
+            max_connections: default_max_connections(),
+            read_buffer_size: default_read_buffer_size(),
+            write_buffer_size: default_write_buffer_size(),
+            enable_compression: false,
+        }
+    }
+
+    /// Problems with the values; `base` is the block's JSON path.
+    pub fn validate(&self, base: &str) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if !self.path.starts_with('/') {
+            errors.push(ConfigError::new(
+                join(base, "path"),
+                format!("must start with \"/\", got \"{}\"", self.path),
+            ));
+        }
+        if parse_bind(&self.bind).is_none() {
+            errors.push(ConfigError::new(
+                join(base, "bind"),
+                format!(
+                    "expected an IP address or \"localhost\", got \"{}\"",
+                    self.bind
+                ),
+            ));
+        }
+        for (field, v) in [
+            ("max_connections", self.max_connections),
+            ("read_buffer_size", self.read_buffer_size),
+            ("write_buffer_size", self.write_buffer_size),
+        ] {
+            if v == 0 {
+                errors.push(ConfigError::new(join(base, field), "must be at least 1"));
+            }
+        }
+        errors
+    }
+}
+
+/// The `client` block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The peer's `ws://` or `wss://` URL.
+    pub url: String,
+    /// Reconnect policy (exponential backoff with jitter).
+    #[serde(default)]
+    pub reconnect: ReconnectConfig,
+    /// How long one connection attempt (TCP + TLS + handshake) may take.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// Problems with the values; `base` is the block's JSON path.
+    pub fn validate(&self, base: &str) -> Vec<ConfigError> {
+        let mut errors = validate_url(&self.url, &join(base, "url"));
+        errors.extend(self.reconnect.validate(&join(base, "reconnect")));
+        if self.connect_timeout.is_zero() {
+            errors.push(ConfigError::new(
+                join(base, "connect_timeout"),
+                "must be more than 0",
+            ));
+        }
+        errors
+    }
+}
+
+/// The `bidirectional` block: requests over the socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BidirectionalConfig {
+    /// Answer and send requests; when off, peers' requests get `unavailable`.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How long a request may wait for its reply before it fails with `timeout`.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Requests in flight per connection and direction; one more answers
+    /// `too_many_requests`.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for BidirectionalConfig {
+    fn default() -> Self {
+        BidirectionalConfig {
+            enabled: true,
+            request_timeout: default_request_timeout(),
+            max_concurrent_requests: default_max_concurrent(),
+        }
+    }
+}
+
+impl BidirectionalConfig {
+    /// Problems with the values; `base` is the block's JSON path.
+    pub fn validate(&self, base: &str) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if self.max_concurrent_requests == 0 {
+            errors.push(ConfigError::new(
+                join(base, "max_concurrent_requests"),
+                "must be at least 1",
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            errors.push(ConfigError::new(
+                join(base, "request_timeout"),
+                "must be more than 0",
+            ));
+        }
+        errors
+    }
+}
+
+/// The `backpressure` block: a bounded queue and what a full one does. The
+/// input has one queue between its sockets and the bus; the output one per
+/// connection, so a slow peer never slows the others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackpressureConfig {
+    /// Input: apply `on_full` (when off, the queue never drops and readers
+    /// wait for the bus, as with `block`). Output: let peers change their
+    /// rate with `backpressure` (when off, it answers `unavailable`).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Data messages the queue holds.
+    #[serde(default = "default_queue_size")]
+    pub queue_size: usize,
+    /// `drop_oldest` (default), `drop_newest`, or `block` (lossless: the
+    /// input stops reading its sockets so TCP pushes back on the peers; the
+    /// output waits for a stalled peer).
+    #[serde(default)]
+    pub on_full: OnFull,
+}
+
+impl Default for BackpressureConfig {
+    fn default() -> Self {
+        BackpressureConfig {
+            enabled: true,
+            queue_size: default_queue_size(),
+            on_full: OnFull::default(),
+        }
+    }
+}
+
+impl BackpressureConfig {
+    /// Problems with the values; `base` is the block's JSON path.
+    pub fn validate(&self, base: &str) -> Vec<ConfigError> {
+        if self.queue_size == 0 {
+            vec![ConfigError::new(
+                join(base, "queue_size"),
+                "must be at least 1",
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_path() -> String {
+    "/".into()
+}
+fn default_bind() -> String {
+    "0.0.0.0".into()
+}
+fn default_max_connections() -> usize {
+    100
+}
+/// Write side: tungstenite's own default (128 KiB). The buffer grows only
+/// while writing.
+fn default_write_buffer_size() -> usize {
+    128 * 1024
+}
+/// Read side: 16 KiB, held by every connection, idle or not.
+fn default_read_buffer_size() -> usize {
+    16 * 1024
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_max_concurrent() -> usize {
+    10
+}
+fn default_queue_size() -> usize {
+    1000
+}
+/// The largest accepted frame by default: 1 MiB.
+pub fn default_max_message_bytes() -> usize {
+    1 << 20
+}
+
+/// Check `max_message_bytes` (at JSON path `path`).
+pub fn validate_max_message_bytes(value: usize, path: &str) -> Vec<ConfigError> {
+    if value < 64 {
+        vec![ConfigError::new(
+            path,
+            format!("must be at least 64, got {value}"),
+        )]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Check a peer URL without any I/O: `ws://` or `wss://`, with a host.
+pub fn validate_url(url: &str, path: &str) -> Vec<ConfigError> {
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("ws://") || lower.starts_with("wss://")) {
+        return vec![ConfigError::new(
+            path,
+            format!("expected a ws:// or wss:// URL, got \"{url}\""),
+        )];
+    }
+    match url.into_client_request() {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![ConfigError::new(
+            path,
+            format!("invalid URL \"{url}\": {e}"),
+        )],
+    }
+}
+
+/// The address `bind` names.
+pub fn parse_bind(bind: &str) -> Option<IpAddr> {
+    if bind.eq_ignore_ascii_case("localhost") {
+        return Some(IpAddr::from([127, 0, 0, 1]));
+    }
+    bind.parse().ok()
+}
+
+/// The fields of a component's config that say where its connections come
+/// from, as written.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointFields {
+    pub mode: Option<Mode>,
+    pub server: Option<ServerConfig>,
+    pub client: Option<ClientConfig>,
+    /// The flat shorthand for `server.http_port`.
+    pub http_port: Option<u16>,
+    /// The flat shorthand for `server.path`.
+    pub path: Option<String>,
+}
+
+/// Where a component's connections come from, resolved: exactly one of
+/// `server` (with the address to bind) and `client` is set, as `mode` says.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub mode: Mode,
+    pub server: Option<ServerConfig>,
+    /// Server mode: the address to bind.
+    pub listen: Option<SocketAddr>,
+    pub client: Option<ClientConfig>,
+}
+
+impl Endpoint {
+    /// Resolve the mode (written, or `client` when only a `client` block is
+    /// given, else `server`), fold the flat shorthand into a `server` block,
+    /// and check the block the mode uses. Problems go to `errors` with their
+    /// paths under `base`; `None` when there were any.
+    pub fn resolve(
+        fields: EndpointFields,
+        base: &str,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<Endpoint> {
+        let at = |field: &str| join(base, field);
+        let before = errors.len();
+        let flat = fields.http_port.is_some() || fields.path.is_some();
+        let flat_field = if fields.http_port.is_some() {
+            "http_port"
+        } else {
+            "path"
+        };
+        let only_client = fields.client.is_some() && fields.server.is_none() && !flat;
+        let mode = fields.mode.unwrap_or(if only_client {
+            Mode::Client
+        } else {
+            Mode::Server
+        });
+        let mut endpoint = Endpoint {
+            mode,
+            server: None,
+            listen: None,
+            client: None,
+        };
+        match mode {
+            Mode::Server => {
+                let block = match (fields.server, flat, fields.http_port) {
+                    (Some(_), true, _) => {
+                        errors.push(ConfigError::new(
+                            at(flat_field),
+                            "use either the flat http_port/path shorthand or the server block, not both",
+                        ));
+                        None
+                    }
+                    (Some(s), false, _) => Some((s, at("server"))),
+                    (None, true, Some(port)) => {
+                        Some((ServerConfig::shorthand(port, fields.path), base.to_string()))
+                    }
+                    (None, true, None) => {
+                        errors.push(ConfigError::new(
+                            at("http_port"),
+                            "required when the flat path shorthand is used",
+                        ));
+                        None
+                    }
+                    (None, false, _) => {
+                        errors.push(ConfigError::new(
+                            at("server.http_port"),
+                            "required when mode is \"server\" (or the flat http_port shorthand)",
+                        ));
+                        None
+                    }
+                };
+                if let Some((server, server_at)) = block {
+                    let problems = server.validate(&server_at);
+                    if problems.is_empty() {
+                        let ip = parse_bind(&server.bind).expect("validated bind");
+                        endpoint.listen = Some(SocketAddr::new(ip, server.http_port));
+                    }
+                    errors.extend(problems);
+                    endpoint.server = Some(server);
+                }
+            }
+            Mode::Client => {
+                match fields.client {
+                    Some(c) => {
+                        errors.extend(c.validate(&at("client")));
+                        endpoint.client = Some(c);
+                    }
+                    None => errors.push(ConfigError::new(
+                        at("client.url"),
+                        "required when mode is \"client\"",
+                    )),
+                }
+                if flat {
+                    errors.push(ConfigError::new(
+                        at(flat_field),
+                        "only used when mode is \"server\"",
+                    ));
+                }
+            }
+        }
+        (errors.len() == before).then_some(endpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(fields: EndpointFields) -> Result<Endpoint, Vec<String>> {
+        let mut errors = Vec::new();
+        Endpoint::resolve(fields, "c", &mut errors)
+            .ok_or_else(|| errors.iter().map(ToString::to_string).collect())
+    }
+
+    fn client(url: &str) -> ClientConfig {
+        serde_json::from_value(serde_json::json!({ "url": url })).unwrap()
+    }
+
+    #[test]
+    fn the_mode_follows_the_blocks_given() {
+        let e = resolve(EndpointFields {
+            client: Some(client("ws://hub:8081/ingest")),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(e.mode, Mode::Client);
+        assert!(e.server.is_none() && e.listen.is_none());
+
+        let e = resolve(EndpointFields {
+            http_port: Some(8080),
+            path: Some("/federation".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(e.mode, Mode::Server);
+        assert_eq!(e.listen.unwrap().to_string(), "0.0.0.0:8080");
+        assert_eq!(e.server.unwrap().path, "/federation");
+    }
+
+    #[test]
+    fn each_mode_needs_its_block() {
+        assert_eq!(
+            resolve(EndpointFields::default()).unwrap_err(),
+            vec!["c.server.http_port: required when mode is \"server\" (or the flat http_port shorthand)"]
+        );
+        assert_eq!(
+            resolve(EndpointFields {
+                mode: Some(Mode::Client),
+                ..Default::default()
+            })
+            .unwrap_err(),
+            vec!["c.client.url: required when mode is \"client\""]
+        );
+        assert_eq!(
+            resolve(EndpointFields {
+                mode: Some(Mode::Client),
+                client: Some(client("http://x:1/")),
+                path: Some("/x".into()),
+                ..Default::default()
+            })
+            .unwrap_err(),
+            vec![
+                "c.client.url: expected a ws:// or wss:// URL, got \"http://x:1/\"",
+                "c.path: only used when mode is \"server\"",
+            ]
+        );
+        let both = resolve(EndpointFields {
+            server: Some(ServerConfig::shorthand(1, None)),
+            http_port: Some(2),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(both[0].starts_with("c.http_port: use either"), "{both:?}");
+    }
+}
