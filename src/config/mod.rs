@@ -1,4 +1,4 @@
-//! Loading a node config (SPEC §2): read, interpolate `${VAR}`, parse the
+//! Loading a node config: read, interpolate `${VAR}`, parse the
 //! top level strictly, then let each component's factory validate its own
 //! `config` block. Every problem is collected, each with its JSON path; no
 //! I/O happens here beyond reading the file.
@@ -435,3 +435,6 @@ fn build(value: &Value) -> Result<NodeConfig, Vec<ConfigError>> {
         Err(errors)
     }
 }
+
+#[cfg(test)]
+mod reference;
