@@ -1,4 +1,4 @@
-//! The admin HTTP server of SPEC §6.
+//! The admin HTTP server
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};

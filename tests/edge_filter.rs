@@ -1,4 +1,4 @@
-//! Seed 004's edge example end to end, with the built binary: UDP datagrams
+//! The edge example (`configs/edge.json`) end to end, with the built binary: UDP datagrams
 //! → json_filter `$.value > 50` → websocket output, read by `fednode tail`
 //! and by a hub node (`configs/cloud.json`) pulling in client mode.
 

@@ -1,4 +1,4 @@
-//! SIGTERM right after a burst loses no row (issue 7), end to end with the
+//! SIGTERM right after a burst loses no row, end to end with the
 //! built binary on the memory bus: `fednode send` pushes a burst into a
 //! `websocket_input`, which publishes to `timescale`; the batch size and
 //! flush interval are far larger than the burst, so when SIGTERM arrives

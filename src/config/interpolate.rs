@@ -1,4 +1,4 @@
-//! `${VAR}` and `${VAR:-default}` in any string of the config (SPEC §2).
+//! `${VAR}` and `${VAR:-default}` in any string of the config.
 //!
 //! A string that is exactly one `${VAR}` and whose value reads as a number
 //! becomes that number, so `"http_port": "${PORT}"` works; the loader turns it

@@ -1,5 +1,5 @@
 //! The `eeg_features` processor's config: the numeric parameters of
-//! `EEG.md` plus streams, queue and ports. [`EegFeaturesConfig::parse`]
+//! the numeric convention (crate README) plus streams, queue and ports. [`EegFeaturesConfig::parse`]
 //! reports every problem at once, each with its JSON path
 //! (`components.feat.config.bands[4].hi: …`).
 

@@ -1,5 +1,5 @@
 //! Welch power spectral density and band-power integration, exactly as
-//! `EEG.md` §4–8 specifies (the numeric convention is authoritative; this
+//! the numeric convention (crate README) specifies (the convention is authoritative; this
 //! module is its executable form).
 //!
 //! * [`Welch`] computes the one-sided PSD of one channel's window:
@@ -53,7 +53,7 @@ impl Band {
     }
 }
 
-/// The default bands of `EEG.md` §8, in output order: delta `[1,4]`,
+/// The default bands, in output order: delta `[1,4]`,
 /// theta `[4,8]`, alpha `[8,13]`, beta `[13,30]`, gamma `[30,45]` Hz.
 pub fn default_bands() -> Vec<Band> {
     vec![
@@ -80,7 +80,7 @@ pub fn total_span(bands: &[Band]) -> Option<(f64, f64)> {
 }
 
 // ---------------------------------------------------------------------------
-// Derived sizes (EEG.md §2, §4)
+// Derived sizes (the numeric convention, crate README)
 // ---------------------------------------------------------------------------
 
 /// `nperseg = nfft = round(fs)`, at least 1.

@@ -1,6 +1,6 @@
 //! Feature extraction for one window: band powers per channel, channel
-//! averages, ratio metrics, workload and confidence (`SPEC.md` §4.4,
-//! `EEG.md` §7–11).
+//! averages, ratio metrics, workload and confidence (the numeric convention of
+//! the crate README).
 //!
 //! [`FeatureExtractor`] is built once per component configuration and
 //! shared by all streams (it holds no per-stream state, only the FFT plan
@@ -67,7 +67,7 @@ fn default_parietal() -> Vec<String> {
 }
 
 /// The numeric part of the `eeg_features` configuration (field names as in
-/// SPEC §4.4; defaults applied when deserializing).
+/// defaults applied when deserializing).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureConfig {
     pub sampling_rate: f64,
@@ -265,7 +265,7 @@ pub struct Average {
     pub relative: BandMap,
 }
 
-/// Ratio metrics from relative powers (`EEG.md` §10); `None` → `null`.
+/// Ratio metrics from relative powers (the numeric convention, crate README); `None` → `null`.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct Metrics {
     /// Mean relative θ over the configured frontal channels present.

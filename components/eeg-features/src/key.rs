@@ -1,7 +1,7 @@
 //! `key_path`: which value of a raw message names its stream.
 //!
 //! A key path must select exactly one value, so only the single-value
-//! subset of JSONPath (SPEC §5.1) is accepted: `$.name`, `$.a.b`,
+//! subset of JSONPath is accepted: `$.name`, `$.a.b`,
 //! `$['a b']`, `$.a[0]`. Wildcards, filters, slices and recursive descent
 //! are config errors. The first segment must be a name: the message parser
 //! captures that member while it reads the sample fields (one pass over

@@ -1,5 +1,5 @@
-//! `eeg_features`: turns raw EEG samples into band-power feature messages
-//! (SPEC §4.4). The numeric convention is `EEG.md`; the crate README
+//! `eeg_features`: turns raw EEG samples into band-power feature
+//! messages. The numeric convention is in the crate README, which
 //! documents the config, the message shapes and the metrics.
 //!
 //! The component:

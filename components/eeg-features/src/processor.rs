@@ -264,7 +264,7 @@ impl EegFeatures {
 // Metrics
 // ---------------------------------------------------------------------------
 
-/// The component's metric children (SPEC §6: `eeg_features_*`).
+/// The component's metric children (`eeg_features_*`).
 #[derive(Clone)]
 struct Counters {
     samples: IntCounter,
@@ -735,7 +735,7 @@ impl State {
     }
 }
 
-/// The output message of SPEC §4.4, in its key order.
+/// The output message, in its key order.
 struct OutputMessage<'a> {
     key_name: &'a str,
     key: &'a RawValue,

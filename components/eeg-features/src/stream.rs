@@ -1,4 +1,4 @@
-//! Per-stream windowing, `EEG.md` §1–2.
+//! Per-stream windowing, the numeric convention (crate README).
 //!
 //! A [`Stream`] receives one multi-channel sample at a time, in arrival
 //! order; sample `i` gets index `i`. Timestamps are carried along (so a

@@ -1,4 +1,4 @@
-//! Numeric tests of the eeg_features core against `EEG.md`:
+//! Numeric tests of the eeg_features core against the numeric convention (crate README):
 //!
 //! * cross-check with scipy (`testdata/welch_reference.json`, written by
 //!   `scripts/eeg_reference.py`; no Python needed here): windowing, band
@@ -245,7 +245,7 @@ fn matches_scipy_reference() {
 }
 
 // ---------------------------------------------------------------------------
-// EEG.md "checks worth having"
+// Checks worth having
 // ---------------------------------------------------------------------------
 
 #[test]
@@ -334,7 +334,7 @@ fn default_bands_sum_to_total_power() {
     }
 }
 
-/// A direct O(N²) DFT implementation of EEG.md §4–6, independent of realfft.
+/// A direct O(N²) DFT implementation of the numeric convention (crate README), independent of realfft.
 fn naive_welch(x: &[f64], fs: f64) -> Vec<f64> {
     let n = dsp::segment_len(fs);
     let step = n - n / 2;
@@ -764,7 +764,7 @@ fn config_validation_paths() {
         err(&|c| c.artifact_threshold = Some(0.0)).0,
         "artifact_threshold"
     );
-    // deserialization applies SPEC defaults
+    // deserialization applies the defaults
     let cfg: FeatureConfig =
         serde_json::from_str(r#"{"sampling_rate":250,"channel_names":["Fz"]}"#).unwrap();
     assert_eq!(cfg, FeatureConfig::new(250.0, vec!["Fz".into()]));

@@ -1,4 +1,4 @@
-//! The `eeg_simulator` input (SPEC §4.6): synthetic multi-channel EEG per
+//! The `eeg_simulator` input: synthetic multi-channel EEG per
 //! user — sines plus seeded Gaussian noise — in the raw-message shape the
 //! `eeg_features` processor reads, for demos and benchmarks.
 //!

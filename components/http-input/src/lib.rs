@@ -1,7 +1,7 @@
-//! The `http_input` (SPEC §4.6): `POST {path}/{suffix…}` with a JSON body
+//! The `http_input`: `POST {path}/{suffix…}` with a JSON body
 //! publishes the body on the `out` subject and answers 202; a body that is
 //! not JSON gets 400 with the reason. The REST route for producers that
-//! cannot hold a socket (seed 000, pattern 2).
+//! cannot hold a socket.
 //!
 //! - `config.rs`: the config block.
 //! - `server.rs`: the axum server.

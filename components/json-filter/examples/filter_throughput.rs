@@ -1,7 +1,7 @@
 //! Run with: cargo run --release -p fednode-json-filter --example filter_throughput
 //!
 //! Pushes 1,000,000 messages of 200 bytes through the real `json_filter`
-//! component on the memory bus (seed 004's `$.value > 50`, about half
+//! component on the memory bus (the edge filter `$.value > 50`, about half
 //! pass) and prints messages per second, from the first publish to the
 //! last filtered message received downstream. An optional argument sets
 //! the message count.

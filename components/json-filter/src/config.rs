@@ -9,7 +9,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct JsonFilterConfig {
     /// What a message must satisfy to pass: one `{path, operator, value}`
-    /// object or a list of them (SPEC §4.3).
+    /// object or a list of them.
     pub criteria: CriteriaSpec,
     /// How a list of criteria combines: `all` (every one holds, the default)
     /// or `any` (at least one holds). Written `match` beside `criteria`.

@@ -1,4 +1,4 @@
-//! The `json_filter` processor (SPEC §4.3): messages from its input subjects
+//! The `json_filter` processor: messages from its input subjects
 //! that match a filter (`criteria` + `match`, evaluated by the kit's filter
 //! engine) are republished unchanged on its `out` subject; the others are
 //! dropped and counted.

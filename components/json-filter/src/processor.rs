@@ -32,11 +32,11 @@ pub struct JsonFilter {
     /// Set by `start`; `health` reads them.
     counters: OnceLock<Counters>,
     /// Shared by the input tasks so bad input is logged at most once a second
-    /// for the whole component (SPEC §5.3).
+    /// for the whole component.
     bad_input_log: LogLimiter,
 }
 
-/// The component's metric children (SPEC §6: `json_filter_*`).
+/// The component's metric children (`json_filter_*`).
 #[derive(Clone)]
 struct Counters {
     input: IntCounter,

@@ -26,7 +26,7 @@ async fn started(
     (filter, ctx, bus, metrics)
 }
 
-/// The seed 004 edge filter with a configurable criteria block.
+/// The edge filter of `configs/edge.json` with a configurable criteria block.
 fn config(criteria: Value) -> Value {
     json!({
         "criteria": criteria,
@@ -88,7 +88,7 @@ fn build_errors(cfg: Value) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn seed_004_value_over_50_passes_unchanged() {
+async fn the_edge_filter_passes_values_over_50_unchanged() {
     let (_f, ctx, bus, metrics) = started(config(
         json!({"path": "$.value", "operator": ">", "value": 50}),
     ))

@@ -6,7 +6,7 @@
 //! the node id stamped on what it publishes.
 //!
 //! On the bus a message is the bare payload (JSON bytes); the envelope's id,
-//! timestamp and sending node travel as headers (SPEC §7).
+//! timestamp and sending node travel as headers.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -451,7 +451,7 @@ impl BusHandle {
     }
 
     /// Publish, retrying transient failures with exponential backoff until
-    /// `cancel` fires (SPEC §4.1: publish errors are retried, never silently
+    /// `cancel` fires (publish errors are retried, never silently
     /// lost). Returns the last error if cancelled first.
     pub async fn publish_retrying(
         &self,

@@ -18,7 +18,7 @@ use crate::bus::BusHandle;
 use crate::config::{ConfigError, PortsConfig};
 use crate::metrics::ComponentMetrics;
 
-/// The four component types of SPEC §2, in the order they start last-to-
+/// The four component types, in the order they start last-to-
 /// first and stop first-to-last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]

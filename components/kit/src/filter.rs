@@ -1,5 +1,5 @@
 //! The filter engine shared by the `json_filter` processor and the WebSocket
-//! output's `subscribe` method (SPEC §3, §4.3, §5.1, §7).
+//! output's `subscribe` method.
 //!
 //! A filter is a list of criteria `{path, operator, value}` combined with
 //! `match: all | any` (default `all`). It is written as a [`FilterSpec`],

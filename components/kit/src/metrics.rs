@@ -3,7 +3,7 @@
 //! Two instances of the same component register the same family names, so
 //! families are created once (get-or-create by name) and each component gets
 //! children carrying its `component` label. Metric names are part of the
-//! external contract (SPEC §6): keep them exactly as the SPEC writes them.
+//! external contract: keep them exactly as `docs/metrics.md` lists them.
 
 use parking_lot::Mutex;
 use prometheus::{

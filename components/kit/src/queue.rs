@@ -1,4 +1,4 @@
-//! A bounded queue with the three `on_full` policies of SPEC §4.1, shared by
+//! A bounded queue with the three `on_full` policies, shared by
 //! the WebSocket input (between socket readers and the bus publisher), the
 //! WebSocket output (one per peer connection), and every WebSocket
 //! connection's outbound frames (`block`, feeding its writer).

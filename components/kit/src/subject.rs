@@ -1,5 +1,5 @@
 //! NATS subject semantics (shared by the memory bus and config checks) and
-//! the subject templates of SPEC §5.2.
+//! the subject templates
 
 use std::fmt;
 
@@ -112,7 +112,7 @@ enum Part {
 }
 
 /// A publish subject with `{field}` / `{a.b}` placeholders filled from the
-/// payload (SPEC §5.2). A subject without placeholders costs nothing.
+/// payload. A subject without placeholders costs nothing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
     raw: String,

@@ -18,7 +18,7 @@ pub enum Profile {
     /// Every message becomes one row of the generic `table`.
     #[default]
     Messages,
-    /// The typed tables of seed 002 (`sessions`, `raw_samples`, `features`,
+    /// The typed EEG tables (`sessions`, `raw_samples`, `features`,
     /// `predictions`) for messages of those types; every other message goes
     /// to the generic `table`.
     Eeg,
@@ -86,7 +86,7 @@ fn default_ack_wait() -> Duration {
     Duration::from_secs(30)
 }
 
-/// The `config` block of a `timescale` component (SPEC §4.5).
+/// The `config` block of a `timescale` component.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimescaleConfig {
@@ -101,7 +101,7 @@ pub struct TimescaleConfig {
     /// existing tables without any DDL; they must have the needed columns.
     #[serde(default = "default_true")]
     pub manage_schema: bool,
-    /// `messages` (the generic table only) or `eeg` (seed 002's typed tables).
+    /// `messages` (the generic table only) or `eeg` (the typed EEG tables).
     #[serde(default)]
     pub profile: Profile,
     /// JSONPath of the row key (`$.user_id`): `$.a.b`, `$['a b']`, `$.a[0]`.

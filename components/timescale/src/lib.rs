@@ -1,4 +1,4 @@
-//! `timescale`: the storage component (SPEC §4.5). Writes messages from its
+//! `timescale`: the storage component. Writes messages from its
 //! input subjects into PostgreSQL — hypertables when TimescaleDB is
 //! installed, plain tables with BRIN indexes otherwise.
 //!

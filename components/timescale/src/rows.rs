@@ -6,13 +6,13 @@
 //! `msg_id` = the envelope id (or, without one, `<stream>:<seq>` in durable
 //! mode, else a fresh UUID) — the dedup key.
 //!
-//! `eeg` profile (seed 002): `type` `raw` → `raw_samples`, `features` →
+//! `eeg` profile: `type` `raw` → `raw_samples`, `features` →
 //! `features`, `prediction` → `predictions`, `session_start`/`auth` and
 //! `session_end` → `sessions`; anything else → the generic table. Typed rows
 //! take their time from the payload's `timestamp` (ms; values below 1e11
 //! are read as seconds) and their session from `session_id`, else from the
-//! user's current session, else a new one is opened implicitly (as the
-//! seed's server does per connection).
+//! user's current session, else a new one is opened implicitly (one per
+//! connection, as an EEG relay expects).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

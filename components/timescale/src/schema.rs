@@ -39,7 +39,7 @@ pub const MESSAGES_COLUMNS: &[ColumnSpec] = &[
     col("msg_id", CellKind::Text, false, "text"),
 ];
 
-/// Seed 002 `raw_samples` (+ `msg_id`).
+/// The EEG profile's `raw_samples` (+ `msg_id`).
 pub const RAW_COLUMNS: &[ColumnSpec] = &[
     col("timestamp", CellKind::Time, true, "timestamptz NOT NULL"),
     col("session_id", CellKind::Uuid, true, "uuid NOT NULL"),
@@ -60,7 +60,7 @@ pub const FEATURES_COLUMNS: &[ColumnSpec] = &[
     col("msg_id", CellKind::Text, false, "text"),
 ];
 
-/// Seed 002 `predictions` (+ `msg_id`).
+/// The EEG profile's `predictions` (+ `msg_id`).
 pub const PREDICTIONS_COLUMNS: &[ColumnSpec] = &[
     col("timestamp", CellKind::Time, true, "timestamptz NOT NULL"),
     col("session_id", CellKind::Uuid, true, "uuid NOT NULL"),
@@ -83,7 +83,7 @@ pub const PREDICTIONS_COLUMNS: &[ColumnSpec] = &[
     col("msg_id", CellKind::Text, false, "text"),
 ];
 
-/// Seed 002 `sessions`, written with upserts.
+/// The EEG profile's `sessions`, written with upserts.
 const SESSIONS_DDL: &str = "session_id uuid PRIMARY KEY, user_id varchar(100) NOT NULL, \
      start_time timestamptz NOT NULL, end_time timestamptz, device_info jsonb";
 

@@ -45,7 +45,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often an idle writer checks that the database is still there.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 
-/// The component's metrics (SPEC §6 names).
+/// The component's metrics (the names operators rely on).
 #[derive(Clone)]
 pub struct Metrics {
     pub rows_written: IntCounter,

@@ -109,7 +109,7 @@ impl UdpInput {
                 Err(e) => {
                     errors.with(&["parse_error"]).inc();
                     self.errors.fetch_add(1, Ordering::Relaxed);
-                    // Logged at most once per second (SPEC §5.3).
+                    // Logged at most once per second.
                     if last_log.is_none_or(|t| t.elapsed().as_secs() >= 1) {
                         last_log = Some(Instant::now());
                         tracing::warn!(%peer, error = %e, "dropping a datagram that is not JSON");

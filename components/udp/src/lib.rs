@@ -1,4 +1,4 @@
-//! The `udp` input (SPEC §4.6): each datagram holding JSON is published on
+//! The `udp` input: each datagram holding JSON is published on
 //! the `out` port's subject; anything else is dropped and counted.
 //!
 //! - `config.rs`: the config block.
