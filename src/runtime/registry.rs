@@ -1,4 +1,4 @@
-//! The one map from factory name to builder (DESIGN: an explicit registry).
+//! The one map from factory name to builder (an explicit registry, no discovery).
 //! Adding a component means adding its crate's `registration()` here.
 
 use fednode_kit::Registration;

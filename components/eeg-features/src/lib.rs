@@ -21,6 +21,9 @@ pub mod features;
 pub mod key;
 pub mod message;
 mod processor;
+mod read_fast;
+mod read_serde;
+mod sample;
 pub mod stream;
 
 pub use config::EegFeaturesConfig;

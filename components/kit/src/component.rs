@@ -71,8 +71,8 @@ pub struct BuildContext<'a> {
 /// The result of a factory: a component not yet started.
 pub type BuildResult = Result<Arc<dyn Component>, Vec<ConfigError>>;
 
-/// One entry of the runtime's registry (DESIGN: an explicit map from factory
-/// name to builder).
+/// One entry of the runtime's registry: an explicit map from factory name
+/// to builder.
 #[derive(Clone, Copy)]
 pub struct Registration {
     /// The factory name used in `components.*.name`.

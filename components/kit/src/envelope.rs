@@ -1,4 +1,4 @@
-//! The wire envelope  and its two codecs (JSON text frames,
+//! The wire envelope and its two codecs (JSON text frames,
 //! MessagePack binary frames).
 //!
 //! The payload is kept as raw JSON bytes ([`Bytes`]): a data frame is parsed
@@ -6,7 +6,7 @@
 //! payload bytes then travel to the bus untouched. Nothing re-serialises a
 //! payload that nobody needs to look into.
 
-use crate::json_scan::{self, Members, Shape};
+use crate::json::{self, Members, Shape};
 use bytes::Bytes;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -193,16 +193,16 @@ impl Envelope {
     pub fn decode_json_str(text: &str) -> Result<Self, DecodeError> {
         let bytes = text.as_bytes();
         let mut members = Members::new();
-        match json_scan::scan(text, &MEMBERS, &mut members) {
+        match json::scan(text, &MEMBERS, &mut members) {
             Ok(Shape::Object) => {}
             // Any valid JSON value is still data.
             Ok(Shape::Scalar) => return Ok(Self::plain(Bytes::copy_from_slice(trim(bytes)))),
             // serde reads a struct from an array too, by position: rare
             // enough to leave to serde.
             Ok(Shape::Array) => return Self::decode_json_serde(bytes),
-            Err(json_scan::Invalid) => {
+            Err(json::Invalid) => {
                 let decoded = Self::decode_json_serde(bytes);
-                debug_assert!(decoded.is_err(), "json_scan refused valid JSON: {text:?}");
+                debug_assert!(decoded.is_err(), "json::scan refused valid JSON: {text:?}");
                 return decoded;
             }
         }
@@ -217,7 +217,7 @@ impl Envelope {
         }
     }
 
-    /// The decoder before [`json_scan`], kept for the rare frames: a serde
+    /// The decoder before [`json::scan`], kept for the rare frames: a serde
     /// [`Probe`], and any other valid JSON value is data.
     fn decode_json_serde(bytes: &[u8]) -> Result<Self, DecodeError> {
         // An object whose known fields we pick out while the payload stays a
@@ -369,7 +369,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
 }
 
 /// What both paths of `decode_json` read from an object frame: a [`Probe`],
-/// or the members [`json_scan`] found.
+/// or the members [`json::scan`] found.
 struct Fields<'a> {
     kind: Option<Cow<'a, str>>,
     id: Option<Cow<'a, str>>,
@@ -405,7 +405,7 @@ impl<'a> From<Probe<'a>> for Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// The fields, as serde would read them, from what [`json_scan::scan`]
+    /// The fields, as serde would read them, from what [`json::scan`]
     /// found in `text`.
     #[inline]
     fn of_members(text: &'a str, members: &Members<5>) -> Result<Self, NotFields> {
@@ -499,7 +499,7 @@ pub fn encode_json_parts(
 #[inline]
 fn string_or_null(
     text: &str,
-    value: Option<json_scan::Span>,
+    value: Option<json::Span>,
 ) -> Result<Option<Cow<'_, str>>, NotFields> {
     let Some(value) = value else {
         return Ok(None);
@@ -515,7 +515,7 @@ fn string_or_null(
 /// it as a `serde_json::Value`, `None` for anything but a number.
 fn timestamp_millis(raw: &str) -> Option<i64> {
     // Fast path: an integer of up to 18 digits is its own value.
-    json_scan::small_integer(raw).or_else(|| {
+    json::small_integer(raw).or_else(|| {
         serde_json::from_str::<serde_json::Value>(raw)
             .ok()
             .as_ref()

@@ -17,7 +17,7 @@ pub mod component;
 pub mod config;
 pub mod envelope;
 pub mod filter;
-mod json_scan;
+pub mod json;
 pub mod memory;
 pub mod metrics;
 pub mod queue;

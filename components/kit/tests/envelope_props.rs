@@ -85,7 +85,7 @@ proptest! {
 // fednode-kit --test envelope_props.
 
 mod reference {
-    //! `Envelope::decode_json` as it was before `json_scan` (serde only),
+    //! `Envelope::decode_json` as it was before `json::scan` (serde only),
     //! with the helpers it used, verbatim.
 
     use bytes::Bytes;

@@ -12,6 +12,7 @@
 //! The guarantees of each mode are in the crate's README.
 
 pub mod config;
+mod metrics;
 mod path;
 mod rows;
 mod schema;
@@ -83,7 +84,7 @@ pub struct Timescale {
     path: String,
     v: config::Validated,
     shared: Arc<writer::Shared>,
-    metrics: Mutex<Option<writer::Metrics>>,
+    metrics: Mutex<Option<metrics::Metrics>>,
 }
 
 impl Timescale {
@@ -132,7 +133,7 @@ impl Component for Timescale {
             )));
         }
         let settings = self.settings()?;
-        let metrics = writer::Metrics::new(&ctx.metrics);
+        let metrics = metrics::Metrics::new(&ctx.metrics);
         *self.metrics.lock().unwrap_or_else(|e| e.into_inner()) = Some(metrics.clone());
 
         // The database: reachable now, or (retry_on_start) later.

@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::JetStreamConfig;
+use crate::metrics::Metrics;
 use crate::rows::{now_us, Incoming};
-use crate::writer::Metrics;
 
 /// Forward a bus subscription until cancelled, then what it still holds.
 pub async fn forward_bus(

@@ -28,14 +28,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fednode_kit::backoff::Backoff;
-use fednode_kit::metrics::{ComponentMetrics, LabelledCounter};
-use prometheus::{Histogram, IntCounter, IntGauge};
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, Connection};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Profile, RetryConfig};
+use crate::metrics::Metrics;
 use crate::rows::{Converter, Incoming, Item, Op, Reject};
 use crate::schema::{self, Layout, Resolved, SchemaError, TABLE_COUNT};
 use crate::source::Input;
@@ -44,51 +43,6 @@ use crate::table::{pg_time, Cell, ColumnArray, Ident};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often an idle writer checks that the database is still there.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
-
-/// The component's metrics (the names operators rely on).
-#[derive(Clone)]
-pub struct Metrics {
-    pub rows_written: IntCounter,
-    pub batches: IntCounter,
-    pub batch_duration: Histogram,
-    pub buffered: IntGauge,
-    pub errors: LabelledCounter,
-    pub retries: IntCounter,
-    pub duplicates: IntCounter,
-}
-
-impl Metrics {
-    pub fn new(m: &ComponentMetrics) -> Self {
-        Metrics {
-            rows_written: m.counter(
-                "timescale_rows_written_total",
-                "Rows committed to PostgreSQL",
-            ),
-            batches: m.counter("timescale_batches_total", "Batches committed to PostgreSQL"),
-            batch_duration: m.histogram(
-                "timescale_batch_duration_seconds",
-                "Time to write one batch (successful writes)",
-            ),
-            buffered: m.int_gauge(
-                "timescale_buffered_rows",
-                "Rows held in memory, not yet committed",
-            ),
-            errors: m.counter_vec(
-                "timescale_errors_total",
-                "Errors by type: connection, database, rejected_row, parse_error, jetstream, ack",
-                &["type"],
-            ),
-            retries: m.counter(
-                "timescale_retries_total",
-                "Batch writes retried after a failure",
-            ),
-            duplicates: m.counter(
-                "timescale_duplicates_total",
-                "Rows skipped because a row with the same msg_id and time was already stored",
-            ),
-        }
-    }
-}
 
 /// Health as the writer last saw it.
 #[derive(Debug, Clone)]

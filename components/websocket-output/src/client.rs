@@ -1,5 +1,5 @@
-//! Client mode: push to a hub's `websocket_input` server through the input
-//! crate's reconnect loop (INIT → CONNECTING → CONNECTED → RECONNECTING →
+//! Client mode: push to a hub's `websocket_input` server through the
+//! transport's reconnect loop (INIT → CONNECTING → CONNECTED → RECONNECTING →
 //! FAILED). The one connection object outlives reconnects: its queue keeps
 //! filling while the link is down, and with `at_least_once` delivery what
 //! the hub has not acknowledged is sent again first on the next session.

@@ -1,6 +1,6 @@
 //! The `websocket_output_*` families, named after the input's
 //! (`websocket_input_*`); the request and connection-state families come
-//! from the input crate, registered under this prefix.
+//! from `fednode_ws::metrics`, registered under this prefix.
 
 use fednode_kit::metrics::{ComponentMetrics, LabelledCounter};
 use fednode_ws::metrics::{RequestMetrics, StateGauge};

@@ -1,6 +1,6 @@
 //! Server mode: peers connect to `server.path`. Authentication and
 //! `max_connections` are checked before the upgrade (401 / 503) by the
-//! input crate's `Gate`, which also performs the upgrade; each admitted
+//! transport's `Gate` (`fednode_ws::server`), which also performs the upgrade; each admitted
 //! peer gets its own [`Conn`](crate::conn::Conn) and session.
 
 use axum::extract::{ConnectInfo, Request, State};

@@ -1,6 +1,6 @@
 //! One WebSocket session with a peer, the same in both modes.
 //!
-//! The input crate's `frame::drive` runs the socket: it reads frames into
+//! The transport's `fednode_ws::frame::drive` runs the socket: it reads frames into
 //! our [`Handler`] (requests, replies, acks, upstream data) and its writer
 //! batches whatever is queued on the session's `Outbound` with `feed()` and
 //! one `flush()`. Beside it runs the [`pump`]: it moves this connection's

@@ -149,9 +149,8 @@ pub enum SessionEnd {
 }
 
 /// With `max_retries: 0` (retry forever) a rejected credential still ends
-/// in FAILED after this many consecutive HTTP 401 answers: a 401 is fatal
-///, the retries only ride out a server whose secret is being
-/// rotated.
+/// in FAILED after this many consecutive HTTP 401 answers: a 401 is fatal,
+/// and the retries only ride out a server whose secret is being rotated.
 pub const UNAUTHORIZED_RETRIES_WHEN_UNLIMITED: u32 = 10;
 
 /// Connect, run `session` on each established stream, and reconnect with

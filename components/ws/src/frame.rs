@@ -7,8 +7,8 @@
 //! - [`Outbound`] is the cloneable handle that queues frames for a
 //!   connection's writer (a kit `BoundedQueue`, so that a batch of frames
 //!   goes in under one lock and comes out under one); [`write_loop`] is that
-//!   writer: it batches with `feed()` and flushes once per batch (DESIGN:
-//!   ~5× the throughput of one `send()` per frame), and sends a close frame
+//!   writer: it batches with `feed()` and flushes once per batch (about 5× the
+//!   throughput of one `send()` per frame), and sends a close frame
 //!   ([`Outbound::close`]) after what is already queued.
 //! - [`drive`] runs a whole connection: it reads frames and hands decoded
 //!   envelopes to a [`FrameHandler`] (frames already read are taken

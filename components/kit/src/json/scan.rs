@@ -1,73 +1,12 @@
-//! A one-pass JSON validator that also finds members of the top-level object.
-//!
-//! Why it exists: speed. [`Envelope::decode_json`] is the hottest function of
-//! the WebSocket ingest path, and deserialising a serde struct with
-//! serde_json cost about twice as much as merely validating the frame. So
-//! [`scan`] does both in one pass: it checks the whole input against the
-//! JSON grammar and, on the way, notes where the values of a few named
-//! members of the top-level object lie, so that the caller can copy or read
-//! them without parsing anything again.
-//!
-//! serde_json remains the reference. [`scan`] accepts exactly what
-//! `serde_json::from_slice::<serde::de::IgnoredAny>` accepts on valid UTF-8:
-//! RFC 8259, numbers of any magnitude, `\u` escapes not checked for
-//! surrogates, and no nesting limit (`IgnoredAny` has none: it skips with a
-//! stack on the heap; here open containers are kept one bit per level, and
-//! nothing recurses). What is rare is left to serde_json itself: decoding a
-//! string that holds escapes ([`Span::string_text`]), and the error message
-//! of an invalid input (the caller asks serde_json for it). The property
-//! tests in `tests/envelope_props.rs` compare the decoder built on this with
-//! the serde-only one.
-//!
-//! [`Envelope::decode_json`]: crate::envelope::Envelope::decode_json
+//! [`scan`]: one pass that validates a JSON text and notes where the
+//! members asked for lie in its top-level object.
 
-use std::borrow::Cow;
-
-/// Where a value lies in the input: `text[start..end]`, without whitespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Span {
-    pub start: usize,
-    pub end: usize,
-    /// The value is a string that holds escapes.
-    pub escaped: bool,
-}
-
-impl Span {
-    /// The value's JSON text.
-    #[inline]
-    pub(crate) fn raw(self, text: &str) -> &str {
-        &text[self.start..self.end]
-    }
-
-    /// The text of a string value: borrowed from the input when it has no
-    /// escapes, decoded by serde_json when it has (rare). `None` when the
-    /// escapes do not decode to text (a lone surrogate such as `\ud800`),
-    /// which is also when serde_json refuses to read it as a `str`.
-    #[inline]
-    pub(crate) fn string_text(self, text: &str) -> Option<Cow<'_, str>> {
-        let raw = self.raw(text);
-        if self.escaped {
-            serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
-        } else {
-            Some(Cow::Borrowed(&raw[1..raw.len() - 1]))
-        }
-    }
-}
-
-/// What the input holds, when it is valid JSON.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Shape {
-    /// An object.
-    Object,
-    /// An array.
-    Array,
-    /// A string, number, `true`, `false` or `null`.
-    Scalar,
-}
+use super::lexer::Cursor;
+use super::span::{Invalid, Shape, Span};
 
 /// The members of the top-level object whose keys were asked for.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Members<const N: usize> {
+pub struct Members<const N: usize> {
     /// `values[i]` is the value of member `keys[i]`, if there was one (the
     /// first one when a key appeared twice).
     pub values: [Option<Span>; N],
@@ -79,8 +18,14 @@ pub(crate) struct Members<const N: usize> {
     pub undecodable_key: bool,
 }
 
+impl<const N: usize> Default for Members<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<const N: usize> Members<N> {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Members {
             values: [None; N],
             duplicate: false,
@@ -117,10 +62,6 @@ impl<const N: usize> Members<N> {
     }
 }
 
-/// The input is not JSON (serde_json says why).
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Invalid;
-
 /// Validate `text` as one JSON value with optional surrounding whitespace,
 /// and, if it is an object, find the values of its members named in `keys`
 /// (compared with the keys' unescaped text): they are written to `members`,
@@ -133,7 +74,7 @@ pub(crate) struct Invalid;
 /// methods are inlined into this one loop, so the position stays in a
 /// register.
 #[inline]
-pub(crate) fn scan<const N: usize>(
+pub fn scan<const N: usize>(
     text: &str,
     keys: &[&str; N],
     members: &mut Members<N>,
@@ -239,50 +180,6 @@ pub(crate) fn scan<const N: usize>(
     }
 }
 
-/// The value of an integer token `-?[0-9]{1,18}` (no fraction, no exponent:
-/// such an integer always fits an `i64`); `None` for any other JSON text.
-#[inline]
-pub(crate) fn small_integer(raw: &str) -> Option<i64> {
-    let (negative, digits) = match raw.strip_prefix('-') {
-        Some(digits) => (true, digits.as_bytes()),
-        None => (false, raw.as_bytes()),
-    };
-    if !(1..=18).contains(&digits.len()) {
-        return None;
-    }
-    // The last eight digits at once, the others one by one: two short chains
-    // of multiplications rather than one long one.
-    let (head, tail) = digits.split_at(digits.len().saturating_sub(8));
-    let tail_value = match tail.len() {
-        8 => eight_digits(u64::from_le_bytes(tail.try_into().unwrap()))?,
-        _ => some_digits(tail)?,
-    };
-    let head_value = some_digits(head)?;
-    let n = (head_value * 100_000_000 + tail_value) as i64;
-    Some(if negative { -n } else { n })
-}
-
-/// The value of up to 10 decimal digits; `None` if one is not a digit.
-fn some_digits(digits: &[u8]) -> Option<u64> {
-    digits.iter().try_fold(0u64, |n, &b| {
-        let digit = b.wrapping_sub(b'0');
-        (digit < 10).then_some(n * 10 + u64::from(digit))
-    })
-}
-
-/// The value of eight decimal digits (little-endian: the first digit is the
-/// lowest byte); `None` if one is not a digit. Adjacent lanes are combined
-/// pairwise: two digits per 16 bits, then four per 32, then eight.
-fn eight_digits(word: u64) -> Option<u64> {
-    if non_digit_bytes(word) != 0 {
-        return None;
-    }
-    let v = word - ONES * u64::from(b'0');
-    let v = (v * 10 + (v >> 8)) & 0x00ff_00ff_00ff_00ff;
-    let v = (v * 100 + (v >> 16)) & 0x0000_ffff_0000_ffff;
-    Some((v * 10_000 + (v >> 32)) & 0xffff_ffff)
-}
-
 /// The kind of an open container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Container {
@@ -342,208 +239,11 @@ fn set_deep_bit(high: &mut Vec<u64>, deep: usize, bit: u64) {
     high[i] = high[i] & !(1 << shift) | bit << shift;
 }
 
-/// The input and the position of the next byte to read.
-struct Cursor<'t> {
-    bytes: &'t [u8],
-    pos: usize,
-}
-
-impl Cursor<'_> {
-    #[inline(always)]
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
-    }
-
-    /// The eight bytes from `pos` on, if there are eight left.
-    #[inline(always)]
-    fn word(&self) -> Option<u64> {
-        let chunk = self.bytes.get(self.pos..self.pos + 8)?;
-        Some(u64::from_le_bytes(chunk.try_into().unwrap()))
-    }
-
-    /// Skip whitespace (space, tab, LF, CR) and peek at the byte after it.
-    #[inline(always)]
-    fn next_token(&mut self) -> Option<u8> {
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
-            self.pos += 1;
-        }
-        self.peek()
-    }
-
-    /// Read a key and its colon; returns the key's string token.
-    #[inline(always)]
-    fn key(&mut self) -> Result<Span, Invalid> {
-        if self.next_token() != Some(b'"') {
-            return Err(Invalid);
-        }
-        let start = self.pos;
-        self.pos += 1;
-        let escaped = self.string()?;
-        let span = Span {
-            start,
-            end: self.pos,
-            escaped,
-        };
-        if self.next_token() != Some(b':') {
-            return Err(Invalid);
-        }
-        self.pos += 1;
-        Ok(span)
-    }
-
-    /// Read the rest of a string whose opening quote has been read; returns
-    /// whether it holds escapes.
-    #[inline(always)]
-    fn string(&mut self) -> Result<bool, Invalid> {
-        let mut escaped = false;
-        loop {
-            // Eight bytes at a time, as serde_json's `skip_to_escape` does,
-            // while there are eight left.
-            while let Some(word) = self.word() {
-                let quote = equal_bytes(word, b'"');
-                let found = quote | equal_bytes(word, b'\\') | control_bytes(word);
-                if found != 0 {
-                    // The lowest bit set in `found` is exact, and so is the
-                    // same bit of `quote`: no need to read the byte again.
-                    let first = found & found.wrapping_neg();
-                    self.pos += first.trailing_zeros() as usize / 8;
-                    if quote & first != 0 {
-                        self.pos += 1;
-                        return Ok(escaped);
-                    }
-                    break;
-                }
-                self.pos += 8;
-            }
-            while let Some(b) = self.peek() {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
-                self.pos += 1;
-            }
-            match self.peek() {
-                Some(b'"') => {
-                    self.pos += 1;
-                    return Ok(escaped);
-                }
-                Some(b'\\') => {
-                    self.pos = escape(self.bytes, self.pos + 1)?;
-                    escaped = true;
-                }
-                // A control character, or the end of the input.
-                _ => return Err(Invalid),
-            }
-        }
-    }
-
-    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
-    #[inline(always)]
-    fn number(&mut self) -> Result<(), Invalid> {
-        if self.peek() == Some(b'-') {
-            self.pos += 1;
-        }
-        match self.peek() {
-            Some(b'0') => self.pos += 1,
-            Some(b'1'..=b'9') => {
-                self.pos += 1;
-                self.digits();
-            }
-            _ => return Err(Invalid),
-        }
-        if self.peek() == Some(b'.') {
-            self.pos += 1;
-            if self.digits() == 0 {
-                return Err(Invalid);
-            }
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.pos += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.pos += 1;
-            }
-            if self.digits() == 0 {
-                return Err(Invalid);
-            }
-        }
-        Ok(())
-    }
-
-    /// Skip digits, eight at a time where there are eight bytes left;
-    /// returns how many.
-    #[inline(always)]
-    fn digits(&mut self) -> usize {
-        let start = self.pos;
-        while let Some(word) = self.word() {
-            let found = non_digit_bytes(word);
-            if found != 0 {
-                self.pos += found.trailing_zeros() as usize / 8;
-                return self.pos - start;
-            }
-            self.pos += 8;
-        }
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.pos += 1;
-        }
-        self.pos - start
-    }
-
-    #[inline(always)]
-    fn literal(&mut self, word: &[u8]) -> Result<(), Invalid> {
-        if self.bytes[self.pos..].starts_with(word) {
-            self.pos += word.len();
-            Ok(())
-        } else {
-            Err(Invalid)
-        }
-    }
-}
-
-/// Read an escape whose backslash is just before `pos`; returns the position
-/// after it.
-fn escape(bytes: &[u8], pos: usize) -> Result<usize, Invalid> {
-    match bytes.get(pos) {
-        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(pos + 1),
-        Some(b'u') => match bytes.get(pos + 1..pos + 5) {
-            Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => Ok(pos + 5),
-            _ => Err(Invalid),
-        },
-        _ => Err(Invalid),
-    }
-}
-
-const ONES: u64 = u64::MAX / 255; // 0x0101_0101_0101_0101
-
-// The two functions below set the high bit of each byte of `word` that
-// matches, and perhaps of bytes after the first match too (a borrow can carry
-// into them), but never of bytes before it: the lowest set bit is exact.
-// (Mycroft's "has a zero byte" test, little-endian.)
-
-/// The bytes of `word` equal to `byte`.
-#[inline(always)]
-fn equal_bytes(word: u64, byte: u8) -> u64 {
-    let zero_where_equal = word ^ (ONES * u64::from(byte));
-    zero_where_equal.wrapping_sub(ONES) & !zero_where_equal & (ONES << 7)
-}
-
-/// The bytes of `word` below 0x20 (control characters).
-#[inline(always)]
-fn control_bytes(word: u64) -> u64 {
-    word.wrapping_sub(ONES * 0x20) & !word & (ONES << 7)
-}
-
-/// Nonzero in exactly the bytes of `word` that are not ASCII digits (no
-/// carries cross bytes). `b ^ 0x30` maps the digits to 0..=9: a byte is not
-/// a digit when its high nibble is set or its low nibble plus 6 reaches 16.
-#[inline(always)]
-fn non_digit_bytes(word: u64) -> u64 {
-    let x = word ^ (ONES * u64::from(b'0'));
-    (((x & (ONES * 0x0f)) + ONES * 6) | x) & (ONES * 0xf0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde::de::IgnoredAny;
+    use std::borrow::Cow;
 
     const KEYS: [&str; 3] = ["type", "id", "payload"];
 
@@ -858,64 +558,5 @@ mod tests {
         let escaped = members(text).values.map(|v| v.unwrap().escaped);
         assert_eq!(escaped, [true, false, false]);
         assert!(!members(r#"{"id":"plain"}"#).values[1].unwrap().escaped);
-    }
-
-    #[test]
-    fn small_integers() {
-        for (raw, n) in [
-            ("0", Some(0)),
-            ("-0", Some(0)),
-            ("7", Some(7)),
-            ("-42", Some(-42)),
-            ("12345678", Some(12_345_678)),
-            ("123456789", Some(123_456_789)),
-            ("1704844800000", Some(1_704_844_800_000)),
-            ("-1704844800000", Some(-1_704_844_800_000)),
-            ("999999999999999999", Some(999_999_999_999_999_999)),
-            ("-999999999999999999", Some(-999_999_999_999_999_999)),
-            ("1000000000000000000", None),
-            ("1.5", None),
-            ("1e3", None),
-            ("12345678.5", None),
-            ("1234567e", None),
-            ("\"12\"", None),
-            ("true", None),
-            ("-", None),
-            ("", None),
-        ] {
-            assert_eq!(small_integer(raw), n, "{raw}");
-        }
-    }
-
-    #[test]
-    fn eight_digits_at_once() {
-        let word = |s: &[u8; 8]| u64::from_le_bytes(*s);
-        assert_eq!(eight_digits(word(b"12345678")), Some(12_345_678));
-        assert_eq!(eight_digits(word(b"00000000")), Some(0));
-        assert_eq!(eight_digits(word(b"99999999")), Some(99_999_999));
-        for bad in [b"1234567:", b"/2345678", b"1234 678", b"123456\xff8"] {
-            assert_eq!(eight_digits(word(bad)), None, "{bad:?}");
-        }
-        for b in 0..=255u8 {
-            let found = non_digit_bytes(word(&[b'5', b'5', b'5', b, b'5', b'5', b'5', b'5']));
-            assert_eq!(found != 0, !b.is_ascii_digit(), "{b}");
-            if found != 0 {
-                assert_eq!(found.trailing_zeros() / 8, 3, "{b}");
-            }
-        }
-    }
-
-    #[test]
-    fn special_bytes_finds_the_first_one() {
-        let special_bytes =
-            |w: u64| equal_bytes(w, b'"') | equal_bytes(w, b'\\') | control_bytes(w);
-        let at = |s: &[u8; 8]| special_bytes(u64::from_le_bytes(*s)).trailing_zeros() / 8;
-        assert_eq!(at(b"abcdefgh"), 8);
-        assert_eq!(at(b"abc\"efgh"), 3);
-        assert_eq!(at(b"\\bcdefgh"), 0);
-        assert_eq!(at(b"abcdefg\x1f"), 7);
-        assert_eq!(at(b"\x00\"\\\x01\x02\x03\x04\x05"), 0);
-        assert_eq!(at(b"ab\x00\"efgh"), 2);
-        assert_eq!(at(b"\xff\xfe\x80\x7f !#["), 8);
     }
 }

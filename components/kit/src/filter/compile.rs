@@ -1,0 +1,469 @@
+//! A filter compiled once (paths parsed, regexes built, operands
+//! classified) and evaluated many times.
+
+use jsonpath_rust::parser::model::{JpQuery, Segment, Selector};
+use regex::Regex;
+use serde_json::Value;
+
+use super::error::FilterError;
+use std::cmp::Ordering;
+
+use super::compare::{Operand, Test};
+use super::error::kind;
+use super::spec::{Criterion, FilterSpec, MatchMode};
+
+/// The operators, in the order they are listed in error messages.
+const OPERATORS: [&str; 9] = [
+    "==", "!=", ">", ">=", "<", "<=", "contains", "exists", "matches",
+];
+
+/// A compiled filter: evaluate it with [`Filter::matches`].
+///
+/// Cheap to clone relative to compiling, `Send + Sync`, immutable.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    spec: FilterSpec,
+    criteria: Vec<Compiled>,
+}
+
+impl Filter {
+    /// Compiles `spec`, reporting every bad criterion (not just the first).
+    pub fn compile(spec: &FilterSpec) -> Result<Filter, Vec<FilterError>> {
+        let slice = spec.criteria.as_slice();
+        if slice.is_empty() {
+            // An empty list would silently pass everything (all) or nothing
+            // (any); neither is what someone who wrote `[]` meant.
+            return Err(vec![FilterError::new(
+                &spec.error_prefix,
+                "at least one criterion is needed",
+            )]);
+        }
+        let mut errors = Vec::new();
+        let mut criteria = Vec::with_capacity(slice.len());
+        for (i, criterion) in slice.iter().enumerate() {
+            let at = spec.criteria.location(&spec.error_prefix, i);
+            match Compiled::new(criterion, &at) {
+                Ok(c) => criteria.push(c),
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Filter {
+                spec: spec.clone(),
+                criteria,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Parses any shape [`FilterSpec::from_value`] accepts and compiles it.
+    pub fn from_value(value: &Value) -> Result<Filter, Vec<FilterError>> {
+        Filter::compile(&FilterSpec::from_value(value)?)
+    }
+
+    /// The spec this filter was compiled from (e.g. to show it in `/components`).
+    pub fn spec(&self) -> &FilterSpec {
+        &self.spec
+    }
+
+    /// Whether the message `v` passes the filter.
+    pub fn matches(&self, v: &Value) -> bool {
+        match self.spec.match_mode {
+            MatchMode::All => self.criteria.iter().all(|c| c.matches(v)),
+            MatchMode::Any => self.criteria.iter().any(|c| c.matches(v)),
+        }
+    }
+
+    /// Parses `json` and evaluates it; bytes that are not JSON never match.
+    pub fn matches_bytes(&self, json: &[u8]) -> bool {
+        serde_json::from_slice::<Value>(json).is_ok_and(|v| self.matches(&v))
+    }
+}
+
+/// One compiled criterion.
+#[derive(Debug, Clone)]
+struct Compiled {
+    path: CompiledPath,
+    test: Test,
+}
+
+/// A parsed path, navigated directly when it is simple.
+#[derive(Debug, Clone)]
+enum CompiledPath {
+    /// Only names, indexes and wildcards: navigated without the engine.
+    Direct(Vec<Step>),
+    /// Anything else (slices, filters, descendants, unions).
+    Query(Box<JpQuery>),
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Key(String),
+    /// Negative counts from the end, as in RFC 9535.
+    Index(i64),
+    /// `*` / `[*]`: every element of an array or member of an object.
+    Wildcard,
+}
+
+impl Compiled {
+    /// Compiles one criterion located at `at`, collecting all its problems.
+    fn new(c: &Criterion, at: &str) -> Result<Compiled, Vec<FilterError>> {
+        let mut errors = Vec::new();
+        let path = compile_path(&c.path)
+            .map_err(|m| errors.push(FilterError::new(format!("{at}.path"), m)));
+        let test = compile_test(&c.operator, c.value.as_ref(), at).map_err(|e| errors.push(e));
+        match (path, test) {
+            (Ok(path), Ok(test)) => Ok(Compiled { path, test }),
+            _ => Err(errors),
+        }
+    }
+
+    fn matches(&self, root: &Value) -> bool {
+        match &self.path {
+            CompiledPath::Direct(steps) => any_direct(steps, root, &mut |v| self.test.holds(v)),
+            CompiledPath::Query(query) => {
+                match jsonpath_rust::query::js_path_process(query, root) {
+                    Ok(found) => found.iter().any(|r| self.test.holds(r.val)),
+                    // The engine only errs on queries that do not yield
+                    // references, which a parsed `$…` query never is; a
+                    // filter must not fail a message, so treat it as no match.
+                    Err(_) => false,
+                }
+            }
+        }
+    }
+}
+
+/// Parses a JSONPath once and picks the direct-navigation fast path when possible.
+fn compile_path(path: &str) -> Result<CompiledPath, String> {
+    let query = jsonpath_rust::parser::parse_json_path(path).map_err(|e| {
+        let hint = if path.trim_start().starts_with('$') {
+            ""
+        } else {
+            " (a JSONPath starts with \"$\", e.g. \"$.a.b\")"
+        };
+        format!(
+            "invalid JSONPath {path:?}: {}{hint}",
+            one_line_parse_error(&e.to_string())
+        )
+    })?;
+    let steps: Option<Vec<Step>> = query
+        .segments
+        .iter()
+        .map(|segment| match segment {
+            Segment::Selector(Selector::Name(name)) => Some(Step::Key(name.clone())),
+            Segment::Selector(Selector::Index(i)) => Some(Step::Index(*i)),
+            Segment::Selector(Selector::Wildcard) => Some(Step::Wildcard),
+            _ => None,
+        })
+        .collect();
+    Ok(match steps {
+        Some(steps) => CompiledPath::Direct(steps),
+        None => CompiledPath::Query(Box::new(query)),
+    })
+}
+
+/// pest renders errors over several lines with an ASCII-art caret; config
+/// errors are one line each, so keep "expected X at column N".
+fn one_line_parse_error(rendered: &str) -> String {
+    let expected = rendered
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("= "))
+        .map(str::trim);
+    let column = rendered
+        .lines()
+        .find_map(|l| l.split_once("--> "))
+        .and_then(|(_, pos)| pos.trim().rsplit(':').next());
+    match (expected, column) {
+        (Some(expected), Some(column)) => format!("{expected} at column {column}"),
+        _ => rendered.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
+}
+
+/// Checks the operator and its value.
+fn compile_test(operator: &str, value: Option<&Value>, at: &str) -> Result<Test, FilterError> {
+    if !OPERATORS.contains(&operator) {
+        return Err(FilterError::new(
+            format!("{at}.operator"),
+            format!(
+                "unknown operator {operator:?} (valid operators: {})",
+                OPERATORS.join(", ")
+            ),
+        ));
+    }
+    if operator == "exists" {
+        return Ok(Test::Exists);
+    }
+    let value_at = || format!("{at}.value");
+    let value = value.ok_or_else(|| {
+        FilterError::new(value_at(), format!("operator {operator:?} needs a value"))
+    })?;
+    let operand = || Operand::new(value.clone());
+    let order = |wanted, or_equal| {
+        if value.is_number() || value.is_string() {
+            Ok(Test::Order {
+                wanted,
+                or_equal,
+                operand: operand(),
+            })
+        } else {
+            // Rejected up front: such a criterion could never be true.
+            Err(FilterError::new(
+                value_at(),
+                format!(
+                    "operator {operator:?} compares numbers or strings, got {}",
+                    kind(value)
+                ),
+            ))
+        }
+    };
+    match operator {
+        "==" => Ok(Test::Eq(operand())),
+        "!=" => Ok(Test::Ne(operand())),
+        ">" => order(Ordering::Greater, false),
+        ">=" => order(Ordering::Greater, true),
+        "<" => order(Ordering::Less, false),
+        "<=" => order(Ordering::Less, true),
+        "contains" => Ok(Test::Contains(operand())),
+        "matches" => {
+            let pattern = value.as_str().ok_or_else(|| {
+                FilterError::new(
+                    value_at(),
+                    format!(
+                        "operator \"matches\" needs a string (a regular expression), got {}",
+                        kind(value)
+                    ),
+                )
+            })?;
+            Regex::new(pattern).map(Test::Matches).map_err(|e| {
+                FilterError::new(
+                    value_at(),
+                    format!("invalid regex {pattern:?}: {}", one_line_regex_error(&e)),
+                )
+            })
+        }
+        _ => unreachable!("checked against OPERATORS above"),
+    }
+}
+
+/// The regex crate renders syntax errors over several lines (pattern, caret,
+/// `error: …`); keep the `error:` line.
+fn one_line_regex_error(e: &regex::Error) -> String {
+    let rendered = e.to_string();
+    rendered
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("error: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| rendered.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// Calls `found` on each value the steps lead to, in the engine's order,
+/// until it returns true; returns whether it did.
+///
+/// Mirrors jsonpath-rust exactly: a name only selects in objects, an index
+/// only in arrays (negative from the end), a wildcard every element or
+/// member. Recursion depth is the number of steps in the (config-given)
+/// path, not the depth of the message.
+fn any_direct<'a, F: FnMut(&'a Value) -> bool>(
+    steps: &[Step],
+    v: &'a Value,
+    found: &mut F,
+) -> bool {
+    let Some((step, rest)) = steps.split_first() else {
+        return found(v);
+    };
+    match step {
+        Step::Key(key) => v
+            .as_object()
+            .and_then(|map| map.get(key))
+            .is_some_and(|child| any_direct(rest, child, found)),
+        Step::Index(i) => v
+            .as_array()
+            .and_then(|items| {
+                let index = if *i >= 0 {
+                    usize::try_from(*i).ok()?
+                } else {
+                    items
+                        .len()
+                        .checked_sub(usize::try_from(i.unsigned_abs()).ok()?)?
+                };
+                items.get(index)
+            })
+            .is_some_and(|child| any_direct(rest, child, found)),
+        Step::Wildcard => match v {
+            Value::Array(items) => items.iter().any(|child| any_direct(rest, child, found)),
+            Value::Object(map) => map.values().any(|child| any_direct(rest, child, found)),
+            _ => false,
+        },
+    }
+}
+
+impl FilterSpec {
+    /// Compiles this spec; shorthand for [`Filter::compile`].
+    pub fn compile(&self) -> Result<Filter, Vec<FilterError>> {
+        Filter::compile(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Internals: the direct-navigation fast path must agree with the
+    //! jsonpath-rust engine on every simple path.
+
+    use super::super::compare::compare_numbers;
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn engine(path: &str, v: &Value) -> Vec<Value> {
+        let query = jsonpath_rust::parser::parse_json_path(path).unwrap();
+        jsonpath_rust::query::js_path_process(&query, v)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.val.clone())
+            .collect()
+    }
+
+    fn direct(path: &str, v: &Value) -> Vec<Value> {
+        match compile_path(path).unwrap() {
+            CompiledPath::Direct(steps) => {
+                let mut out = Vec::new();
+                any_direct(&steps, v, &mut |found| {
+                    out.push(found.clone());
+                    false
+                });
+                out
+            }
+            CompiledPath::Query(_) => panic!("{path} should take the fast path"),
+        }
+    }
+
+    #[test]
+    fn simple_paths_take_the_fast_path_and_others_do_not() {
+        for p in [
+            "$",
+            "$.a",
+            "$.a.b",
+            "$['a b']",
+            "$.a[0]",
+            "$.a[-1]",
+            "$[\"x\"][2].y",
+            "$.a[*]",
+            "$.*",
+            "$.a[*].b[0]",
+        ] {
+            assert!(
+                matches!(compile_path(p).unwrap(), CompiledPath::Direct(_)),
+                "{p}"
+            );
+        }
+        for p in ["$..a", "$.a[0:2]", "$['a','b']", "$.a[?@.b > 1]", "$..*"] {
+            assert!(
+                matches!(compile_path(p).unwrap(), CompiledPath::Query(_)),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn fast_path_agrees_with_engine_on_fixed_cases() {
+        let doc = json!({
+            "a": {"b": 1, "c": [10, 20, {"d": null}]},
+            "a b": "spaced",
+            "list": [1, 2, 3],
+            "0": "zero-key",
+            "s": "str"
+        });
+        let paths = [
+            "$",
+            "$.a",
+            "$.a.b",
+            "$.*",
+            "$[*]",
+            "$.a.*",
+            "$.a.c[*]",
+            "$.a.c[*].d",
+            "$.*.c[-1].*",
+            "$.list[*]",
+            "$.s[*]",
+            "$.a.c[0]",
+            "$.a.c[2].d",
+            "$.a.c[-1]",
+            "$.a.c[-3]",
+            "$.a.c[-4]",
+            "$.a.c[3]",
+            "$['a b']",
+            "$.list[1]",
+            "$.missing",
+            "$.a.b.c",
+            "$.s[0]",
+            "$.list.x",
+            "$['0']",
+            "$[0]",
+            "$.a['c'][1]",
+        ];
+        for p in paths {
+            assert_eq!(direct(p, &doc), engine(p, &doc), "path {p}");
+        }
+    }
+
+    /// Small random JSON trees over a few keys so random paths often hit.
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (-5i64..5).prop_map(Value::from),
+            "[a-c]{0,2}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map("[a-c]", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn arb_simple_path() -> impl Strategy<Value = String> {
+        let step = prop_oneof![
+            "[a-c]".prop_map(|k| format!(".{k}")),
+            "[a-c]".prop_map(|k| format!("['{k}']")),
+            (-4i64..4).prop_map(|i| format!("[{i}]")),
+            Just("[*]".to_string()),
+            Just(".*".to_string()),
+        ];
+        prop::collection::vec(step, 0..4).prop_map(|steps| format!("${}", steps.concat()))
+    }
+
+    proptest! {
+        #[test]
+        fn fast_path_agrees_with_engine(doc in arb_json(), path in arb_simple_path()) {
+            prop_assert_eq!(direct(&path, &doc), engine(&path, &doc));
+        }
+    }
+
+    #[test]
+    fn numbers_compare_exactly() {
+        let n = |v: Value| match v {
+            Value::Number(n) => n,
+            _ => unreachable!(),
+        };
+        let cmp = |a: Value, b: Value| compare_numbers(&n(a), &n(b));
+        assert_eq!(cmp(json!(5), json!(5.0)), Some(Ordering::Equal));
+        assert_eq!(cmp(json!(5), json!(5.5)), Some(Ordering::Less));
+        assert_eq!(cmp(json!(-5), json!(-5.5)), Some(Ordering::Greater));
+        assert_eq!(
+            cmp(json!(9007199254740993u64), json!(9007199254740992.0)),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(cmp(json!(u64::MAX), json!(1e300)), Some(Ordering::Less));
+        assert_eq!(cmp(json!(-1e300), json!(i64::MIN)), Some(Ordering::Less));
+    }
+
+    #[test]
+    fn filter_is_send_and_sync() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<Filter>();
+    }
+}
