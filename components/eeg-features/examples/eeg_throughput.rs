@@ -25,7 +25,7 @@
 
 use bytes::Bytes;
 use fednode_eeg_features::{EegFeatures, EegFeaturesConfig};
-use fednode_kit::{testing, Bus, Component, Message, Overflow, SubscribeOptions};
+use fednode_kit::{testing, Bus, Component, Message, Overflow, SubscribeOptions, TryPublish};
 use serde::Serialize;
 use serde_json::json;
 use std::f64::consts::TAU;
@@ -228,9 +228,8 @@ async fn main() {
                 for row in &pool {
                     for (subject, payload) in row {
                         let msg = Message::new(subject.clone(), payload.clone());
-                        match bus.try_publish(msg) {
-                            Ok(r) => r.unwrap(),
-                            Err(msg) => bus.publish(msg).await.unwrap(),
+                        if let TryPublish::WouldWait(msg) = bus.try_publish(msg) {
+                            bus.publish(msg).await.unwrap();
                         }
                         sent += 1;
                         if sent.is_multiple_of(1024) {

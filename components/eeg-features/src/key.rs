@@ -1,12 +1,13 @@
 //! `key_path`: which value of a raw message names its stream.
 //!
 //! A key path must select exactly one value, so only the single-value
-//! subset of JSONPath is accepted: `$.name`, `$.a.b`,
-//! `$['a b']`, `$.a[0]`. Wildcards, filters, slices and recursive descent
-//! are config errors. The first segment must be a name: the message parser
-//! captures that member while it reads the sample fields (one pass over
-//! the payload); a longer path then walks into the captured value.
+//! subset of JSONPath is accepted (the kit's [`ValuePath`]): `$.name`,
+//! `$.a.b`, `$['a b']`, `$.a[0]`. Wildcards, filters, slices and recursive
+//! descent are config errors. The first step must be a name: the message
+//! parser captures that member while it reads the sample fields (one pass
+//! over the payload); a longer path then walks into the captured value.
 
+use fednode_kit::json::ValuePath;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -27,17 +28,14 @@ pub const OUTPUT_FIELDS: &[&str] = &[
     "confidence",
 ];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Name(String),
-    Index(usize),
-}
-
 /// A parsed `key_path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyPath {
-    raw: String,
-    segments: Vec<Segment>,
+    path: ValuePath,
+    /// The first step's name (validated to be one).
+    first: String,
+    /// The last name on the path: the key's member in the output.
+    output_name: String,
 }
 
 /// A stream key as found in one message (borrowed from the payload where
@@ -78,105 +76,47 @@ impl KeyRef<'_> {
 impl KeyPath {
     /// Parse `$.a.b`, `$['a b']`, `$.a[0]`; errors say what is allowed.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let general = || {
-            format!(
-                "expected a path to one value such as $.user_id, $.meta.user or $['user id'] \
-                 (wildcards, filters and slices are not allowed), got {raw:?}"
-            )
-        };
-        let rest = raw.strip_prefix('$').ok_or_else(general)?;
-        let b = rest.as_bytes();
-        let mut i = 0;
-        let mut segments = Vec::new();
-        while i < b.len() {
-            match b[i] {
-                b'.' => {
-                    let start = i + 1;
-                    let end = rest[start..]
-                        .find(['.', '['])
-                        .map_or(rest.len(), |e| start + e);
-                    let name = &rest[start..end];
-                    if name.is_empty() || name == "*" || name.contains(['\'', '"', ']', ' ']) {
-                        return Err(general());
-                    }
-                    segments.push(Segment::Name(name.to_string()));
-                    i = end;
-                }
-                b'[' => {
-                    let close = rest[i..].find(']').map(|c| i + c).ok_or_else(general)?;
-                    let inner = &rest[i + 1..close];
-                    let quoted =
-                        |q: char| inner.len() >= 2 && inner.starts_with(q) && inner.ends_with(q);
-                    if quoted('\'') || quoted('"') {
-                        let name = &inner[1..inner.len() - 1];
-                        if name.is_empty() || name.contains(['\'', '"']) {
-                            return Err(general());
-                        }
-                        segments.push(Segment::Name(name.to_string()));
-                    } else if !inner.is_empty() && inner.bytes().all(|c| c.is_ascii_digit()) {
-                        segments.push(Segment::Index(inner.parse().map_err(|_| general())?));
-                    } else {
-                        return Err(general());
-                    }
-                    i = close + 1;
-                }
-                _ => return Err(general()),
-            }
-        }
-        match segments.first() {
-            None => return Err(general()),
-            Some(Segment::Index(_)) => {
-                return Err(format!(
-                    "the first step of key_path must be a field name (a raw message is an object), got {raw:?}"
-                ))
-            }
-            Some(Segment::Name(n)) if INPUT_FIELDS.contains(&n.as_str()) => {
-                return Err(format!(
-                    "key_path cannot point into the sample fields ({}), got {raw:?}",
-                    INPUT_FIELDS.join(", ")
-                ))
-            }
-            Some(Segment::Name(_)) => {}
-        }
-        let path = KeyPath {
-            raw: raw.to_string(),
-            segments,
-        };
-        if OUTPUT_FIELDS.contains(&path.output_name()) {
+        let path = ValuePath::parse(raw)?;
+        let Some(first) = path.first_name().map(str::to_string) else {
             return Err(format!(
-                "the key is written to the output under {:?}, which the output already uses; \
+                "the first step of key_path must be a field name (a raw message is an object), got {raw:?}"
+            ));
+        };
+        if INPUT_FIELDS.contains(&first.as_str()) {
+            return Err(format!(
+                "key_path cannot point into the sample fields ({}), got {raw:?}",
+                INPUT_FIELDS.join(", ")
+            ));
+        }
+        let output_name = path.last_name().unwrap_or(&first).to_string();
+        if OUTPUT_FIELDS.contains(&output_name.as_str()) {
+            return Err(format!(
+                "the key is written to the output under {output_name:?}, which the output already uses; \
                  pick a path whose last name is not one of {}",
-                path.output_name(),
                 OUTPUT_FIELDS.join(", ")
             ));
         }
-        Ok(path)
+        Ok(KeyPath {
+            path,
+            first,
+            output_name,
+        })
     }
 
     /// The path as written.
     pub fn as_str(&self) -> &str {
-        &self.raw
+        self.path.as_str()
     }
 
     /// The top-level member the message parser captures.
     pub fn first(&self) -> &str {
-        match &self.segments[0] {
-            Segment::Name(n) => n,
-            Segment::Index(_) => unreachable!("validated: the first segment is a name"),
-        }
+        &self.first
     }
 
     /// The last name of the path: the key's member in the output message
     /// (`user_id` for `$.user_id`, `user` for `$.meta.user`).
     pub fn output_name(&self) -> &str {
-        self.segments
-            .iter()
-            .rev()
-            .find_map(|s| match s {
-                Segment::Name(n) => Some(n.as_str()),
-                Segment::Index(_) => None,
-            })
-            .expect("validated: the first segment is a name")
+        &self.output_name
     }
 
     /// The key of one message, from the raw JSON text of its
@@ -186,28 +126,17 @@ impl KeyPath {
         let Some(raw) = first else {
             return KeyRef::Missing;
         };
-        if self.segments.len() == 1 {
+        if self.path.steps().len() == 1 {
             return classify_raw(raw);
         }
         // A nested path: parse the member (only this one) and walk it.
-        let Ok(mut v) = serde_json::from_str::<Value>(raw) else {
+        let Ok(member) = serde_json::from_str::<Value>(raw) else {
             return KeyRef::Missing;
         };
-        for seg in &self.segments[1..] {
-            let next = match (seg, v) {
-                (Segment::Name(n), Value::Object(mut m)) => m.shift_remove(n.as_str()),
-                (Segment::Index(i), Value::Array(mut a)) if *i < a.len() => Some(a.swap_remove(*i)),
-                _ => None,
-            };
-            match next {
-                Some(n) => v = n,
-                None => return KeyRef::Missing,
-            }
-        }
-        match v {
-            Value::Null => KeyRef::Missing,
-            Value::String(s) => KeyRef::Str(Cow::Owned(s)),
-            other => KeyRef::Json(Cow::Owned(other.to_string())),
+        match self.path.get_below_first(&member) {
+            None | Some(Value::Null) => KeyRef::Missing,
+            Some(Value::String(s)) => KeyRef::Str(Cow::Owned(s.clone())),
+            Some(other) => KeyRef::Json(Cow::Owned(other.to_string())),
         }
     }
 }

@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fednode_kit::config::PortsConfig;
 use fednode_kit::envelope::{new_id, now_millis};
+use fednode_kit::log::LogThrottle;
 use fednode_kit::subject::Template;
 use fednode_kit::{
     Component, Context, Health, Message, Meta, StartError, SubscribeOptions, Subscription,
@@ -82,7 +83,7 @@ impl EegFeatures {
             ms_per_sample: 1000.0 / cfg.sampling_rate,
             output,
             body_hint: 1024,
-            log: LogLimiter::default(),
+            log: LogThrottle::default(),
         };
         EegFeatures {
             cfg,
@@ -346,28 +347,6 @@ impl Counts {
     }
 }
 
-/// At most one log line per second; counts what it held back.
-#[derive(Default)]
-struct LogLimiter {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogLimiter {
-    /// `Some(lines suppressed since the last one)` when a line may be logged.
-    fn allow(&mut self, now: Instant) -> Option<u64> {
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
-        {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Streams
 // ---------------------------------------------------------------------------
@@ -551,7 +530,7 @@ struct State {
     output: OutputSubject,
     /// Size of the last output message, to size the next one's buffer.
     body_hint: usize,
-    log: LogLimiter,
+    log: LogThrottle,
 }
 
 impl State {
@@ -568,7 +547,7 @@ impl State {
             Ok(h) => h,
             Err(e) => {
                 counts.parse_errors += 1;
-                if let Some(suppressed) = self.log.allow(now) {
+                if let Some(suppressed) = self.log.allow_at(now) {
                     tracing::warn!(component, subject = %msg.subject, error = %e, suppressed,
                         "dropping a message that is not a JSON object");
                 }
@@ -587,7 +566,7 @@ impl State {
         };
         if let Some(problem) = problem {
             counts.invalid += 1;
-            if let Some(suppressed) = self.log.allow(now) {
+            if let Some(suppressed) = self.log.allow_at(now) {
                 tracing::warn!(component, subject = %msg.subject, suppressed, "dropping a message: {problem}");
             }
             return;
@@ -723,7 +702,7 @@ impl State {
     }
 
     fn log_rejection(&mut self, now: Instant, component: &str, key: &KeyRef<'_>, reason: Reason) {
-        if let Some(suppressed) = self.log.allow(now) {
+        if let Some(suppressed) = self.log.allow_at(now) {
             tracing::warn!(
                 component,
                 key = key.display(),

@@ -151,7 +151,7 @@ async fn ingest(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
         replay: false,
     });
     match s.ctx.bus.publish_retrying(msg, &s.ctx.cancel).await {
-        Ok(()) => {
+        Ok(_) => {
             s.published.inc();
             answer(
                 &s,

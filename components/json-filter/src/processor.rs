@@ -6,15 +6,14 @@
 use async_trait::async_trait;
 use fednode_kit::config::{ConfigError, PortsConfig};
 use fednode_kit::filter::Filter;
+use fednode_kit::log::LogThrottle;
 use fednode_kit::subject::Template;
 use fednode_kit::{
     Component, Context, Health, Message, StartError, SubscribeOptions, Subscription,
 };
 use prometheus::IntCounter;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use crate::config::JsonFilterConfig;
 use crate::projection::Projection;
@@ -33,7 +32,7 @@ pub struct JsonFilter {
     counters: OnceLock<Counters>,
     /// Shared by the input tasks so bad input is logged at most once a second
     /// for the whole component.
-    bad_input_log: LogLimiter,
+    bad_input_log: Mutex<LogThrottle>,
 }
 
 /// The component's metric children (`json_filter_*`).
@@ -103,7 +102,7 @@ impl JsonFilter {
             filter,
             projection,
             counters: OnceLock::new(),
-            bad_input_log: LogLimiter::new(Duration::from_secs(1)),
+            bad_input_log: Mutex::new(LogThrottle::default()),
         })
     }
 
@@ -214,7 +213,12 @@ impl JsonFilter {
                 Ok(v) => v,
                 Err(e) => {
                     c.parse_errors.inc();
-                    if let Some(suppressed) = self.bad_input_log.allow() {
+                    if let Some(suppressed) = self
+                        .bad_input_log
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .allow()
+                    {
                         tracing::warn!(
                             component = %w.ctx.name,
                             subject = %msg.subject,
@@ -238,10 +242,15 @@ impl JsonFilter {
             // only the subject changes.
             let out = Message { subject, ..msg };
             match w.ctx.bus.publish_retrying(out, &w.ctx.cancel).await {
-                Ok(()) => c.passed.inc(),
+                Ok(_) => c.passed.inc(),
                 Err(e) => {
                     c.publish_errors.inc();
-                    if let Some(suppressed) = self.bad_input_log.allow() {
+                    if let Some(suppressed) = self
+                        .bad_input_log
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .allow()
+                    {
                         tracing::warn!(
                             component = %w.ctx.name,
                             error = %e,
@@ -252,33 +261,5 @@ impl JsonFilter {
                 }
             }
         }
-    }
-}
-
-/// Lets a log line through at most once per `every`, counting the rest.
-struct LogLimiter {
-    every: Duration,
-    last: Mutex<Option<Instant>>,
-    suppressed: AtomicU64,
-}
-
-impl LogLimiter {
-    fn new(every: Duration) -> Self {
-        LogLimiter {
-            every,
-            last: Mutex::new(None),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// `Some(lines suppressed since the last one)` when a line may be logged.
-    fn allow(&self) -> Option<u64> {
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_some_and(|t| t.elapsed() < self.every) {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        *last = Some(Instant::now());
-        Some(self.suppressed.swap(0, Ordering::Relaxed))
     }
 }

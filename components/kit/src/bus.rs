@@ -8,6 +8,7 @@
 //! On the bus a message is the bare payload (JSON bytes); the envelope's id,
 //! timestamp and sending node travel as headers.
 
+use crate::backoff::Backoff;
 use async_trait::async_trait;
 use bytes::Bytes;
 use prometheus::IntCounter;
@@ -281,6 +282,26 @@ impl Subscription {
 }
 
 /// A transport.
+/// What [`Bus::try_publish`] did with a message.
+#[derive(Debug)]
+pub enum TryPublish {
+    /// The bus took it without waiting.
+    Sent,
+    /// The bus cannot take it without waiting (a full blocking subscriber,
+    /// a closed or remote bus): here it is back, for an awaited publish.
+    WouldWait(Message),
+}
+
+/// How [`BusHandle::publish_retrying`] got a message onto the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// At the first attempt.
+    AtOnce,
+    /// After this many failed attempts (each logged and counted in
+    /// `bus_publish_errors_total`).
+    AfterFailures(u32),
+}
+
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// Publish one message. Never blocks on a slow subscriber unless that
@@ -289,15 +310,10 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Publish without awaiting when the transport can do so at once (the
     /// memory bus can, unless a blocking subscriber's channel is full).
-    /// `Err` hands the message back for [`publish`](Self::publish). This
-    /// saves a boxed future per message on the hot path; handing the
+    /// This saves a boxed future per message on the hot path; handing the
     /// message back by value (not boxed) keeps it free of allocation.
-    ///
-    /// `Ok(Err(_))` consumes the message, so it is for final failures only
-    /// (an invalid subject); anything a retry could fix hands it back.
-    #[allow(clippy::result_large_err)]
-    fn try_publish(&self, msg: Message) -> Result<Result<(), BusError>, Message> {
-        Err(msg)
+    fn try_publish(&self, msg: Message) -> TryPublish {
+        TryPublish::WouldWait(msg)
     }
 
     /// Subscribe to a subject pattern (`*`, `>`).
@@ -414,27 +430,31 @@ impl BusHandle {
         .await
     }
 
-    /// Publish a prepared message.
+    /// Publish a prepared message: one attempt, waiting if the bus asks.
     pub async fn publish_message(&self, msg: Message) -> Result<(), BusError> {
         match self.try_publish_message(msg) {
-            Ok(result) => result,
-            Err(msg) => {
+            TryPublish::Sent => Ok(()),
+            TryPublish::WouldWait(msg) => {
                 let result = self.bus.publish(msg).await;
                 self.count(result)
             }
         }
     }
 
-    /// Publish if the bus can without waiting; `Err` hands the message back
-    /// (with this node's id stamped) for [`publish_message`](Self::publish_message)
-    /// or [`publish_retrying`](Self::publish_retrying). A caller that must
-    /// be able to retry keeps no copy for the common case this way.
-    #[allow(clippy::result_large_err)]
-    pub fn try_publish_message(&self, mut msg: Message) -> Result<Result<(), BusError>, Message> {
+    /// Publish if the bus can without waiting; otherwise the message comes
+    /// back (with this node's id stamped) for
+    /// [`publish_message`](Self::publish_message) or
+    /// [`publish_retrying`](Self::publish_retrying). A caller that must be
+    /// able to retry keeps no copy for the common case this way.
+    pub fn try_publish_message(&self, mut msg: Message) -> TryPublish {
         if msg.meta.node.is_none() {
             msg.meta.node = Some(self.node.clone());
         }
-        self.bus.try_publish(msg).map(|result| self.count(result))
+        let tried = self.bus.try_publish(msg);
+        if let TryPublish::Sent = tried {
+            self.published.inc();
+        }
+        tried
     }
 
     fn count(&self, result: Result<(), BusError>) -> Result<(), BusError> {
@@ -450,31 +470,32 @@ impl BusHandle {
         }
     }
 
-    /// Publish, retrying transient failures with exponential backoff until
-    /// `cancel` fires (publish errors are retried, never silently
-    /// lost). Returns the last error if cancelled first.
+    /// The one publish call of components: without waiting when the bus
+    /// can take the message at once, else waiting for it, and retrying
+    /// failures with the kit's backoff (10 ms doubling to 2 s, with jitter)
+    /// until `cancel` fires, so nothing is lost to a passing bus outage. An
+    /// invalid subject is final. Returns the last error if cancelled first.
     pub async fn publish_retrying(
         &self,
         msg: Message,
         cancel: &tokio_util::sync::CancellationToken,
-    ) -> Result<(), BusError> {
+    ) -> Result<Published, BusError> {
         let msg = match self.try_publish_message(msg) {
-            Ok(result) => return result,
-            Err(msg) => msg,
+            TryPublish::Sent => return Ok(Published::AtOnce),
+            TryPublish::WouldWait(msg) => msg,
         };
-        let mut delay = Duration::from_millis(10);
+        let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(2), 2.0);
         loop {
-            match self.publish_message(msg.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(BusError::InvalidSubject(s)) => return Err(BusError::InvalidSubject(s)),
-                Err(e) => {
-                    tracing::warn!(error = %e, subject = %msg.subject, "publish failed; retrying");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return Err(e),
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
+            let e = match self.count(self.bus.publish(msg.clone()).await) {
+                Ok(()) if backoff.attempts() == 0 => return Ok(Published::AtOnce),
+                Ok(()) => return Ok(Published::AfterFailures(backoff.attempts())),
+                Err(e @ BusError::InvalidSubject(_)) => return Err(e),
+                Err(e) => e,
+            };
+            tracing::warn!(error = %e, subject = %msg.subject, "publish failed; retrying");
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(e),
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
             }
         }
     }
@@ -563,10 +584,18 @@ mod tests {
         };
         let mut sub = ctx.bus.subscribe("s", opts).await.unwrap();
         let msg = |p: &'static [u8]| Message::new("s", Bytes::from_static(p));
-        assert!(matches!(ctx.bus.try_publish_message(msg(b"1")), Ok(Ok(()))));
-        assert!(matches!(ctx.bus.try_publish_message(msg(b"2")), Ok(Ok(()))));
+        assert!(matches!(
+            ctx.bus.try_publish_message(msg(b"1")),
+            TryPublish::Sent
+        ));
+        assert!(matches!(
+            ctx.bus.try_publish_message(msg(b"2")),
+            TryPublish::Sent
+        ));
         // Full: the message comes back, stamped with this node, untouched.
-        let back = ctx.bus.try_publish_message(msg(b"3")).err().unwrap();
+        let TryPublish::WouldWait(back) = ctx.bus.try_publish_message(msg(b"3")) else {
+            panic!("a full blocking subscriber hands the message back")
+        };
         assert_eq!(&back.payload[..], b"3");
         assert!(back.meta.node.is_some());
         let handle = ctx.bus.clone();
@@ -582,7 +611,9 @@ mod tests {
         third.await.unwrap().unwrap();
         // A closed bus hands the message back; publishing reports Closed.
         bus.close();
-        let back = ctx.bus.try_publish_message(msg(b"4")).err().unwrap();
+        let TryPublish::WouldWait(back) = ctx.bus.try_publish_message(msg(b"4")) else {
+            panic!("a closed bus hands the message back")
+        };
         assert!(matches!(
             ctx.bus.publish_message(back).await,
             Err(BusError::Closed)

@@ -18,6 +18,7 @@ pub mod config;
 pub mod envelope;
 pub mod filter;
 pub mod json;
+pub mod log;
 pub mod memory;
 pub mod metrics;
 pub mod queue;
@@ -25,8 +26,8 @@ pub mod subject;
 pub mod testing;
 
 pub use bus::{
-    Bus, BusError, BusHandle, Message, Meta, NatsConnection, NodeId, Overflow, SubscribeOptions,
-    Subscription,
+    Bus, BusError, BusHandle, Message, Meta, NatsConnection, NodeId, Overflow, Published,
+    SubscribeOptions, Subscription, TryPublish,
 };
 pub use component::{
     AdminError, AdminRequest, BuildContext, BuildResult, Component, ComponentKind, Context, Health,

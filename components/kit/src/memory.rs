@@ -11,13 +11,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::RwLock;
 use prometheus::IntCounter;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-use crate::bus::{Bus, BusError, Message, Meta, Overflow, SubscribeOptions, Subscription};
+use crate::bus::{
+    Bus, BusError, Message, Meta, Overflow, SubscribeOptions, Subscription, TryPublish,
+};
 use crate::subject;
 
 struct Sub {
@@ -151,7 +154,7 @@ impl MemoryBus {
     }
 
     /// Which subscribers get a message on this route (one per queue group).
-    fn targets<'r>(route: &'r Route, out: &mut smallvec_lite::Targets<'r>) {
+    fn targets<'r>(route: &'r Route, out: &mut Targets<'r>) {
         for s in &route.plain {
             out.push(s);
         }
@@ -163,29 +166,24 @@ impl MemoryBus {
 
     /// Deliver to every target of `route` without waiting; hands the
     /// message back when some receiver blocks (the async path takes it).
-    #[allow(clippy::result_large_err)]
-    fn deliver_all_now(
-        &self,
-        route: &Route,
-        msg: Message,
-    ) -> Result<Result<(), BusError>, Message> {
+    fn deliver_all_now(&self, route: &Route, msg: Message) -> TryPublish {
         if route.has_blocking {
             // One blocking receiver and room in its channel: deliver now.
             // Full (or a wider route) takes the async path, which waits.
             return match (&route.plain[..], route.groups.is_empty()) {
                 ([only], true) => match only.tx.try_send(msg) {
-                    Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(Ok(())),
-                    Err(mpsc::error::TrySendError::Full(msg)) => Err(msg),
+                    Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => TryPublish::Sent,
+                    Err(mpsc::error::TrySendError::Full(msg)) => TryPublish::WouldWait(msg),
                 },
-                _ => Err(msg),
+                _ => TryPublish::WouldWait(msg),
             };
         }
-        let mut targets = smallvec_lite::Targets::default();
+        let mut targets = Targets::new();
         Self::targets(route, &mut targets);
         for (s, m) in copies(&targets, msg) {
             self.deliver_now(s, m);
         }
-        Ok(Ok(()))
+        TryPublish::Sent
     }
 
     async fn deliver(&self, sub: &Sub, msg: Message) {
@@ -203,15 +201,20 @@ impl MemoryBus {
     }
 }
 
+/// The delivery targets of one message: almost every subject has one to
+/// four receivers, so they stay inline (a heap allocation per publish
+/// would dominate).
+type Targets<'a> = SmallVec<[&'a Sub; 4]>;
+
 /// One message per target: clones for all but the last, which gets the
 /// original (a clone shares the payload; nothing is copied).
-fn copies<'a>(
-    targets: &'a smallvec_lite::Targets<'a>,
+fn copies<'t, 'a: 't>(
+    targets: &'t Targets<'a>,
     msg: Message,
-) -> impl Iterator<Item = (&'a Sub, Message)> + 'a {
+) -> impl Iterator<Item = (&'a Sub, Message)> + 't {
     let n = targets.len();
     let mut msg = Some(msg);
-    targets.iter().enumerate().map(move |(i, s)| {
+    targets.iter().copied().enumerate().map(move |(i, s)| {
         let m = if i + 1 == n {
             msg.take().expect("message delivered once")
         } else {
@@ -244,7 +247,7 @@ impl Bus for MemoryBus {
             return Err(BusError::Closed);
         }
         let route = self.route(&msg.subject);
-        let mut targets = smallvec_lite::Targets::default();
+        let mut targets = Targets::new();
         Self::targets(&route, &mut targets);
         for (s, m) in copies(&targets, msg) {
             self.deliver(s, m).await;
@@ -252,11 +255,10 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
-    #[allow(clippy::result_large_err)]
-    fn try_publish(&self, msg: Message) -> Result<Result<(), BusError>, Message> {
+    fn try_publish(&self, msg: Message) -> TryPublish {
         if self.inner.closed.load(Ordering::Relaxed) {
             // `publish` reports it; a retrying caller keeps the message.
-            return Err(msg);
+            return TryPublish::WouldWait(msg);
         }
         // The hot path: deliver under the read lock, without cloning the
         // cached route (no reference-count traffic per message).
@@ -352,43 +354,5 @@ impl Bus for MemoryBus {
 
     fn dropped_total(&self) -> u64 {
         self.inner.dropped_total.load(Ordering::Relaxed)
-    }
-}
-
-/// A tiny inline list of delivery targets: almost every subject has one to
-/// four receivers, and a heap allocation per publish would dominate.
-mod smallvec_lite {
-    use super::Sub;
-
-    const INLINE: usize = 4;
-
-    #[derive(Default)]
-    pub struct Targets<'a> {
-        inline: [Option<&'a Sub>; INLINE],
-        len: usize,
-        spill: Vec<&'a Sub>,
-    }
-
-    impl<'a> Targets<'a> {
-        pub fn push(&mut self, s: &'a Sub) {
-            if self.len < INLINE {
-                self.inline[self.len] = Some(s);
-            } else {
-                self.spill.push(s);
-            }
-            self.len += 1;
-        }
-
-        pub fn len(&self) -> usize {
-            self.len
-        }
-
-        pub fn iter(&self) -> impl Iterator<Item = &'a Sub> + '_ {
-            self.inline
-                .iter()
-                .take(self.len.min(INLINE))
-                .map(|s| s.expect("filled slot"))
-                .chain(self.spill.iter().copied())
-        }
     }
 }

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fednode_kit::config::PortsConfig;
 use fednode_kit::envelope::{new_id, now_millis};
+use fednode_kit::log::LogThrottle;
 use fednode_kit::subject::Template;
 use fednode_kit::{Component, Context, Health, Message, Meta, StartError};
 use parking_lot::Mutex;
@@ -11,7 +12,6 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::net::UdpSocket;
 
 use crate::config::UdpConfig;
@@ -88,7 +88,7 @@ impl UdpInput {
             &["type"],
         );
         let mut buf = vec![0u8; 65_536];
-        let mut last_log: Option<Instant> = None;
+        let mut bad_datagrams = LogThrottle::default();
         loop {
             let (n, peer) = tokio::select! {
                 _ = ctx.cancel.cancelled() => break,
@@ -109,10 +109,8 @@ impl UdpInput {
                 Err(e) => {
                     errors.with(&["parse_error"]).inc();
                     self.errors.fetch_add(1, Ordering::Relaxed);
-                    // Logged at most once per second.
-                    if last_log.is_none_or(|t| t.elapsed().as_secs() >= 1) {
-                        last_log = Some(Instant::now());
-                        tracing::warn!(%peer, error = %e, "dropping a datagram that is not JSON");
+                    if let Some(suppressed) = bad_datagrams.allow() {
+                        tracing::warn!(%peer, error = %e, suppressed, "dropping a datagram that is not JSON");
                     }
                     continue;
                 }

@@ -2,7 +2,7 @@
 //! `at_least_once`, the `on_full` policy when the queue is full), and one
 //! publisher task drains the queue onto the `ws_data` subject.
 
-use fednode_kit::bus::{BusError, Message, Meta};
+use fednode_kit::bus::{BusError, Message, Meta, Published};
 use fednode_kit::envelope::{new_id, now_millis, Encoding, Envelope};
 use fednode_kit::queue::{OnFull, Pushed};
 use fednode_ws::config::{Delivery, Mode};
@@ -182,20 +182,12 @@ impl Running {
         };
         // Most messages go without waiting and without a copy kept for a
         // retry; the rest wait for room, and failures retry with backoff.
-        let result = match self.ctx.bus.try_publish_message(msg) {
-            Ok(result) => result,
-            Err(msg) => match self.ctx.bus.publish_message(msg.clone()).await {
-                Ok(()) => Ok(()),
-                Err(e @ BusError::InvalidSubject(_)) => Err(e),
-                Err(e) => {
-                    self.metrics.error(error_type::PUBLISH).inc();
-                    tracing::warn!(component = %self.ctx.name, subject = %msg.subject, error = %e, "publish failed; retrying with backoff");
-                    self.ctx.bus.publish_retrying(msg, &self.flush_abort).await
-                }
-            },
-        };
+        let result = self.ctx.bus.publish_retrying(msg, &self.flush_abort).await;
         match result {
-            Ok(()) => {
+            Ok(published) => {
+                if let Published::AfterFailures(n) = published {
+                    self.metrics.error(error_type::PUBLISH).inc_by(u64::from(n));
+                }
                 self.metrics.published.inc();
                 if let (Some(ack), Some(id)) = (&ack, &id) {
                     ack.out

@@ -11,6 +11,7 @@
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use fednode_kit::filter::Filter;
+use fednode_kit::log::LogThrottle;
 use fednode_kit::queue::{BoundedQueue, OnFull, Pushed};
 use fednode_kit::Encoding;
 use fednode_ws::throughput::RateMeter;
@@ -19,7 +20,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -164,7 +165,8 @@ pub(crate) struct Conn {
     /// At-least-once (client mode).
     pub in_flight: Mutex<InFlight>,
     pub in_flight_changed: Notify,
-    last_error_log: AtomicI64,
+    /// Bad frames from this peer are logged at most once per second.
+    error_log: Mutex<LogThrottle>,
 }
 
 impl Conn {
@@ -201,7 +203,7 @@ impl Conn {
             replays_pending: AtomicUsize::new(0),
             in_flight: Mutex::new(InFlight::default()),
             in_flight_changed: Notify::new(),
-            last_error_log: AtomicI64::new(0),
+            error_log: Mutex::new(LogThrottle::default()),
         }
     }
 
@@ -501,15 +503,10 @@ impl Conn {
         self.capabilities.lock().clone()
     }
 
-    /// Log a bad frame at most once per second per connection.
-    pub fn should_log_error(&self) -> bool {
-        let now = fednode_kit::envelope::now_millis();
-        let last = self.last_error_log.load(Ordering::Relaxed);
-        now - last >= 1000
-            && self
-                .last_error_log
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+    /// Whether to log a bad frame from this peer now: `Some(n)` at most
+    /// once per second, with the `n` held back since the last line.
+    pub fn log_error(&self) -> Option<u64> {
+        self.error_log.lock().allow()
     }
 
     /// Detail for `status`, `/components` and health.

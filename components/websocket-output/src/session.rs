@@ -402,8 +402,8 @@ impl FrameHandler for Handler {
             Kind::Nack => {
                 if conn.settle(&env.id).is_some() {
                     sh.metrics.dropped(reason::NACK).inc();
-                    if conn.should_log_error() {
-                        tracing::warn!(conn = %conn.id, id = %env.id,
+                    if let Some(suppressed) = conn.log_error() {
+                        tracing::warn!(conn = %conn.id, id = %env.id, suppressed,
                             reason = %String::from_utf8_lossy(&env.payload), "peer refused data (nack)");
                     }
                 }
@@ -445,7 +445,7 @@ async fn upstream(sh: &Shared, conn: &Conn, env: Envelope, encoding: Encoding, o
     };
     let msg = fednode_kit::Message::new(subject, Bytes::clone(&env.payload)).with_meta(meta);
     match sh.bus.publish_retrying(msg, &sh.cancel).await {
-        Ok(()) => {
+        Ok(_) => {
             sh.metrics.upstream.inc();
             if ack {
                 out.send_envelope(&Envelope::ack(&env.id, None), encoding)
@@ -455,8 +455,8 @@ async fn upstream(sh: &Shared, conn: &Conn, env: Envelope, encoding: Encoding, o
         Err(e) => {
             sh.metrics.error(error_type::PUBLISH).inc();
             sh.metrics.dropped(reason::PUBLISH_FAILED).inc();
-            if conn.should_log_error() {
-                tracing::warn!(conn = %conn.id, error = %e, "upstream data not published");
+            if let Some(suppressed) = conn.log_error() {
+                tracing::warn!(conn = %conn.id, error = %e, suppressed, "upstream data not published");
             }
             if ack {
                 out.send_envelope(&Envelope::ack(&env.id, Some(&e.to_string())), encoding)

@@ -18,12 +18,13 @@
 
 use bytes::Bytes;
 use fednode_kit::envelope::{DecodeError, Encoding, Envelope};
+use fednode_kit::log::LogThrottle;
 use fednode_kit::queue::{BoundedQueue, OnFull, Pushed};
 use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -284,41 +285,6 @@ where
     result
 }
 
-/// Logs at most once per interval, counting what it held back.
-#[derive(Debug)]
-pub struct LogThrottle {
-    every: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogThrottle {
-    /// At most one log line per `every`.
-    pub fn new(every: Duration) -> Self {
-        LogThrottle {
-            every,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(n)` when a line may be logged now (`n` lines were held back
-    /// since the last one); `None` to stay quiet.
-    pub fn allow(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        match self.last {
-            Some(t) if now.duration_since(t) < self.every => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
-
 /// What a connection does with what it reads. Called from the connection's
 /// task, one frame at a time, in order.
 pub trait FrameHandler: Send {
@@ -444,7 +410,7 @@ where
     St: futures::Stream<Item = Result<WsMessage, WsError>> + Unpin,
     H: FrameHandler,
 {
-    let mut throttle = LogThrottle::new(Duration::from_secs(1));
+    let mut throttle = LogThrottle::default();
     let mut closing_since: Option<tokio::time::Instant> = None;
     loop {
         // A frame that is already here (read with the previous ones) is
@@ -568,15 +534,6 @@ mod tests {
             classify(WsMessage::Text("{nope".into())),
             Incoming::Undecodable(_, Encoding::Json)
         ));
-    }
-
-    #[test]
-    fn throttle_allows_one_per_interval() {
-        let mut t = LogThrottle::new(Duration::from_secs(60));
-        assert_eq!(t.allow(), Some(0));
-        assert_eq!(t.allow(), None);
-        assert_eq!(t.allow(), None);
-        assert_eq!(t.suppressed, 2);
     }
 
     fn text_of(m: WsMessage) -> String {

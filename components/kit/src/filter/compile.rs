@@ -137,17 +137,7 @@ impl Compiled {
 
 /// Parses a JSONPath once and picks the direct-navigation fast path when possible.
 fn compile_path(path: &str) -> Result<CompiledPath, String> {
-    let query = jsonpath_rust::parser::parse_json_path(path).map_err(|e| {
-        let hint = if path.trim_start().starts_with('$') {
-            ""
-        } else {
-            " (a JSONPath starts with \"$\", e.g. \"$.a.b\")"
-        };
-        format!(
-            "invalid JSONPath {path:?}: {}{hint}",
-            one_line_parse_error(&e.to_string())
-        )
-    })?;
+    let query = crate::json::parse_query(path)?;
     let steps: Option<Vec<Step>> = query
         .segments
         .iter()
@@ -162,23 +152,6 @@ fn compile_path(path: &str) -> Result<CompiledPath, String> {
         Some(steps) => CompiledPath::Direct(steps),
         None => CompiledPath::Query(Box::new(query)),
     })
-}
-
-/// pest renders errors over several lines with an ASCII-art caret; config
-/// errors are one line each, so keep "expected X at column N".
-fn one_line_parse_error(rendered: &str) -> String {
-    let expected = rendered
-        .lines()
-        .find_map(|l| l.trim_start().strip_prefix("= "))
-        .map(str::trim);
-    let column = rendered
-        .lines()
-        .find_map(|l| l.split_once("--> "))
-        .and_then(|(_, pos)| pos.trim().rsplit(':').next());
-    match (expected, column) {
-        (Some(expected), Some(column)) => format!("{expected} at column {column}"),
-        _ => rendered.split_whitespace().collect::<Vec<_>>().join(" "),
-    }
 }
 
 /// Checks the operator and its value.

@@ -25,15 +25,19 @@
 //! - [`elements`]: the elements of an array already validated (numbers
 //!   of a sample list, rows of a batch), each as its JSON text.
 //! - [`small_integer`]: an integer token's value, eight digits at a time.
+//! - [`parse_query`] and [`ValuePath`]: JSONPaths for the whole node, and
+//!   the single-value kind that names one value (a stream or row key).
 //!
 //! [`Envelope::decode_json`]: crate::envelope::Envelope::decode_json
 
 mod elements;
 mod lexer;
+mod path;
 mod scan;
 mod span;
 
 pub use elements::{elements, numbers, Elements};
 pub use lexer::small_integer;
+pub use path::{parse_query, Step, ValuePath};
 pub use scan::{scan, Members};
 pub use span::{Invalid, Shape, Span};
