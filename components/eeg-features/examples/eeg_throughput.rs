@@ -24,7 +24,7 @@
 //! 1,000 streams: 256,000 samples/s (2.05 M channel values/s).
 
 use bytes::Bytes;
-use fednode_eeg_features::{EegFeatures, EegFeaturesConfig};
+use fednode_eeg_features::{Config, EegFeatures};
 use fednode_kit::{testing, Bus, Component, Message, Overflow, SubscribeOptions, TryPublish};
 use serde::Serialize;
 use serde_json::json;
@@ -188,7 +188,7 @@ async fn main() {
                   "outputs": [{"name": "out", "subject": "features.{user_id}"}]},
     });
     let comp = Arc::new(EegFeatures::new(
-        EegFeaturesConfig::parse(&cfg, "components.feat.config").expect("valid config"),
+        Config::parse(&cfg, "components.feat.config").expect("valid config"),
     ));
     let (ctx, bus, metrics) = testing::context("feat");
     let mut out = bus

@@ -1,9 +1,9 @@
 //! The `eeg_features` processor's config: the numeric parameters of
-//! the numeric convention (crate README) plus streams, queue and ports. [`EegFeaturesConfig::parse`]
+//! the numeric convention (crate README) plus streams, queue and ports. [`Config::parse`]
 //! reports every problem at once, each with its JSON path
 //! (`components.feat.config.bands[4].hi: …`).
 
-use fednode_kit::config::{join, parse_strict, ConfigError, PortRules, PortsConfig};
+use fednode_kit::config::{join, parse_checked, ConfigError, PortRules, PortsConfig};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ pub const MAX_WINDOW_VALUES: usize = 1 << 22;
 /// `components.<name>.config` of an `eeg_features` processor.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EegFeaturesConfig {
+pub struct Config {
     /// Samples per second of every stream (Hz). Sets the Welch segment
     /// (`round(sampling_rate)` samples, 1 Hz bins at integer rates) and the
     /// Nyquist limit for `bands`. Required: a wrong rate silently shifts
@@ -106,10 +106,14 @@ fn default_queue_size() -> usize {
     fednode_kit::bus::DEFAULT_CAPACITY
 }
 
-impl EegFeaturesConfig {
+impl Config {
     /// Parse and check the block at `path`; every problem is reported.
     pub fn parse(value: &serde_json::Value, path: &str) -> Result<Self, Vec<ConfigError>> {
-        let cfg: EegFeaturesConfig = parse_strict(value, path)?;
+        parse_checked(value, path, |cfg: Config| Self::resolve(cfg, path))
+    }
+
+    /// Check the parsed block (at JSON path `path`).
+    fn resolve(cfg: Config, path: &str) -> Result<Self, Vec<ConfigError>> {
         let errors = cfg.check(path);
         if errors.is_empty() {
             Ok(cfg)

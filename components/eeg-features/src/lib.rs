@@ -26,7 +26,7 @@ mod read_serde;
 mod sample;
 pub mod stream;
 
-pub use config::EegFeaturesConfig;
+pub use config::Config;
 pub use processor::EegFeatures;
 
 use fednode_kit::{ComponentKind, Registration};
@@ -39,7 +39,7 @@ pub fn registration() -> Registration {
         aliases: &[],
         kinds: &[ComponentKind::Processor],
         build: |cx, value| {
-            let cfg = EegFeaturesConfig::parse(value, cx.path)?;
+            let cfg = Config::parse(value, cx.path)?;
             Ok(Arc::new(EegFeatures::new(cfg)))
         },
     }

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::config::EegFeaturesConfig;
+use crate::config::Config;
 use crate::features::{FeatureExtractor, Features};
 use crate::key::{KeyPath, KeyRef};
 use crate::message::{self, Body, Layout, MessageKind, Reason, SampleOutcome, Scratch};
@@ -49,7 +49,7 @@ const BATCH: usize = 512;
 
 /// A running (or not yet started) `eeg_features` processor.
 pub struct EegFeatures {
-    cfg: EegFeaturesConfig,
+    cfg: Config,
     spec: WindowSpec,
     state: Mutex<State>,
     /// Set by `start`.
@@ -60,9 +60,9 @@ pub struct EegFeatures {
 }
 
 impl EegFeatures {
-    /// A processor for a validated config (see [`EegFeaturesConfig::parse`]).
+    /// A processor for a validated config (see [`Config::parse`]).
     /// Plans the FFT; does no I/O.
-    pub fn new(cfg: EegFeaturesConfig) -> Self {
+    pub fn new(cfg: Config) -> Self {
         let fc = cfg.feature_config();
         let spec = fc.window_spec().expect("validated config");
         let extractor = FeatureExtractor::new(&fc).expect("validated config");
@@ -97,7 +97,7 @@ impl EegFeatures {
     }
 
     /// The config it runs with.
-    pub fn config(&self) -> &EegFeaturesConfig {
+    pub fn config(&self) -> &Config {
         &self.cfg
     }
 

@@ -1,12 +1,12 @@
 //! The `eeg_simulator` input's config.
 
-use fednode_kit::config::{parse_strict, ConfigError, PortRules, PortsConfig};
+use fednode_kit::config::{parse_checked, ConfigError, PortRules, PortsConfig};
 use serde::Deserialize;
 
 /// `components.<name>.config` of an `eeg_simulator` input.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SimulatorConfig {
+pub struct Config {
     /// Samples per second per user.
     #[serde(default = "default_rate")]
     pub sampling_rate: f64,
@@ -99,10 +99,14 @@ fn default_batch() -> usize {
     1
 }
 
-impl SimulatorConfig {
+impl Config {
     /// Parse and check the block at `path`.
     pub fn parse(value: &serde_json::Value, path: &str) -> Result<Self, Vec<ConfigError>> {
-        let cfg: SimulatorConfig = parse_strict(value, path)?;
+        parse_checked(value, path, |cfg: Config| Self::resolve(cfg, path))
+    }
+
+    /// Check the parsed block (at JSON path `path`).
+    fn resolve(cfg: Config, path: &str) -> Result<Self, Vec<ConfigError>> {
         let mut errors = cfg.ports.validate(
             &format!("{path}.ports"),
             &PortRules {

@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Pacing, SimulatorConfig};
+use crate::config::{Config, Pacing};
 use crate::signal::Generator;
 
 /// A running (or not yet started) simulator.
 pub struct Simulator {
-    cfg: SimulatorConfig,
+    cfg: Config,
     samples: AtomicU64,
     finished: AtomicBool,
 }
@@ -41,7 +41,7 @@ struct ManySamples<'a> {
 }
 
 impl Simulator {
-    pub fn new(cfg: SimulatorConfig) -> Self {
+    pub fn new(cfg: Config) -> Self {
         Simulator {
             cfg,
             samples: AtomicU64::new(0),

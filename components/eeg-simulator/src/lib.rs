@@ -10,7 +10,7 @@ mod config;
 mod input;
 pub mod signal;
 
-pub use config::{Pacing, SimulatorConfig, SineComponent};
+pub use config::{Config, Pacing, SineComponent};
 pub use input::Simulator;
 
 use fednode_kit::{ComponentKind, Registration};
@@ -23,7 +23,7 @@ pub fn registration() -> Registration {
         aliases: &[],
         kinds: &[ComponentKind::Input],
         build: |cx, value| {
-            let cfg = SimulatorConfig::parse(value, cx.path)?;
+            let cfg = Config::parse(value, cx.path)?;
             Ok(Arc::new(Simulator::new(cfg)))
         },
     }

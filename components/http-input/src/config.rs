@@ -1,14 +1,14 @@
 //! The `http_input` config.
 
 use fednode_kit::config::{
-    parse_strict, AuthConfig, ConfigError, Credential, PortRules, PortsConfig,
+    parse_checked, AuthConfig, ConfigError, Credential, PortRules, PortsConfig,
 };
 use serde::Deserialize;
 
 /// `components.<name>.config` of an `http_input`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HttpInputConfig {
+pub struct Config {
     /// TCP port of the HTTP server (0 picks a free port).
     pub http_port: u16,
     /// Requests to `POST {path}` and `POST {path}/{anything}` are accepted.
@@ -38,14 +38,18 @@ fn default_max_body() -> usize {
     1 << 20
 }
 
-impl HttpInputConfig {
+impl Config {
     /// Parse and check the block at `path`; also resolves the credential
     /// from the environment.
     pub fn parse(
         value: &serde_json::Value,
         path: &str,
     ) -> Result<(Self, Credential), Vec<ConfigError>> {
-        let cfg: HttpInputConfig = parse_strict(value, path)?;
+        parse_checked(value, path, |cfg: Config| Self::resolve(cfg, path))
+    }
+
+    /// Check the parsed block (at JSON path `path`).
+    fn resolve(cfg: Config, path: &str) -> Result<(Self, Credential), Vec<ConfigError>> {
         let mut errors = cfg.ports.validate(
             &format!("{path}.ports"),
             &PortRules {

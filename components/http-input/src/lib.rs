@@ -9,7 +9,7 @@
 mod config;
 mod server;
 
-pub use config::HttpInputConfig;
+pub use config::Config;
 pub use server::HttpInput;
 
 use fednode_kit::{ComponentKind, Registration};
@@ -22,7 +22,7 @@ pub fn registration() -> Registration {
         aliases: &[],
         kinds: &[ComponentKind::Input],
         build: |cx, value| {
-            let (cfg, credential) = HttpInputConfig::parse(value, cx.path)?;
+            let (cfg, credential) = Config::parse(value, cx.path)?;
             Ok(Arc::new(HttpInput::new(cfg, credential)))
         },
     }

@@ -17,11 +17,11 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::config::HttpInputConfig;
+use crate::config::Config;
 
 /// A running (or not yet started) `http_input`.
 pub struct HttpInput {
-    cfg: HttpInputConfig,
+    cfg: Config,
     credential: Credential,
     local: Mutex<Option<SocketAddr>>,
 }
@@ -37,7 +37,7 @@ struct Shared {
 }
 
 impl HttpInput {
-    pub fn new(cfg: HttpInputConfig, credential: Credential) -> Self {
+    pub fn new(cfg: Config, credential: Credential) -> Self {
         HttpInput {
             cfg,
             credential,

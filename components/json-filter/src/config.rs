@@ -1,13 +1,13 @@
 //! The `json_filter` processor's config.
 
-use fednode_kit::config::{join, parse_strict, ConfigError, PortRules, PortsConfig};
+use fednode_kit::config::{join, parse_checked, ConfigError, PortRules, PortsConfig};
 use fednode_kit::filter::{CriteriaSpec, Filter, FilterSpec, MatchMode};
 use serde::Deserialize;
 
 /// `components.<name>.config` of a `json_filter` processor.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JsonFilterConfig {
+pub struct Config {
     /// What a message must satisfy to pass: one `{path, operator, value}`
     /// object or a list of them.
     pub criteria: CriteriaSpec,
@@ -34,12 +34,16 @@ fn default_queue_size() -> usize {
     fednode_kit::bus::DEFAULT_CAPACITY
 }
 
-impl JsonFilterConfig {
+impl Config {
     /// Parse and check the block at `path`: fields, ports, queue size and the
     /// filter itself (compiled, so a bad operator, JSONPath or regex is a
     /// config error). Every problem is reported, each with its JSON path.
     pub fn parse(value: &serde_json::Value, path: &str) -> Result<Self, Vec<ConfigError>> {
-        let cfg: JsonFilterConfig = parse_strict(value, path)?;
+        parse_checked(value, path, |cfg: Config| Self::resolve(cfg, path))
+    }
+
+    /// Check the parsed block (at JSON path `path`).
+    fn resolve(cfg: Config, path: &str) -> Result<Self, Vec<ConfigError>> {
         let ports_path = join(path, "ports");
         let mut errors = cfg.ports.validate(
             &ports_path,

@@ -13,7 +13,7 @@ mod config;
 mod processor;
 mod projection;
 
-pub use config::JsonFilterConfig;
+pub use config::Config;
 pub use processor::JsonFilter;
 
 use fednode_kit::{ComponentKind, Registration};

@@ -15,7 +15,7 @@ use prometheus::IntCounter;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::config::JsonFilterConfig;
+use crate::config::Config;
 use crate::projection::Projection;
 
 /// Messages taken from a subscription at once: large enough to amortise the
@@ -24,7 +24,7 @@ const BATCH: usize = 512;
 
 /// A running (or not yet started) `json_filter` processor.
 pub struct JsonFilter {
-    cfg: JsonFilterConfig,
+    cfg: Config,
     filter: Filter,
     /// Which parts of a payload the filter and the output subject read.
     projection: Projection,
@@ -82,13 +82,13 @@ enum Output {
 impl JsonFilter {
     /// Parse, validate and compile the config block at `path`.
     pub fn build(value: &Value, path: &str) -> Result<Self, Vec<ConfigError>> {
-        let cfg = JsonFilterConfig::parse(value, path)?;
+        let cfg = Config::parse(value, path)?;
         Self::new(cfg, path)
     }
 
     /// A processor for an already parsed config; `path` locates filter
     /// errors.
-    pub fn new(cfg: JsonFilterConfig, path: &str) -> Result<Self, Vec<ConfigError>> {
+    pub fn new(cfg: Config, path: &str) -> Result<Self, Vec<ConfigError>> {
         let filter = cfg.compile(path)?;
         let out = cfg
             .ports

@@ -89,7 +89,7 @@ fn default_ack_wait() -> Duration {
 /// The `config` block of a `timescale` component.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TimescaleConfig {
+pub struct Config {
     /// PostgreSQL URL (`postgres://user:pass@host:5432/db`), usually
     /// `"${DATABASE_URL}"`.
     pub url: String,
@@ -158,36 +158,38 @@ fn default_max_buffered() -> usize {
 
 /// A validated config with its parsed parts.
 #[derive(Debug, Clone)]
-pub struct Validated {
-    pub config: TimescaleConfig,
+pub struct Settings {
+    pub config: Config,
     pub table: Ident,
     pub key_path: KeyPath,
 }
 
-/// Parse and check the `config` block at JSON path `base`, collecting every
-/// problem: the value checks run on the raw JSON too, so a typo elsewhere
-/// does not hide them.
-pub fn validate(value: &Value, base: &str) -> Result<Validated, Vec<ConfigError>> {
-    let parsed = parse_strict::<TimescaleConfig>(value, base);
-    let mut errors = parsed.as_ref().err().cloned().unwrap_or_default();
-    for e in check_values(value, base) {
-        if !errors.iter().any(|x| x.path == e.path) {
-            errors.push(e);
+impl Config {
+    /// Parse and check the `config` block at JSON path `base`, collecting
+    /// every problem: the value checks run on the raw JSON too, so a typo
+    /// elsewhere does not hide them.
+    pub fn parse(value: &Value, base: &str) -> Result<Settings, Vec<ConfigError>> {
+        let parsed = parse_strict::<Config>(value, base);
+        let mut errors = parsed.as_ref().err().cloned().unwrap_or_default();
+        for e in check_values(value, base) {
+            if !errors.iter().any(|x| x.path == e.path) {
+                errors.push(e);
+            }
         }
-    }
-    match parsed {
-        Ok(config) if errors.is_empty() => {
-            let table = Ident::parse(&config.table)
-                .map_err(|e| vec![ConfigError::new(format!("{base}.table"), e)])?;
-            let key_path = KeyPath::parse(&config.key_path)
-                .map_err(|e| vec![ConfigError::new(format!("{base}.key_path"), e)])?;
-            Ok(Validated {
-                config,
-                table,
-                key_path,
-            })
+        match parsed {
+            Ok(config) if errors.is_empty() => {
+                let table = Ident::parse(&config.table)
+                    .map_err(|e| vec![ConfigError::new(format!("{base}.table"), e)])?;
+                let key_path = KeyPath::parse(&config.key_path)
+                    .map_err(|e| vec![ConfigError::new(format!("{base}.key_path"), e)])?;
+                Ok(Settings {
+                    config,
+                    table,
+                    key_path,
+                })
+            }
+            _ => Err(errors),
         }
-        _ => Err(errors),
     }
 }
 
@@ -326,7 +328,7 @@ mod tests {
     }
 
     fn errors(v: Value) -> Vec<String> {
-        validate(&v, "components.ts.config")
+        Config::parse(&v, "components.ts.config")
             .unwrap_err()
             .iter()
             .map(|e| e.to_string())
@@ -335,7 +337,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let v = validate(&base(), "c").unwrap();
+        let v = Config::parse(&base(), "c").unwrap();
         let c = v.config;
         assert_eq!(c.table, "fednode_messages");
         assert!(c.manage_schema);
@@ -359,7 +361,7 @@ mod tests {
             "retry_on_start": true, "retry": {"initial_interval": "50ms", "max_interval": "2s"},
             "ports": {"inputs": [{"name": "a", "subject": "x.*"}, {"name": "b", "subject": "y"}]}
         });
-        let c = validate(&v, "c").unwrap();
+        let c = Config::parse(&v, "c").unwrap();
         assert_eq!(c.table.qualified(), "\"metrics\".\"events\"");
         assert_eq!(c.config.profile, Profile::Eeg);
         assert_eq!(c.config.flush_interval, Duration::from_millis(250));

@@ -31,7 +31,7 @@ use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::mpsc;
 
-pub use config::{Profile, TimescaleConfig};
+pub use config::{Config, Profile};
 
 /// The registry entry: factory `timescale`, type `storage`.
 pub fn registration() -> Registration {
@@ -44,7 +44,7 @@ pub fn registration() -> Registration {
 }
 
 fn build(ctx: &BuildContext<'_>, value: &Value) -> BuildResult {
-    let v = config::validate(value, ctx.path)?;
+    let v = config::Config::parse(value, ctx.path)?;
     Ok(Arc::new(Timescale {
         path: ctx.path.to_string(),
         v,
@@ -82,7 +82,7 @@ pub fn redact_url(url: &str) -> String {
 pub struct Timescale {
     /// JSON path of the `config` block, for start errors.
     path: String,
-    v: config::Validated,
+    v: config::Settings,
     shared: Arc<writer::Shared>,
     metrics: Mutex<Option<metrics::Metrics>>,
 }

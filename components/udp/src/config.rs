@@ -1,12 +1,12 @@
 //! The `udp` input's config.
 
-use fednode_kit::config::{parse_strict, ConfigError, PortRules, PortsConfig};
+use fednode_kit::config::{parse_checked, ConfigError, PortRules, PortsConfig};
 use serde::Deserialize;
 
 /// `components.<name>.config` of a `udp` input.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UdpConfig {
+pub struct Config {
     /// UDP port to receive JSON datagrams on (0 picks a free port).
     pub port: u16,
     /// Address to bind.
@@ -28,10 +28,14 @@ fn default_recv_buffer() -> usize {
     4 << 20
 }
 
-impl UdpConfig {
+impl Config {
     /// Parse and check the block at `path`.
     pub fn parse(value: &serde_json::Value, path: &str) -> Result<Self, Vec<ConfigError>> {
-        let cfg: UdpConfig = parse_strict(value, path)?;
+        parse_checked(value, path, |cfg: Config| Self::resolve(cfg, path))
+    }
+
+    /// Check the parsed block (at JSON path `path`).
+    fn resolve(cfg: Config, path: &str) -> Result<Self, Vec<ConfigError>> {
         let mut errors = cfg.ports.validate(
             &format!("{path}.ports"),
             &PortRules {

@@ -14,18 +14,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::net::UdpSocket;
 
-use crate::config::UdpConfig;
+use crate::config::Config;
 
 /// A running (or not yet started) `udp` input.
 pub struct UdpInput {
-    cfg: UdpConfig,
+    cfg: Config,
     local: Mutex<Option<SocketAddr>>,
     received: AtomicU64,
     errors: AtomicU64,
 }
 
 impl UdpInput {
-    pub fn new(cfg: UdpConfig) -> Self {
+    pub fn new(cfg: Config) -> Self {
         UdpInput {
             cfg,
             local: Mutex::new(None),

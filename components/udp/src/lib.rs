@@ -7,7 +7,7 @@
 mod config;
 mod input;
 
-pub use config::UdpConfig;
+pub use config::Config;
 pub use input::UdpInput;
 
 use fednode_kit::{ComponentKind, Registration};
@@ -20,7 +20,7 @@ pub fn registration() -> Registration {
         aliases: &[],
         kinds: &[ComponentKind::Input],
         build: |cx, value| {
-            let cfg = UdpConfig::parse(value, cx.path)?;
+            let cfg = Config::parse(value, cx.path)?;
             Ok(Arc::new(UdpInput::new(cfg)))
         },
     }
