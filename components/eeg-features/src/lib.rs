@@ -20,6 +20,7 @@ pub mod dsp;
 pub mod features;
 pub mod key;
 pub mod message;
+mod metrics;
 mod processor;
 mod read_fast;
 mod read_serde;

@@ -27,7 +27,7 @@ use fednode_kit::subject::Template;
 use fednode_kit::{
     Component, Context, Health, Message, Meta, StartError, SubscribeOptions, Subscription,
 };
-use prometheus::{Histogram, IntCounter, IntGauge};
+use prometheus::IntCounter;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::json;
@@ -41,6 +41,7 @@ use crate::config::Config;
 use crate::features::{FeatureExtractor, Features};
 use crate::key::{KeyPath, KeyRef};
 use crate::message::{self, Body, Layout, MessageKind, Reason, SampleOutcome, Scratch};
+use crate::metrics::Counters;
 use crate::stream::{Stream, WindowBuffer, WindowMeta, WindowSpec};
 
 /// Messages taken from a subscription at once: large enough to amortise
@@ -262,61 +263,8 @@ impl EegFeatures {
 }
 
 // ---------------------------------------------------------------------------
-// Metrics
+// Counting
 // ---------------------------------------------------------------------------
-
-/// The component's metric children (`eeg_features_*`).
-#[derive(Clone)]
-struct Counters {
-    samples: IntCounter,
-    windows: IntCounter,
-    streams_active: IntGauge,
-    rejected: [IntCounter; 5],
-    compute: Histogram,
-    passed: IntCounter,
-    parse_errors: IntCounter,
-    invalid: IntCounter,
-    publish_errors: IntCounter,
-}
-
-impl Counters {
-    fn new(ctx: &Context) -> Self {
-        let m = &ctx.metrics;
-        let rejected = m.counter_vec(
-            "eeg_features_rejected_total",
-            "Samples refused, by reason (channel_count, missing_channel, not_numeric, non_finite, too_many_streams)",
-            &["reason"],
-        );
-        let errors = m.counter_vec(
-            "eeg_features_errors_total",
-            "Messages dropped whole, by type (parse_error, invalid_message, publish_error)",
-            &["type"],
-        );
-        Counters {
-            samples: m.counter(
-                "eeg_features_samples_total",
-                "Samples accepted into a stream",
-            ),
-            windows: m.counter(
-                "eeg_features_windows_total",
-                "Feature messages produced (one per complete window)",
-            ),
-            streams_active: m.int_gauge("eeg_features_streams_active", "Streams alive now"),
-            rejected: Reason::ALL.map(|r| rejected.with(&[r.as_str()])),
-            compute: m.histogram(
-                "eeg_features_window_compute_seconds",
-                "Time to compute one window's features (window copy, Welch PSDs, bands, metrics)",
-            ),
-            passed: m.counter(
-                "eeg_features_passed_through_total",
-                "Messages of another type than raw: counted, not processed, not republished",
-            ),
-            parse_errors: errors.with(&["parse_error"]),
-            invalid: errors.with(&["invalid_message"]),
-            publish_errors: errors.with(&["publish_error"]),
-        }
-    }
-}
 
 /// What one batch did, added to the metrics once per batch.
 #[derive(Default)]

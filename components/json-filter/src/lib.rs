@@ -10,6 +10,7 @@
 //!   the output subject read.
 
 mod config;
+mod metrics;
 mod processor;
 mod projection;
 

@@ -11,11 +11,11 @@ use fednode_kit::subject::Template;
 use fednode_kit::{
     Component, Context, Health, Message, StartError, SubscribeOptions, Subscription,
 };
-use prometheus::IntCounter;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::config::Config;
+use crate::metrics::Counters;
 use crate::projection::Projection;
 
 /// Messages taken from a subscription at once: large enough to amortise the
@@ -33,42 +33,6 @@ pub struct JsonFilter {
     /// Shared by the input tasks so bad input is logged at most once a second
     /// for the whole component.
     bad_input_log: Mutex<LogThrottle>,
-}
-
-/// The component's metric children (`json_filter_*`).
-#[derive(Clone)]
-struct Counters {
-    input: IntCounter,
-    passed: IntCounter,
-    rejected: IntCounter,
-    parse_errors: IntCounter,
-    publish_errors: IntCounter,
-}
-
-impl Counters {
-    fn new(ctx: &Context) -> Self {
-        let errors = ctx.metrics.counter_vec(
-            "json_filter_errors_total",
-            "Messages dropped by the filter, by type (parse_error, publish_error)",
-            &["type"],
-        );
-        Counters {
-            input: ctx.metrics.counter(
-                "json_filter_messages_in_total",
-                "Messages read from the input subjects",
-            ),
-            passed: ctx.metrics.counter(
-                "json_filter_messages_passed_total",
-                "Messages that matched the filter and were published",
-            ),
-            rejected: ctx.metrics.counter(
-                "json_filter_messages_rejected_total",
-                "Messages that did not match the filter",
-            ),
-            parse_errors: errors.with(&["parse_error"]),
-            publish_errors: errors.with(&["publish_error"]),
-        }
-    }
 }
 
 /// Where passing messages go.
