@@ -69,10 +69,11 @@ pub struct ServerConfig {
     /// Concurrent connections; one more is answered with HTTP 503.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// Bytes read from the socket at once (tungstenite read buffer). Every
-    /// connection holds one, idle or not, so it sets the memory per idle
-    /// connection (30–35 KiB in all at the default); a producer sending at
-    /// full rate is read in fewer, larger reads with 128 KiB.
+    /// The largest read from a peer's socket. Reads start at 16 KiB, double
+    /// while they come back full (a producer sending at full rate is read
+    /// in fewer, larger system calls), halve when they do not, and the
+    /// buffer is freed whenever the socket has nothing more to give, so an
+    /// idle connection holds no more than 16 KiB of read buffer.
     #[serde(default = "default_read_buffer_size")]
     pub read_buffer_size: usize,
     /// Bytes collected before a write reaches the socket.
@@ -267,9 +268,10 @@ fn default_max_connections() -> usize {
 fn default_write_buffer_size() -> usize {
     128 * 1024
 }
-/// Read side: 16 KiB, held by every connection, idle or not.
+/// Read side: reads grow up to 128 KiB under load (tungstenite's own
+/// default); an idle connection holds 16 KiB.
 fn default_read_buffer_size() -> usize {
-    16 * 1024
+    128 * 1024
 }
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)

@@ -19,6 +19,8 @@
 //!   queue and [`frame::write_loop`] (feed many, flush once), and
 //!   [`frame::drive`], one whole connection handed to a
 //!   [`frame::FrameHandler`].
+//! - [`adaptive`]: the server's socket reader, whose reads grow under load
+//!   and whose buffer is freed when the connection waits.
 //! - [`pending`]: request correlation per connection (timeout,
 //!   `max_concurrent_requests`, fail all on disconnect).
 //! - [`dedup`]: the window of recent data ids (`at_least_once`).
@@ -27,6 +29,7 @@
 //!   families both components register under their own prefix.
 //! - [`peer`]: the peer client behind `fednode request|tail|send`.
 
+pub mod adaptive;
 pub mod client;
 pub mod config;
 pub mod dedup;

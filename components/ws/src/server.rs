@@ -34,10 +34,11 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::adaptive::{AdaptiveReader, MIN_READ};
 use crate::config::parse_bind;
 
 /// An accepted server-side connection.
-pub type ServerStream = WebSocketStream<TokioIo<Upgraded>>;
+pub type ServerStream = WebSocketStream<AdaptiveReader<TokioIo<Upgraded>>>;
 
 /// Authentication and the connection limit, checked before the upgrade.
 #[derive(Clone)]
@@ -189,12 +190,11 @@ where
     tracker.spawn(async move {
         match on.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
+                // `read_buffer_size` bounds the adaptive reads; the codec
+                // itself reads from them in chunks of at most 16 KiB.
+                let socket = AdaptiveReader::new(TokioIo::new(upgraded), config.read_buffer_size);
+                let codec = config.read_buffer_size(MIN_READ.min(config.read_buffer_size));
+                let ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(codec)).await;
                 on_upgrade(ws).await;
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
