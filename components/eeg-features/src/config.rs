@@ -145,16 +145,7 @@ impl Config {
         let at = |field: &str| join(path, field);
         let mut errors = Vec::new();
         let ports_path = at("ports");
-        errors.extend(self.ports.validate(
-            &ports_path,
-            &PortRules {
-                inputs: &["in"],
-                outputs: &["out"],
-                required_inputs: &[],
-                required_outputs: &["out"],
-                any_input_name: true,
-            },
-        ));
+        errors.extend(self.ports.validate(&ports_path, &PortRules::PROCESSOR));
         if self.ports.inputs.is_empty() {
             errors.push(ConfigError::new(
                 join(&ports_path, "inputs"),

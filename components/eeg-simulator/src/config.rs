@@ -107,16 +107,9 @@ impl Config {
 
     /// Check the parsed block (at JSON path `path`).
     fn resolve(cfg: Config, path: &str) -> Result<Self, Vec<ConfigError>> {
-        let mut errors = cfg.ports.validate(
-            &format!("{path}.ports"),
-            &PortRules {
-                inputs: &[],
-                outputs: &["out"],
-                required_inputs: &[],
-                required_outputs: &["out"],
-                any_input_name: false,
-            },
-        );
+        let mut errors = cfg
+            .ports
+            .validate(&format!("{path}.ports"), &PortRules::SOURCE);
         if !(cfg.sampling_rate > 0.0 && cfg.sampling_rate <= 100_000.0) {
             errors.push(ConfigError::new(
                 format!("{path}.sampling_rate"),

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, Pacing};
+use crate::metrics::Metrics;
 use crate::signal::Generator;
 
 /// A running (or not yet started) simulator.
@@ -94,14 +95,10 @@ struct Stream {
 impl Simulator {
     async fn produce(self: Arc<Self>, ctx: Context) {
         let cfg = &self.cfg;
-        let samples_total = ctx.metrics.counter(
-            "eeg_simulator_samples_total",
-            "Samples generated over all users",
-        );
-        let published = ctx.metrics.counter(
-            "eeg_simulator_messages_published_total",
-            "Raw messages published on the bus",
-        );
+        let Metrics {
+            samples_total,
+            published,
+        } = Metrics::new(&ctx);
         let subject = cfg.ports.output("out").expect("validated: out port");
         let mut streams: Vec<Stream> = cfg
             .user_ids

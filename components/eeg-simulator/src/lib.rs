@@ -8,6 +8,7 @@
 
 mod config;
 mod input;
+mod metrics;
 pub mod signal;
 
 pub use config::{Config, Pacing, SineComponent};

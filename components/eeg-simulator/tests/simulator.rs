@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 fn simulator(cfg: Value) -> Arc<fednode_eeg_simulator::Simulator> {
     Arc::new(fednode_eeg_simulator::Simulator::new(
-        fednode_eeg_simulator::SimulatorConfig::parse(&cfg, "c").unwrap(),
+        fednode_eeg_simulator::Config::parse(&cfg, "c").unwrap(),
     ))
 }
 
@@ -86,7 +86,7 @@ async fn batches_and_stops_at_max_samples() {
 
 #[test]
 fn config_errors_name_paths() {
-    let errs = fednode_eeg_simulator::SimulatorConfig::parse(
+    let errs = fednode_eeg_simulator::Config::parse(
         &json!({"sampling_rate": 100, "components": [{"frequency": 60, "amplitude": 1}],
                 "ports": {"outputs": [{"name": "out", "subject": "x"}]}}),
         "components.sim.config",

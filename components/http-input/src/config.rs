@@ -50,16 +50,9 @@ impl Config {
 
     /// Check the parsed block (at JSON path `path`).
     fn resolve(cfg: Config, path: &str) -> Result<(Self, Credential), Vec<ConfigError>> {
-        let mut errors = cfg.ports.validate(
-            &format!("{path}.ports"),
-            &PortRules {
-                inputs: &[],
-                outputs: &["out"],
-                required_inputs: &[],
-                required_outputs: &["out"],
-                any_input_name: false,
-            },
-        );
+        let mut errors = cfg
+            .ports
+            .validate(&format!("{path}.ports"), &PortRules::SOURCE);
         if !cfg.path.starts_with('/') || cfg.path.contains(['{', '}', '*']) {
             errors.push(ConfigError::new(
                 format!("{path}.path"),

@@ -7,6 +7,7 @@
 //! - `server.rs`: the axum server.
 
 mod config;
+mod metrics;
 mod server;
 
 pub use config::Config;

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// A running (or not yet started) `http_input`.
 pub struct HttpInput {
@@ -31,9 +32,7 @@ struct Shared {
     credential: Credential,
     subject: Template,
     max_body: usize,
-    requests: fednode_kit::metrics::LabelledCounter,
-    published: IntCounter,
-    errors: fednode_kit::metrics::LabelledCounter,
+    metrics: Metrics,
 }
 
 impl HttpInput {
@@ -67,20 +66,7 @@ impl Component for HttpInput {
             credential: self.credential.clone(),
             subject: self.cfg.ports.output("out").expect("validated: out port"),
             max_body: self.cfg.max_body_bytes,
-            requests: ctx.metrics.counter_vec(
-                "http_input_requests_total",
-                "HTTP requests answered, by status code",
-                &["status"],
-            ),
-            published: ctx.metrics.counter(
-                "http_input_messages_published_total",
-                "Bodies published on the bus",
-            ),
-            errors: ctx.metrics.counter_vec(
-                "http_input_errors_total",
-                "Requests refused, by reason",
-                &["type"],
-            ),
+            metrics: Metrics::new(&ctx),
             ctx: ctx.clone(),
         });
         let base = self.cfg.path.trim_end_matches('/').to_string();
@@ -108,7 +94,7 @@ impl Component for HttpInput {
 }
 
 fn answer(s: &Shared, code: StatusCode, body: serde_json::Value) -> Response {
-    s.requests.with(&[code.as_str()]).inc();
+    s.metrics.requests.with(&[code.as_str()]).inc();
     (code, Json(body)).into_response()
 }
 
@@ -117,7 +103,7 @@ async fn ingest(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if !s.credential.accepts(auth) {
-        s.errors.with(&["unauthorized"]).inc();
+        s.metrics.errors.with(&["unauthorized"]).inc();
         return answer(
             &s,
             StatusCode::UNAUTHORIZED,
@@ -125,7 +111,7 @@ async fn ingest(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
         );
     }
     if body.len() > s.max_body {
-        s.errors.with(&["too_large"]).inc();
+        s.metrics.errors.with(&["too_large"]).inc();
         return answer(
             &s,
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -135,7 +121,7 @@ async fn ingest(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
     let value: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
-            s.errors.with(&["parse_error"]).inc();
+            s.metrics.errors.with(&["parse_error"]).inc();
             return answer(
                 &s,
                 StatusCode::BAD_REQUEST,
@@ -152,7 +138,7 @@ async fn ingest(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
     });
     match s.ctx.bus.publish_retrying(msg, &s.ctx.cancel).await {
         Ok(_) => {
-            s.published.inc();
+            s.metrics.published.inc();
             answer(
                 &s,
                 StatusCode::ACCEPTED,
@@ -160,7 +146,7 @@ async fn ingest(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
             )
         }
         Err(e) => {
-            s.errors.with(&["publish_error"]).inc();
+            s.metrics.errors.with(&["publish_error"]).inc();
             answer(
                 &s,
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -30,7 +30,7 @@ async fn start(
     fednode_kit::Context,
     fednode_kit::memory::MemoryBus,
 ) {
-    let (cfg, cred) = fednode_http_input::HttpInputConfig::parse(&cfg, "c").unwrap();
+    let (cfg, cred) = fednode_http_input::Config::parse(&cfg, "c").unwrap();
     let input = Arc::new(fednode_http_input::HttpInput::new(cfg, cred));
     let (ctx, bus, _) = testing::context("http_in");
     input.clone().start(ctx.clone()).await.unwrap();
@@ -102,7 +102,7 @@ async fn bearer_auth_is_required() {
 
 #[test]
 fn missing_token_env_is_a_config_error() {
-    let err = fednode_http_input::HttpInputConfig::parse(
+    let err = fednode_http_input::Config::parse(
         &json!({"http_port": 1, "auth": {"type": "bearer", "bearer_token_env": "HTTP_INPUT_SURELY_UNSET"},
                 "ports": {"outputs": [{"name": "out", "subject": "x"}]}}),
         "components.h.config",

@@ -45,16 +45,7 @@ impl Config {
     /// Check the parsed block (at JSON path `path`).
     fn resolve(cfg: Config, path: &str) -> Result<Self, Vec<ConfigError>> {
         let ports_path = join(path, "ports");
-        let mut errors = cfg.ports.validate(
-            &ports_path,
-            &PortRules {
-                inputs: &["in"],
-                outputs: &["out"],
-                required_inputs: &[],
-                required_outputs: &["out"],
-                any_input_name: true,
-            },
-        );
+        let mut errors = cfg.ports.validate(&ports_path, &PortRules::PROCESSOR);
         if cfg.ports.inputs.is_empty() {
             errors.push(ConfigError::new(
                 join(&ports_path, "inputs"),

@@ -400,6 +400,27 @@ pub struct PortRules<'a> {
     pub any_input_name: bool,
 }
 
+impl PortRules<'static> {
+    /// An input: no input ports, one output port `out`.
+    pub const SOURCE: PortRules<'static> = PortRules {
+        inputs: &[],
+        outputs: &["out"],
+        required_inputs: &[],
+        required_outputs: &["out"],
+        any_input_name: false,
+    };
+
+    /// A processor: input ports of any name (`in` by convention), one
+    /// output port `out`.
+    pub const PROCESSOR: PortRules<'static> = PortRules {
+        inputs: &["in"],
+        outputs: &["out"],
+        required_inputs: &[],
+        required_outputs: &["out"],
+        any_input_name: true,
+    };
+}
+
 impl PortsConfig {
     /// Check names, subjects and port kinds; `base` is the path of the
     /// `ports` block.

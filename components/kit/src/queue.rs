@@ -52,7 +52,9 @@ impl<T> BoundedQueue<T> {
     pub fn new(capacity: usize, policy: OnFull) -> Self {
         let capacity = capacity.max(1);
         BoundedQueue {
-            items: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
+            // Grown on demand, never ahead: every connection has queues,
+            // and an idle one should hold no memory for them.
+            items: Mutex::new(VecDeque::new()),
             capacity,
             policy,
             has_items: Notify::new(),

@@ -36,16 +36,9 @@ impl Config {
 
     /// Check the parsed block (at JSON path `path`).
     fn resolve(cfg: Config, path: &str) -> Result<Self, Vec<ConfigError>> {
-        let mut errors = cfg.ports.validate(
-            &format!("{path}.ports"),
-            &PortRules {
-                inputs: &[],
-                outputs: &["out"],
-                required_inputs: &[],
-                required_outputs: &["out"],
-                any_input_name: false,
-            },
-        );
+        let mut errors = cfg
+            .ports
+            .validate(&format!("{path}.ports"), &PortRules::SOURCE);
         if format!("{}:{}", cfg.bind, cfg.port)
             .parse::<std::net::SocketAddr>()
             .is_err()

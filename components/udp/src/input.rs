@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tokio::net::UdpSocket;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// A running (or not yet started) `udp` input.
 pub struct UdpInput {
@@ -75,18 +76,11 @@ impl Component for UdpInput {
 
 impl UdpInput {
     async fn receive(self: Arc<Self>, socket: UdpSocket, subject: Template, ctx: Context) {
-        let received = ctx
-            .metrics
-            .counter("udp_datagrams_received_total", "Datagrams received");
-        let published = ctx.metrics.counter(
-            "udp_messages_published_total",
-            "Datagrams published on the bus",
-        );
-        let errors = ctx.metrics.counter_vec(
-            "udp_errors_total",
-            "Datagrams dropped, by reason",
-            &["type"],
-        );
+        let Metrics {
+            received,
+            published,
+            errors,
+        } = Metrics::new(&ctx);
         let mut buf = vec![0u8; 65_536];
         let mut bad_datagrams = LogThrottle::default();
         loop {

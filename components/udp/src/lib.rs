@@ -6,6 +6,7 @@
 
 mod config;
 mod input;
+mod metrics;
 
 pub use config::Config;
 pub use input::UdpInput;

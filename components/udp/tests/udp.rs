@@ -7,7 +7,7 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn publishes_json_datagrams_and_counts_garbage() {
-    let cfg = fednode_udp::UdpConfig::parse(
+    let cfg = fednode_udp::Config::parse(
         &json!({"port": 0, "bind": "127.0.0.1",
                 "ports": {"outputs": [{"name": "out", "subject": "raw.{sensor}"}]}}),
         "c",
@@ -48,7 +48,7 @@ async fn publishes_json_datagrams_and_counts_garbage() {
 
 #[test]
 fn config_errors_name_paths() {
-    let errs = fednode_udp::UdpConfig::parse(&json!({"port": 1, "prot": 2}), "components.u.config")
+    let errs = fednode_udp::Config::parse(&json!({"port": 1, "prot": 2}), "components.u.config")
         .unwrap_err();
     let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
     assert!(

@@ -17,12 +17,7 @@ use crate::metrics::error_type;
 use crate::shared::{round2, Conn, Running};
 
 impl Running {
-    pub(crate) async fn on_request(
-        self: &Arc<Self>,
-        conn: &Arc<Conn>,
-        env: Envelope,
-        encoding: Encoding,
-    ) {
+    pub async fn on_request(self: &Arc<Self>, conn: &Arc<Conn>, env: Envelope, encoding: Encoding) {
         let id = env.id;
         let req: RequestPayload = match serde_json::from_slice(&env.payload) {
             Ok(r) => r,
@@ -85,7 +80,7 @@ impl Running {
 
     /// Publish a peer's request on `<control>.request` and return the reply
     /// payload to send back.
-    pub(crate) async fn forward(&self, req: &RequestPayload) -> Bytes {
+    pub async fn forward(&self, req: &RequestPayload) -> Bytes {
         let subject = format!("{}.request", self.settings.control_subject);
         let timeout = self.settings.bidirectional.request_timeout;
         let body = serde_json::to_vec(&json!({"method": req.method, "params": req.params}))
@@ -130,7 +125,7 @@ impl Running {
     }
 
     /// The `status` result.
-    pub(crate) fn status(&self) -> Value {
+    pub fn status(&self) -> Value {
         json!({
             "throughput": {
                 "current": self.meter.current(),
@@ -148,7 +143,7 @@ impl Running {
     }
 
     /// Send an operator's request to the peer(s).
-    pub(crate) async fn admin(self: &Arc<Self>, req: AdminRequest) -> Result<Value, AdminError> {
+    pub async fn admin(self: &Arc<Self>, req: AdminRequest) -> Result<Value, AdminError> {
         if !self.settings.bidirectional.enabled {
             return Err(AdminError::NotSupported(
                 "bidirectional control is disabled on this input".into(),
@@ -195,7 +190,7 @@ impl Running {
     }
 
     /// Answer requests on `<control>.send` like `POST …/request`.
-    pub(crate) async fn control_send_loop(self: Arc<Self>, mut sub: Subscription) {
+    pub async fn control_send_loop(self: Arc<Self>, mut sub: Subscription) {
         loop {
             let msg = tokio::select! {
                 m = sub.next() => m,

@@ -22,7 +22,7 @@ const PUBLISH_BATCH: usize = 256;
 impl Running {
     /// One data frame of a burst: `burst` frames (this one included) are
     /// not counted yet, and the publisher not woken, until the burst ends.
-    pub(crate) async fn on_data(
+    pub async fn on_data(
         &self,
         conn: &Conn,
         env: Envelope,
@@ -62,7 +62,7 @@ impl Running {
         self.enqueue(item, conn, burst).await;
     }
 
-    pub(crate) fn count_received(&self, conn: &Conn, n: u64) {
+    pub fn count_received(&self, conn: &Conn, n: u64) {
         self.metrics.received.inc_by(n);
         self.meter.record(n);
         conn.received.fetch_add(n, Ordering::Relaxed);
@@ -71,7 +71,7 @@ impl Running {
     /// Queue without waking the publisher (the session does, once per
     /// burst), except when `block` has to wait for room: then the burst so
     /// far is counted and the publisher woken first.
-    pub(crate) async fn enqueue(&self, item: Item, conn: &Conn, burst: &mut u64) {
+    pub async fn enqueue(&self, item: Item, conn: &Conn, burst: &mut u64) {
         let pushed = match self.queue.try_push_quiet(item) {
             Pushed::Rejected(item)
                 if self.queue.policy() == OnFull::Block && !self.queue.is_closed() =>
@@ -117,7 +117,7 @@ impl Running {
 
     /// The queue's depth into the gauges, and when it became full (a burst
     /// ends with this; the publisher updates the gauges as it drains).
-    pub(crate) fn note_depth(&self) {
+    pub fn note_depth(&self) {
         let len = self.queue.len();
         self.set_queue_gauges(len);
         if len >= self.queue.capacity() && !self.full_flag.swap(true, Ordering::AcqRel) {
@@ -125,7 +125,7 @@ impl Running {
         }
     }
 
-    pub(crate) fn set_queue_gauges(&self, len: usize) {
+    pub fn set_queue_gauges(&self, len: usize) {
         self.metrics.queue_depth.set(len as i64);
         self.metrics
             .queue_utilization
@@ -134,11 +134,11 @@ impl Running {
 
     /// Data that will not reach the bus: nack it (`at_least_once`) and let
     /// a resend of the same id through.
-    pub(crate) fn refuse(&self, item: Item, why: &str) {
+    pub fn refuse(&self, item: Item, why: &str) {
         self.nack(item.ack, item.meta.id, why);
     }
 
-    pub(crate) fn nack(&self, ack: Option<AckTo>, id: Option<Arc<str>>, why: &str) {
+    pub fn nack(&self, ack: Option<AckTo>, id: Option<Arc<str>>, why: &str) {
         if let (Some(ack), Some(id)) = (ack, id) {
             self.dedup.lock().forget(&id);
             ack.out
@@ -146,7 +146,7 @@ impl Running {
         }
     }
 
-    pub(crate) async fn publish_loop(self: Arc<Self>) {
+    pub async fn publish_loop(self: Arc<Self>) {
         let template = self.settings.data_subject.clone();
         let fixed: Option<Arc<str>> = template.is_static().then(|| Arc::from(template.as_str()));
         let mut buf: Vec<Item> = Vec::with_capacity(PUBLISH_BATCH);
@@ -170,7 +170,7 @@ impl Running {
         self.publisher_done.cancel();
     }
 
-    pub(crate) async fn publish_one(&self, subject: Arc<str>, item: Item) {
+    pub async fn publish_one(&self, subject: Arc<str>, item: Item) {
         let Item { payload, meta, ack } = item;
         // The message moves to the bus; an ack or nack needs only the id.
         let id = ack.as_ref().and(meta.id.clone());
@@ -209,7 +209,7 @@ impl Running {
 
     /// Shutdown order: connections close (1001) and the client loop ends,
     /// then the queue closes and the publisher flushes it to the bus.
-    pub(crate) async fn shutdown(self: Arc<Self>) {
+    pub async fn shutdown(self: Arc<Self>) {
         self.ctx.cancel.cancelled().await;
         self.conn_tracker.close();
         self.conn_tracker.wait().await;

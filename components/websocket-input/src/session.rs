@@ -28,7 +28,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 const OUTBOUND_CAPACITY: usize = 1024;
 
 /// The one HTTP handler: the configured path upgrades, others are 404.
-pub(crate) async fn ws_handler(
+pub async fn ws_handler(
     State(run): State<Arc<Running>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     req: Request,
@@ -128,7 +128,7 @@ impl FrameHandler for Session {
 
 impl Running {
     /// Run one connection (either mode) until it ends.
-    pub(crate) async fn run_connection<S>(
+    pub async fn run_connection<S>(
         self: &Arc<Self>,
         ws: WebSocketStream<S>,
         remote: String,
@@ -188,7 +188,7 @@ impl Running {
     }
 
     /// Client mode: connect and reconnect until shutdown or FAILED.
-    pub(crate) async fn client_loop(self: Arc<Self>) {
+    pub async fn client_loop(self: Arc<Self>) {
         let c = self
             .settings
             .client
@@ -232,7 +232,7 @@ impl Running {
         tracing::debug!(component = %self.ctx.name, state = %last, "client loop ended");
     }
 
-    pub(crate) fn on_client_state(&self, change: &StateChange) {
+    pub fn on_client_state(&self, change: &StateChange) {
         if let Some(g) = &self.state_gauge {
             g.set(change.state);
         }
@@ -250,7 +250,7 @@ impl Running {
     /// `at_least_once`, after a reconnect: ask for what came after the last
     /// id received. The reply is only logged; the replayed data
     /// arrives as data and duplicates are dropped by id.
-    pub(crate) fn ask_for_replay(self: &Arc<Self>, conn: &Arc<Conn>) {
+    pub fn ask_for_replay(self: &Arc<Self>, conn: &Arc<Conn>) {
         if self.settings.delivery != Delivery::AtLeastOnce {
             return;
         }

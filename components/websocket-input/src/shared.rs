@@ -29,41 +29,41 @@ use crate::config::Settings;
 use crate::metrics::InputMetrics;
 
 /// Client-mode status for health and describe.
-pub(crate) struct ClientStatus {
-    pub(crate) state: ConnectionState,
-    pub(crate) last_error: Option<String>,
-    pub(crate) retry: u32,
+pub struct ClientStatus {
+    pub state: ConnectionState,
+    pub last_error: Option<String>,
+    pub retry: u32,
 }
 
 /// A data payload on its way to the bus.
-pub(crate) struct Item {
-    pub(crate) payload: Bytes,
-    pub(crate) meta: Meta,
+pub struct Item {
+    pub payload: Bytes,
+    pub meta: Meta,
     /// `at_least_once`: where to send the ack once published.
-    pub(crate) ack: Option<AckTo>,
+    pub ack: Option<AckTo>,
 }
 
-pub(crate) struct AckTo {
-    pub(crate) out: Outbound,
-    pub(crate) encoding: Encoding,
+pub struct AckTo {
+    pub out: Outbound,
+    pub encoding: Encoding,
 }
 
 /// One open connection.
-pub(crate) struct Conn {
-    pub(crate) id: String,
-    pub(crate) remote: String,
-    pub(crate) out: Outbound,
-    pub(crate) pending: PendingRequests,
-    pub(crate) connected_at: i64,
-    pub(crate) received: AtomicU64,
+pub struct Conn {
+    pub id: String,
+    pub remote: String,
+    pub out: Outbound,
+    pub pending: PendingRequests,
+    pub connected_at: i64,
+    pub received: AtomicU64,
     /// Requests from this peer being forwarded to the bus now.
-    pub(crate) forwarding: AtomicUsize,
+    pub forwarding: AtomicUsize,
     /// The peer speaks MessagePack: send our requests that way too.
-    pub(crate) msgpack: AtomicBool,
+    pub msgpack: AtomicBool,
 }
 
 impl Conn {
-    pub(crate) fn encoding(&self) -> Encoding {
+    pub fn encoding(&self) -> Encoding {
         if self.msgpack.load(Ordering::Relaxed) {
             Encoding::Msgpack
         } else {
@@ -73,32 +73,32 @@ impl Conn {
 }
 
 /// Everything a started component shares between its tasks.
-pub(crate) struct Running {
-    pub(crate) ctx: Context,
-    pub(crate) settings: Arc<Settings>,
-    pub(crate) metrics: InputMetrics,
-    pub(crate) state_gauge: Option<StateGauge>,
-    pub(crate) queue: BoundedQueue<Item>,
-    pub(crate) meter: RateMeter,
-    pub(crate) conns: Mutex<BTreeMap<String, Arc<Conn>>>,
-    pub(crate) conn_seq: AtomicU64,
-    pub(crate) client: Mutex<ClientStatus>,
-    pub(crate) dedup: Mutex<RecentIds>,
-    pub(crate) last_received_id: Mutex<Option<Arc<str>>>,
-    pub(crate) full_flag: AtomicBool,
-    pub(crate) full_since: Mutex<Option<Instant>>,
+pub struct Running {
+    pub ctx: Context,
+    pub settings: Arc<Settings>,
+    pub metrics: InputMetrics,
+    pub state_gauge: Option<StateGauge>,
+    pub queue: BoundedQueue<Item>,
+    pub meter: RateMeter,
+    pub conns: Mutex<BTreeMap<String, Arc<Conn>>>,
+    pub conn_seq: AtomicU64,
+    pub client: Mutex<ClientStatus>,
+    pub dedup: Mutex<RecentIds>,
+    pub last_received_id: Mutex<Option<Arc<str>>>,
+    pub full_flag: AtomicBool,
+    pub full_since: Mutex<Option<Instant>>,
     /// Connection tasks (and the client loop): shutdown waits for them
     /// before closing the queue.
-    pub(crate) conn_tracker: TaskTracker,
+    pub conn_tracker: TaskTracker,
     /// Fires when shutdown gives up flushing to the bus.
-    pub(crate) flush_abort: CancellationToken,
-    pub(crate) publisher_done: CancellationToken,
-    pub(crate) ws_config: WebSocketConfig,
-    pub(crate) gate: Option<Gate>,
+    pub flush_abort: CancellationToken,
+    pub publisher_done: CancellationToken,
+    pub ws_config: WebSocketConfig,
+    pub gate: Option<Gate>,
 }
 
 impl Running {
-    pub(crate) fn new(ctx: Context, settings: Arc<Settings>) -> Self {
+    pub fn new(ctx: Context, settings: Arc<Settings>) -> Self {
         let metrics = InputMetrics::new(&ctx.metrics);
         let state_gauge = (settings.mode == Mode::Client)
             .then(|| StateGauge::new(&ctx.metrics, "websocket_input"));
@@ -141,6 +141,6 @@ impl Running {
     }
 }
 
-pub(crate) fn round2(x: f64) -> f64 {
+pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
