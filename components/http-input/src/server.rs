@@ -12,7 +12,6 @@ use fednode_kit::envelope::{new_id, now_millis};
 use fednode_kit::subject::Template;
 use fednode_kit::{Component, Context, Health, Message, Meta, StartError};
 use parking_lot::Mutex;
-use prometheus::IntCounter;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
