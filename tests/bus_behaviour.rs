@@ -8,6 +8,7 @@ use fednode::config::{BusConfig, BusKind};
 use fednode_kit::memory::MemoryBus;
 use fednode_kit::metrics::Metrics;
 use fednode_kit::{Bus, BusError, Message, Meta, SubscribeOptions};
+use fednode_testkit::{wait_until, wait_until_async};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,10 +68,20 @@ async fn exact_and_wildcards(bus: Arc<dyn Bus>) {
     assert_eq!(&recv(&mut star).await.payload[..], b"1");
     assert_eq!(&recv(&mut gt).await.payload[..], b"1");
     assert_eq!(&recv(&mut gt).await.payload[..], b"2");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(exact.try_next().is_none());
-    assert!(star.try_next().is_none(), "a.* must not match a.b.c");
-    assert!(gt.try_next().is_none());
+    // Nothing else came: messages arrive in publish order, so a sentinel
+    // published last, on a subject all three match, is the next message of
+    // each (no quiet period to wait out).
+    bus.publish(Message::new("a.b", Bytes::from_static(b"end")))
+        .await
+        .unwrap();
+    settle(&bus).await;
+    assert_eq!(&recv(&mut exact).await.payload[..], b"end");
+    assert_eq!(
+        &recv(&mut star).await.payload[..],
+        b"end",
+        "a.* must not match a.b.c"
+    );
+    assert_eq!(&recv(&mut gt).await.payload[..], b"end", "x.y is not a.>");
 }
 
 async fn headers_round_trip(bus: Arc<dyn Bus>) {
@@ -131,13 +142,38 @@ async fn queue_groups_share(bus: Arc<dyn Bus>) {
     for _ in 0..200 {
         recv(&mut all).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Count each member's share up to a sentinel it receives: a member gets
+    // its messages in publish order, so once a sentinel published after the
+    // data reaches it, all of its data has. Each sentinel goes to one
+    // member; they are sent one at a time until both have had one.
     let (mut na, mut nb) = (0, 0);
-    while a.try_next().is_some() {
-        na += 1;
-    }
-    while b.try_next().is_some() {
-        nb += 1;
+    let (mut a_done, mut b_done) = (false, false);
+    let mut sentinels = 0;
+    while !(a_done && b_done) {
+        assert!(
+            sentinels < 100,
+            "one member never got a sentinel: {na}/{nb}"
+        );
+        bus.publish(Message::new("q", Bytes::from_static(b"end")))
+            .await
+            .unwrap();
+        sentinels += 1;
+        loop {
+            let (m, from_a) = tokio::select! {
+                m = recv(&mut a) => (m, true),
+                m = recv(&mut b) => (m, false),
+            };
+            let sentinel = &m.payload[..] == b"end";
+            match (from_a, sentinel) {
+                (true, false) => na += 1,
+                (false, false) => nb += 1,
+                (true, true) => a_done = true,
+                (false, true) => b_done = true,
+            }
+            if sentinel {
+                break;
+            }
+        }
     }
     assert_eq!(
         na + nb,
@@ -219,10 +255,7 @@ async fn full_queues_drop_and_count(bus: Arc<dyn Bus>) {
     }
     settle(&bus).await;
     // Let the transport deliver what it can.
-    let t0 = std::time::Instant::now();
-    while slow.dropped() < 90 && t0.elapsed() < T {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(T, "90 messages dropped", || slow.dropped() >= 90).await;
     assert_eq!(slow.dropped(), 90);
     assert!(bus.dropped_total() >= 90);
     // The first ten are kept, in order.
@@ -239,17 +272,20 @@ async fn unsubscribe_on_drop(bus: Arc<dyn Bus>) {
     settle(&bus).await;
     drop(sub);
     settle(&bus).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let err = bus
-        .request(
-            "gone",
-            Bytes::from_static(b"{}"),
-            Meta::default(),
-            Duration::from_millis(500),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, BusError::NoResponders(_)), "{err:?}");
+    // Until the unsubscribe has reached the server, the silent subscriber
+    // makes a request time out; then it must find no responders at once.
+    wait_until_async(T, "a request to find no responders", || async {
+        let r = bus
+            .request(
+                "gone",
+                Bytes::from_static(b"{}"),
+                Meta::default(),
+                Duration::from_millis(500),
+            )
+            .await;
+        matches!(r, Err(BusError::NoResponders(_)))
+    })
+    .await;
 }
 
 macro_rules! suite {

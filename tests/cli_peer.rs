@@ -3,36 +3,35 @@
 //! user sees (unknown method, nothing listening).
 
 mod common;
-use common::{fednode, free_port, metric, Node};
+use common::{fednode, metric, Node};
+use fednode_testkit::{wait_until_blocking, ClosedPort};
 use std::io::Write;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn hub(admin: &str, ws_port: u16) -> Node {
-    let cfg = format!(
-        r#"{{
-      "node": {{"id": "hub-1", "region": "eu"}},
-      "http": {{"listen": "{admin}"}},
-      "components": {{
-        "ws_in": {{"type": "input", "name": "websocket_input", "config": {{
+/// A node with a `websocket_input` server; it and the admin server listen
+/// on port 0 (the ports are read from the node's log).
+fn hub() -> Node {
+    let cfg = r#"{
+      "node": {"id": "hub-1", "region": "eu"},
+      "http": {"listen": "127.0.0.1:0"},
+      "components": {
+        "ws_in": {"type": "input", "name": "websocket_input", "config": {
           "mode": "server",
-          "server": {{"http_port": {ws_port}, "bind": "127.0.0.1", "path": "/ingest"}},
-          "ports": {{"outputs": [{{"name": "ws_data", "subject": "federated.data"}}]}}
-        }}}}
-      }}
-    }}"#
-    );
-    let mut node = Node::start_with(&cfg, admin, &[]);
+          "server": {"http_port": 0, "bind": "127.0.0.1", "path": "/ingest"},
+          "ports": {"outputs": [{"name": "ws_data", "subject": "federated.data"}]}
+        }}
+      }
+    }"#;
+    let mut node = Node::start_with(cfg, &[]);
     node.wait_ready(Duration::from_secs(20));
     node
 }
 
 #[test]
 fn send_then_request_status() {
-    let admin = format!("127.0.0.1:{}", free_port());
-    let port = free_port();
-    let node = hub(&admin, port);
-    let url = format!("ws://127.0.0.1:{port}/ingest");
+    let node = hub();
+    let url = format!("ws://{}/ingest", node.addr_of("ws_in"));
 
     let mut child = common::bin()
         .args(["send", &url])
@@ -54,19 +53,17 @@ fn send_then_request_status() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let t0 = Instant::now();
-    loop {
-        let (_, text) = node.get("/metrics").unwrap();
-        let n = metric(
-            &text,
-            "websocket_input_messages_published_total{component=\"ws_in\"}",
-        );
-        if n == Some(100.0) {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(10), "published: {n:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_blocking(
+        Duration::from_secs(10),
+        node.and_log("100 messages published"),
+        || {
+            let (_, text) = node.get("/metrics").unwrap();
+            metric(
+                &text,
+                "websocket_input_messages_published_total{component=\"ws_in\"}",
+            ) == Some(100.0)
+        },
+    );
 
     let out = fednode(&["request", &url, "status"], &[]);
     assert!(
@@ -91,7 +88,9 @@ fn send_then_request_status() {
 
 #[test]
 fn request_to_nothing_fails_with_a_reason() {
-    let port = free_port();
+    // Held for the whole test, so nothing can start listening on it.
+    let closed = ClosedPort::new();
+    let port = closed.port();
     let out = fednode(
         &[
             "request",

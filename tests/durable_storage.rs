@@ -8,18 +8,21 @@
 //! JetStream and a throwaway PostgreSQL cluster, both started here.
 
 mod common;
-use common::{free_port, metric, Node};
-use std::time::{Duration, Instant};
+use common::{metric, Node};
+use fednode_testkit::{wait_until, wait_until_async};
+use std::time::Duration;
 
 const N: usize = 6_000;
 const BASE_TS: i64 = 1_700_000_000_000;
 
-fn config(nats: &str, pg: &str, admin: &str) -> String {
+/// The node's config; its admin server listens on port 0 (read back from
+/// its log by [`Node`]).
+fn config(nats: &str, pg: &str) -> String {
     format!(
         r#"{{
       "node": {{"id": "store-node"}},
       "bus": {{"kind": "nats", "url": "{nats}"}},
-      "http": {{"listen": "{admin}"}},
+      "http": {{"listen": "127.0.0.1:0"}},
       "components": {{
         "store": {{"type": "storage", "name": "timescale", "config": {{
           "url": "{pg}", "durable": true, "batch_size": 200, "flush_interval": "50ms",
@@ -51,9 +54,9 @@ fn rows(pg: &fednode_testkit::PgCluster, sql: &str) -> usize {
     pg.psql("postgres", sql).parse().unwrap_or(0)
 }
 
-async fn start_node(cfg: String, admin: String) -> Node {
+async fn start_node(cfg: String) -> Node {
     tokio::task::spawn_blocking(move || {
-        let mut node = Node::start_with(&cfg, &admin, &[]);
+        let mut node = Node::start_with(&cfg, &[]);
         node.wait_ready(Duration::from_secs(30));
         node
     })
@@ -65,10 +68,9 @@ async fn start_node(cfg: String, admin: String) -> Node {
 async fn kill_9_of_fednode_loses_nothing_and_counts_duplicates() {
     let nats = fednode_testkit::NatsServer::start_jetstream();
     let pg = fednode_testkit::PgCluster::start();
-    let admin = format!("127.0.0.1:{}", free_port());
-    let cfg = config(&nats.url(), &pg.url(), &admin);
+    let cfg = config(&nats.url(), &pg.url());
 
-    let mut first = start_node(cfg.clone(), admin.clone()).await;
+    let mut first = start_node(cfg.clone()).await;
 
     // Feed through JetStream (each publish acknowledged as stored), paced,
     // and kill the node with SIGKILL part-way: no flush, no acks. The
@@ -80,19 +82,17 @@ async fn kill_9_of_fednode_loses_nothing_and_counts_duplicates() {
         for i in 0..N {
             publish(&feeder, i).await;
             if i % 100 == 99 {
+                // Pacing, not waiting: about 3,000 messages a second.
                 tokio::time::sleep(Duration::from_millis(30)).await;
             }
         }
     });
-    let t0 = Instant::now();
-    while rows(&pg, "SELECT count(*) FROM fednode_messages") < N / 6 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the first node stored too little:\n{}",
-            first.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        Duration::from_secs(30),
+        first.and_log("the first node to store a sixth of the messages"),
+        || rows(&pg, "SELECT count(*) FROM fednode_messages") >= N / 6,
+    )
+    .await;
     first.signal("KILL");
     let status = first
         .wait_exit(Duration::from_secs(5))
@@ -123,26 +123,19 @@ async fn kill_9_of_fednode_loses_nothing_and_counts_duplicates() {
 
     // The restarted node resumes the same durable consumer. Unacked
     // messages whose rows were committed before the kill come again.
-    let second = start_node(cfg, admin).await;
+    let second = start_node(cfg).await;
     // An upstream retry as well (same ids and times): whatever the kill
     // left, the duplicate path is exercised.
     const RESENT: usize = 50;
     for i in 0..RESENT {
         publish(&js, i).await;
     }
-    let t0 = Instant::now();
-    loop {
-        let distinct = rows(&pg, "SELECT count(DISTINCT msg_id) FROM fednode_messages");
-        if distinct == N {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "{distinct} of {N} messages stored:\n{}",
-            second.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        Duration::from_secs(60),
+        second.and_log("every message stored"),
+        || rows(&pg, "SELECT count(DISTINCT msg_id) FROM fednode_messages") == N,
+    )
+    .await;
     // Every row exactly once, with its payload and node.
     assert_eq!(rows(&pg, "SELECT count(*) FROM fednode_messages"), N);
     assert_eq!(
@@ -156,18 +149,14 @@ async fn kill_9_of_fednode_loses_nothing_and_counts_duplicates() {
 
     // Redeliveries are reported: the consumer acks every message, and the
     // node counts what it skipped as already stored.
-    let t0 = Instant::now();
-    loop {
-        let info = consumer.info().await.unwrap();
-        if info.num_ack_pending == 0 && info.num_pending == 0 {
-            break;
+    wait_until_async(Duration::from_secs(20), "every message acked", || {
+        let mut consumer = consumer.clone();
+        async move {
+            let info = consumer.info().await.unwrap();
+            info.num_ack_pending == 0 && info.num_pending == 0
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "not all acked: {info:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     let metrics = second.get("/metrics").expect("metrics").1;
     let written = metric(
         &metrics,

@@ -3,28 +3,26 @@
 //! and by a hub node (`configs/cloud.json`) pulling in client mode.
 
 mod common;
-use common::{free_port, metric, Node};
+use common::{metric, Node};
+use fednode_testkit::wait_until_blocking;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn udp_filter_websocket_and_a_hub_pulling_from_it() {
-    let admin = format!("127.0.0.1:{}", free_port());
-    let udp = free_port();
-    let ws = free_port();
-    let (udp_s, ws_s) = (udp.to_string(), ws.to_string());
+    // Every server on port 0; the ports it got are read from the log.
     let mut edge = Node::start(
         "configs/edge.json",
-        &admin,
         &[
-            ("FEDNODE_ADMIN", admin.as_str()),
-            ("FEDNODE_UDP_PORT", udp_s.as_str()),
-            ("FEDNODE_WS_PORT", ws_s.as_str()),
+            ("FEDNODE_ADMIN", "127.0.0.1:0"),
+            ("FEDNODE_UDP_PORT", "0"),
+            ("FEDNODE_WS_PORT", "0"),
         ],
     );
     edge.wait_ready(Duration::from_secs(20));
-    let url = format!("ws://127.0.0.1:{ws}/federation");
+    let udp = edge.addr_of("udp");
+    let url = format!("ws://{}/federation", edge.addr_of("ws_out"));
 
     // A consumer, and a hub pulling from the edge.
     let mut tail = common::bin()
@@ -33,43 +31,30 @@ fn udp_filter_websocket_and_a_hub_pulling_from_it() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let hub_admin = format!("127.0.0.1:{}", free_port());
     let mut hub = Node::start(
         "configs/cloud.json",
-        &hub_admin,
         &[
-            ("FEDNODE_ADMIN", hub_admin.as_str()),
+            ("FEDNODE_ADMIN", "127.0.0.1:0"),
             ("FEDNODE_EDGE_URL", url.as_str()),
         ],
     );
     hub.wait_ready(Duration::from_secs(20));
 
     // Wait until both peers are connected to the edge's output.
-    let t0 = Instant::now();
-    loop {
+    let what = edge.and_log("both peers to connect");
+    wait_until_blocking(Duration::from_secs(15), what, || {
         let (_, text) = edge.get("/metrics").unwrap();
-        if metric(
+        metric(
             &text,
             "websocket_output_connections_active{component=\"ws_out\"}",
         ) == Some(2.0)
-        {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(15),
-            "peers did not connect:\n{}",
-            edge.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
 
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     for v in [10, 51, 50, 70, 99] {
-        sock.send_to(
-            format!(r#"{{"sensor":"t1","value":{v}}}"#).as_bytes(),
-            ("127.0.0.1", udp),
-        )
-        .unwrap();
+        sock.send_to(format!(r#"{{"sensor":"t1","value":{v}}}"#).as_bytes(), udp)
+            .unwrap();
+        // Pacing, not waiting: datagrams a few ms apart.
         std::thread::sleep(Duration::from_millis(5));
     }
 
@@ -83,23 +68,17 @@ fn udp_filter_websocket_and_a_hub_pulling_from_it() {
     let _ = tail.wait();
 
     // The hub published the same three on its bus.
-    let t0 = Instant::now();
-    loop {
-        let (_, text) = hub.get("/metrics").unwrap();
-        let n = metric(
-            &text,
-            "websocket_input_messages_published_total{component=\"ws_in\"}",
-        );
-        if n == Some(3.0) {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "hub published {n:?}:\n{}",
-            hub.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_blocking(
+        Duration::from_secs(10),
+        hub.and_log("the hub to publish three messages"),
+        || {
+            let (_, text) = hub.get("/metrics").unwrap();
+            metric(
+                &text,
+                "websocket_input_messages_published_total{component=\"ws_in\"}",
+            ) == Some(3.0)
+        },
+    );
     let (_, text) = edge.get("/metrics").unwrap();
     assert_eq!(
         metric(

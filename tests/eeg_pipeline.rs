@@ -3,7 +3,7 @@
 //! feature message per hop (1 s) for each user after the first 2 s window.
 
 mod common;
-use common::{free_port, Node};
+use common::Node;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -11,21 +11,18 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn features_arrive_once_per_hop_for_each_user() {
-    let admin = format!("127.0.0.1:{}", free_port());
-    let (udp, ws) = (free_port().to_string(), free_port());
-    let ws_s = ws.to_string();
+    // Every server on port 0; the output's port is read from the log.
     let mut node = Node::start(
         "configs/demo.json",
-        &admin,
         &[
-            ("FEDNODE_ADMIN", admin.as_str()),
-            ("FEDNODE_UDP_PORT", udp.as_str()),
-            ("FEDNODE_WS_PORT", ws_s.as_str()),
+            ("FEDNODE_ADMIN", "127.0.0.1:0"),
+            ("FEDNODE_UDP_PORT", "0"),
+            ("FEDNODE_WS_PORT", "0"),
         ],
     );
     node.wait_ready(Duration::from_secs(20));
     let mut tail = common::bin()
-        .args(["tail", &format!("ws://127.0.0.1:{ws}/features")])
+        .args(["tail", &format!("ws://{}/features", node.addr_of("ws_out"))])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -3,7 +3,7 @@
 //! subscriber on a real nats-server the test starts itself.
 
 mod common;
-use common::{free_port, Node};
+use common::Node;
 use futures::StreamExt;
 use std::io::Write;
 use std::process::Stdio;
@@ -24,17 +24,16 @@ async fn subject_templates_fan_out_per_user_on_nats() {
     let mut alex = plain.subscribe("user.alex.>").await.unwrap();
     plain.flush().await.unwrap();
 
-    let admin = format!("127.0.0.1:{}", free_port());
-    let ws = free_port();
+    // The admin server and the input on port 0 (read back from the log).
     let cfg = format!(
         r#"{{
       "node": {{"id": "hub-nats"}},
       "bus": {{"kind": "nats", "url": "{}"}},
-      "http": {{"listen": "{admin}"}},
+      "http": {{"listen": "127.0.0.1:0"}},
       "components": {{
         "ws_in": {{"type": "input", "name": "websocket_input", "config": {{
           "mode": "server",
-          "server": {{"http_port": {ws}, "bind": "127.0.0.1", "path": "/ingest"}},
+          "server": {{"http_port": 0, "bind": "127.0.0.1", "path": "/ingest"}},
           "ports": {{"outputs": [{{"name": "ws_data", "subject": "user.{{user_id}}.{{type}}"}}]}}
         }}}}
       }}
@@ -42,14 +41,14 @@ async fn subject_templates_fan_out_per_user_on_nats() {
         server.url()
     );
     let node = tokio::task::spawn_blocking(move || {
-        let mut node = Node::start_with(&cfg, &admin, &[]);
+        let mut node = Node::start_with(&cfg, &[]);
         node.wait_ready(Duration::from_secs(20));
         node
     })
     .await
     .unwrap();
 
-    let url = format!("ws://127.0.0.1:{ws}/ingest");
+    let url = format!("ws://{}/ingest", node.addr_of("ws_in"));
     let out = tokio::task::spawn_blocking(move || {
         let mut child = common::bin()
             .args(["send", &url])

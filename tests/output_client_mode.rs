@@ -11,29 +11,55 @@ use common::{publish, start, Node};
 use fednode_kit::component::BuildContext;
 use fednode_kit::memory::MemoryBus;
 use fednode_kit::{
-    testing, AdminError, AdminRequest, Bus, Component, Context, NodeIdentity, SubscribeOptions,
+    testing, AdminError, AdminRequest, Bus, Component, Context, NodeIdentity, StartError,
+    SubscribeOptions,
 };
+use fednode_testkit::{merge, wait_until, ClosedPort};
+use fednode_websocket_input::WebSocketInput;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
 struct Hub {
-    comp: Arc<dyn Component>,
+    comp: Arc<WebSocketInput>,
     ctx: Context,
     bus: MemoryBus,
 }
 
-/// A `websocket_input` server on `port`, publishing to `hub.data`.
-async fn hub(port: u16, extra: Value) -> Hub {
+impl Hub {
+    /// The port the hub listens on.
+    fn port(&self) -> u16 {
+        self.comp.local_addr().expect("a listening hub").port()
+    }
+
+    /// `ws://127.0.0.1:PORT/ingest`.
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ingest", self.port())
+    }
+}
+
+/// A `websocket_input` server on a port of its own (see [`Hub::port`]),
+/// publishing to `hub.data`.
+async fn hub(extra: Value) -> Hub {
+    try_hub(0, extra).await.expect("hub starts")
+}
+
+/// A hub on `port`, the port an earlier hub had and the edge keeps
+/// dialling; the start is retried while that port is still in use.
+async fn hub_again(port: u16, extra: Value) -> Hub {
+    fednode_testkit::rebind("the restarted hub", || try_hub(port, extra.clone())).await
+}
+
+async fn try_hub(port: u16, extra: Value) -> Result<Hub, StartError> {
     let mut cfg = json!({
         "mode": "server",
         "server": {"http_port": port, "bind": "127.0.0.1", "path": "/ingest"},
         "ports": {"outputs": [{"name": "ws_data", "subject": "hub.data"}]}
     });
-    common::merge(&mut cfg, extra);
+    merge(&mut cfg, extra);
     let node = NodeIdentity {
         id: "hub".into(),
         region: None,
@@ -43,11 +69,10 @@ async fn hub(port: u16, extra: Value) -> Hub {
         path: "c",
         node: &node,
     };
-    let comp = (fednode_websocket_input::registration().build)(&cx, &cfg)
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let comp = fednode_websocket_input::build(&cx, &cfg).unwrap_or_else(|e| panic!("{e:?}"));
     let (ctx, bus, _m) = testing::context("ws_in");
-    comp.clone().start(ctx.clone()).await.expect("hub starts");
-    Hub { comp, ctx, bus }
+    comp.clone().start(ctx.clone()).await?;
+    Ok(Hub { comp, ctx, bus })
 }
 
 /// A client-mode output pushing `data.>` to `url`.
@@ -57,38 +82,29 @@ async fn edge(url: &str, extra: Value) -> Node {
         "client": {"url": url, "reconnect": {"initial_interval": "20ms", "max_interval": "100ms", "max_retries": 0}},
         "ports": {"inputs": [{"name": "in", "subject": "data.>"}]}
     });
-    common::merge(&mut cfg, extra);
+    merge(&mut cfg, extra);
     start(cfg).await
-}
-
-async fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test]
 async fn pushes_to_a_real_websocket_input_and_answers_its_requests() {
     std::env::set_var("WSO_CLIENT_TOKEN", "edge-secret");
-    let port = fednode_testkit::free_port();
     let auth = json!({"type": "bearer", "bearer_token_env": "WSO_CLIENT_TOKEN"});
-    let hub = hub(port, json!({"auth": auth, "delivery": "at_least_once"})).await;
+    let hub = hub(json!({"auth": auth, "delivery": "at_least_once"})).await;
     let mut arrived = hub
         .bus
         .subscribe("hub.data", SubscribeOptions::default())
         .await
         .unwrap();
     let edge = edge(
-        &format!("ws://127.0.0.1:{port}/ingest"),
+        &hub.url(),
         json!({"auth": auth, "delivery": "at_least_once"}),
     )
     .await;
-    until("connected", || edge.out.health().status == "connected").await;
+    wait_until(common::WAIT, "connected", || {
+        edge.out.health().status == "connected"
+    })
+    .await;
     assert!(edge.out.health().healthy);
 
     for n in 0..100 {
@@ -106,7 +122,7 @@ async fn pushes_to_a_real_websocket_input_and_answers_its_requests() {
         );
     }
     // Every one acknowledged: nothing left in flight.
-    until("acks", || {
+    wait_until(common::WAIT, "acks", || {
         edge.metric("websocket_output_acks_received_total", &[]) == 100.0
     })
     .await;
@@ -148,25 +164,29 @@ async fn pushes_to_a_real_websocket_input_and_answers_its_requests() {
 #[tokio::test]
 async fn at_least_once_loses_nothing_across_a_hub_restart() {
     const N: usize = 3000;
-    let port = fednode_testkit::free_port();
-    let first = hub(port, json!({"delivery": "at_least_once"})).await;
+    let first = hub(json!({"delivery": "at_least_once"})).await;
+    let port = first.port();
     let mut sub_a = first
         .bus
         .subscribe("hub.data", SubscribeOptions::default())
         .await
         .unwrap();
     let edge = edge(
-        &format!("ws://127.0.0.1:{port}/ingest"),
+        &first.url(),
         json!({"delivery": "at_least_once", "backpressure": {"queue_size": 10000}}),
     )
     .await;
-    until("connected", || edge.out.health().status == "connected").await;
+    wait_until(common::WAIT, "connected", || {
+        edge.out.health().status == "connected"
+    })
+    .await;
 
     let bus = edge.bus.clone();
     let publisher = tokio::spawn(async move {
         for n in 0..N {
             publish(&bus, "data.x", json!({"n": n}), &format!("m{n}")).await;
             if n % 20 == 19 {
+                // Pacing, not waiting: the stream outlasts the restart.
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         }
@@ -185,7 +205,7 @@ async fn at_least_once_loses_nothing_across_a_hub_restart() {
         seen.insert(m.meta.id.unwrap().to_string());
     }
     let before_restart = seen.len();
-    let second = hub(port, json!({"delivery": "at_least_once"})).await;
+    let second = hub_again(port, json!({"delivery": "at_least_once"})).await;
     let mut sub_b = second
         .bus
         .subscribe("hub.data", SubscribeOptions::default())
@@ -257,7 +277,10 @@ async fn unacknowledged_data_is_resent_first_after_a_reconnect() {
     let (url, mut sessions) = scripted_hub().await;
     let edge = edge(&url, json!({"delivery": "at_least_once"})).await;
     let mut s1 = sessions.recv().await.unwrap();
-    until("connected", || edge.out.health().status == "connected").await;
+    wait_until(common::WAIT, "connected", || {
+        edge.out.health().status == "connected"
+    })
+    .await;
     for n in 0..10 {
         publish(&edge.bus, "data.x", json!({"n": n}), &format!("m{n}")).await;
     }
@@ -277,11 +300,11 @@ async fn unacknowledged_data_is_resent_first_after_a_reconnect() {
     ))
     .await
     .unwrap();
-    until("acks", || {
+    wait_until(common::WAIT, "acks", || {
         edge.metric("websocket_output_acks_received_total", &[]) == 4.0
     })
     .await;
-    until("nack", || {
+    wait_until(common::WAIT, "nack", || {
         edge.metric(
             "websocket_output_messages_dropped_total",
             &[("reason", "nack")],
@@ -289,7 +312,10 @@ async fn unacknowledged_data_is_resent_first_after_a_reconnect() {
     })
     .await;
     drop(s1);
-    until("reconnecting", || edge.out.health().status != "connected").await;
+    wait_until(common::WAIT, "reconnecting", || {
+        edge.out.health().status != "connected"
+    })
+    .await;
     assert!(edge.out.health().healthy, "reconnecting is healthy");
     for n in 10..13 {
         publish(&edge.bus, "data.x", json!({"n": n}), &format!("m{n}")).await;
@@ -313,7 +339,10 @@ async fn max_in_flight_pauses_sending_until_acks_come() {
     )
     .await;
     let mut s = sessions.recv().await.unwrap();
-    until("connected", || edge.out.health().status == "connected").await;
+    wait_until(common::WAIT, "connected", || {
+        edge.out.health().status == "connected"
+    })
+    .await;
     for n in 0..6 {
         publish(&edge.bus, "data.x", json!({"n": n}), &format!("m{n}")).await;
     }
@@ -333,15 +362,16 @@ async fn max_in_flight_pauses_sending_until_acks_come() {
 
 #[tokio::test]
 async fn a_client_that_gives_up_is_unhealthy() {
-    let port = fednode_testkit::free_port();
+    // Nothing listens there (and nothing can start to, while it is held).
+    let closed = ClosedPort::new();
     let edge = edge(
-        &format!("ws://127.0.0.1:{port}/nothing"),
+        &format!("ws://{}/nothing", closed.addr()),
         json!({"client": {"reconnect": {"max_retries": 2, "initial_interval": "20ms", "max_interval": "40ms"}}}),
     )
     .await;
     let h = edge.out.health();
     assert!(h.healthy, "connecting or reconnecting is healthy: {h:?}");
-    until("failed", || !edge.out.health().healthy).await;
+    wait_until(common::WAIT, "failed", || !edge.out.health().healthy).await;
     let h = edge.out.health();
     assert_eq!(h.status, "failed");
     assert!(

@@ -2,19 +2,19 @@
 //! within 5 s; a component that cannot start makes `run` exit 1 naming it.
 
 mod common;
-use common::{free_port, metric, Node};
+use common::{metric, Node};
+use fednode_testkit::wait_until_blocking;
 use std::time::{Duration, Instant};
 
 #[test]
 fn demo_runs_reports_and_stops_on_sigterm() {
-    let admin = format!("127.0.0.1:{}", free_port());
-    let udp = free_port().to_string();
+    // Every server on port 0 (the admin port is read from the log).
     let mut node = Node::start(
         "configs/demo.json",
-        &admin,
         &[
-            ("FEDNODE_ADMIN", admin.as_str()),
-            ("FEDNODE_UDP_PORT", udp.as_str()),
+            ("FEDNODE_ADMIN", "127.0.0.1:0"),
+            ("FEDNODE_UDP_PORT", "0"),
+            ("FEDNODE_WS_PORT", "0"),
         ],
     );
     node.wait_ready(Duration::from_secs(20));
@@ -33,32 +33,26 @@ fn demo_runs_reports_and_stops_on_sigterm() {
         )
     };
     let first = read(&node);
-    std::thread::sleep(Duration::from_millis(600));
-    let second = read(&node);
-    assert!(
-        second.0 > first.0,
-        "simulator samples did not rise: {first:?} → {second:?}"
-    );
-    assert!(
-        second.1 > first.1,
-        "bus publishes did not rise: {first:?} → {second:?}"
+    wait_until_blocking(
+        Duration::from_secs(10),
+        format!("simulator samples and bus publishes to rise from {first:?}"),
+        || {
+            let now = read(&node);
+            now.0 > first.0 && now.1 > first.1
+        },
     );
 
     // The features processor emits one window per second per user once the
     // first 2 s window is complete.
-    let t0 = Instant::now();
-    loop {
-        let (_, text) = node.get("/metrics").unwrap();
-        let w = metric(&text, "eeg_features_windows_total{component=\"features\"}").unwrap_or(0.0);
-        if w >= 2.0 {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "no feature windows:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_blocking(
+        Duration::from_secs(10),
+        node.and_log("two feature windows"),
+        || {
+            let (_, text) = node.get("/metrics").unwrap();
+            metric(&text, "eeg_features_windows_total{component=\"features\"}").unwrap_or(0.0)
+                >= 2.0
+        },
+    );
 
     let (code, comps) = node.get("/components").unwrap();
     assert_eq!(code, 200);
@@ -85,13 +79,12 @@ fn a_component_that_cannot_start_fails_the_run_naming_it() {
     // Hold a UDP port so the node cannot bind it.
     let held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port();
-    let admin = format!("127.0.0.1:{}", free_port());
     let cfg = format!(
-        r#"{{"http": {{"listen": "{admin}"}}, "components": {{"udp_in": {{"type": "input", "name": "udp",
+        r#"{{"http": {{"listen": "127.0.0.1:0"}}, "components": {{"udp_in": {{"type": "input", "name": "udp",
            "config": {{"port": {port}, "bind": "127.0.0.1",
            "ports": {{"outputs": [{{"name": "out", "subject": "raw"}}]}}}}}}}}}}"#
     );
-    let mut node = Node::start_with(&cfg, &admin, &[]);
+    let mut node = Node::start_with(&cfg, &[]);
     let status = node.wait_exit(Duration::from_secs(10)).expect("exits");
     assert_eq!(status.code(), Some(1));
     let log = node.log();
@@ -101,11 +94,14 @@ fn a_component_that_cannot_start_fails_the_run_naming_it() {
 
 #[test]
 fn an_invalid_config_exits_before_binding() {
-    let admin_port = free_port();
+    // The admin port is held (bound, not listening): a node that bound
+    // anything before checking its config would fail on it instead.
+    let admin = fednode_testkit::ClosedPort::new();
     let cfg = format!(
-        r#"{{"http": {{"listen": "127.0.0.1:{admin_port}"}}, "components": {{"x": {{"type": "input", "name": "udp", "config": {{"port": "nope"}}}}}}}}"#
+        r#"{{"http": {{"listen": "{}"}}, "components": {{"x": {{"type": "input", "name": "udp", "config": {{"port": "nope"}}}}}}}}"#,
+        admin.addr()
     );
-    let mut node = Node::start_with(&cfg, &format!("127.0.0.1:{admin_port}"), &[]);
+    let mut node = Node::start_with(&cfg, &[]);
     let status = node.wait_exit(Duration::from_secs(10)).expect("exits");
     assert_eq!(status.code(), Some(1));
     assert!(

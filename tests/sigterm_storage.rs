@@ -12,7 +12,7 @@
 //! about.
 
 mod common;
-use common::{bin, free_port, Node};
+use common::{bin, Node};
 use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
@@ -28,15 +28,15 @@ fn rows(pg: &fednode_testkit::PgCluster, sql: &str) -> usize {
 #[test]
 fn sigterm_right_after_a_burst_flushes_every_row() {
     let pg = fednode_testkit::PgCluster::start();
-    let (ws_port, admin) = (free_port(), format!("127.0.0.1:{}", free_port()));
+    // The admin server and the input on port 0 (read back from the log).
     let config = format!(
         r#"{{
       "node": {{"id": "burst-node"}},
-      "http": {{"listen": "{admin}"}},
+      "http": {{"listen": "127.0.0.1:0"}},
       "components": {{
         "in": {{"type": "input", "name": "websocket_input", "config": {{
           "mode": "server",
-          "server": {{"http_port": {ws_port}, "bind": "127.0.0.1", "path": "/in"}},
+          "server": {{"http_port": 0, "bind": "127.0.0.1", "path": "/in"}},
           "backpressure": {{"on_full": "block"}},
           "ports": {{"outputs": [{{"name": "ws_data", "subject": "burst.data"}}]}}
         }}}},
@@ -48,13 +48,14 @@ fn sigterm_right_after_a_burst_flushes_every_row() {
     }}"#,
         url = pg.url()
     );
-    let mut node = Node::start_with(&config, &admin, &[]);
+    let mut node = Node::start_with(&config, &[]);
     node.wait_ready(Duration::from_secs(30));
+    let url = format!("ws://{}/in", node.addr_of("in"));
 
     // The burst: N JSON lines through the CLI peer, which returns once
     // every frame is written and the node has answered its close.
     let mut send = bin()
-        .args(["send", &format!("ws://127.0.0.1:{ws_port}/in")])
+        .args(["send", &url])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

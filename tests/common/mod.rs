@@ -3,9 +3,10 @@
 
 #![allow(dead_code)]
 
+use std::cell::OnceCell;
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,18 +30,27 @@ pub fn fednode(args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().expect("run fednode")
 }
 
+/// How long a node may take to log an address it bound.
+const LOGGED_WITHIN: Duration = Duration::from_secs(20);
+
 /// A `fednode run` process, killed on drop if still running.
+///
+/// Nothing is started on a guessed port: the config binds port 0 (admin
+/// `127.0.0.1:0`, components `http_port`/`port` 0) and the node's log says
+/// which port each server got ([`Node::admin`], [`Node::addr_of`]).
 pub struct Node {
     pub child: Child,
-    pub admin: String,
     pub log: PathBuf,
+    /// The admin server's address, once read from the log.
+    admin: OnceCell<String>,
     _dir: tempfile::TempDir,
 }
 
 impl Node {
-    /// Start `fednode run CONFIG` with `env`; `admin` is the admin address
-    /// the config will listen on.
-    pub fn start(config: &str, admin: &str, env: &[(&str, &str)]) -> Node {
+    /// Start `fednode run CONFIG` with `env`. The config's admin server
+    /// should listen on `127.0.0.1:0` (for the shipped configs:
+    /// `FEDNODE_ADMIN=127.0.0.1:0` in `env`).
+    pub fn start(config: &str, env: &[(&str, &str)]) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("fednode.log");
         let mut c = bin();
@@ -53,47 +63,89 @@ impl Node {
         }
         Node {
             child: c.spawn().expect("spawn fednode"),
-            admin: admin.to_string(),
             log,
+            admin: OnceCell::new(),
             _dir: dir,
         }
     }
 
     /// Write a config to a temp file and start it.
-    pub fn start_with(config_json: &str, admin: &str, env: &[(&str, &str)]) -> Node {
+    pub fn start_with(config_json: &str, env: &[(&str, &str)]) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.json");
         std::fs::write(&path, config_json).unwrap();
-        let mut n = Node::start(path.to_str().unwrap(), admin, env);
+        let mut n = Node::start(path.to_str().unwrap(), env);
         // Keep the config's directory alive as long as the node.
         let keep = std::mem::replace(&mut n._dir, dir);
         std::mem::forget(keep.keep());
         n
     }
 
-    /// Everything the node logged so far.
+    /// Everything the node logged so far (without colour codes).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        read_log(&self.log)
+    }
+
+    /// `what` for a wait's timeout message, followed by this node's log as
+    /// it is when the wait times out.
+    pub fn and_log<'a>(&'a self, what: &'a str) -> impl std::fmt::Display + 'a {
+        AndLog(what, &self.log)
+    }
+
+    /// The address on the first log line containing `message` (and
+    /// `component=NAME` when given), waiting for that line to appear.
+    fn logged_addr(&self, message: &str, component: Option<&str>) -> SocketAddr {
+        let mut found = None;
+        let what = format!(
+            "fednode to log {message:?}{} with an address",
+            component.map_or(String::new(), |c| format!(" for component {c}"))
+        );
+        fednode_testkit::wait_until_blocking(LOGGED_WITHIN, AndLog(&what, &self.log), || {
+            found = logged(&self.log, message, component);
+            found.is_some()
+        });
+        found.expect("found")
+    }
+
+    /// `127.0.0.1:PORT` of the admin server (read from the node's
+    /// `admin server listening` line; waits for it).
+    pub fn admin(&self) -> &str {
+        self.admin
+            .get_or_init(|| self.logged_addr("admin server listening", None).to_string())
+    }
+
+    /// The address component `name` listens on (its `… listening` line:
+    /// websocket input and output servers, udp and http inputs), to
+    /// connect to. Waits for the line.
+    pub fn addr_of(&self, name: &str) -> SocketAddr {
+        self.logged_addr(" listening", Some(name))
     }
 
     /// GET a path on the admin server.
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
-        http("GET", &self.admin, path, None)
+        http("GET", self.admin(), path, None)
     }
 
-    /// Wait until `/health/ready` answers 200 (panics with the log after `within`).
+    /// Wait until `/health/ready` answers 200 (panics with the log after
+    /// `within`, or at once if the node exits).
     pub fn wait_ready(&mut self, within: Duration) {
-        let t0 = Instant::now();
-        while t0.elapsed() < within {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("fednode exited early with {status}:\n{}", self.log());
+        let Node {
+            child, log, admin, ..
+        } = self;
+        fednode_testkit::wait_until_blocking(within, AndLog("fednode to be ready", log), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("fednode exited early with {status}:\n{}", read_log(log));
             }
-            if let Some((200, _)) = self.get("/health/ready") {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("not ready within {within:?}:\n{}", self.log());
+            // Not ready before the admin server has logged its address.
+            let addr = match admin.get() {
+                Some(a) => a,
+                None => match logged(log, "admin server listening", None) {
+                    Some(a) => admin.get_or_init(|| a.to_string()),
+                    None => return false,
+                },
+            };
+            matches!(http("GET", addr, "/health/ready", None), Some((200, _)))
+        });
     }
 
     /// Send a signal by name (`TERM`, `KILL`, `INT`).
@@ -123,6 +175,26 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A node's log file, without colour codes.
+fn read_log(path: &Path) -> String {
+    fednode_testkit::strip_ansi(&std::fs::read_to_string(path).unwrap_or_default())
+}
+
+/// The address a node logged with `message` (see [`fednode_testkit::logged_addr`]).
+fn logged(path: &Path, message: &str, component: Option<&str>) -> Option<SocketAddr> {
+    fednode_testkit::logged_addr(&read_log(path), message, component)
+}
+
+/// What a wait was for, followed, when it times out, by the node's log as
+/// it is at that moment.
+struct AndLog<'a>(&'a str, &'a Path);
+
+impl std::fmt::Display for AndLog<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; the node logged:\n{}", self.0, read_log(self.1))
     }
 }
 
@@ -163,11 +235,6 @@ fn dechunk(mut s: &str) -> String {
         s = rest[n..].trim_start_matches("\r\n");
     }
     out
-}
-
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    fednode_testkit::free_port()
 }
 
 /// The value of a metric line `name{labels} value` in Prometheus text.

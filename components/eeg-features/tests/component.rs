@@ -3,28 +3,28 @@
 //! streams, limits, shutdown, config errors.
 
 use bytes::Bytes;
-use fednode_eeg_features::{registration, EegFeatures, EegFeaturesConfig};
+use fednode_eeg_features::{registration, Config, EegFeatures};
 use fednode_kit::memory::MemoryBus;
 use fednode_kit::metrics::Metrics;
 use fednode_kit::{
     testing, BuildContext, Bus, Component, Context, Message, Meta, NodeIdentity, SubscribeOptions,
     Subscription,
 };
+use fednode_testkit::wait_until;
 use serde_json::{json, Value};
 use std::f64::consts::TAU;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const INPUT: &str = "eeg.raw";
+/// Generous bound for anything that should happen "at once".
+const SOON: Duration = Duration::from_secs(5);
 
-/// Overlay `extra`'s members on `base`.
-fn merge(mut base: Value, extra: Value) -> Value {
-    if let (Value::Object(b), Value::Object(e)) = (&mut base, extra) {
-        for (k, v) in e {
-            b.insert(k, v);
-        }
-    }
-    base
+/// `base` with `extra` merged in ([`fednode_testkit::merge`]).
+fn with(base: &Value, extra: Value) -> Value {
+    let mut cfg = base.clone();
+    fednode_testkit::merge(&mut cfg, extra);
+    cfg
 }
 
 fn ports(out: &str) -> Value {
@@ -35,8 +35,8 @@ fn ports(out: &str) -> Value {
 /// 16 Hz, two channels, 1 s windows (16 samples, hop 8), two bands: small
 /// enough to write windows by hand.
 fn small(extra: Value) -> Value {
-    merge(
-        json!({
+    with(
+        &json!({
             "sampling_rate": 16, "channel_names": ["F3", "F4"],
             "window_seconds": 1, "overlap": 0.5,
             "bands": [{"name": "low", "lo": 1, "hi": 4}, {"name": "high", "lo": 4, "hi": 8}],
@@ -65,7 +65,7 @@ struct Harness {
 
 impl Harness {
     async fn start(cfg: Value) -> Self {
-        let cfg = EegFeaturesConfig::parse(&cfg, "components.feat.config").unwrap();
+        let cfg = Config::parse(&cfg, "components.feat.config").unwrap();
         let comp = Arc::new(EegFeatures::new(cfg));
         let (ctx, bus, metrics) = testing::context("feat");
         let out = bus
@@ -108,21 +108,16 @@ impl Harness {
 
     /// Wait for everything sent so far to be processed and published, then
     /// check nothing else was: `windows` feature messages in total.
+    ///
+    /// Callers first wait until the component has counted every sample
+    /// sent; it counts a batch before it publishes the batch's windows, so
+    /// the pause covers those publishes and proves the negative (no extra
+    /// output). A sentinel input cannot do it here: it would show in the
+    /// very counters the tests then check.
     async fn expect_no_more(&mut self) {
         tokio::time::sleep(Duration::from_millis(30)).await;
         while let Some(m) = self.out.try_next() {
             assert_eq!(&*m.subject, INPUT, "unexpected output {:?}", m.payload);
-        }
-    }
-
-    async fn wait_until(&self, what: &str, f: impl Fn(&Self) -> bool) {
-        let t0 = Instant::now();
-        while !f(self) {
-            assert!(
-                t0.elapsed() < Duration::from_secs(5),
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -168,8 +163,7 @@ async fn sine_stream_cadence_shape_band_and_subject() {
     for i in 0..511 {
         h.send(raw(i)).await;
     }
-    h.wait_until("511 samples", |h| h.comp.samples() == 511)
-        .await;
+    wait_until(SOON, "511 samples", || h.comp.samples() == 511).await;
     assert_eq!(h.comp.windows(), 0);
     // Then one window at 512 and one per 256 samples (hop) after it.
     for i in 511..1280 {
@@ -260,8 +254,7 @@ async fn sine_stream_cadence_shape_band_and_subject() {
         );
         assert_eq!(v["confidence"], json!(1.0));
     }
-    h.wait_until("1280 samples", |h| h.comp.samples() == 1280)
-        .await;
+    wait_until(SOON, "1280 samples", || h.comp.samples() == 1280).await;
     h.expect_no_more().await;
     assert_eq!(h.metric("eeg_features_windows_total", &[]), 4.0);
     assert_eq!(h.metric("eeg_features_samples_total", &[]), 1280.0);
@@ -424,8 +417,7 @@ async fn every_rejection_reason_and_the_stream_goes_on() {
         w1["window"],
         json!({"index": 1, "start_sample": 8, "end_sample": 24, "start_timestamp": 1008, "end_timestamp": 1023})
     );
-    h.wait_until("all samples", |h| h.comp.samples() == 24)
-        .await;
+    wait_until(SOON, "all samples", || h.comp.samples() == 24).await;
     h.expect_no_more().await;
     assert_eq!(h.rejected("channel_count"), 1.0);
     assert_eq!(h.rejected("missing_channel"), 1.0);
@@ -503,7 +495,7 @@ async fn other_types_pass_by_and_bad_messages_are_counted() {
     assert_eq!(v["window"]["start_sample"], 0);
     assert_eq!(v["timestamp"], Value::Null);
     assert!(meta.timestamp.unwrap() > 1_700_000_000_000);
-    h.wait_until("all", |h| h.comp.samples() == 16).await;
+    wait_until(SOON, "all", || h.comp.samples() == 16).await;
     h.expect_no_more().await;
     assert_eq!(h.metric("eeg_features_passed_through_total", &[]), 2.0);
     assert_eq!(
@@ -528,14 +520,13 @@ async fn idle_streams_are_freed() {
         h.send(json!({"user_id": "a", "channels": sample(i)})).await;
     }
     h.send(json!({"user_id": "b", "channels": sample(0)})).await;
-    h.wait_until("a's samples", |h| {
+    wait_until(SOON, "a's samples", || {
         h.comp.samples() == 10 && h.rejected("too_many_streams") == 1.0
     })
     .await;
     assert_eq!(h.comp.streams_active(), 1);
     let t0 = Instant::now();
-    h.wait_until("a freed", |h| h.comp.streams_active() == 0)
-        .await;
+    wait_until(SOON, "a freed", || h.comp.streams_active() == 0).await;
     let waited = t0.elapsed();
     assert!(waited < Duration::from_secs(1), "{waited:?}");
     assert_eq!(h.metric("eeg_features_streams_active", &[]), 0.0);
@@ -564,8 +555,7 @@ async fn streams_beyond_max_streams_are_rejected() {
     let mut subjects = vec![h.recv().await.0, h.recv().await.0];
     subjects.sort();
     assert_eq!(subjects, ["feat.a", "feat.b"]);
-    h.wait_until("all", |h| h.rejected("too_many_streams") == 18.0)
-        .await;
+    wait_until(SOON, "all", || h.rejected("too_many_streams") == 18.0).await;
     assert_eq!(h.comp.samples(), 32);
     assert_eq!(h.comp.streams_active(), 2);
     h.stop().await;
@@ -627,7 +617,7 @@ async fn stop_drains_what_is_queued() {
 }
 
 fn errors_of(cfg: Value) -> Vec<String> {
-    EegFeaturesConfig::parse(&cfg, "components.feat.config")
+    Config::parse(&cfg, "components.feat.config")
         .unwrap_err()
         .iter()
         .map(|e| e.to_string())
@@ -637,8 +627,8 @@ fn errors_of(cfg: Value) -> Vec<String> {
 #[test]
 fn config_errors_name_their_paths() {
     let base = json!({"sampling_rate": 256, "channel_names": ["F3", "F4"], "ports": ports("out")});
-    let errs = errors_of(merge(
-        base.clone(),
+    let errs = errors_of(with(
+        &base,
         json!({"bands": [
             {"name": "delta", "lo": 1, "hi": 4}, {"name": "theta", "lo": 4, "hi": 8},
             {"name": "alpha", "lo": 8, "hi": 13}, {"name": "beta", "lo": 13, "hi": 30},
@@ -648,10 +638,7 @@ fn config_errors_name_their_paths() {
         errs,
         ["components.feat.config.bands[4].hi: band gamma: upper edge 200 Hz is above the Nyquist frequency 128 Hz (sampling_rate 256 Hz)"]
     );
-    let errs = errors_of(merge(
-        base.clone(),
-        json!({"overlap": 1.0, "window_seconds": 0.5}),
-    ));
+    let errs = errors_of(with(&base, json!({"overlap": 1.0, "window_seconds": 0.5})));
     assert_eq!(errs.len(), 2, "{errs:?}");
     assert!(
         errs[0].starts_with(
@@ -663,7 +650,7 @@ fn config_errors_name_their_paths() {
         errs[1],
         "components.feat.config.overlap: overlap must be in [0, 1), got 1"
     );
-    let errs = errors_of(merge(base.clone(), json!({"overlap": -0.1})));
+    let errs = errors_of(with(&base, json!({"overlap": -0.1})));
     assert_eq!(
         errs,
         ["components.feat.config.overlap: overlap must be in [0, 1), got -0.1"]
@@ -697,8 +684,8 @@ fn config_errors_name_their_paths() {
         "{errs:#?}"
     );
     // Unknown fields, also inside a band.
-    let errs = errors_of(merge(
-        base.clone(),
+    let errs = errors_of(with(
+        &base,
         json!({"bands": [{"name": "y", "lo": 1, "hi": 2, "width": 1}], "windows": 2}),
     ));
     assert_eq!(errs.len(), 2, "{errs:?}");
@@ -718,14 +705,14 @@ fn config_errors_name_their_paths() {
         errs,
         ["components.feat.config.sampling_rate: required field is missing"]
     );
-    let errs = errors_of(merge(base.clone(), json!({"key_path": "$.meta.window"})));
+    let errs = errors_of(with(&base, json!({"key_path": "$.meta.window"})));
     assert!(
         errs[0].starts_with(
             "components.feat.config.key_path: the key is written to the output under \"window\""
         ),
         "{errs:?}"
     );
-    let errs = errors_of(merge(base, json!({"stream_idle_timeout": "soon"})));
+    let errs = errors_of(with(&base, json!({"stream_idle_timeout": "soon"})));
     assert!(
         errs[0].starts_with("components.feat.config.stream_idle_timeout: "),
         "{errs:?}"

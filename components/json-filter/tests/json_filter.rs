@@ -606,7 +606,7 @@ fn port_problems_are_config_errors() {
 
 #[test]
 fn defaults() {
-    let cfg = fednode_json_filter::JsonFilterConfig::parse(
+    let cfg = fednode_json_filter::Config::parse(
         &config(json!({"path": "$.value", "operator": ">", "value": 50})),
         "c",
     )

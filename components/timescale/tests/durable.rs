@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use common::{count, start, wait_for};
+use common::{count, start};
 use fednode_kit::memory::MemoryBus;
 use fednode_kit::metrics::Metrics;
 use fednode_kit::{Bus, BusError, Message, Meta, NatsConnection, SubscribeOptions, Subscription};
-use fednode_testkit::{NatsServer, PgCluster};
+use fednode_testkit::{wait_until, wait_until_async, NatsServer, PgCluster};
 use serde_json::json;
 
 /// A bus that says it is NATS (the durable consumer opens its own
@@ -132,11 +132,12 @@ async fn durable_consumer_survives_a_crash_of_the_component() {
         for i in 0..N {
             publish(&feeder_js, i).await;
             if i % 100 == 99 {
+                // Pacing, not waiting: the feed outlasts the crash.
                 tokio::time::sleep(Duration::from_millis(40)).await;
             }
         }
     });
-    wait_for(
+    wait_until_async(
         Duration::from_secs(20),
         "instance 1 to store rows",
         || async { count(&url, "SELECT count(*) FROM fednode_messages").await >= 800 },
@@ -156,7 +157,7 @@ async fn durable_consumer_survives_a_crash_of_the_component() {
     for i in 0..100 {
         publish(&js, i).await;
     }
-    wait_for(Duration::from_secs(30), "every message stored", || async {
+    wait_until_async(Duration::from_secs(30), "every message stored", || async {
         count(&url, "SELECT count(DISTINCT msg_id) FROM fednode_messages").await == N
     })
     .await;
@@ -165,13 +166,10 @@ async fn durable_consumer_survives_a_crash_of_the_component() {
             .value("timescale_duplicates_total", &[("component", "store")])
             .unwrap_or(0.0)
     };
-    wait_for(
+    wait_until(
         Duration::from_secs(10),
         "the resent messages counted as duplicates",
-        || {
-            let d = dup_metric();
-            async move { d >= 100.0 }
-        },
+        || dup_metric() >= 100.0,
     )
     .await;
     fednode_kit::testing::stop(&ctx).await;

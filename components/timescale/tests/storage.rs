@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{build, count, publish, start, try_count, wait_for};
+use common::{build, count, publish, start, try_count};
 use fednode_kit::testing;
-use fednode_testkit::PgCluster;
+use fednode_testkit::{merge, wait_until, wait_until_async, ClosedPort, PgCluster};
 use serde_json::{json, Value};
 use sqlx::Connection;
 
@@ -23,9 +23,7 @@ fn config(url: &str, extra: Value) -> Value {
         "retry": {"initial_interval": "100ms", "max_interval": "1s"},
         "ports": {"inputs": [{"name": "in", "subject": "data.>"}]}
     });
-    for (k, v) in extra.as_object().unwrap() {
-        c[k] = v.clone();
-    }
+    merge(&mut c, extra);
     c
 }
 
@@ -56,7 +54,7 @@ async fn ten_thousand_messages_then_a_burst_cancelled_at_once() {
         )
         .await;
     }
-    wait_for(Duration::from_secs(30), "10,000 rows", || async {
+    wait_until_async(Duration::from_secs(30), "10,000 rows", || async {
         count(&url, "SELECT count(*) FROM fednode_messages").await == 10_000
     })
     .await;
@@ -135,7 +133,9 @@ async fn a_postgres_outage_loses_nothing_and_duplicates_nothing() {
     assert!(comp.health().healthy);
     let publisher = testing::context_on("pub", Arc::new(bus.clone()), &metrics);
 
-    // ~1,000 msg/s for 8 s; PostgreSQL is killed at ~1.5 s and back at ~6.5 s.
+    // ~1,000 msg/s for 8 s; PostgreSQL is killed once rows are being
+    // written and restarted once the outage has buffered a backlog and been
+    // retried, while the feed goes on.
     const N: i64 = 8_000;
     let feeding = tokio::spawn(async move {
         for i in 0..N {
@@ -148,37 +148,44 @@ async fn a_postgres_outage_loses_nothing_and_duplicates_nothing() {
             )
             .await;
             if i % 50 == 49 {
+                // Pacing, not waiting: the feed outlasts the outage.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(count(&url, "SELECT count(*) FROM fednode_messages").await > 0);
+    wait_until_async(
+        Duration::from_secs(10),
+        "rows written before the outage",
+        || async { count(&url, "SELECT count(*) FROM fednode_messages").await > 0 },
+    )
+    .await;
     pg = tokio::task::spawn_blocking(move || {
         pg.kill();
         pg
     })
     .await
     .unwrap();
-    let c2 = comp.clone();
-    wait_for(
+    wait_until(
         Duration::from_secs(5),
         "unhealthy during the outage",
-        || {
-            let h = c2.health();
-            async move { !h.healthy }
-        },
+        || !comp.health().healthy,
     )
     .await;
     assert_eq!(comp.health().status, "database_unreachable");
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    assert!(!comp.health().healthy);
-    assert!(
+    // The outage lasts until the component has retried and holds a
+    // backlog (half a second of the feed) that it could not write.
+    let m = |name: &str| {
         metrics
-            .value("timescale_buffered_rows", &[("component", "store")])
-            .unwrap()
-            > 0.0
-    );
+            .value(name, &[("component", "store")])
+            .unwrap_or(0.0)
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "retries and a backlog during the outage",
+        || m("timescale_retries_total") >= 2.0 && m("timescale_buffered_rows") >= 500.0,
+    )
+    .await;
+    assert!(!comp.health().healthy);
     pg = tokio::task::spawn_blocking(move || {
         pg.restart();
         pg
@@ -187,7 +194,7 @@ async fn a_postgres_outage_loses_nothing_and_duplicates_nothing() {
     .unwrap();
 
     feeding.await.unwrap();
-    wait_for(
+    wait_until_async(
         Duration::from_secs(30),
         "every row after the outage",
         || async {
@@ -200,9 +207,8 @@ async fn a_postgres_outage_loses_nothing_and_duplicates_nothing() {
         N,
         "duplicated rows"
     );
-    wait_for(Duration::from_secs(10), "healthy again", || {
-        let h = comp.health();
-        async move { h.healthy }
+    wait_until(Duration::from_secs(10), "healthy again", || {
+        comp.health().healthy
     })
     .await;
     let m = |name: &str, labels: &[(&str, &str)]| metrics.value(name, labels).unwrap_or(0.0);
@@ -250,21 +256,39 @@ async fn a_full_buffer_stops_reading_and_the_publisher_waits() {
             p2.store(i + 1, std::sync::atomic::Ordering::SeqCst);
         }
     });
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let stalled_at = published.load(std::sync::atomic::Ordering::SeqCst);
+    let buffered = || {
+        metrics
+            .value("timescale_buffered_rows", &[("component", "store")])
+            .unwrap_or(0.0)
+    };
+    let published_now = || published.load(std::sync::atomic::Ordering::SeqCst);
+    // The writer fills its buffer up to max_buffered...
+    wait_until(Duration::from_secs(10), "max_buffered rows held", || {
+        buffered() >= 200.0
+    })
+    .await;
+    // ...and then the publisher stalls: it has not moved for 500 ms. That
+    // it stays still is a negative, so it takes a quiet period to show.
+    let quiet = Duration::from_millis(500);
+    let mut last = (published_now(), std::time::Instant::now());
+    wait_until(
+        Duration::from_secs(10),
+        "the publisher to stall for 500 ms",
+        || {
+            let now = published_now();
+            if now != last.0 {
+                last = (now, std::time::Instant::now());
+            }
+            last.1.elapsed() >= quiet
+        },
+    )
+    .await;
+    let stalled_at = last.0;
     assert!(stalled_at < N, "the publisher was never held back");
-    let buffered = metrics
-        .value("timescale_buffered_rows", &[("component", "store")])
-        .unwrap();
+    let buffered = buffered();
     assert!(
         buffered <= 200.0,
         "held {buffered} rows, more than max_buffered"
-    );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        published.load(std::sync::atomic::Ordering::SeqCst),
-        stalled_at,
-        "still reading"
     );
 
     pg = tokio::task::spawn_blocking(move || {
@@ -425,7 +449,9 @@ async fn existing_tables_without_ddl_and_start_errors() {
     );
 
     // An unreachable database names the component and the URL, never the password.
-    let port = fednode_testkit::free_port();
+    // Nothing listens there (and nothing can start to, while it is held).
+    let closed = ClosedPort::new();
+    let port = closed.port();
     let bad = format!("postgres://fed:s3cret-pw@127.0.0.1:{port}/db");
     let (ctx, ..) = testing::context("store");
     let e = start(config(&bad, json!({})), &ctx)
@@ -470,17 +496,13 @@ async fn retry_on_start_buffers_until_the_database_appears() {
     })
     .await
     .unwrap();
-    wait_for(
+    wait_until_async(
         Duration::from_secs(15),
         "rows after the database appeared",
         || async { try_count(&url, "SELECT count(*) FROM fednode_messages").await == Some(100) },
     )
     .await;
-    wait_for(Duration::from_secs(5), "healthy", || {
-        let h = c.health();
-        async move { h.healthy }
-    })
-    .await;
+    wait_until(Duration::from_secs(5), "healthy", || c.health().healthy).await;
     testing::stop(&ctx).await;
     drop(pg);
 }

@@ -185,6 +185,7 @@ async fn a_stalled_consumer_never_slows_the_others() {
         for n in 0..N {
             publish_2kb(&bus, n as i64).await;
             if n % 100 == 99 {
+                // Pacing, not waiting: about 10,000 msg/s.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -239,6 +240,7 @@ async fn replay_under_live_traffic_has_no_gap_and_no_duplicate() {
         for n in 0..N {
             publish(&bus, "data.x", json!({"n": n}), &format!("m{n}")).await;
             if n % 10 == 9 {
+                // Pacing, not waiting: live traffic around the replay.
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             if n == N / 3 {

@@ -3,10 +3,9 @@
 
 mod common;
 
-use common::{code, ns, publish, publish_at, server, Peer};
+use common::{code, ns, publish, publish_at, server, wait_fanned_out, Peer};
 use fednode_kit::Component;
 use serde_json::json;
-use std::time::Duration;
 
 #[tokio::test]
 async fn status_has_the_spec_shape() {
@@ -160,7 +159,15 @@ async fn subscriptions_are_alternatives_and_use_severity_words() {
     for (i, m) in msgs.iter().enumerate() {
         publish(&node.bus, "data.x", m.clone(), &format!("m{i}")).await;
     }
-    let got = p.data_within(Duration::from_millis(400)).await;
+    // A sentinel that passes the first filter: what comes before it is all.
+    publish(
+        &node.bus,
+        "data.x",
+        json!({"n": 0, "severity": "critical"}),
+        "end",
+    )
+    .await;
+    let got = p.data_until("end").await;
     let ids: Vec<&str> = got.iter().map(|g| g["id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec!["m1", "m3", "m4"]);
 
@@ -177,8 +184,10 @@ async fn subscriptions_are_alternatives_and_use_severity_words() {
     )
     .await;
     publish(&node.bus, "data.x", json!({"n": 1, "site": "lab"}), "kept").await;
-    let got = p.data_within(Duration::from_millis(300)).await;
-    assert_eq!(got.len(), 1);
+    // A sentinel that passes the remaining filter.
+    publish(&node.bus, "data.x", json!({"n": 0, "site": "lab"}), "end2").await;
+    let got = p.data_until("end2").await;
+    assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["id"], "kept");
     // With none left, everything flows again.
     p.call("unsubscribe", json!({"subscription_id": sub2}))
@@ -259,15 +268,17 @@ async fn announce_routes_by_type_and_combines_with_filters() {
     for (i, m) in msgs.iter().enumerate() {
         publish(&node.bus, "data.x", m.clone(), &format!("m{i}")).await;
     }
-    assert_eq!(
-        ns(&a.data_within(Duration::from_millis(400)).await),
-        vec![1, 4]
-    );
+    // A sentinel both connections accept: what comes before it is all.
+    publish(
+        &node.bus,
+        "data.x",
+        json!({"n": 0, "type": "sensor", "value": 50}),
+        "end",
+    )
+    .await;
+    assert_eq!(ns(&a.data_until("end").await), vec![1, 4]);
     // The other connection is unaffected.
-    assert_eq!(
-        ns(&b.data_within(Duration::from_millis(200)).await),
-        vec![1, 2, 3, 4, 5]
-    );
+    assert_eq!(ns(&b.data_until("end").await), vec![1, 2, 3, 4, 5]);
 
     // Remembered and shown by status and describe.
     let s = a.call("status", json!({})).await;
@@ -323,7 +334,7 @@ async fn replay_by_count_time_and_id() {
         .await;
     }
     // Let the fan-out buffer them (no connection yet).
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_fanned_out(&node, "m8").await;
     let mut p = Peer::ready(&node.url).await;
 
     // The reply comes first, then the data marked replay, in order.
@@ -375,7 +386,10 @@ async fn replay_by_count_time_and_id() {
     let r = p.call("replay", json!({})).await;
     assert_eq!(r["result"]["messages_available"], 2);
     assert_eq!(ns(&[p.data().await, p.data().await]), vec![7, 8]);
-    assert!(p.data_within(Duration::from_millis(200)).await.is_empty());
+    // Nothing else was replayed: a live sentinel (which passes the filter)
+    // is the next data.
+    publish(&node.bus, "data.x", json!({"n": 9}), "end").await;
+    assert!(p.data_until("end").await.is_empty());
     assert_eq!(
         node.metric("websocket_output_replay_messages_total", &[]),
         12.0
@@ -425,7 +439,10 @@ async fn replays_beyond_max_concurrent_requests_are_refused() {
     for n in 0..5 {
         publish(&node.bus, "data.x", json!({"n": n}), &format!("m{n}")).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // All five fanned out: more than the slow peer takes at 0.5 msg/s with a
+    // queue of one, so the fan-out now waits for room in its queue, and
+    // serves no replay until it has it.
+    wait_fanned_out(&node, "m4").await;
     let first = p.request("replay", json!({"count": 1})).await;
     let r = p.call("replay", json!({"count": 1})).await;
     assert_eq!(code(&r), "too_many_requests");

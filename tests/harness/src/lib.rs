@@ -1,4 +1,5 @@
-//! fednode-testkit: real, throwaway servers for tests.
+//! fednode-testkit: real, throwaway servers for tests, and the few helpers
+//! every test crate shares.
 //!
 //! Every crate's tests use this to talk to the real thing instead of a mock:
 //!
@@ -6,16 +7,28 @@
 //!   with JetStream and a store directory that survives [`NatsServer::restart`].
 //! - [`PgCluster`] (`postgres.rs`): a fresh `initdb` cluster served by a
 //!   `postgres` child process that the test owns by PID.
-//! - [`free_port`]: a TCP port on 127.0.0.1 that was free a moment ago.
 //! - [`loadgen`]: a WebSocket load generator that a benchmark runs as a
 //!   separate process (the benchmark re-runs its own executable).
-//! - `process.rs`: the plumbing both share (finding binaries, signals,
-//!   waiting for ports, log tails).
+//! - `process.rs`: the plumbing both servers share (finding binaries,
+//!   signals, waiting for ports, log tails).
 //!
-//! Both servers bind 127.0.0.1 on a free port, keep their files in a temp
-//! dir, and are stopped and cleaned up on `Drop`, so a panicking test does
-//! not leak servers. `kill()` / `stop()` / `restart()` exist for fault
-//! tests: a restart reuses the same port and the same on-disk state.
+//! And for the tests themselves:
+//!
+//! - [`wait_until`], [`wait_until_async`], [`wait_until_blocking`]
+//!   (`wait.rs`): wait for something observable, with a deadline and a
+//!   message, instead of sleeping and hoping.
+//! - [`merge`] (`json.rs`): overlay a few members on a base config.
+//! - Ports (`ports.rs`, `logs.rs`): no test guesses a free port. Servers
+//!   bind port 0 and the test reads the port back — `local_addr()` in
+//!   process, [`logged_addr`] from a child's log — or, where a port must be
+//!   chosen up front, the start is retried when it was taken ([`rebind`],
+//!   and inside [`PgCluster`]). [`ClosedPort`] holds a port that refuses
+//!   connections.
+//!
+//! Both servers bind 127.0.0.1, keep their files in a temp dir, and are
+//! stopped and cleaned up on `Drop`, so a panicking test does not leak
+//! servers. `kill()` / `stop()` / `restart()` exist for fault tests: a
+//! restart reuses the same port and the same on-disk state.
 //!
 //! Nothing here is ever skipped: a missing binary is a loud panic naming the
 //! package to install (`scripts/test` installs them when run as root).
@@ -24,19 +37,18 @@
 //! ordinary commands (`sh -c kill`, `id`) and safe std APIs
 //! (`CommandExt::uid`, `std::os::unix::fs::chown`).
 
+mod json;
 pub mod loadgen;
+mod logs;
 mod nats;
+mod ports;
 mod postgres;
 mod process;
+mod wait;
 
-use std::net::TcpListener;
-
+pub use json::merge;
+pub use logs::{logged_addr, strip_ansi};
 pub use nats::NatsServer;
+pub use ports::{is_addr_in_use, rebind, ClosedPort, REBIND_TIMEOUT};
 pub use postgres::PgCluster;
-
-/// A TCP port on 127.0.0.1 that the OS reported free. Another process may
-/// take it before the caller binds it; tests accept that small race.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
-}
+pub use wait::{wait_until, wait_until_async, wait_until_blocking};

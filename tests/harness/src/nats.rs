@@ -57,13 +57,18 @@ impl NatsServer {
         let mut server = NatsServer {
             child: None,
             pid: 0,
-            port: crate::free_port(),
+            // Unknown until the server has logged the port it picked.
+            port: 0,
             jetstream,
             binary,
             log,
             dir,
         };
-        server.spawn_and_wait();
+        // `-p -1`: the server binds a random free port and logs it, so no
+        // port is guessed (and none can be taken from under it).
+        if let Err(e) = server.spawn_and_wait() {
+            panic!("nats-server on a random port could not bind: {e}");
+        }
         server
     }
 
@@ -112,19 +117,40 @@ impl NatsServer {
 
     /// Starts again on the same port with the same store dir and waits until
     /// it accepts clients. A server that is still running is stopped first.
+    /// Should another process have taken the port meanwhile, the start is
+    /// retried (on the same port: clients dial it) for up to
+    /// [`crate::REBIND_TIMEOUT`].
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn_and_wait();
+        let deadline = Instant::now() + crate::REBIND_TIMEOUT;
+        while let Err(e) = self.spawn_and_wait() {
+            if Instant::now() >= deadline {
+                panic!(
+                    "nats-server could not bind its port {} again within {:?}: {e}",
+                    self.port,
+                    crate::REBIND_TIMEOUT
+                );
+            }
+            thread::sleep(POLL);
+        }
     }
 
-    fn spawn_and_wait(&mut self) {
+    /// Starts the server (on `self.port`, or a random port while it is 0)
+    /// and waits until it is ready. `Err` (with the log) only if the port
+    /// was in use; any other failure panics.
+    fn spawn_and_wait(&mut self) -> Result<(), String> {
+        let from = process::log_len(&self.log);
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .expect("open nats-server log");
+        let port = match self.port {
+            0 => "-1".to_string(),
+            p => p.to_string(),
+        };
         let mut cmd = Command::new(&self.binary);
-        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        cmd.args(["-a", "127.0.0.1", "-p", &port]);
         if self.jetstream {
             cmd.arg("-js")
                 .arg("-sd")
@@ -138,24 +164,35 @@ impl NatsServer {
             .unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display()));
         self.pid = child.id();
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready(from)
     }
 
-    /// Ready means the port accepts and the server greets with `INFO`.
-    fn wait_ready(&mut self) {
+    /// Ready means the server has logged its port (when it picked one) and
+    /// that port accepts and greets with `INFO`. `from`: where this start's
+    /// lines begin in the log.
+    fn wait_ready(&mut self, from: u64) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let child = self.child.as_mut().expect("server was just spawned");
             if let Ok(Some(status)) = child.try_wait() {
                 self.child = None;
+                let log = process::log_since(&self.log, from);
+                if crate::is_addr_in_use(&log) {
+                    return Err(log);
+                }
                 panic!(
                     "nats-server on port {} exited during startup ({status}); log tail:\n{}",
                     self.port,
                     process::log_tail(&self.log, 30)
                 );
             }
-            if greets_with_info(self.port) {
-                return;
+            if self.port == 0 {
+                if let Some(port) = listening_port(&process::log_since(&self.log, from)) {
+                    self.port = port;
+                }
+            }
+            if self.port != 0 && greets_with_info(self.port) {
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 self.kill();
@@ -187,6 +224,13 @@ impl Drop for NatsServer {
             process::kill_and_reap(&mut child);
         }
     }
+}
+
+/// The port of `Listening for client connections on 127.0.0.1:PORT`.
+fn listening_port(log: &str) -> Option<u16> {
+    log.lines()
+        .find_map(|line| line.split("Listening for client connections on ").nth(1))
+        .and_then(|addr| addr.trim().rsplit(':').next()?.parse().ok())
 }
 
 fn greets_with_info(port: u16) -> bool {

@@ -21,6 +21,9 @@ use tempfile::TempDir;
 use crate::process::{self, POLL};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// PostgreSQL cannot bind port 0 and report the port it got, so a port is
+/// guessed and the start retried with another guess when it was taken.
+const START_ATTEMPTS: usize = 10;
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const MISSING_SERVER: &str = "PostgreSQL server binaries not found: install with \
                               `apt-get install -y postgresql` (scripts/test does this when run as root)";
@@ -52,6 +55,10 @@ pub struct PgCluster {
 impl PgCluster {
     /// Runs `initdb` in a fresh temp dir and starts the server on a free
     /// port; returns once it accepts connections (panics after 30 s).
+    ///
+    /// The port is a guess that the start verifies: if another process
+    /// holds it (the server logs "Address already in use" and exits), the
+    /// server is started again on another port, up to 10 times.
     pub fn start() -> Self {
         let bins = pg_bins();
         let run_as = run_as();
@@ -79,7 +86,7 @@ impl PgCluster {
         let mut cluster = PgCluster {
             child: None,
             pid: 0,
-            port: crate::free_port(),
+            port: 0,
             run_as,
             data,
             socket_dir,
@@ -87,8 +94,18 @@ impl PgCluster {
             dir,
         };
         cluster.initdb(&bins.initdb);
-        cluster.spawn_and_wait();
-        cluster
+        let mut taken = Vec::new();
+        while taken.len() < START_ATTEMPTS {
+            cluster.port = crate::ports::guess_port();
+            match cluster.spawn_and_wait() {
+                Ok(()) => return cluster,
+                Err(_) => taken.push(cluster.port),
+            }
+        }
+        panic!(
+            "postgres found each of the ports {taken:?} in use; log tail:\n{}",
+            process::log_tail(&cluster.log, 30)
+        );
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/postgres`.
@@ -179,9 +196,22 @@ impl PgCluster {
 
     /// Starts the server again on the same port and data dir and waits
     /// until it accepts connections. A running server is stopped first.
+    /// Should another process have taken the port meanwhile, the start is
+    /// retried (on the same port: clients dial it) for up to
+    /// [`crate::REBIND_TIMEOUT`].
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn_and_wait();
+        let deadline = Instant::now() + crate::REBIND_TIMEOUT;
+        while let Err(log) = self.spawn_and_wait() {
+            if Instant::now() >= deadline {
+                panic!(
+                    "postgres could not bind its port {} again within {:?}:\n{log}",
+                    self.port,
+                    crate::REBIND_TIMEOUT
+                );
+            }
+            thread::sleep(POLL);
+        }
     }
 
     fn initdb(&self, initdb: &Path) {
@@ -212,7 +242,11 @@ impl PgCluster {
         }
     }
 
-    fn spawn_and_wait(&mut self) {
+    /// Starts the postmaster on `self.port` and waits until it is ready.
+    /// `Err` (this start's log) only if the port was in use; any other
+    /// failure panics.
+    fn spawn_and_wait(&mut self) -> Result<(), String> {
+        let from = process::log_len(&self.log);
         let log = OpenOptions::new()
             .append(true)
             .open(&self.log)
@@ -236,18 +270,23 @@ impl PgCluster {
             .unwrap_or_else(|e| panic!("spawn {}: {e}", postgres.display()));
         self.pid = child.id();
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready(from)
     }
 
     /// Ready means `postmaster.pid` names our child with status `ready`
-    /// (written once recovery is done) and the TCP port accepts.
-    fn wait_ready(&mut self) {
+    /// (written once recovery is done) and the TCP port accepts. `from`:
+    /// where this start's lines begin in the log.
+    fn wait_ready(&mut self, from: u64) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
         let pid_file = self.data.join("postmaster.pid");
         loop {
             let child = self.child.as_mut().expect("server was just spawned");
             if let Ok(Some(status)) = child.try_wait() {
                 self.child = None;
+                let log = process::log_since(&self.log, from);
+                if crate::is_addr_in_use(&log) {
+                    return Err(log);
+                }
                 panic!(
                     "postgres on port {} exited during startup ({status}); log tail:\n{}",
                     self.port,
@@ -260,7 +299,7 @@ impl PgCluster {
                     && lines.get(7) == Some(&"ready")
             });
             if ready && process::port_accepts(self.port) {
-                return;
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 if let Some(child) = self.child.take() {

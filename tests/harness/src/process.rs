@@ -138,3 +138,20 @@ pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
         Err(err) => format!("<cannot read {}: {err}>", path.display()),
     }
 }
+
+/// The current length of a log file (0 if it does not exist yet): where a
+/// new start's lines begin in a log appended across restarts.
+pub(crate) fn log_len(path: &Path) -> u64 {
+    fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// What a log file holds from byte `offset` on (lossy UTF-8).
+pub(crate) fn log_since(path: &Path, offset: u64) -> String {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let from = (offset as usize).min(bytes.len());
+            String::from_utf8_lossy(&bytes[from..]).into_owned()
+        }
+        Err(_) => String::new(),
+    }
+}

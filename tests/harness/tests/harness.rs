@@ -1,11 +1,11 @@
 //! The testkit against the real binaries: start, crash, restart.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use fednode_testkit::{free_port, NatsServer, PgCluster};
+use fednode_testkit::{wait_until_blocking, ClosedPort, NatsServer, PgCluster};
 
 /// Connects to a NATS server and returns its greeting line.
 fn nats_info(port: u16) -> String {
@@ -25,10 +25,56 @@ fn port_open(port: u16) -> bool {
 }
 
 #[test]
-fn free_port_is_bindable() {
-    let port = free_port();
-    assert_ne!(port, 0);
-    std::net::TcpListener::bind(("127.0.0.1", port)).expect("port is free");
+fn a_closed_port_refuses_connections_and_stays_reserved() {
+    let closed = ClosedPort::new();
+    assert_ne!(closed.port(), 0);
+    let err = TcpStream::connect(closed.addr()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    let err = TcpListener::bind(closed.addr()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    drop(closed);
+}
+
+/// Holds `port` (as a listener) on a thread of its own until `log` shows
+/// that a server failed to bind it; the handle ends once the port is free.
+fn occupy_until_refused(port: u16, log: &Path) -> std::thread::JoinHandle<()> {
+    let squatter = TcpListener::bind(("127.0.0.1", port)).expect("take the port");
+    let log = log.to_path_buf();
+    std::thread::spawn(move || {
+        wait_until_blocking(
+            Duration::from_secs(30),
+            "a start refused for the port in use",
+            || {
+                std::fs::read_to_string(&log)
+                    .is_ok_and(|text| fednode_testkit::is_addr_in_use(&text))
+            },
+        );
+        drop(squatter);
+    })
+}
+
+#[test]
+fn nats_restart_waits_for_its_port_taken_meanwhile() {
+    let mut nats = NatsServer::start();
+    let port = nats.port();
+    nats.stop();
+    let squatter = occupy_until_refused(port, nats.log_path());
+    nats.restart();
+    squatter.join().unwrap();
+    assert_eq!(nats.port(), port);
+    assert!(nats_info(port).starts_with("INFO "));
+}
+
+#[test]
+fn postgres_restart_waits_for_its_port_taken_meanwhile() {
+    let mut pg = PgCluster::start();
+    let port = pg.port();
+    pg.stop();
+    let squatter = occupy_until_refused(port, pg.log_path());
+    pg.restart();
+    squatter.join().unwrap();
+    assert_eq!(pg.port(), port);
+    assert_eq!(pg.psql("postgres", "select 1"), "1");
 }
 
 #[test]

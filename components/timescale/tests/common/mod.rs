@@ -3,9 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fednode_kit::{BuildContext, Component, Context, Meta, NodeIdentity, StartError};
@@ -60,24 +58,6 @@ pub fn scalar(pg: &PgCluster, sql: &str) -> i64 {
     out.trim()
         .parse()
         .unwrap_or_else(|_| panic!("not a number from {sql:?}: {out:?}"))
-}
-
-/// Poll `f` until it returns true; panics with `what` after `timeout`.
-pub async fn wait_for<F, Fut>(timeout: Duration, what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f().await {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// One `bigint` from `sql` over a fresh connection to `url`.

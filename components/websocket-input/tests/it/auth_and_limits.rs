@@ -89,24 +89,19 @@ async fn the_connection_over_the_limit_gets_503_and_slots_come_back() {
     // A clean close frees a slot...
     b.close(None).await.unwrap();
     while b.next().await.is_some() {}
-    assert!(
-        wait_until(SOON, || node
-            .metric("websocket_input_connections_active", &[])
-            == 1.0)
-        .await
-    );
+    wait_until(SOON, "connections_active back to 1", || {
+        node.metric("websocket_input_connections_active", &[]) == 1.0
+    })
+    .await;
     let c = connect(&url, None).await;
 
     // ...and so does an abrupt disconnect (TCP dropped, no close frame).
     drop(a);
     drop(c);
-    assert!(
-        wait_until(SOON, || node
-            .metric("websocket_input_connections_active", &[])
-            == 0.0)
-        .await,
-        "connections_active went back to 0"
-    );
+    wait_until(SOON, "connections_active back to 0", || {
+        node.metric("websocket_input_connections_active", &[]) == 0.0
+    })
+    .await;
     assert_eq!(node.metric("websocket_input_connections_total", &[]), 3.0);
     let h = node.health();
     assert!(h.healthy);

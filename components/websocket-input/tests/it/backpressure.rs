@@ -36,16 +36,13 @@ async fn held(on_full: &str) -> Held {
         .unwrap();
     let mut ws = connect(&node.url(), None).await;
     send(&mut ws, text(&json!({"n": 0}))).await;
-    assert!(wait_until(SOON, || sub.len() == 1).await);
+    wait_until(SOON, "n=0 parked in the subscriber", || sub.len() == 1).await;
     send(&mut ws, text(&json!({"n": 1}))).await;
-    assert!(
-        wait_until(SOON, || {
-            node.metric("websocket_input_messages_received_total", &[]) == 2.0
-                && node.queue_depth() == 0
-        })
-        .await,
-        "the publisher holds n=1"
-    );
+    wait_until(SOON, "the publisher to hold n=1", || {
+        node.metric("websocket_input_messages_received_total", &[]) == 2.0
+            && node.queue_depth() == 0
+    })
+    .await;
     Held { node, ws, sub }
 }
 
@@ -122,7 +119,9 @@ async fn block_stops_reading_and_loses_nothing() {
     // nothing more is read from the socket.
     node.wait_metric("websocket_input_messages_received_total", &[], 6.0)
         .await;
-    assert!(wait_until(SOON, || node.queue_depth() == 3).await);
+    wait_until(SOON, "a queue depth of 3", || node.queue_depth() == 3).await;
+    // Proving a negative: nothing more is read for a while. No sentinel can
+    // show it, the unread socket being the point.
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(
         node.metric("websocket_input_messages_received_total", &[]),

@@ -24,10 +24,19 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Listen on `port` (0: any); refuse with 401 unless the header equals
-    /// `require` when given.
+    /// Listen on `port` (0: any; a port that an earlier server had is
+    /// bound again, retried while it is still in use); refuse with 401
+    /// unless the header equals `require` when given.
     pub async fn start(port: u16, require: Option<&'static str>) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        let listener = match port {
+            0 => TcpListener::bind(("127.0.0.1", 0)).await.expect("bind"),
+            _ => {
+                fednode_testkit::rebind("the restarted test server", || {
+                    TcpListener::bind(("127.0.0.1", port))
+                })
+                .await
+            }
+        };
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = mpsc::channel(16);
         let task = tokio::spawn(async move {
@@ -128,11 +137,10 @@ fn data_env(id: &str, payload: Value) -> Envelope {
 }
 
 async fn wait_state(node: &Node, state: ConnectionState) {
-    assert!(
-        wait_until(SOON, || node.comp.connection_state() == state).await,
-        "state {:?}, wanted {state:?}",
-        node.comp.connection_state()
-    );
+    wait_until(SOON, format!("connection state {state:?}"), || {
+        node.comp.connection_state() == state
+    })
+    .await;
     assert_eq!(
         node.metric(
             "websocket_input_connection_state",

@@ -6,6 +6,7 @@ use fednode_kit::envelope::{Encoding, Envelope, Kind};
 use fednode_kit::memory::MemoryBus;
 use fednode_kit::metrics::Metrics;
 use fednode_kit::{BuildContext, Component, Context, NodeIdentity};
+pub use fednode_testkit::{merge, wait_until};
 use fednode_websocket_input::build;
 use fednode_websocket_input::WebSocketInput;
 use fednode_ws::frame::{classify, encode, Incoming, WsMessage};
@@ -53,8 +54,9 @@ pub async fn start(config: Value) -> Node {
     }
 }
 
-/// A server-mode config on 127.0.0.1 with a free port, data on `data`,
-/// with `extra` merged in at the top level (objects merge one level deep).
+/// A server-mode config on 127.0.0.1, port 0 (the OS picks; see
+/// [`Node::url`]), data on `data`, with `extra` merged in (see
+/// [`fednode_testkit::merge`]).
 pub fn server_config(extra: Value) -> Value {
     let mut base = json!({
         "mode": "server",
@@ -63,23 +65,6 @@ pub fn server_config(extra: Value) -> Value {
     });
     merge(&mut base, extra);
     base
-}
-
-pub fn merge(base: &mut Value, extra: Value) {
-    if let (Value::Object(b), Value::Object(e)) = (base, extra) {
-        for (k, v) in e {
-            match (b.get_mut(&k), v) {
-                (Some(Value::Object(bo)), Value::Object(eo)) => {
-                    for (k2, v2) in eo {
-                        bo.insert(k2, v2);
-                    }
-                }
-                (_, v) => {
-                    b.insert(k, v);
-                }
-            }
-        }
-    }
 }
 
 impl Node {
@@ -110,12 +95,10 @@ impl Node {
 
     /// Wait until metric `name{labels}` reaches `want`.
     pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], want: f64) {
-        let ok = wait_until(SOON, || self.metric(name, labels) >= want).await;
-        assert!(
-            ok,
-            "{name}{labels:?} stayed at {} (wanted {want})",
-            self.metric(name, labels)
-        );
+        wait_until(SOON, format!("{name}{labels:?} to reach {want}"), || {
+            self.metric(name, labels) >= want
+        })
+        .await;
     }
 
     pub fn health(&self) -> fednode_kit::Health {
@@ -129,20 +112,6 @@ impl Node {
 
     pub async fn stop(&self) {
         fednode_kit::testing::stop(&self.ctx).await;
-    }
-}
-
-/// Poll `f` every 5 ms until it holds or `limit` passes.
-pub async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

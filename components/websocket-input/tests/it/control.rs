@@ -38,7 +38,7 @@ async fn correlation_out_of_order_timeout_and_too_many() {
     })))
     .await;
     let mut ws = connect(&node.url(), None).await;
-    assert!(wait_until(SOON, || conn_ids(&node).len() == 1).await);
+    wait_until(SOON, "one connection", || conn_ids(&node).len() == 1).await;
     let conn = conn_ids(&node)[0].clone();
 
     let ask = |method: &'static str| {
@@ -128,7 +128,7 @@ async fn server_mode_asks_every_peer_and_control_send_answers_the_same() {
     let node = start(server_config(json!({}))).await;
     let mut p1 = connect(&node.url(), None).await;
     let p2 = connect(&node.url(), None).await;
-    assert!(wait_until(SOON, || conn_ids(&node).len() == 2).await);
+    wait_until(SOON, "two connections", || conn_ids(&node).len() == 2).await;
     let ids = conn_ids(&node);
 
     // Each peer answers with its own name, whichever request reaches it.

@@ -84,13 +84,11 @@ async fn refused_data_is_nacked_and_may_be_resent() {
     send(&mut ws, data("d0", json!({"n": 0}))).await;
     assert_eq!(next_of(&mut ws, Kind::Ack).await.id.as_ref(), "d0");
     send(&mut ws, data("d1", json!({"n": 1}))).await;
-    assert!(
-        wait_until(SOON, || node
-            .metric("websocket_input_messages_received_total", &[])
-            == 2.0
-            && node.queue_depth() == 0)
-        .await
-    );
+    wait_until(SOON, "d1 received and taken off the queue", || {
+        node.metric("websocket_input_messages_received_total", &[]) == 2.0
+            && node.queue_depth() == 0
+    })
+    .await;
     send(&mut ws, data("d2", json!({"n": 2}))).await; // queued
     send(&mut ws, data("d3", json!({"n": 3}))).await; // refused
     let nack = next_of(&mut ws, Kind::Nack).await;

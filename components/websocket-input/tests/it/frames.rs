@@ -24,12 +24,10 @@ async fn an_oversized_frame_closes_with_1009() {
         1.0,
     )
     .await;
-    assert!(
-        wait_until(SOON, || node
-            .metric("websocket_input_connections_active", &[])
-            == 0.0)
-        .await
-    );
+    wait_until(SOON, "the connection to be gone", || {
+        node.metric("websocket_input_connections_active", &[]) == 0.0
+    })
+    .await;
     node.stop().await;
 }
 

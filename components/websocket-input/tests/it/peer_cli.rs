@@ -49,8 +49,9 @@ async fn clear_errors() {
     .unwrap();
     assert!(ok.is_ok());
 
-    let port = fednode_testkit::free_port();
-    let nowhere = format!("ws://127.0.0.1:{port}/");
+    // Nothing listens there (and nothing can start to, while it is held).
+    let closed = fednode_testkit::ClosedPort::new();
+    let nowhere = format!("ws://{}/", closed.addr());
     let e = peer::request(&nowhere, "status", json!({}), None, Duration::from_secs(5))
         .await
         .unwrap_err();

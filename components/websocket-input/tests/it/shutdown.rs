@@ -23,19 +23,17 @@ async fn closes_with_1001_and_flushes_the_queue() {
     let mut ws = connect(&node.url(), None).await;
     // n=0 parked in the subscriber, n=1 held by the publisher, 2..4 queued.
     send(&mut ws, text(&json!({"n": 0}))).await;
-    assert!(wait_until(SOON, || sub.len() == 1).await);
+    wait_until(SOON, "n=0 parked in the subscriber", || sub.len() == 1).await;
     send(&mut ws, text(&json!({"n": 1}))).await;
-    assert!(
-        wait_until(SOON, || node
-            .metric("websocket_input_messages_received_total", &[])
-            == 2.0
-            && node.queue_depth() == 0)
-        .await
-    );
+    wait_until(SOON, "the publisher to hold n=1", || {
+        node.metric("websocket_input_messages_received_total", &[]) == 2.0
+            && node.queue_depth() == 0
+    })
+    .await;
     for n in 2..5 {
         send(&mut ws, text(&json!({"n": n}))).await;
     }
-    assert!(wait_until(SOON, || node.queue_depth() == 3).await);
+    wait_until(SOON, "a queue depth of 3", || node.queue_depth() == 3).await;
 
     let ctx = node.ctx.clone();
     let stopping = tokio::spawn(async move { fednode_kit::testing::stop(&ctx).await });

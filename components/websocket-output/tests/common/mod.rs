@@ -6,6 +6,7 @@ use bytes::Bytes;
 use fednode_kit::memory::MemoryBus;
 use fednode_kit::metrics::Metrics;
 use fednode_kit::{testing, Bus, Component, Context, Message, Meta};
+use fednode_testkit::merge;
 use fednode_websocket_output::{Config, WebSocketOutput};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -48,19 +49,6 @@ pub async fn server(extra: Value) -> Node {
     });
     merge(&mut cfg, extra);
     start(cfg).await
-}
-
-pub fn merge(base: &mut Value, extra: Value) {
-    if let (Value::Object(b), Value::Object(e)) = (base, extra) {
-        for (k, v) in e {
-            match (b.get_mut(&k), v) {
-                (Some(bv @ Value::Object(_)), v @ Value::Object(_)) => merge(bv, v),
-                (_, v) => {
-                    b.insert(k, v);
-                }
-            }
-        }
-    }
 }
 
 pub async fn start(cfg: Value) -> Node {
@@ -217,7 +205,27 @@ impl Peer {
         v
     }
 
-    /// Data frames arriving within `wait` (after the kept ones).
+    /// The data frames that arrive before the one with id `last`: a
+    /// sentinel the test published after them, which must come within
+    /// `WAIT`. Frames reach a peer in the order they were published, so
+    /// whatever was going to arrive before the sentinel has: "these and
+    /// no others", without a quiet period to wait out.
+    pub async fn data_until(&mut self, last: &str) -> Vec<Value> {
+        let mut got = Vec::new();
+        loop {
+            let v = self.next().await;
+            if v["type"] != "data" {
+                continue;
+            }
+            if v["id"] == last {
+                return got;
+            }
+            got.push(v);
+        }
+    }
+
+    /// Data frames arriving within `wait` (after the kept ones): for
+    /// proving that nothing (more) comes, where no sentinel can.
     pub async fn data_within(&mut self, wait: Duration) -> Vec<Value> {
         let mut got: Vec<Value> = self.backlog.drain(..).map(|(v, _)| v).collect();
         let deadline = tokio::time::Instant::now() + wait;
@@ -235,6 +243,29 @@ impl Peer {
         }
         got.into_iter().filter(|v| v["type"] == "data").collect()
     }
+}
+
+/// The ids in the output's replay buffer, oldest first.
+pub async fn buffered_ids(node: &Node) -> Vec<String> {
+    let b = node.out.buffer(None, None).await.expect("a running output");
+    b["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["id"].as_str().expect("an id").to_string())
+        .collect()
+}
+
+/// Waits until the fan-out has taken every message up to id `last` off
+/// the bus: `last` is the newest in the replay buffer. The fan-out puts a
+/// batch in the buffer and hands it to the connections in one synchronous
+/// step, so on a test's (single-threaded) runtime everything published so
+/// far is then in the connections' queues, or in the peers' sockets.
+pub async fn wait_fanned_out(node: &Node, last: &str) {
+    fednode_testkit::wait_until_async(WAIT, format!("{last} to be fanned out"), || async move {
+        buffered_ids(node).await.last().map(String::as_str) == Some(last)
+    })
+    .await;
 }
 
 /// `payload.n` of each data envelope.
