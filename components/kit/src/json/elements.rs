@@ -17,13 +17,63 @@ pub fn elements(raw: &str) -> Elements<'_> {
     }
 }
 
-/// The elements of the array `raw` when it is a list of numbers: each
-/// number's text, or `None` for an element that is not a number.
-pub fn numbers(raw: &str) -> impl Iterator<Item = Option<&str>> {
-    elements(raw).map(|e| {
-        e.starts_with(|c: char| c == '-' || c.is_ascii_digit())
-            .then_some(e)
-    })
+/// The elements of the array `raw` (already known to be valid JSON) when
+/// it is a list of numbers: each number's text, or `None` for an element
+/// that is not a number (after which the caller should stop). Faster than
+/// [`elements`] for what it is for: a valid number token ends at the first
+/// byte that cannot continue it, so nothing else needs looking at.
+pub fn numbers(raw: &str) -> Numbers<'_> {
+    let inner = raw
+        .trim_matches(is_ws)
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or("");
+    Numbers {
+        text: inner,
+        pos: 0,
+    }
+}
+
+/// The iterator [`numbers`] returns.
+pub struct Numbers<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl<'a> Iterator for Numbers<'a> {
+    type Item = Option<&'a str>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Option<&'a str>> {
+        let b = self.text.as_bytes();
+        let mut i = self.pos;
+        while b
+            .get(i)
+            .is_some_and(|&c| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b','))
+        {
+            i += 1;
+        }
+        let start = i;
+        match b.get(i) {
+            None => {
+                self.pos = i;
+                return None;
+            }
+            Some(b'-' | b'0'..=b'9') => {}
+            Some(_) => {
+                self.pos = b.len();
+                return Some(None);
+            }
+        }
+        while b
+            .get(i)
+            .is_some_and(|&c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+        {
+            i += 1;
+        }
+        self.pos = i;
+        Some(Some(&self.text[start..i]))
+    }
 }
 
 /// The iterator [`elements`] returns.
@@ -96,7 +146,11 @@ mod tests {
 
     #[test]
     fn numbers_says_which_elements_are_not_numbers() {
+        let got: Vec<Option<&str>> = numbers(r#"[1.5, -2, 3e-7, 4E+1, 0]"#).collect();
+        assert_eq!(got, ["1.5", "-2", "3e-7", "4E+1", "0"].map(Some));
+        // The first element that is not a number ends the list.
         let got: Vec<Option<&str>> = numbers(r#"[1.5, -2, "3", null, 4e1]"#).collect();
-        assert_eq!(got, [Some("1.5"), Some("-2"), None, None, Some("4e1")]);
+        assert_eq!(got, [Some("1.5"), Some("-2"), None]);
+        assert_eq!(numbers("[ ]").count(), 0);
     }
 }

@@ -36,7 +36,7 @@ mod path;
 mod scan;
 mod span;
 
-pub use elements::{elements, numbers, Elements};
+pub use elements::{elements, numbers, Elements, Numbers};
 pub use lexer::small_integer;
 pub use path::{parse_query, Step, ValuePath};
 pub use scan::{scan, Members};
