@@ -11,8 +11,10 @@ pub struct ReconnectConfig {
     /// Reconnect at all after a drop or a failed attempt.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Attempts before giving up (FAILED); 0 retries forever.
-    #[serde(default = "default_max_retries")]
+    /// Failed attempts in a row before giving up (FAILED); 0 (the default)
+    /// or `null` retries until the component is stopped, so an edge rides
+    /// out a hub outage of any length.
+    #[serde(default, deserialize_with = "zero_when_null")]
     pub max_retries: u32,
     /// First delay.
     #[serde(default = "default_initial", with = "humantime_serde")]
@@ -28,8 +30,9 @@ pub struct ReconnectConfig {
 fn default_true() -> bool {
     true
 }
-fn default_max_retries() -> u32 {
-    10
+/// `null` reads as 0 (retry forever), like an absent value.
+fn zero_when_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    Option::<u32>::deserialize(d).map(Option::unwrap_or_default)
 }
 fn default_initial() -> Duration {
     Duration::from_secs(1)
@@ -45,7 +48,7 @@ impl Default for ReconnectConfig {
     fn default() -> Self {
         ReconnectConfig {
             enabled: true,
-            max_retries: default_max_retries(),
+            max_retries: 0,
             initial_interval: default_initial(),
             max_interval: default_max(),
             multiplier: default_multiplier(),

@@ -9,8 +9,9 @@ use fednode_kit::config::{
 use fednode_kit::queue::OnFull;
 use fednode_kit::subject::Template;
 use fednode_ws::config::{
-    default_max_message_bytes, validate_max_message_bytes, BackpressureConfig, BidirectionalConfig,
-    ClientConfig, Delivery, Endpoint, EndpointFields, Mode, ServerConfig,
+    default_heartbeat, default_max_message_bytes, validate_max_message_bytes, BackpressureConfig,
+    BidirectionalConfig, ClientConfig, Delivery, Endpoint, EndpointFields, HeartbeatConfig, Mode,
+    ServerConfig,
 };
 use serde::Deserialize;
 
@@ -64,6 +65,10 @@ pub struct Config {
     /// (`at_least_once` only).
     #[serde(default = "default_dedup_window")]
     pub dedup_window: usize,
+    /// Ping every connection while it is quiet and close one on which
+    /// nothing arrived for the timeout; `null` turns it off.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat: Option<HeartbeatConfig>,
     /// Output ports: `ws_data` (or `out`) for data, `ws_control` for control.
     #[serde(default)]
     pub ports: PortsConfig,
@@ -86,6 +91,7 @@ pub struct Settings {
     pub max_message_bytes: usize,
     pub delivery: Delivery,
     pub dedup_window: usize,
+    pub heartbeat: Option<HeartbeatConfig>,
     pub ports: PortsConfig,
     /// Where data goes (may hold placeholders).
     pub data_subject: Template,
@@ -128,6 +134,9 @@ impl Config {
         );
         errors.extend(self.backpressure.validate(&at("backpressure")));
         errors.extend(self.bidirectional.validate(&at("bidirectional")));
+        if let Some(h) = &self.heartbeat {
+            errors.extend(h.validate(&at("heartbeat")));
+        }
         errors.extend(validate_max_message_bytes(
             self.max_message_bytes,
             &at("max_message_bytes"),
@@ -211,6 +220,7 @@ impl Config {
             max_message_bytes: self.max_message_bytes,
             delivery: self.delivery,
             dedup_window: self.dedup_window,
+            heartbeat: self.heartbeat,
             ports: self.ports,
             data_subject,
             control_subject,

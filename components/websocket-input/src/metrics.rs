@@ -14,6 +14,9 @@ pub struct InputMetrics {
     pub connections_active: IntGauge,
     pub connections_total: IntCounter,
     pub reconnect_attempts: IntCounter,
+    /// Connections closed because nothing was heard for the heartbeat
+    /// timeout.
+    pub heartbeat_timeouts: IntCounter,
     pub requests: RequestMetrics,
     pub queue_depth: IntGauge,
     pub queue_utilization: Gauge,
@@ -85,6 +88,10 @@ impl InputMetrics {
             reconnect_attempts: m.counter(
                 "websocket_input_reconnect_attempts_total",
                 "Client-mode reconnection attempts",
+            ),
+            heartbeat_timeouts: m.counter(
+                "websocket_input_heartbeat_timeouts_total",
+                "Connections closed because nothing was heard from the peer for the heartbeat timeout",
             ),
             requests: RequestMetrics::new(m, "websocket_input"),
             queue_depth: m.int_gauge(

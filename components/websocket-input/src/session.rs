@@ -164,6 +164,7 @@ impl Running {
         let opts = DriveOptions {
             label: format!("{} {}", conn.id, conn.remote),
             close_timeout: CLOSE_TIMEOUT,
+            heartbeat: self.settings.heartbeat,
         };
         let mut session = Session {
             run: self.clone(),
@@ -181,6 +182,7 @@ impl Running {
         match &end {
             ConnectionEnd::TooLarge(_) => self.metrics.error(error_type::TOO_LARGE).inc(),
             ConnectionEnd::Dropped(_) => self.metrics.error(error_type::CONNECTION).inc(),
+            ConnectionEnd::HeartbeatTimeout(_) => self.metrics.heartbeat_timeouts.inc(),
             _ => {}
         }
         tracing::info!(component = %self.ctx.name, conn = %conn.id, remote = %conn.remote, %end, "peer disconnected");

@@ -12,8 +12,9 @@ use fednode_kit::config::{
 };
 use fednode_kit::Encoding;
 use fednode_ws::config::{
-    default_max_message_bytes, validate_max_message_bytes, BackpressureConfig, BidirectionalConfig,
-    ClientConfig, Delivery, Endpoint, EndpointFields, Mode, ServerConfig,
+    default_heartbeat, default_max_message_bytes, validate_max_message_bytes, BackpressureConfig,
+    BidirectionalConfig, ClientConfig, Delivery, Endpoint, EndpointFields, HeartbeatConfig, Mode,
+    ServerConfig,
 };
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -67,6 +68,10 @@ pub struct Config {
     /// A frame from a peer larger than this closes its connection with 1009.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// Ping every connection while it is quiet and close one on which
+    /// nothing arrived for the timeout; `null` turns it off.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat: Option<HeartbeatConfig>,
     /// `inputs`: the subjects served (any names, at least one);
     /// `outputs`: optional `ws_upstream`, where data sent by peers goes.
     #[serde(default)]
@@ -115,6 +120,7 @@ pub struct Settings {
     pub max_in_flight: usize,
     pub bidirectional: BidirectionalConfig,
     pub max_message_bytes: usize,
+    pub heartbeat: Option<HeartbeatConfig>,
     pub ports: PortsConfig,
 }
 
@@ -163,6 +169,9 @@ impl Config {
             &at("max_message_bytes"),
         ));
         errors.extend(self.bidirectional.validate(&at("bidirectional")));
+        if let Some(h) = &self.heartbeat {
+            errors.extend(h.validate(&at("heartbeat")));
+        }
         let credential = match self.auth.resolve(&at("auth")) {
             Ok(c) => c,
             Err(e) => {
@@ -187,6 +196,7 @@ impl Config {
             max_in_flight: self.max_in_flight,
             bidirectional: self.bidirectional,
             max_message_bytes: self.max_message_bytes,
+            heartbeat: self.heartbeat,
             ports: self.ports,
         })
     }

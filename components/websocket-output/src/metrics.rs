@@ -57,6 +57,9 @@ pub(crate) struct OutputMetrics {
     pub acks: IntCounter,
     pub in_flight: IntGauge,
     pub reconnect_attempts: IntCounter,
+    /// Connections closed because nothing was heard for the heartbeat
+    /// timeout.
+    pub heartbeat_timeouts: IntCounter,
     pub requests: RequestMetrics,
     /// Client mode only.
     pub state: Option<StateGauge>,
@@ -123,6 +126,10 @@ impl OutputMetrics {
             reconnect_attempts: m.counter(
                 "websocket_output_reconnect_attempts_total",
                 "Client-mode reconnection attempts",
+            ),
+            heartbeat_timeouts: m.counter(
+                "websocket_output_heartbeat_timeouts_total",
+                "Connections closed because nothing was heard from the peer for the heartbeat timeout",
             ),
             requests: RequestMetrics::new(m, PREFIX),
             state: client_mode.then(|| StateGauge::new(m, PREFIX)),

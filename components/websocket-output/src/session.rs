@@ -71,6 +71,7 @@ where
             None => conn.id.clone(),
         },
         close_timeout: CLOSE_TIMEOUT,
+        heartbeat: sh.s.heartbeat,
     };
     let driving = async {
         let end = drive(ws, &out, out_rx, &mut handler, &close, &opts).await;
@@ -86,6 +87,9 @@ where
     }
     if matches!(end, ConnectionEnd::TooLarge(_)) {
         sh.metrics.error(error_type::TOO_LARGE).inc();
+    }
+    if matches!(end, ConnectionEnd::HeartbeatTimeout(_)) {
+        sh.metrics.heartbeat_timeouts.inc();
     }
     end
 }

@@ -251,6 +251,65 @@ impl BackpressureConfig {
     }
 }
 
+/// The `heartbeat` block: every connection is pinged while it is quiet, and
+/// one on which nothing at all arrived for `timeout` is closed (a client
+/// then reconnects). This catches half-open links: a frozen peer, a dropped
+/// NAT entry. `null` turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// How often a WebSocket Ping goes out while nothing else is read.
+    #[serde(default = "default_heartbeat_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Silence after which the connection is closed.
+    #[serde(default = "default_heartbeat_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            interval: default_heartbeat_interval(),
+            timeout: default_heartbeat_timeout(),
+        }
+    }
+}
+
+impl HeartbeatConfig {
+    /// Problems with the values; `base` is the block's JSON path.
+    pub fn validate(&self, base: &str) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if self.interval.is_zero() {
+            errors.push(ConfigError::new(
+                join(base, "interval"),
+                "must be more than 0",
+            ));
+        }
+        if self.timeout <= self.interval {
+            errors.push(ConfigError::new(
+                join(base, "timeout"),
+                format!(
+                    "must be longer than interval ({}), or a quiet peer would always time out",
+                    humantime::format_duration(self.interval)
+                ),
+            ));
+        }
+        errors
+    }
+}
+
+/// The `heartbeat` a WebSocket component gets when its config has none.
+pub fn default_heartbeat() -> Option<HeartbeatConfig> {
+    Some(HeartbeatConfig::default())
+}
+
+fn default_heartbeat_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_heartbeat_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
 fn default_true() -> bool {
     true
 }

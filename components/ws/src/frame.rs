@@ -33,6 +33,8 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::HeartbeatConfig;
+
 /// A WebSocket message (tungstenite's).
 pub type WsMessage = tokio_tungstenite::tungstenite::Message;
 /// A WebSocket error (tungstenite's).
@@ -320,6 +322,9 @@ pub enum ConnectionEnd {
     TooLarge(String),
     /// The cancellation token fired; closed with 1001.
     Cancelled,
+    /// Nothing at all arrived for the heartbeat timeout: the peer is gone or
+    /// frozen, or the path to it is broken.
+    HeartbeatTimeout(Duration),
 }
 
 impl std::fmt::Display for ConnectionEnd {
@@ -332,6 +337,9 @@ impl std::fmt::Display for ConnectionEnd {
             ConnectionEnd::Dropped(e) => write!(f, "dropped: {e}"),
             ConnectionEnd::TooLarge(e) => write!(f, "frame too large: {e}"),
             ConnectionEnd::Cancelled => write!(f, "closed: shutting down"),
+            ConnectionEnd::HeartbeatTimeout(t) => {
+                write!(f, "nothing heard for {}", humantime::format_duration(*t))
+            }
         }
     }
 }
@@ -344,6 +352,9 @@ pub struct DriveOptions {
     /// How long to wait for the peer's close reply and for the writer to
     /// finish once the connection is ending.
     pub close_timeout: Duration,
+    /// Ping the peer while it is quiet, and end the connection when nothing
+    /// at all arrived for the timeout.
+    pub heartbeat: Option<HeartbeatConfig>,
 }
 
 /// Run one connection until it ends: read frames into `handler`, write what
@@ -412,6 +423,11 @@ where
 {
     let mut throttle = LogThrottle::default();
     let mut closing_since: Option<tokio::time::Instant> = None;
+    // Heartbeat: when something was last heard (updated once per burst,
+    // not per frame) and when the next Ping goes out.
+    let mut heard = false;
+    let mut last_heard = tokio::time::Instant::now();
+    let mut next_ping = opts.heartbeat.map(|h| last_heard + h.interval);
     loop {
         // A frame that is already here (read with the previous ones) is
         // taken at once; only before waiting for the socket does the
@@ -425,7 +441,12 @@ where
             Some(m) => m,
             None => {
                 handler.on_idle();
+                if std::mem::take(&mut heard) {
+                    last_heard = tokio::time::Instant::now();
+                }
                 let deadline = closing_since.map(|t| t + opts.close_timeout);
+                let beating = opts.heartbeat.filter(|_| closing_since.is_none());
+                let silence = beating.map(|h| last_heard + h.timeout);
                 tokio::select! {
                     biased;
                     _ = cancel.cancelled(), if closing_since.is_none() => {
@@ -434,10 +455,24 @@ where
                         continue;
                     }
                     _ = sleep_until_opt(deadline), if deadline.is_some() => return ConnectionEnd::Cancelled,
+                    _ = sleep_until_opt(silence), if silence.is_some() => {
+                        let timeout = beating.map(|h| h.timeout).unwrap_or_default();
+                        tracing::warn!(conn = %opts.label, timeout = %humantime::format_duration(timeout), "nothing heard from the peer; closing");
+                        return ConnectionEnd::HeartbeatTimeout(timeout);
+                    }
+                    _ = sleep_until_opt(next_ping), if beating.is_some() => {
+                        // A full queue already keeps the peer busy; the
+                        // silence deadline decides either way.
+                        out.try_send(WsMessage::Ping(Bytes::new()));
+                        let now = tokio::time::Instant::now();
+                        next_ping = beating.map(|h| now + h.interval);
+                        continue;
+                    }
                     m = stream.next() => m,
                 }
             }
         };
+        heard = true;
         let closing = closing_since.is_some();
         match next {
             None => {
@@ -596,5 +631,98 @@ mod tests {
         assert_eq!(got.len(), 2, "both frames written before it ended");
         assert_eq!(text_of(got[0].clone()), "a");
         assert_eq!(text_of(got[1].clone()), "b");
+    }
+
+    struct Quiet;
+
+    impl FrameHandler for Quiet {
+        async fn on_envelope(&mut self, _env: Envelope, _encoding: Encoding, _out: &Outbound) {}
+    }
+
+    /// Both ends of a WebSocket over an in-memory pipe.
+    async fn pair() -> (
+        WebSocketStream<tokio::io::DuplexStream>,
+        WebSocketStream<tokio::io::DuplexStream>,
+    ) {
+        use tokio_tungstenite::tungstenite::protocol::Role;
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let ours = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+        let theirs = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+        (ours, theirs)
+    }
+
+    fn beating(interval_ms: u64, timeout_ms: u64) -> DriveOptions {
+        DriveOptions {
+            label: "test".into(),
+            close_timeout: Duration::from_millis(100),
+            heartbeat: Some(HeartbeatConfig {
+                interval: Duration::from_millis(interval_ms),
+                timeout: Duration::from_millis(timeout_ms),
+            }),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_is_closed_after_the_heartbeat_timeout() {
+        let (ours, _frozen) = pair().await;
+        let (out, rx) = outbound(16);
+        let cancel = CancellationToken::new();
+        let t0 = tokio::time::Instant::now();
+        let mut handler = Quiet;
+        let opts = beating(100, 1000);
+        let driving = drive(ours, &out, rx, &mut handler, &cancel, &opts);
+        let end = tokio::time::timeout(Duration::from_secs(10), driving)
+            .await
+            .expect("the silent connection was closed");
+        assert!(matches!(end, ConnectionEnd::HeartbeatTimeout(t) if t == Duration::from_secs(1)));
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_secs(1) && waited < Duration::from_millis(1300),
+            "closed after {waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_answers_pings_stays_connected() {
+        let (ours, mut theirs) = pair().await;
+        // The peer reads (tungstenite answers each Ping with a Pong) and
+        // counts the Pings it saw.
+        let peer = tokio::spawn(async move {
+            let mut pings = 0;
+            while let Some(Ok(m)) = theirs.next().await {
+                if m.is_ping() {
+                    pings += 1;
+                }
+            }
+            pings
+        });
+        let (out, rx) = outbound(16);
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            stop.cancel();
+        });
+        let end = drive(ours, &out, rx, &mut Quiet, &cancel, &beating(100, 1000)).await;
+        assert!(matches!(end, ConnectionEnd::Cancelled), "{end}");
+        let pings = peer.await.unwrap();
+        assert!(pings >= 40, "a ping every 100 ms for 5 s: {pings}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_heartbeat_a_silent_peer_is_kept() {
+        let (ours, _frozen) = pair().await;
+        let (out, rx) = outbound(16);
+        let cancel = CancellationToken::new();
+        let mut opts = beating(100, 1000);
+        opts.heartbeat = None;
+        let mut handler = Quiet;
+        let driving = drive(ours, &out, rx, &mut handler, &cancel, &opts);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(60), driving)
+                .await
+                .is_err(),
+            "still open after a minute of silence"
+        );
     }
 }

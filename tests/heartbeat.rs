@@ -1,0 +1,135 @@
+//! Heartbeats catch a frozen hub: an edge pushing over a `websocket` output
+//! in client mode to a hub's `websocket_input`, both real `fednode`
+//! processes. The hub is frozen with SIGSTOP (its sockets stay open, as a
+//! hung host's or a half-open link's do); the edge notices within the
+//! heartbeat timeout, reconnects once the hub is thawed with SIGCONT, and
+//! data flows again.
+
+mod common;
+use common::{metric, Node};
+use fednode_testkit::wait_until_blocking;
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+const HEARTBEAT: &str = r#"{"interval": "200ms", "timeout": "1s"}"#;
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+fn hub() -> Node {
+    let config = format!(
+        r#"{{
+        "node": {{"id": "hub"}},
+        "http": {{"listen": "127.0.0.1:0"}},
+        "components": {{
+          "ws_in": {{"type": "input", "name": "websocket_input", "config": {{
+            "mode": "server",
+            "server": {{"http_port": 0, "bind": "127.0.0.1", "path": "/ingest"}},
+            "heartbeat": {HEARTBEAT},
+            "ports": {{"outputs": [{{"name": "ws_data", "subject": "hub.data"}}]}}
+          }}}}
+        }}
+      }}"#
+    );
+    Node::start_with(&config, &[])
+}
+
+fn edge(hub_url: &str) -> Node {
+    let config = format!(
+        r#"{{
+        "node": {{"id": "edge"}},
+        "http": {{"listen": "127.0.0.1:0"}},
+        "components": {{
+          "udp_in": {{"type": "input", "name": "udp", "config": {{
+            "port": 0, "bind": "127.0.0.1",
+            "ports": {{"outputs": [{{"name": "out", "subject": "edge.data"}}]}}
+          }}}},
+          "up": {{"type": "output", "name": "websocket", "config": {{
+            "mode": "client",
+            "client": {{"url": "{hub_url}", "connect_timeout": "500ms",
+                        "reconnect": {{"initial_interval": "50ms", "max_interval": "200ms"}}}},
+            "heartbeat": {HEARTBEAT},
+            "ports": {{"inputs": [{{"name": "in", "subject": "edge.data"}}]}}
+          }}}}
+        }}
+      }}"#
+    );
+    Node::start_with(&config, &[])
+}
+
+fn metric_of(node: &Node, name_and_labels: &str) -> f64 {
+    node.get("/metrics")
+        .and_then(|(_, text)| metric(&text, name_and_labels))
+        .unwrap_or(0.0)
+}
+
+fn received_by_hub(hub: &Node) -> f64 {
+    metric_of(
+        hub,
+        r#"websocket_input_messages_received_total{component="ws_in"}"#,
+    )
+}
+
+/// Send datagrams to the edge until the hub has received more than
+/// `before`.
+fn flows(edge_udp: std::net::SocketAddr, hub: &Node, before: f64, within: Duration, what: &str) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut n = 0u64;
+    wait_until_blocking(within, hub.and_log(what), || {
+        n += 1;
+        let datagram = format!(r#"{{"seq": {n}}}"#);
+        socket.send_to(datagram.as_bytes(), edge_udp).unwrap();
+        received_by_hub(hub) > before
+    });
+}
+
+#[test]
+fn a_frozen_hub_is_noticed_within_the_heartbeat_timeout_and_data_flows_after_it_thaws() {
+    let mut hub = hub();
+    hub.wait_ready(Duration::from_secs(20));
+    let hub_url = format!("ws://{}/ingest", hub.addr_of("ws_in"));
+    let mut edge = edge(&hub_url);
+    edge.wait_ready(Duration::from_secs(20));
+    let edge_udp = edge.addr_of("udp_in");
+
+    flows(
+        edge_udp,
+        &hub,
+        0.0,
+        Duration::from_secs(15),
+        "the first datagrams to reach the hub",
+    );
+    let timeouts = r#"websocket_output_heartbeat_timeouts_total{component="up"}"#;
+    assert_eq!(
+        metric_of(&edge, timeouts),
+        0.0,
+        "a live hub is never timed out"
+    );
+
+    hub.signal("STOP");
+    let frozen_at = Instant::now();
+    wait_until_blocking(
+        TIMEOUT + Duration::from_secs(5),
+        edge.and_log("the edge to notice the frozen hub"),
+        || metric_of(&edge, timeouts) >= 1.0,
+    );
+    let noticed_after = frozen_at.elapsed();
+    assert!(
+        noticed_after < TIMEOUT + Duration::from_secs(2),
+        "noticed after {noticed_after:?}, the timeout is {TIMEOUT:?}"
+    );
+    let (_, health) = edge.get("/health").expect("edge health");
+    assert!(
+        health.contains("reconnecting") || health.contains("connecting"),
+        "the edge is trying to get its link back: {health}"
+    );
+
+    // Thawed, the hub takes the reconnect and the data again.
+    hub.signal("CONT");
+    let before = received_by_hub(&hub);
+    flows(
+        edge_udp,
+        &hub,
+        before,
+        Duration::from_secs(20),
+        "data to reach the hub again after SIGCONT",
+    );
+}
