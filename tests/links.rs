@@ -121,10 +121,15 @@ fn a_frozen_hub_is_noticed_within_the_heartbeat_timeout_and_data_flows_after_it_
         noticed_after < TIMEOUT + Duration::from_secs(2),
         "noticed after {noticed_after:?}, the timeout is {TIMEOUT:?}"
     );
-    let (_, health) = edge.get("/health").expect("edge health");
-    assert!(
-        health.contains("reconnecting") || health.contains("connecting"),
-        "the edge is trying to get its link back: {health}"
+    // The link is being re-established (never `connected` while the hub is
+    // frozen: its upgrade answers never come).
+    wait_until_blocking(
+        Duration::from_secs(5),
+        edge.and_log("the edge to report that it reconnects"),
+        || {
+            edge.get("/health")
+                .is_some_and(|(_, h)| h.contains("\"reconnecting\""))
+        },
     );
 
     // Thawed, the hub takes the reconnect and the data again.
