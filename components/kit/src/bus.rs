@@ -281,7 +281,6 @@ impl Subscription {
     }
 }
 
-/// A transport.
 /// What [`Bus::try_publish`] did with a message.
 #[derive(Debug)]
 pub enum TryPublish {
@@ -302,6 +301,7 @@ pub enum Published {
     AfterFailures(u32),
 }
 
+/// A transport.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// Publish one message. Never blocks on a slow subscriber unless that
