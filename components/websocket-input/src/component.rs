@@ -107,9 +107,6 @@ impl Component for WebSocketInput {
         match s.mode {
             Mode::Server => {
                 let listener = listener.expect("server mode binds");
-                if s.server.as_ref().is_some_and(|v| v.enable_compression) {
-                    tracing::warn!(component = %ctx.name, "enable_compression is not supported (no permessage-deflate in tungstenite 0.29); frames are sent uncompressed");
-                }
                 if let Ok(addr) = listener.local_addr() {
                     let _ = self.local_addr.set(addr);
                     tracing::info!(component = %ctx.name, %addr, path = %s.server.as_ref().map_or("/", |v| v.path.as_str()), "websocket_input listening");

@@ -79,9 +79,9 @@ pub struct ServerConfig {
     /// Bytes collected before a write reaches the socket.
     #[serde(default = "default_write_buffer_size")]
     pub write_buffer_size: usize,
-    /// Accepted so that configs written for other WebSocket servers load;
-    /// permessage-deflate is not negotiated (the WebSocket library has
-    /// none), so frames are always sent uncompressed.
+    /// Only `false` is accepted: permessage-deflate is not available (the
+    /// WebSocket library has none), and a flag that silently did nothing
+    /// would mislead whoever set it.
     #[serde(default)]
     pub enable_compression: bool,
 }
@@ -116,6 +116,13 @@ impl ServerConfig {
                     "expected an IP address or \"localhost\", got \"{}\"",
                     self.bind
                 ),
+            ));
+        }
+        if self.enable_compression {
+            errors.push(ConfigError::new(
+                join(base, "enable_compression"),
+                "permessage-deflate is not available (the WebSocket library has none); \
+                 remove the key or set it to false",
             ));
         }
         for (field, v) in [
@@ -564,6 +571,16 @@ mod tests {
                 "c.client.url: expected a ws:// or wss:// URL, got \"http://x:1/\"",
                 "c.path: only used when mode is \"server\"",
             ]
+        );
+        let mut compressed = ServerConfig::shorthand(1, None);
+        compressed.enable_compression = true;
+        assert_eq!(
+            compressed.validate("c.server"),
+            vec![ConfigError::new(
+                "c.server.enable_compression",
+                "permessage-deflate is not available (the WebSocket library has none); \
+                 remove the key or set it to false"
+            )]
         );
         let both = resolve(EndpointFields {
             server: Some(ServerConfig::shorthand(1, None)),
