@@ -10,7 +10,7 @@
 //!   SIGCONT, and data flows again.
 
 mod common;
-use common::{metric, Node};
+use common::Node;
 use fednode_testkit::wait_until_blocking;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
@@ -60,17 +60,8 @@ fn edge(hub_url: &str, reconnect: &str) -> Node {
     Node::start_with(&config, &[])
 }
 
-fn metric_of(node: &Node, name_and_labels: &str) -> f64 {
-    node.get("/metrics")
-        .and_then(|(_, text)| metric(&text, name_and_labels))
-        .unwrap_or(0.0)
-}
-
 fn received_by_hub(hub: &Node) -> f64 {
-    metric_of(
-        hub,
-        r#"websocket_input_messages_received_total{component="ws_in"}"#,
-    )
+    hub.metric(r#"websocket_input_messages_received_total{component="ws_in"}"#)
 }
 
 /// Send datagrams to the edge until the hub has received more than
@@ -103,18 +94,14 @@ fn a_frozen_hub_is_noticed_within_the_heartbeat_timeout_and_data_flows_after_it_
         "the first datagrams to reach the hub",
     );
     let timeouts = r#"websocket_output_heartbeat_timeouts_total{component="up"}"#;
-    assert_eq!(
-        metric_of(&edge, timeouts),
-        0.0,
-        "a live hub is never timed out"
-    );
+    assert_eq!(edge.metric(timeouts), 0.0, "a live hub is never timed out");
 
     hub.signal("STOP");
     let frozen_at = Instant::now();
     wait_until_blocking(
         TIMEOUT + Duration::from_secs(5),
         edge.and_log("the edge to notice the frozen hub"),
-        || metric_of(&edge, timeouts) >= 1.0,
+        || edge.metric(timeouts) >= 1.0,
     );
     let noticed_after = frozen_at.elapsed();
     assert!(
@@ -156,7 +143,7 @@ fn with_the_default_policy_an_edge_retries_through_a_long_outage_and_delivers_af
     wait_until_blocking(
         Duration::from_secs(60),
         edge.and_log("over 100 reconnect attempts"),
-        || metric_of(&edge, attempts) > 100.0,
+        || edge.metric(attempts) > 100.0,
     );
     let (code, health) = edge.get("/health").expect("edge health");
     assert_eq!(code, 200, "still healthy while it keeps trying: {health}");

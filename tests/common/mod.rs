@@ -121,6 +121,14 @@ impl Node {
         self.logged_addr(" listening", Some(name))
     }
 
+    /// A metric's value on the admin server's `/metrics` (`name{labels}`
+    /// as Prometheus prints it); 0 when absent or unreachable.
+    pub fn metric(&self, name_and_labels: &str) -> f64 {
+        self.get("/metrics")
+            .and_then(|(_, text)| metric(&text, name_and_labels))
+            .unwrap_or(0.0)
+    }
+
     /// GET a path on the admin server.
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
         http("GET", self.admin(), path, None)

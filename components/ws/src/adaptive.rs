@@ -103,11 +103,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for AdaptiveReader<S> {
         }
         let n = out.remaining().min(this.buf.len());
         out.put_slice(&this.buf[..n]);
+        // Emptied, the allocation is reused by the next read while data flows.
         this.buf.advance(n);
-        if this.buf.is_empty() {
-            // Reuse the allocation for the next read while data flows.
-            this.buf.clear();
-        }
         Poll::Ready(Ok(()))
     }
 }

@@ -6,13 +6,8 @@
 /// already known to be valid JSON), each without surrounding whitespace.
 /// Yields nothing when `raw` is not an array.
 pub fn elements(raw: &str) -> Elements<'_> {
-    let inner = raw
-        .trim_matches(is_ws)
-        .strip_prefix('[')
-        .and_then(|r| r.strip_suffix(']'))
-        .unwrap_or("");
     Elements {
-        text: inner,
+        text: inside_brackets(raw),
         pos: 0,
     }
 }
@@ -23,13 +18,8 @@ pub fn elements(raw: &str) -> Elements<'_> {
 /// [`elements`] for what it is for: a valid number token ends at the first
 /// byte that cannot continue it, so nothing else needs looking at.
 pub fn numbers(raw: &str) -> Numbers<'_> {
-    let inner = raw
-        .trim_matches(is_ws)
-        .strip_prefix('[')
-        .and_then(|r| r.strip_suffix(']'))
-        .unwrap_or("");
     Numbers {
-        text: inner,
+        text: inside_brackets(raw),
         pos: 0,
     }
 }
@@ -80,6 +70,14 @@ impl<'a> Iterator for Numbers<'a> {
 pub struct Elements<'a> {
     text: &'a str,
     pos: usize,
+}
+
+/// What lies between an array's brackets ("" when `raw` is not an array).
+fn inside_brackets(raw: &str) -> &str {
+    raw.trim_matches(is_ws)
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or("")
 }
 
 fn is_ws(c: char) -> bool {
