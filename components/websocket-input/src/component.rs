@@ -181,7 +181,7 @@ impl Running {
             Mode::Client => {
                 let c = self.client.lock();
                 details["state"] = json!(c.state.as_str());
-                details["url"] = json!(self.settings.client.as_ref().map(|c| &c.url));
+                details["url"] = json!(self.settings.client.as_ref().map(|c| c.display()));
                 if let Some(e) = &c.last_error {
                     details["last_error"] = json!(e);
                 }
@@ -209,6 +209,9 @@ impl Running {
                 json!({
                     "id": c.id,
                     "remote": c.remote,
+                    "peer_node": c.peer.node,
+                    "peer_region": c.peer.region,
+                    "acks": c.acks,
                     "connected_at": c.connected_at,
                     "messages_received": c.received.load(Ordering::Relaxed),
                     "requests_in_flight": c.pending.in_flight(),
@@ -222,7 +225,7 @@ impl Running {
         });
         if self.settings.mode == Mode::Client {
             d["state"] = json!(self.client.lock().state.as_str());
-            d["url"] = json!(self.settings.client.as_ref().map(|c| &c.url));
+            d["url"] = json!(self.settings.client.as_ref().map(|c| c.display()));
         }
         d
     }

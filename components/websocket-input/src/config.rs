@@ -103,7 +103,7 @@ impl Settings {
     /// The input queue's policy: `block` when backpressure is disabled.
     pub fn queue_policy(&self) -> OnFull {
         if self.backpressure.enabled {
-            self.backpressure.on_full
+            self.backpressure.on_full.unwrap_or_default()
         } else {
             OnFull::Block
         }
@@ -259,7 +259,7 @@ mod tests {
         assert_eq!(server.max_connections, 100);
         assert_eq!(s.max_message_bytes, 1 << 20);
         assert_eq!(s.backpressure.queue_size, 1000);
-        assert_eq!(s.backpressure.on_full, OnFull::DropOldest);
+        assert_eq!(s.backpressure.on_full, None);
         assert_eq!(s.bidirectional.request_timeout, Duration::from_secs(5));
         assert_eq!(s.bidirectional.max_concurrent_requests, 10);
         assert_eq!(s.control_subject, "federated.control");

@@ -150,10 +150,12 @@ impl Running {
             ));
         }
         let conns: Vec<Arc<Conn>> = self.conns.lock().values().cloned().collect();
+        // A connection id, or the node id the peer announced.
         let pick = |name: &str| {
             conns
                 .iter()
                 .find(|c| c.id == name)
+                .or_else(|| conns.iter().find(|c| c.peer.node.as_deref() == Some(name)))
                 .cloned()
                 .ok_or_else(|| AdminError::NotFound(format!("no connection named {name}")))
         };

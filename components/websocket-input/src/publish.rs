@@ -5,7 +5,7 @@
 use fednode_kit::bus::{BusError, Message, Meta, Published};
 use fednode_kit::envelope::{new_id, now_millis, Encoding, Envelope};
 use fednode_kit::queue::{OnFull, Pushed};
-use fednode_ws::config::{Delivery, Mode};
+use fednode_ws::config::Mode;
 use fednode_ws::frame::{self, Outbound};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,6 +16,8 @@ use crate::shared::{AckTo, Conn, Item, Running};
 
 /// How long shutdown keeps trying to hand queued data to the bus.
 const FLUSH_GRACE: Duration = Duration::from_secs(5);
+/// The nack reason a sender retries later (this node is stopping).
+const NACK_UNAVAILABLE: &str = "unavailable";
 /// Data taken from the queue per publisher round.
 const PUBLISH_BATCH: usize = 256;
 
@@ -33,9 +35,10 @@ impl Running {
         let had_id = !env.id.is_empty();
         let id: Arc<str> = if had_id { env.id } else { Arc::from(new_id()) };
         if had_id && self.settings.mode == Mode::Client {
+            // Where a replay resumes after a reconnect.
             *self.last_received_id.lock() = Some(id.clone());
         }
-        let ack = if had_id && self.settings.delivery == Delivery::AtLeastOnce {
+        let ack = if had_id && conn.acks {
             if !self.dedup.lock().insert(&id) {
                 self.metrics.dropped(reason::DUPLICATE).inc();
                 // Published before; the sender missed our ack.
@@ -106,7 +109,8 @@ impl Running {
             Pushed::Rejected(new) => {
                 if self.queue.is_closed() {
                     self.metrics.dropped(reason::SHUTDOWN).inc();
-                    self.refuse(new, "shutting_down");
+                    // The sender keeps it and tries again (the next hub).
+                    self.refuse(new, NACK_UNAVAILABLE);
                 } else {
                     self.metrics.dropped_queue_full.inc();
                     self.refuse(new, reason::QUEUE_FULL);
@@ -202,7 +206,13 @@ impl Running {
                 };
                 self.metrics.dropped(why).inc();
                 tracing::error!(component = %self.ctx.name, error = %e, reason = why, "data message lost");
-                self.nack(ack, id, why);
+                // A sender retries `unavailable`; an invalid subject is final.
+                let nack = if why == reason::SHUTDOWN {
+                    NACK_UNAVAILABLE
+                } else {
+                    why
+                };
+                self.nack(ack, id, nack);
             }
         }
     }

@@ -8,6 +8,7 @@ use fednode_kit::envelope::{now_millis, Encoding, Envelope, Kind};
 use fednode_ws::client::{self, ClientOptions, SessionEnd, StateChange};
 use fednode_ws::config::Delivery;
 use fednode_ws::frame::{self, ConnectionEnd, DriveOptions, FrameHandler, Outbound};
+use fednode_ws::identity::PeerInfo;
 use fednode_ws::pending::PendingRequests;
 use fednode_ws::server;
 use fednode_ws::state::ConnectionState;
@@ -62,10 +63,11 @@ pub async fn ws_handler(
         req,
         run.ws_config,
         &run.conn_tracker,
-        move |ws| async move {
+        &run.identity,
+        move |ws, peer| async move {
             let _slot = admission;
             conn_run
-                .run_connection(ws, remote.to_string(), |_| {})
+                .run_connection(ws, remote.to_string(), peer, |_| {})
                 .await;
         },
     )
@@ -132,6 +134,7 @@ impl Running {
         self: &Arc<Self>,
         ws: WebSocketStream<S>,
         remote: String,
+        peer: PeerInfo,
         on_open: impl FnOnce(&Arc<Conn>),
     ) -> ConnectionEnd
     where
@@ -142,6 +145,8 @@ impl Running {
         let conn = Arc::new(Conn {
             id: format!("conn-{n}"),
             remote,
+            acks: peer.wants_acks || self.settings.delivery == Delivery::AtLeastOnce,
+            peer,
             out: out.clone(),
             pending: PendingRequests::new(
                 self.settings.bidirectional.max_concurrent_requests,
@@ -159,7 +164,8 @@ impl Running {
             self.metrics.connections_active.set(conns.len() as i64);
         }
         self.metrics.connections_total.inc();
-        tracing::info!(component = %self.ctx.name, conn = %conn.id, remote = %conn.remote, "peer connected");
+        tracing::info!(component = %self.ctx.name, conn = %conn.id, remote = %conn.remote,
+            peer_node = conn.peer.node.as_deref(), acks = conn.acks, "peer connected");
         on_open(&conn);
         let opts = DriveOptions {
             label: format!("{} {}", conn.id, conn.remote),
@@ -197,7 +203,8 @@ impl Running {
             .clone()
             .expect("client mode has a client block");
         let opts = ClientOptions {
-            url: c.url.clone(),
+            urls: c.targets(),
+            identity: self.identity.clone(),
             credential: self.settings.credential.clone(),
             reconnect: c.reconnect.clone(),
             connect_timeout: c.connect_timeout,
@@ -209,18 +216,14 @@ impl Running {
         };
         let session = {
             let run = self.clone();
-            move |ws: client::ClientStream| {
+            move |ws: client::ClientStream, link: client::Link| {
                 let run = run.clone();
                 async move {
-                    let url = run
-                        .settings
-                        .client
-                        .as_ref()
-                        .map(|c| c.url.clone())
-                        .unwrap_or_default();
                     let replay_run = run.clone();
                     let end = run
-                        .run_connection(ws, url, move |conn| replay_run.ask_for_replay(conn))
+                        .run_connection(ws, link.url, link.peer, move |conn| {
+                            replay_run.ask_for_replay(conn)
+                        })
                         .await;
                     if run.ctx.cancel.is_cancelled() {
                         SessionEnd::Stop
@@ -249,11 +252,11 @@ impl Running {
         }
     }
 
-    /// `at_least_once`, after a reconnect: ask for what came after the last
-    /// id received. The reply is only logged; the replayed data
+    /// Acknowledged delivery, after a reconnect: ask for what came after
+    /// the last id received. The reply is only logged; the replayed data
     /// arrives as data and duplicates are dropped by id.
     pub fn ask_for_replay(self: &Arc<Self>, conn: &Arc<Conn>) {
-        if self.settings.delivery != Delivery::AtLeastOnce {
+        if !conn.acks {
             return;
         }
         let Some(after) = self.last_received_id.lock().clone() else {

@@ -11,6 +11,7 @@ use fednode_kit::Context;
 use fednode_ws::config::Mode;
 use fednode_ws::dedup::RecentIds;
 use fednode_ws::frame::Outbound;
+use fednode_ws::identity::{Identity, PeerInfo};
 use fednode_ws::metrics::StateGauge;
 use fednode_ws::pending::PendingRequests;
 use fednode_ws::server::Gate;
@@ -52,6 +53,11 @@ pub struct AckTo {
 pub struct Conn {
     pub id: String,
     pub remote: String,
+    /// Who the peer said it is on the handshake.
+    pub peer: PeerInfo,
+    /// Ack every data envelope with an id: the peer asked for it, or this
+    /// input's own `delivery` is `at_least_once`.
+    pub acks: bool,
     pub out: Outbound,
     pub pending: PendingRequests,
     pub connected_at: i64,
@@ -95,6 +101,8 @@ pub struct Running {
     pub publisher_done: CancellationToken,
     pub ws_config: WebSocketConfig,
     pub gate: Option<Gate>,
+    /// What this input announces on every handshake.
+    pub identity: Identity,
 }
 
 impl Running {
@@ -135,6 +143,11 @@ impl Running {
             publisher_done: CancellationToken::new(),
             ws_config,
             gate,
+            identity: Identity {
+                node: Some(ctx.node.id.as_str().into()),
+                region: ctx.node.region.as_deref().map(Arc::from),
+                wants_acks: false,
+            },
             ctx,
             settings,
         }

@@ -4,18 +4,18 @@
 //! filling while the link is down, and with `at_least_once` delivery what
 //! the hub has not acknowledged is sent again first on the next session.
 
-use fednode_ws::client::{run_reconnecting, ClientOptions, SessionEnd};
+use fednode_ws::client::{run_reconnecting, ClientOptions, Link, SessionEnd};
 use std::sync::Arc;
 
 use crate::conn::Conn;
 use crate::session;
 use crate::shared::Shared;
-use fednode_ws::config::Delivery;
 
 pub(crate) async fn run(sh: Arc<Shared>, conn: Arc<Conn>) {
     let client = sh.s.client.clone().expect("client mode has a client block");
     let opts = ClientOptions {
-        url: client.url.clone(),
+        urls: client.targets(),
+        identity: sh.identity.clone(),
         credential: sh.s.credential.clone(),
         reconnect: client.reconnect.clone(),
         connect_timeout: client.connect_timeout,
@@ -25,16 +25,18 @@ pub(crate) async fn run(sh: Arc<Shared>, conn: Arc<Conn>) {
         let sh = sh.clone();
         move |change: &fednode_ws::client::StateChange| sh.on_state(change)
     };
-    let end = run_reconnecting(opts, sh.cancel.clone(), on_state, |ws| {
-        let (sh, conn, url) = (sh.clone(), conn.clone(), client.url.clone());
+    let end = run_reconnecting(opts, sh.cancel.clone(), on_state, |ws, link: Link| {
+        let (sh, conn, url) = (sh.clone(), conn.clone(), link.url);
         async move {
-            if sh.s.delivery == Delivery::AtLeastOnce {
-                let n = conn.requeue_in_flight();
+            tracing::info!(component = %sh.name, %url, hub_node = link.peer.node.as_deref(), "connected to the hub");
+            conn.begin_session(link.peer);
+            if sh.acked() {
+                let n = conn.resend_all();
                 if n > 0 {
+                    sh.metrics.resent.inc_by(n as u64);
                     tracing::info!(component = %sh.name, unacknowledged = n, "resending unacknowledged data");
                 }
             }
-            tracing::info!(component = %sh.name, %url, "connected to the hub");
             let end = session::run(&sh, &conn, ws).await;
             if sh.cancel.is_cancelled() {
                 SessionEnd::Stop

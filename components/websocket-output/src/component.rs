@@ -28,7 +28,8 @@ use crate::fanout::{self, Source};
 use crate::metrics::OutputMetrics;
 use crate::shared::Shared;
 use crate::{client, server};
-use fednode_ws::config::Mode;
+use fednode_ws::config::{Delivery, Mode};
+use fednode_ws::identity::Identity;
 
 /// A `websocket` output, built and possibly started.
 pub struct WebSocketOutput {
@@ -98,7 +99,7 @@ impl Component for WebSocketOutput {
         // swung between 28 and 55 MB as pages were returned and faulted
         // back; with 1,000 slots it stays flat.
         let opts = SubscribeOptions {
-            overflow: if s.backpressure.on_full == OnFull::Block {
+            overflow: if s.on_full == OnFull::Block {
                 Overflow::Block
             } else {
                 Overflow::Drop
@@ -135,6 +136,11 @@ impl Component for WebSocketOutput {
             }),
             ws_config: self.ws_config(),
             client_state: Mutex::new((ConnectionState::Init, None)),
+            identity: Identity {
+                node: Some(ctx.node.id.as_str().into()),
+                region: ctx.node.region.as_deref().map(Arc::from),
+                wants_acks: s.delivery == Delivery::AtLeastOnce,
+            },
             metrics,
             s,
         });
@@ -177,7 +183,7 @@ impl Component for WebSocketOutput {
             Mode::Client => {
                 let (state, error) = sh.client_state.lock().clone();
                 let mut details = details;
-                details["url"] = json!(sh.s.client.as_ref().map(|c| c.url.clone()));
+                details["url"] = json!(sh.s.client.as_ref().map(|c| c.display()));
                 details["last_error"] = json!(error);
                 match state {
                     ConnectionState::Failed => Health::failing(state.as_str(), details),
@@ -205,7 +211,7 @@ impl Component for WebSocketOutput {
             }
             Mode::Client => {
                 let (state, error) = sh.client_state.lock().clone();
-                v["url"] = json!(sh.s.client.as_ref().map(|c| c.url.clone()));
+                v["url"] = json!(sh.s.client.as_ref().map(|c| c.display()));
                 v["connection_state"] = json!(state.as_str());
                 v["last_error"] = json!(error);
             }
@@ -259,7 +265,7 @@ impl Component for WebSocketOutput {
                 if conn.outbound().is_none() {
                     return Err(AdminError::Unavailable(format!(
                         "not connected to {} ({})",
-                        sh.s.client.as_ref().map_or("", |c| c.url.as_str()),
+                        sh.s.client.as_ref().map_or(String::new(), |c| c.display()),
                         sh.client_state.lock().0
                     )));
                 }

@@ -10,6 +10,7 @@
 use fednode_kit::config::{
     join, parse_checked, AuthConfig, ConfigError, Credential, PortRules, PortsConfig,
 };
+use fednode_kit::queue::OnFull;
 use fednode_kit::Encoding;
 use fednode_ws::config::{
     default_heartbeat, default_max_message_bytes, validate_max_message_bytes, BackpressureConfig,
@@ -18,6 +19,7 @@ use fednode_ws::config::{
 };
 use serde::Deserialize;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// `components.<name>.config` of a `websocket` output.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,10 +56,15 @@ pub struct Config {
     /// replies always use their request's encoding.
     #[serde(default)]
     pub encoding: Encoding,
-    /// `at_most_once` (default) or `at_least_once`: keep data until the hub
-    /// acknowledges it and resend it after a reconnect (client mode).
+    /// `at_most_once` (default) or `at_least_once`: announce it on the
+    /// handshake, keep data until the peer acknowledges it, resend it after
+    /// `ack_timeout` and after a reconnect.
     #[serde(default)]
     pub delivery: Delivery,
+    /// At-least-once: data not acknowledged this long after it was written
+    /// is sent again.
+    #[serde(default = "default_ack_timeout", with = "humantime_serde")]
+    pub ack_timeout: Duration,
     /// At-least-once: unacknowledged data kept at most; sending pauses when
     /// this many are unacknowledged.
     #[serde(default = "default_max_in_flight")]
@@ -101,6 +108,9 @@ fn default_buffer_size() -> usize {
 fn default_max_in_flight() -> usize {
     1000
 }
+fn default_ack_timeout() -> Duration {
+    Duration::from_secs(10)
+}
 
 /// The checked config, as the runtime uses it.
 #[derive(Debug, Clone)]
@@ -114,9 +124,12 @@ pub struct Settings {
     /// Resolved from the environment at build time.
     pub credential: Credential,
     pub backpressure: BackpressureConfig,
+    /// `backpressure.on_full`, or its default for the `delivery`.
+    pub on_full: OnFull,
     pub buffer_size: usize,
     pub encoding: Encoding,
     pub delivery: Delivery,
+    pub ack_timeout: Duration,
     pub max_in_flight: usize,
     pub bidirectional: BidirectionalConfig,
     pub max_message_bytes: usize,
@@ -161,6 +174,9 @@ impl Config {
             &mut errors,
         );
         errors.extend(self.backpressure.validate(&at("backpressure")));
+        if self.ack_timeout.is_zero() {
+            errors.push(ConfigError::new(at("ack_timeout"), "must be more than 0"));
+        }
         if self.max_in_flight == 0 {
             errors.push(ConfigError::new(at("max_in_flight"), "must be at least 1"));
         }
@@ -189,10 +205,12 @@ impl Config {
             listen: endpoint.listen,
             client: endpoint.client,
             credential,
+            on_full: self.backpressure.policy(self.delivery),
             backpressure: self.backpressure,
             buffer_size: self.replay.buffer_size,
             encoding: self.encoding,
             delivery: self.delivery,
+            ack_timeout: self.ack_timeout,
             max_in_flight: self.max_in_flight,
             bidirectional: self.bidirectional,
             max_message_bytes: self.max_message_bytes,

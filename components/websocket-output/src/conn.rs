@@ -18,17 +18,19 @@ use fednode_ws::throughput::RateMeter;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use fednode_ws::frame::{Outbound, WsMessage};
+use fednode_ws::identity::PeerInfo;
 use fednode_ws::pending::PendingRequests;
 
+use crate::inflight::{nack_is_retryable, Due, InFlight};
 use crate::item::Item;
 use crate::metrics::OutputMetrics;
 
@@ -101,28 +103,15 @@ impl Limits {
     }
 }
 
-/// At-least-once bookkeeping: data written and not yet acknowledged.
-#[derive(Default)]
-pub(crate) struct InFlight {
-    by_seq: BTreeMap<u64, Arc<Item>>,
-    seq_of: HashMap<Arc<str>, u64>,
-}
-
-impl InFlight {
-    pub fn len(&self) -> usize {
-        self.by_seq.len()
-    }
-
-    fn insert(&mut self, item: &Arc<Item>) {
-        if self.by_seq.insert(item.seq, item.clone()).is_none() {
-            self.seq_of.insert(item.id.clone(), item.seq);
-        }
-    }
-
-    fn remove(&mut self, id: &str) -> Option<Arc<Item>> {
-        let seq = self.seq_of.remove(id)?;
-        self.by_seq.remove(&seq)
-    }
+/// What a nack did to the data it names.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Nacked {
+    /// Sent again after a backoff.
+    Retry,
+    /// Dropped: the peer will not take it.
+    Lost,
+    /// Nothing in flight has that id (a late or repeated nack).
+    Unknown,
 }
 
 /// One peer.
@@ -162,9 +151,17 @@ pub(crate) struct Conn {
     /// Replays waiting for the fan-out task (bounded by
     /// `max_concurrent_requests`).
     pub replays_pending: AtomicUsize,
-    /// At-least-once (client mode).
-    pub in_flight: Mutex<InFlight>,
+    /// Acknowledged delivery: data written and not yet acknowledged.
+    in_flight: Mutex<InFlight>,
+    /// Signalled when an ack frees room under `max_in_flight`.
     pub in_flight_changed: Notify,
+    /// Signalled when a nack makes data due sooner than the ack timeout.
+    pub resend_soon: Notify,
+    /// The peer of the current session, as it announced itself.
+    peer: Mutex<PeerInfo>,
+    /// The peer of this session acknowledged nothing within the ack
+    /// timeout and is not a fednode node: data goes at most once.
+    ack_fallback: AtomicBool,
     /// Bad frames from this peer are logged at most once per second.
     error_log: Mutex<LogThrottle>,
 }
@@ -203,6 +200,9 @@ impl Conn {
             replays_pending: AtomicUsize::new(0),
             in_flight: Mutex::new(InFlight::default()),
             in_flight_changed: Notify::new(),
+            resend_soon: Notify::new(),
+            peer: Mutex::new(PeerInfo::default()),
+            ack_fallback: AtomicBool::new(false),
             error_log: Mutex::new(LogThrottle::default()),
         }
     }
@@ -356,12 +356,25 @@ impl Conn {
         }
     }
 
-    /// Put unacknowledged data back in front of everything (client mode,
-    /// after a reconnect).
-    pub fn requeue_in_flight(&self) -> usize {
-        let items: Vec<Arc<Item>> = self.in_flight.lock().by_seq.values().cloned().collect();
+    /// Put all unacknowledged data back in front of everything (after a
+    /// reconnect). Returns how many.
+    pub fn resend_all(&self) -> usize {
+        let items = self.in_flight.lock().take_all(Instant::now());
         let n = items.len();
-        if n > 0 {
+        self.requeue(items);
+        n
+    }
+
+    /// Put what fell due (late acks, nack retries) back in front of
+    /// everything, in the order first sent.
+    pub fn resend_due(&self, now: Instant) -> Due {
+        let due = self.in_flight.lock().take_due(now);
+        self.requeue(due.items.clone());
+        due
+    }
+
+    fn requeue(&self, items: Vec<Arc<Item>>) {
+        if !items.is_empty() {
             let mut script = self.script.lock();
             let before = script.len();
             let resend: HashSet<u64> = items.iter().map(|i| i.seq).collect();
@@ -373,7 +386,6 @@ impl Conn {
             drop(script);
             self.script_ready.notify_one();
         }
-        n
     }
 
     // ---- the session's writer ------------------------------------------------
@@ -402,21 +414,75 @@ impl Conn {
 
     // ---- at-least-once ------------------------------------------------------
 
-    pub fn track_in_flight(&self, item: &Arc<Item>) {
-        self.in_flight.lock().insert(item);
+    /// `item` was written; it is due again at `due` unless acknowledged.
+    pub fn track_in_flight(&self, item: &Arc<Item>, due: Instant) {
+        self.in_flight.lock().track(item, due);
     }
 
-    /// An ack or nack for `id`: the item it releases.
-    pub fn settle(&self, id: &str) -> Option<Arc<Item>> {
-        let r = self.in_flight.lock().remove(id);
-        if r.is_some() {
+    /// An ack for `id`: whether it freed data in flight.
+    pub fn ack(&self, id: &str) -> bool {
+        let freed = self.in_flight.lock().ack(id).is_some();
+        if freed {
             self.in_flight_changed.notify_one();
         }
-        r
+        freed
+    }
+
+    /// A nack for `id` with `reason`.
+    pub fn nack(&self, id: &str, reason: &str) -> Nacked {
+        let mut book = self.in_flight.lock();
+        if nack_is_retryable(reason) {
+            if !book.retry_later(id, Instant::now()) {
+                return Nacked::Unknown;
+            }
+            drop(book);
+            self.resend_soon.notify_one();
+            return Nacked::Retry;
+        }
+        if book.refuse(id).is_none() {
+            return Nacked::Unknown;
+        }
+        drop(book);
+        self.in_flight_changed.notify_one();
+        Nacked::Lost
+    }
+
+    /// When the next unacknowledged item falls due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.in_flight.lock().next_due()
     }
 
     pub fn in_flight_len(&self) -> usize {
         self.in_flight.lock().len()
+    }
+
+    /// A session began with `peer`.
+    pub fn begin_session(&self, peer: PeerInfo) {
+        *self.peer.lock() = peer;
+        self.in_flight.lock().new_session();
+        self.ack_fallback.store(false, Ordering::Release);
+    }
+
+    pub fn peer(&self) -> PeerInfo {
+        self.peer.lock().clone()
+    }
+
+    /// Whether the peer acked or nacked anything this session.
+    pub fn peer_acked(&self) -> bool {
+        self.in_flight.lock().heard()
+    }
+
+    /// Stop waiting for acks from this session's peer; what was in flight
+    /// counts as sent. Returns how many were in flight.
+    pub fn fall_back_to_at_most_once(&self) -> usize {
+        self.ack_fallback.store(true, Ordering::Release);
+        let n = self.in_flight.lock().clear();
+        self.in_flight_changed.notify_one();
+        n
+    }
+
+    pub fn ack_fallback(&self) -> bool {
+        self.ack_fallback.load(Ordering::Acquire)
     }
 
     // ---- routing and limits -------------------------------------------------
@@ -513,9 +579,13 @@ impl Conn {
     pub fn describe(&self) -> Value {
         let limits = *self.limits.lock();
         let routing = self.routing.load();
+        let peer = self.peer();
         json!({
             "id": self.id,
             "remote_addr": self.remote.map(|a| a.to_string()),
+            "peer_node": peer.node,
+            "peer_region": peer.region,
+            "peer_acks": !self.ack_fallback(),
             "connected_at": self.connected_at,
             "encoding": match self.encoding { Encoding::Json => "json", Encoding::Msgpack => "msgpack" },
             "filters": routing.subscriptions.iter().map(|(id, f)| json!({

@@ -25,6 +25,7 @@ mod component;
 pub mod config;
 mod conn;
 mod fanout;
+mod inflight;
 mod item;
 mod methods;
 mod metrics;

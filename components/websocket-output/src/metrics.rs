@@ -55,6 +55,8 @@ pub(crate) struct OutputMetrics {
     errors: LabelledCounter,
     pub upstream: IntCounter,
     pub acks: IntCounter,
+    nacked: LabelledCounter,
+    pub resent: IntCounter,
     pub in_flight: IntGauge,
     pub reconnect_attempts: IntCounter,
     /// Connections closed because nothing was heard for the heartbeat
@@ -119,6 +121,15 @@ impl OutputMetrics {
                 "websocket_output_acks_received_total",
                 "Acks received for data sent with at_least_once delivery",
             ),
+            nacked: m.counter_vec(
+                "websocket_output_nacked_total",
+                "Nacks received for data sent with at_least_once delivery, by reason (queue_full and unavailable are retried; others lose the message, also counted as dropped with reason nack)",
+                &["reason"],
+            ),
+            resent: m.counter(
+                "websocket_output_resent_total",
+                "Data frames sent again under at_least_once delivery (no ack within ack_timeout, a retried nack, or a reconnect)",
+            ),
             in_flight: m.int_gauge(
                 "websocket_output_in_flight",
                 "Data sent with at_least_once delivery and not yet acknowledged",
@@ -138,6 +149,16 @@ impl OutputMetrics {
 
     pub fn dropped(&self, reason: &str) -> IntCounter {
         self.dropped.with(&[reason])
+    }
+
+    /// Count a nack; the label is one of the reasons fednode sends, else
+    /// `other` (a peer cannot grow the label set).
+    pub fn nacked(&self, reason: &str) {
+        let label = match reason {
+            "queue_full" | "unavailable" | "invalid_subject" | "no_upstream" => reason,
+            _ => "other",
+        };
+        self.nacked.with(&[label]).inc();
     }
 
     pub fn error(&self, kind: &str) -> IntCounter {

@@ -7,6 +7,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
+use fednode_ws::identity::PeerInfo;
 use fednode_ws::server::{upgrade, Rejection, ServerStream};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,15 +47,23 @@ async fn accept(
     };
     let config = sh.ws_config;
     let tracker = sh.tracker.clone();
-    upgrade(req, config, &tracker, move |ws| async move {
-        let _slot = admission;
-        serve_peer(sh, ws, remote).await;
-    })
+    let identity = sh.identity.clone();
+    upgrade(
+        req,
+        config,
+        &tracker,
+        &identity,
+        move |ws, peer| async move {
+            let _slot = admission;
+            serve_peer(sh, ws, remote, peer).await;
+        },
+    )
 }
 
-async fn serve_peer(sh: Arc<Shared>, ws: ServerStream, remote: SocketAddr) {
+async fn serve_peer(sh: Arc<Shared>, ws: ServerStream, remote: SocketAddr, peer: PeerInfo) {
     let conn = sh.open_conn(Some(remote));
-    tracing::info!(component = %sh.name, conn = %conn.id, %remote, "peer connected");
+    tracing::info!(component = %sh.name, conn = %conn.id, %remote, peer_node = peer.node.as_deref(), "peer connected");
+    conn.begin_session(peer);
     let end = session::run(&sh, &conn, ws).await;
     sh.close_conn(&conn);
     tracing::info!(component = %sh.name, conn = %conn.id, %remote, %end, "peer disconnected");

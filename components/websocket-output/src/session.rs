@@ -12,6 +12,13 @@
 //! `Outbound` a batch at a time (see `Conn::hand_over`), saving the
 //! pump's hop.
 //!
+//! With `at_least_once` delivery every data frame written is tracked until
+//! the peer acks it, and the [`resend`] task puts what falls due (no ack
+//! within `ack_timeout`, a retryable nack) back in front of the queue. A
+//! peer that is not a fednode node and acks nothing within `ack_timeout`
+//! is reported once, and the connection falls back to at-most-once rather
+//! than stalling at `max_in_flight`.
+//!
 //! On shutdown the pump drains the connection's queue for a short while,
 //! then asks `drive` to close with 1001.
 
@@ -23,16 +30,16 @@ use fednode_ws::frame::{
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::{Conn, Out};
+use crate::conn::{Conn, Nacked, Out};
 use crate::methods;
 use crate::metrics::{error_type, reason};
 use crate::shared::Shared;
-use fednode_ws::config::{Delivery, Mode};
+use fednode_ws::config::Delivery;
 
 /// Frames between the pump and the socket writer: enough for the writer to
 /// batch (it flushes up to 256 at once; with 128 here, 4 → 4 throughput was
@@ -78,7 +85,11 @@ where
         peer_gone.cancel();
         end
     };
-    let (end, ()) = tokio::join!(driving, pump(sh, conn, &out, &peer_gone, &close));
+    let (end, (), ()) = tokio::join!(
+        driving,
+        pump(sh, conn, &out, &peer_gone, &close),
+        resend(sh, conn, &peer_gone)
+    );
     conn.set_outbound(None);
     conn.pending.fail_all("the connection closed");
     sh.session_closed();
@@ -109,17 +120,17 @@ async fn pump(
     peer_gone: &CancellationToken,
     close: &CancellationToken,
 ) {
-    let acked = sh.s.delivery == Delivery::AtLeastOnce && sh.s.mode == Mode::Client;
     let max_in_flight = sh.s.max_in_flight;
     let mut batch: Vec<Out> = Vec::with_capacity(BATCH);
     let mut frames = VecDeque::with_capacity(BATCH);
     let mut sent = Sent::default();
     let stop = 'live: loop {
+        let acked = tracking(sh, conn);
         let limited = conn.limiter.load().is_some();
         let max = if limited { 1 } else { BATCH };
         if conn.take_script(&mut batch, max) == 0 {
             // At-least-once: never more than max_in_flight unacknowledged.
-            let room = if acked {
+            let room = if acked.is_some() {
                 max_in_flight.saturating_sub(conn.in_flight_len())
             } else {
                 usize::MAX
@@ -182,6 +193,7 @@ async fn pump(
         sent.record(sh, conn);
     };
     if let Stop::Cancelled = stop {
+        let acked = tracking(sh, conn);
         let drained =
             tokio::time::timeout(DRAIN_TIME, drain(sh, conn, out, acked, peer_gone)).await;
         if drained.is_err() || peer_gone.is_cancelled() {
@@ -194,13 +206,64 @@ async fn pump(
     }
 }
 
+/// With acknowledged delivery, when written data is due again (its ack
+/// has not come within `ack_timeout`).
+fn tracking(sh: &Shared, conn: &Conn) -> Option<Duration> {
+    (sh.acked() && !conn.ack_fallback()).then_some(sh.s.ack_timeout)
+}
+
+/// Acknowledged delivery: put data whose ack is late, or whose nack asked
+/// for a retry, back in front of the queue, in the order first sent; and
+/// notice a peer that acks nothing at all.
+async fn resend(sh: &Arc<Shared>, conn: &Arc<Conn>, peer_gone: &CancellationToken) {
+    if !sh.acked() {
+        return;
+    }
+    loop {
+        let wake = conn
+            .next_due()
+            .map_or(Instant::now() + sh.s.ack_timeout, |due| {
+                due.max(Instant::now())
+            });
+        tokio::select! {
+            biased;
+            _ = peer_gone.cancelled() => return,
+            _ = sh.cancel.cancelled() => return,
+            _ = conn.resend_soon.notified() => continue,
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+        if conn.ack_fallback() {
+            return;
+        }
+        let now = Instant::now();
+        if conn.next_due().is_none_or(|due| due > now) {
+            continue;
+        }
+        let peer = conn.peer();
+        if !conn.peer_acked() && !peer.is_fednode() {
+            let n = conn.fall_back_to_at_most_once();
+            tracing::warn!(component = %sh.name, conn = %conn.id, in_flight = n,
+                ack_timeout = ?sh.s.ack_timeout,
+                "the peer acknowledged nothing and is not a fednode node: sending at most once on this connection");
+            return;
+        }
+        let due = conn.resend_due(now);
+        if !due.items.is_empty() {
+            sh.metrics.resent.inc_by(due.items.len() as u64);
+            if due.timed_out {
+                tracing::debug!(component = %sh.name, conn = %conn.id, n = due.items.len(), "no ack within ack_timeout; resending");
+            }
+        }
+    }
+}
+
 /// Shutdown: send what is waiting, ignoring the rate limit, until the
 /// fan-out has closed the queue and it is empty.
 async fn drain(
     sh: &Arc<Shared>,
     conn: &Arc<Conn>,
     out: &Outbound,
-    acked: bool,
+    acked: Option<Duration>,
     peer_gone: &CancellationToken,
 ) {
     let mut buf = Vec::with_capacity(BATCH);
@@ -253,15 +316,16 @@ async fn wait_for_rate(sh: &Shared, conn: &Conn, peer_gone: &CancellationToken) 
 }
 
 /// The frame for one waiting item, tracked as in flight first under
-/// at-least-once (a session that dies mid-write resends it).
-fn frame_of(conn: &Conn, o: &Out, acked: bool) -> WsMessage {
+/// at-least-once (a session that dies mid-write resends it); `acked` is
+/// the ack timeout then.
+fn frame_of(conn: &Conn, o: &Out, acked: Option<Duration>) -> WsMessage {
     let (msg, data) = match o {
         Out::Data(item) => (item.message(conn.encoding, false), Some(item)),
         Out::Replay(item) => (item.message(conn.encoding, true), Some(item)),
         Out::Frame(m) => (m.clone(), None),
     };
-    if let (true, Some(item)) = (acked, data) {
-        conn.track_in_flight(item);
+    if let (Some(timeout), Some(item)) = (acked, data) {
+        conn.track_in_flight(item, Instant::now() + timeout);
     }
     msg
 }
@@ -275,7 +339,7 @@ async fn forward_batch(
     out: &Outbound,
     batch: &[Out],
     frames: &mut VecDeque<WsMessage>,
-    acked: bool,
+    acked: Option<Duration>,
     peer_gone: &CancellationToken,
     cancel: &CancellationToken,
 ) -> (Sent, usize, Option<Stop>) {
@@ -315,7 +379,7 @@ async fn forward(
     conn: &Conn,
     out: &Outbound,
     o: &Out,
-    acked: bool,
+    acked: Option<Duration>,
     peer_gone: &CancellationToken,
     cancel: Option<&CancellationToken>,
 ) -> Result<Sent, Stop> {
@@ -399,16 +463,22 @@ impl FrameHandler for Handler {
                 }
             }
             Kind::Ack => {
-                if conn.settle(&env.id).is_some() {
+                if conn.ack(&env.id) {
                     sh.metrics.acks.inc();
                 }
             }
             Kind::Nack => {
-                if conn.settle(&env.id).is_some() {
-                    sh.metrics.dropped(reason::NACK).inc();
-                    if let Some(suppressed) = conn.log_error() {
-                        tracing::warn!(conn = %conn.id, id = %env.id, suppressed,
-                            reason = %String::from_utf8_lossy(&env.payload), "peer refused data (nack)");
+                let why = nack_reason(&env.payload);
+                match conn.nack(&env.id, &why) {
+                    Nacked::Unknown => {}
+                    Nacked::Retry => sh.metrics.nacked(&why),
+                    Nacked::Lost => {
+                        sh.metrics.nacked(&why);
+                        sh.metrics.dropped(reason::NACK).inc();
+                        if let Some(suppressed) = conn.log_error() {
+                            tracing::warn!(conn = %conn.id, id = %env.id, suppressed,
+                                reason = %why, "peer refused data (nack); dropped");
+                        }
                     }
                 }
             }
@@ -421,10 +491,23 @@ impl FrameHandler for Handler {
     }
 }
 
+/// The `reason` of a nack's payload `{"reason": "…"}` (`unknown` when
+/// there is none).
+fn nack_reason(payload: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct NackPayload {
+        reason: String,
+    }
+    serde_json::from_slice::<NackPayload>(payload)
+        .map(|p| p.reason)
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
 /// Data a peer sent (predictions, commands flowing back): published on
 /// `ws_upstream` when there is one, else dropped and counted.
 async fn upstream(sh: &Shared, conn: &Conn, env: Envelope, encoding: Encoding, out: &Outbound) {
-    let ack = sh.s.delivery == Delivery::AtLeastOnce && !env.id.is_empty();
+    let ack =
+        (sh.s.delivery == Delivery::AtLeastOnce || conn.peer().wants_acks) && !env.id.is_empty();
     let Some(subject) = &sh.upstream else {
         sh.metrics.dropped(reason::NO_UPSTREAM).inc();
         if ack {

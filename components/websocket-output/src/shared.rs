@@ -9,6 +9,7 @@ use fednode_kit::subject::Template;
 use fednode_kit::{BusHandle, NodeIdentity};
 use fednode_ws::client::StateChange;
 use fednode_ws::config::{Delivery, Mode};
+use fednode_ws::identity::Identity;
 use fednode_ws::pending::PendingRequests;
 use fednode_ws::server::Gate;
 use fednode_ws::state::ConnectionState;
@@ -63,9 +64,17 @@ pub(crate) struct Shared {
     pub ws_config: WebSocketConfig,
     /// Client mode: where the connection stands, and why it last failed.
     pub client_state: Mutex<(ConnectionState, Option<String>)>,
+    /// What this output announces on every handshake.
+    pub identity: Identity,
 }
 
 impl Shared {
+    /// Data is sent `at_least_once`: every data frame is tracked until the
+    /// peer acknowledges it.
+    pub fn acked(&self) -> bool {
+        self.s.delivery == Delivery::AtLeastOnce
+    }
+
     /// The open connections (server mode) or the hub connection (client).
     pub fn conns(&self) -> Arc<Vec<Arc<Conn>>> {
         self.conns.load_full()
@@ -83,13 +92,13 @@ impl Shared {
             remote,
             self.s.encoding,
             self.s.backpressure.queue_size,
-            self.s.backpressure.on_full,
+            self.s.on_full,
             PendingRequests::new(
                 self.s.bidirectional.max_concurrent_requests,
                 self.s.bidirectional.request_timeout,
                 Some(self.metrics.requests.clone()),
             ),
-            !(self.s.mode == Mode::Client && self.s.delivery == Delivery::AtLeastOnce),
+            !self.acked(),
         ));
         let _edit = self.conns_edit.lock();
         let mut v = (**self.conns.load()).clone();

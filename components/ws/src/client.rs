@@ -20,6 +20,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::frame::WsError;
+use crate::identity::{Identity, PeerInfo};
 use crate::state::ConnectionState;
 
 /// An established client connection.
@@ -56,13 +57,15 @@ impl ConnectError {
 }
 
 /// One connection attempt to `url`, sending `authorization` (a full header
-/// value such as `Bearer abc`) when given.
+/// value such as `Bearer abc`) when given and this side's `identity`
+/// headers. Returns the stream and what the peer announced in its answer.
 pub async fn connect(
     url: &str,
     authorization: Option<&str>,
+    identity: &Identity,
     config: WebSocketConfig,
     timeout: Duration,
-) -> Result<ClientStream, ConnectError> {
+) -> Result<(ClientStream, PeerInfo), ConnectError> {
     let invalid = |reason: String| ConnectError::InvalidUrl {
         url: url.to_string(),
         reason,
@@ -77,13 +80,14 @@ pub async fn connect(
             .headers_mut()
             .insert(http::header::AUTHORIZATION, value);
     }
+    identity.apply(request.headers_mut());
     let attempt = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
     match tokio::time::timeout(timeout, attempt).await {
         Err(_) => Err(ConnectError::Timeout {
             url: url.to_string(),
             after: timeout,
         }),
-        Ok(Ok((ws, _response))) => Ok(ws),
+        Ok(Ok((ws, response))) => Ok((ws, PeerInfo::from_headers(response.headers()))),
         Ok(Err(e)) => Err(describe(url, e)),
     }
 }
@@ -115,8 +119,12 @@ fn describe(url: &str, e: WsError) -> ConnectError {
 /// Everything the reconnect loop needs.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// `ws://` or `wss://` URL of the peer.
-    pub url: String,
+    /// `ws://` or `wss://` URLs of the peer (`client.url`, or the hubs of
+    /// `client.urls`, tried in turn: a failed attempt or a dropped link
+    /// moves to the next).
+    pub urls: Vec<String>,
+    /// What this side announces on the handshake.
+    pub identity: Identity,
     /// What to present (client-mode `auth` is the client's credential).
     pub credential: Credential,
     /// Backoff and retry limits.
@@ -137,6 +145,15 @@ pub struct StateChange {
     pub retry_in: Option<Duration>,
     /// Why the last attempt or session ended (RECONNECTING, FAILED).
     pub error: Option<String>,
+}
+
+/// An established link, as the session sees it.
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// The URL that answered.
+    pub url: String,
+    /// What the peer announced.
+    pub peer: PeerInfo,
 }
 
 /// What a session tells the loop when it returns.
@@ -168,7 +185,7 @@ pub async fn run_reconnecting<F, Fut>(
     mut session: F,
 ) -> ConnectionState
 where
-    F: FnMut(ClientStream) -> Fut + Send,
+    F: FnMut(ClientStream, Link) -> Fut + Send,
     Fut: Future<Output = SessionEnd> + Send,
 {
     let auth = opts.credential.header_value();
@@ -177,6 +194,7 @@ where
     let mut retries = 0u32;
     let mut unauthorized = 0u32;
     let mut state = ConnectionState::Connecting;
+    let mut turn = 0usize;
     let mut emit = |change: StateChange, state: &mut ConnectionState| {
         *state = change.state;
         on_state(&change);
@@ -191,13 +209,14 @@ where
         &mut state,
     );
     loop {
+        let url = &opts.urls[turn % opts.urls.len()];
         let attempt = tokio::select! {
             biased;
             _ = cancel.cancelled() => return state,
-            r = connect(&opts.url, auth.as_deref(), opts.ws_config, opts.connect_timeout) => r,
+            r = connect(url, auth.as_deref(), &opts.identity, opts.ws_config, opts.connect_timeout) => r,
         };
         let (error, failed_attempt, fatal) = match attempt {
-            Ok(ws) => {
+            Ok((ws, peer)) => {
                 retries = 0;
                 unauthorized = 0;
                 emit(
@@ -210,7 +229,11 @@ where
                     &mut state,
                 );
                 let began = Instant::now();
-                let end = session(ws).await;
+                let link = Link {
+                    url: url.clone(),
+                    peer,
+                };
+                let end = session(ws, link).await;
                 if began.elapsed() >= Duration::from_secs(1) {
                     backoff.reset();
                 }
@@ -226,7 +249,7 @@ where
                 } else {
                     unauthorized = 0;
                 }
-                tracing::debug!(url = %opts.url, error = %e, "connection attempt failed");
+                tracing::debug!(%url, error = %e, "connection attempt failed");
                 let fatal = matches!(e, ConnectError::InvalidUrl { .. });
                 (e.to_string(), true, fatal)
             }
@@ -236,7 +259,7 @@ where
             || (failed_attempt && max > 0 && retries >= max)
             || (max == 0 && unauthorized > UNAUTHORIZED_RETRIES_WHEN_UNLIMITED);
         if give_up {
-            tracing::error!(url = %opts.url, error = %error, retries, "giving up on the connection");
+            tracing::error!(%url, error = %error, retries, "giving up on the connection");
             emit(
                 StateChange {
                     state: ConnectionState::Failed,
@@ -249,8 +272,11 @@ where
             return ConnectionState::Failed;
         }
         retries += 1;
+        // The next hub of the list (the same one when there is one).
+        turn = turn.wrapping_add(1);
         let delay = backoff.next_delay();
-        tracing::info!(url = %opts.url, error = %error, retry = retries, delay = ?delay, "reconnecting");
+        let next = &opts.urls[turn % opts.urls.len()];
+        tracing::info!(url = %next, error = %error, retry = retries, delay = ?delay, "reconnecting");
         emit(
             StateChange {
                 state: ConnectionState::Reconnecting,

@@ -143,7 +143,12 @@ impl ServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     /// The peer's `ws://` or `wss://` URL.
-    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Several peers (hubs) to try in turn, instead of `url`: a failed
+    /// attempt or a dropped link moves to the next.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
     /// Reconnect policy (exponential backoff with jitter).
     #[serde(default)]
     pub reconnect: ReconnectConfig,
@@ -153,9 +158,39 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// The peers to try, in turn (`url` alone, or `urls`).
+    pub fn targets(&self) -> Vec<String> {
+        match &self.url {
+            Some(url) => vec![url.clone()],
+            None => self.urls.clone(),
+        }
+    }
+
+    /// The peers as shown by `/health` and `/components`: one URL, or the
+    /// list joined by commas.
+    pub fn display(&self) -> String {
+        self.targets().join(",")
+    }
+
     /// Problems with the values; `base` is the block's JSON path.
     pub fn validate(&self, base: &str) -> Vec<ConfigError> {
-        let mut errors = validate_url(&self.url, &join(base, "url"));
+        let mut errors = Vec::new();
+        match (&self.url, self.urls.is_empty()) {
+            (Some(url), true) => errors.extend(validate_url(url, &join(base, "url"))),
+            (None, false) => {
+                for (i, url) in self.urls.iter().enumerate() {
+                    errors.extend(validate_url(url, &format!("{}[{i}]", join(base, "urls"))));
+                }
+            }
+            (Some(_), false) => errors.push(ConfigError::new(
+                join(base, "urls"),
+                "give either url or urls, not both",
+            )),
+            (None, true) => errors.push(ConfigError::new(
+                join(base, "url"),
+                "required in client mode (or urls, a list of peers to try in turn)",
+            )),
+        }
         errors.extend(self.reconnect.validate(&join(base, "reconnect")));
         if self.connect_timeout.is_zero() {
             errors.push(ConfigError::new(
@@ -227,11 +262,12 @@ pub struct BackpressureConfig {
     /// Data messages the queue holds.
     #[serde(default = "default_queue_size")]
     pub queue_size: usize,
-    /// `drop_oldest` (default), `drop_newest`, or `block` (lossless: the
-    /// input stops reading its sockets so TCP pushes back on the peers; the
-    /// output waits for a stalled peer).
-    #[serde(default)]
-    pub on_full: OnFull,
+    /// `drop_oldest`, `drop_newest`, or `block` (lossless: the input stops
+    /// reading its sockets so TCP pushes back on the peers; the output
+    /// waits for a stalled peer). Unset: `block` for an output with
+    /// `at_least_once` delivery, else `drop_oldest` (see [`Self::policy`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_full: Option<OnFull>,
 }
 
 impl Default for BackpressureConfig {
@@ -239,8 +275,20 @@ impl Default for BackpressureConfig {
         BackpressureConfig {
             enabled: true,
             queue_size: default_queue_size(),
-            on_full: OnFull::default(),
+            on_full: None,
         }
+    }
+}
+
+impl BackpressureConfig {
+    /// The `on_full` policy in force: the one given, else `block` when the
+    /// data is sent `at_least_once` (which never drops silently), else
+    /// `drop_oldest`.
+    pub fn policy(&self, delivery: Delivery) -> OnFull {
+        self.on_full.unwrap_or(match delivery {
+            Delivery::AtLeastOnce => OnFull::Block,
+            Delivery::AtMostOnce => OnFull::DropOldest,
+        })
     }
 }
 

@@ -19,6 +19,8 @@
 //!   queue and [`frame::write_loop`] (feed many, flush once), and
 //!   [`frame::drive`], one whole connection handed to a
 //!   [`frame::FrameHandler`].
+//! - [`identity`]: the `Fednode-Node`/`-Region`/`-Delivery` handshake
+//!   headers, both ways: who the peer is and whether it wants acks.
 //! - [`adaptive`]: the server's socket reader, whose reads grow under load
 //!   and whose buffer is freed when the connection waits.
 //! - [`pending`]: request correlation per connection (timeout,
@@ -34,6 +36,7 @@ pub mod client;
 pub mod config;
 pub mod dedup;
 pub mod frame;
+pub mod identity;
 pub mod metrics;
 pub mod peer;
 pub mod pending;

@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::client::{self, ConnectError};
 use crate::frame::{self, classify, close_code, Incoming, WsMessage};
+use crate::identity::Identity;
 
 /// How long `tail` and `send` may take to connect.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,7 +99,15 @@ pub async fn request(
     timeout: Duration,
 ) -> Result<ReplyPayload, PeerError> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut ws = client::connect(url, auth.as_deref(), config(), timeout).await?;
+    let mut ws = client::connect(
+        url,
+        auth.as_deref(),
+        &Identity::default(),
+        config(),
+        timeout,
+    )
+    .await?
+    .0;
     let env = Envelope::request(method, &params);
     ws.send(frame::encode(&env, Encoding::Json))
         .await
@@ -138,7 +147,15 @@ pub async fn tail(
     filter: Option<Filter>,
     mut out: impl std::io::Write,
 ) -> Result<(), PeerError> {
-    let mut ws = client::connect(url, auth.as_deref(), config(), CONNECT_TIMEOUT).await?;
+    let mut ws = client::connect(
+        url,
+        auth.as_deref(),
+        &Identity::default(),
+        config(),
+        CONNECT_TIMEOUT,
+    )
+    .await?
+    .0;
     while let Some(msg) = ws.next().await {
         let msg = msg.map_err(|e| broken(url, e))?;
         match classify(msg) {
@@ -179,7 +196,15 @@ pub async fn send(
     auth: Option<String>,
     mut input: impl AsyncBufRead + Unpin,
 ) -> Result<u64, PeerError> {
-    let ws = client::connect(url, auth.as_deref(), config(), CONNECT_TIMEOUT).await?;
+    let ws = client::connect(
+        url,
+        auth.as_deref(),
+        &Identity::default(),
+        config(),
+        CONNECT_TIMEOUT,
+    )
+    .await?
+    .0;
     let (mut sink, mut stream) = ws.split();
     let done = tokio_util::sync::CancellationToken::new();
 

@@ -36,6 +36,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::adaptive::{AdaptiveReader, MIN_READ};
 use crate::config::parse_bind;
+use crate::identity::{Identity, PeerInfo};
 
 /// An accepted server-side connection.
 pub type ServerStream = WebSocketStream<AdaptiveReader<TokioIo<Upgraded>>>;
@@ -139,16 +140,18 @@ fn bad_request(status: StatusCode, why: &'static str) -> Response {
 }
 
 /// Complete the WebSocket handshake (HTTP/1.1 `Upgrade: websocket`) and run
-/// `on_upgrade` with the stream in a task on `tracker`. Answers 400/426
-/// when the request is not a valid upgrade.
+/// `on_upgrade` with the stream and what the peer announced in a task on
+/// `tracker`; the 101 answer carries this side's `identity`. Answers
+/// 400/426 when the request is not a valid upgrade.
 pub fn upgrade<F, Fut>(
     mut req: Request,
     config: WebSocketConfig,
     tracker: &TaskTracker,
+    identity: &Identity,
     on_upgrade: F,
 ) -> Response
 where
-    F: FnOnce(ServerStream) -> Fut + Send + 'static,
+    F: FnOnce(ServerStream, PeerInfo) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let headers = req.headers();
@@ -181,6 +184,7 @@ where
         return bad_request(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing\n");
     };
     let accept = derive_accept_key(key.as_bytes());
+    let peer = PeerInfo::from_headers(headers);
     let Some(on) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return bad_request(
             StatusCode::UPGRADE_REQUIRED,
@@ -195,18 +199,20 @@ where
                 let socket = AdaptiveReader::new(TokioIo::new(upgraded), config.read_buffer_size);
                 let codec = config.read_buffer_size(MIN_READ.min(config.read_buffer_size));
                 let ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(codec)).await;
-                on_upgrade(ws).await;
+                on_upgrade(ws, peer).await;
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
         }
     });
-    Response::builder()
+    let mut response = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")
         .header(header::UPGRADE, "websocket")
         .header(header::SEC_WEBSOCKET_ACCEPT, accept)
         .body(Body::empty())
-        .expect("static response parts are valid")
+        .expect("static response parts are valid");
+    identity.apply(response.headers_mut());
+    response
 }
 
 /// Bind `bind:port`; a port in use is a `StartError` naming it.

@@ -1,0 +1,245 @@
+//! Acknowledged delivery, one connection's book: data written to the peer
+//! and not yet acknowledged, each with the time it is due again.
+//!
+//! - Written data is due `ack_timeout` later; an ack frees it.
+//! - A `nack` the peer may get over (`queue_full`, `unavailable`) makes it
+//!   due after a backoff that grows while nacks keep coming and resets on
+//!   the next ack. Any other nack frees it as lost.
+//! - What is due is resent in its original order, ahead of live data
+//!   ([`InFlight::take_due`]); a reconnect resends everything still here.
+//!
+//! The book also remembers whether the peer acknowledged anything during
+//! the current session, which is how a peer that never acks is told apart
+//! from one that is only slow.
+
+use fednode_kit::backoff::Backoff;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::item::Item;
+
+/// First delay before resending nacked data; doubles up to [`NACK_MAX`].
+const NACK_INITIAL: Duration = Duration::from_millis(100);
+const NACK_MAX: Duration = Duration::from_secs(5);
+/// "Not due": taken for resending, due again once written.
+const PARKED: Duration = Duration::from_secs(365 * 24 * 3600);
+
+struct Flight {
+    item: Arc<Item>,
+    due: Instant,
+    /// Due because of a nack (a retry), not because its ack is late.
+    nacked: bool,
+}
+
+/// Nack reasons after which the same data is sent again.
+pub(crate) fn nack_is_retryable(reason: &str) -> bool {
+    matches!(reason, "queue_full" | "unavailable")
+}
+
+/// What [`InFlight::take_due`] found.
+#[derive(Default)]
+pub(crate) struct Due {
+    /// In the order they were first sent.
+    pub items: Vec<Arc<Item>>,
+    /// Some of them are due because no ack came within `ack_timeout`
+    /// (rather than retries after a nack).
+    pub timed_out: bool,
+}
+
+pub(crate) struct InFlight {
+    by_seq: BTreeMap<u64, Flight>,
+    seq_of: HashMap<Arc<str>, u64>,
+    /// Any ack or nack during the current session.
+    heard: bool,
+    nack_backoff: Backoff,
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        InFlight {
+            by_seq: BTreeMap::new(),
+            seq_of: HashMap::new(),
+            heard: false,
+            nack_backoff: Backoff::new(NACK_INITIAL, NACK_MAX, 2.0),
+        }
+    }
+}
+
+impl InFlight {
+    pub fn len(&self) -> usize {
+        self.by_seq.len()
+    }
+
+    /// `item` was just written: due again at `due` unless acked.
+    pub fn track(&mut self, item: &Arc<Item>, due: Instant) {
+        match self.by_seq.get_mut(&item.seq) {
+            Some(f) => {
+                f.due = due;
+                f.nacked = false;
+            }
+            None => {
+                self.seq_of.insert(item.id.clone(), item.seq);
+                self.by_seq.insert(
+                    item.seq,
+                    Flight {
+                        item: item.clone(),
+                        due,
+                        nacked: false,
+                    },
+                );
+            }
+        }
+    }
+
+    /// An ack: the item it frees (none for an unknown or repeated ack).
+    pub fn ack(&mut self, id: &str) -> Option<Arc<Item>> {
+        self.heard = true;
+        let freed = self.remove(id);
+        if freed.is_some() {
+            self.nack_backoff.reset();
+        }
+        freed
+    }
+
+    /// A nack worth retrying: `id` is due again after the backoff. False
+    /// when `id` is not in flight.
+    pub fn retry_later(&mut self, id: &str, now: Instant) -> bool {
+        self.heard = true;
+        let Some(seq) = self.seq_of.get(id) else {
+            return false;
+        };
+        let delay = self.nack_backoff.next_delay();
+        let f = self.by_seq.get_mut(seq).expect("indexes agree");
+        f.due = now + delay;
+        f.nacked = true;
+        true
+    }
+
+    /// A final nack: the item, lost.
+    pub fn refuse(&mut self, id: &str) -> Option<Arc<Item>> {
+        self.heard = true;
+        self.remove(id)
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Arc<Item>> {
+        let seq = self.seq_of.remove(id)?;
+        self.by_seq.remove(&seq).map(|f| f.item)
+    }
+
+    /// Everything due by `now`, oldest first; each is parked until it is
+    /// written again.
+    pub fn take_due(&mut self, now: Instant) -> Due {
+        let mut due = Due::default();
+        for f in self.by_seq.values_mut().filter(|f| f.due <= now) {
+            due.timed_out |= !f.nacked;
+            due.items.push(f.item.clone());
+            f.due = now + PARKED;
+        }
+        due
+    }
+
+    /// When the next item falls due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.by_seq.values().map(|f| f.due).min()
+    }
+
+    /// Everything still unacknowledged, oldest first (a reconnect resends
+    /// it), parked until written again.
+    pub fn take_all(&mut self, now: Instant) -> Vec<Arc<Item>> {
+        self.by_seq
+            .values_mut()
+            .map(|f| {
+                f.due = now + PARKED;
+                f.item.clone()
+            })
+            .collect()
+    }
+
+    /// Forget everything (the peer does not ack); returns how many.
+    pub fn clear(&mut self) -> usize {
+        self.seq_of.clear();
+        std::mem::take(&mut self.by_seq).len()
+    }
+
+    /// A new session: nothing heard from this peer yet.
+    pub fn new_session(&mut self) {
+        self.heard = false;
+    }
+
+    /// Whether the peer acked or nacked anything this session.
+    pub fn heard(&self) -> bool {
+        self.heard
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use fednode_kit::{Message, Meta};
+
+    fn item(seq: u64) -> Arc<Item> {
+        Arc::new(Item::from_message(
+            seq,
+            Message::new("s", Bytes::from_static(b"{}")).with_meta(Meta {
+                id: Some(format!("m{seq}").into()),
+                ..Meta::default()
+            }),
+        ))
+    }
+
+    fn seqs(items: &[Arc<Item>]) -> Vec<u64> {
+        items.iter().map(|i| i.seq).collect()
+    }
+
+    #[test]
+    fn late_acks_fall_due_in_the_order_sent() {
+        let (mut f, t0) = (InFlight::default(), Instant::now());
+        let timeout = Duration::from_secs(10);
+        for s in [3, 1, 2] {
+            f.track(&item(s), t0 + timeout);
+        }
+        assert!(f.ack("m2").is_some());
+        assert!(f.ack("m2").is_none(), "a repeated ack frees nothing");
+        assert!(f.take_due(t0).items.is_empty());
+        let due = f.take_due(t0 + timeout);
+        assert_eq!(seqs(&due.items), vec![1, 3]);
+        assert!(due.timed_out);
+        // Parked until written again.
+        assert!(f.take_due(t0 + timeout * 2).items.is_empty());
+        f.track(&item(1), t0 + timeout * 3);
+        assert_eq!(seqs(&f.take_due(t0 + timeout * 3).items), vec![1]);
+    }
+
+    #[test]
+    fn retryable_nacks_back_off_and_an_ack_resets_the_backoff() {
+        let (mut f, t0) = (InFlight::default(), Instant::now());
+        f.track(&item(1), t0 + Duration::from_secs(10));
+        assert!(f.retry_later("m1", t0));
+        let first = f.next_due().unwrap() - t0;
+        let due = f.take_due(t0 + first);
+        assert_eq!(seqs(&due.items), vec![1]);
+        assert!(!due.timed_out, "a nack retry is not a missing ack");
+        f.track(&item(1), t0 + Duration::from_secs(10));
+        assert!(f.retry_later("m1", t0));
+        let second = f.next_due().unwrap() - t0;
+        assert!(second > first, "{second:?} after {first:?}");
+        f.ack("m1");
+        f.track(&item(2), t0 + Duration::from_secs(10));
+        assert!(f.retry_later("m2", t0));
+        assert!(f.next_due().unwrap() - t0 <= first * 2);
+        assert!(!f.retry_later("nope", t0));
+    }
+
+    #[test]
+    fn a_final_nack_frees_the_item_and_counts_as_heard() {
+        let (mut f, t0) = (InFlight::default(), Instant::now());
+        f.track(&item(1), t0);
+        assert!(!f.heard());
+        assert_eq!(seqs(&[f.refuse("m1").unwrap()]), vec![1]);
+        assert!(f.heard() && f.len() == 0);
+        f.new_session();
+        assert!(!f.heard());
+    }
+}

@@ -1,0 +1,135 @@
+//! Who is on the other end of a link, and what it promised: the headers a
+//! fednode node puts on its WebSocket handshake (request headers in client
+//! mode, headers of the 101 response in server mode).
+//!
+//! - `Fednode-Node` / `Fednode-Region`: the node's `node.id` and region.
+//! - `Fednode-Delivery: at_least_once`: the side that sends data wants an
+//!   ack for each data envelope. A fednode receiver acks that connection's
+//!   data whatever its own `delivery` says, so one side is enough.
+//!
+//! A peer that sends no `Fednode-Node` is not a fednode node (a device, a
+//! browser, a script): its data gets the receiving node as origin.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::sync::Arc;
+
+/// The node id header.
+pub const NODE: HeaderName = HeaderName::from_static("fednode-node");
+/// The region header (absent when the node has none).
+pub const REGION: HeaderName = HeaderName::from_static("fednode-region");
+/// The delivery header; its one value is [`AT_LEAST_ONCE`].
+pub const DELIVERY: HeaderName = HeaderName::from_static("fednode-delivery");
+/// The value of [`DELIVERY`] asking for acks.
+pub const AT_LEAST_ONCE: &str = "at_least_once";
+/// Longest node id or region accepted from a peer; a longer one is ignored
+/// (the peer is then treated as anonymous).
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// What this side announces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub node: Option<Arc<str>>,
+    pub region: Option<Arc<str>>,
+    /// This side sends data and wants each data envelope acked.
+    pub wants_acks: bool,
+}
+
+impl Identity {
+    /// Put the headers on a handshake. A value that is not a valid header
+    /// (a control character in a node id) is left out.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        let mut put = |name: HeaderName, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(name, v);
+            }
+        };
+        if let Some(node) = &self.node {
+            put(NODE, node);
+        }
+        if let Some(region) = &self.region {
+            put(REGION, region);
+        }
+        if self.wants_acks {
+            put(DELIVERY, AT_LEAST_ONCE);
+        }
+    }
+}
+
+/// What the peer announced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The peer's node id, when it is a fednode node.
+    pub node: Option<Arc<str>>,
+    pub region: Option<Arc<str>>,
+    /// The peer sends data and wants every data envelope acked.
+    pub wants_acks: bool,
+}
+
+impl PeerInfo {
+    /// Read a handshake's headers.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let name = |h: HeaderName| {
+            headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && s.len() <= MAX_NAME_BYTES)
+                .map(Arc::from)
+        };
+        let node = name(NODE);
+        // A region means nothing without the node it belongs to.
+        let region = node.as_ref().and_then(|_| name(REGION));
+        let wants_acks = headers
+            .get(DELIVERY)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case(AT_LEAST_ONCE));
+        PeerInfo {
+            node,
+            region,
+            wants_acks,
+        }
+    }
+
+    /// Whether the peer is a fednode node.
+    pub fn is_fednode(&self) -> bool {
+        self.node.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_one_side_applies_the_other_reads() {
+        let me = Identity {
+            node: Some("edge-01".into()),
+            region: Some("eu-west".into()),
+            wants_acks: true,
+        };
+        let mut h = HeaderMap::new();
+        me.apply(&mut h);
+        assert_eq!(h.get("Fednode-Node").unwrap(), "edge-01");
+        assert_eq!(h.get("Fednode-Region").unwrap(), "eu-west");
+        assert_eq!(h.get("Fednode-Delivery").unwrap(), "at_least_once");
+        let peer = PeerInfo::from_headers(&h);
+        assert_eq!(peer.node.as_deref(), Some("edge-01"));
+        assert_eq!(peer.region.as_deref(), Some("eu-west"));
+        assert!(peer.wants_acks && peer.is_fednode());
+    }
+
+    #[test]
+    fn a_plain_client_is_anonymous_and_unacked() {
+        let peer = PeerInfo::from_headers(&HeaderMap::new());
+        assert_eq!(peer, PeerInfo::default());
+        let mut h = HeaderMap::new();
+        Identity {
+            node: Some("x".repeat(MAX_NAME_BYTES + 1).into()),
+            region: Some("r".into()),
+            wants_acks: false,
+        }
+        .apply(&mut h);
+        let peer = PeerInfo::from_headers(&h);
+        assert!(peer.node.is_none() && peer.region.is_none() && !peer.wants_acks);
+    }
+}
