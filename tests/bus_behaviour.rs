@@ -95,6 +95,7 @@ async fn headers_round_trip(bus: Arc<dyn Bus>) {
         timestamp: Some(1704844800000),
         node: Some("edge-01".into()),
         replay: true,
+        origin: None,
     };
     bus.publish(Message::new("h", Bytes::from_static(b"{\"v\":1}")).with_meta(meta.clone()))
         .await
@@ -362,6 +363,7 @@ async fn plain_nats_clients_see_plain_json_and_headers() {
         timestamp: Some(42),
         node: Some("n1".into()),
         replay: false,
+        origin: None,
     };
     // Publish until the plain client sees it: the first message can race the
     // server's registration of the other connection's interest under load.

@@ -6,7 +6,10 @@ use async_nats::header::HeaderMap;
 use async_nats::{Client, ConnectOptions, Event};
 use async_trait::async_trait;
 use bytes::Bytes;
-use fednode_kit::bus::{HEADER_ID, HEADER_NODE, HEADER_REPLAY, HEADER_TIMESTAMP};
+use fednode_kit::bus::{
+    Origin, HEADER_ID, HEADER_NODE, HEADER_ORIGIN, HEADER_ORIGIN_REGION, HEADER_REPLAY,
+    HEADER_TIMESTAMP,
+};
 use fednode_kit::metrics::Metrics;
 use fednode_kit::{
     Bus, BusError, Message, Meta, NatsConnection, Overflow, SubscribeOptions, Subscription,
@@ -126,6 +129,12 @@ fn headers(meta: &Meta) -> HeaderMap {
     if meta.replay {
         h.insert(HEADER_REPLAY, "true");
     }
+    if let Some(origin) = &meta.origin {
+        h.insert(HEADER_ORIGIN, origin.node.as_ref());
+        if let Some(region) = &origin.region {
+            h.insert(HEADER_ORIGIN_REGION, region.as_ref());
+        }
+    }
     h
 }
 
@@ -138,6 +147,10 @@ fn meta_of(h: Option<&HeaderMap>) -> Meta {
             .and_then(|v| v.as_str().parse().ok()),
         node: h.get(HEADER_NODE).map(|v| v.as_str().into()),
         replay: h.get(HEADER_REPLAY).is_some_and(|v| v.as_str() == "true"),
+        origin: Origin::from_wire(
+            h.get(HEADER_ORIGIN).map(|v| v.as_str()),
+            h.get(HEADER_ORIGIN_REGION).map(|v| v.as_str()),
+        ),
     }
 }
 

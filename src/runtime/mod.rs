@@ -118,7 +118,7 @@ impl Runtime {
             let ctx = Context {
                 name: e.name.clone(),
                 node: self.node.clone(),
-                bus: BusHandle::new(self.bus.clone(), &self.node.id, &cm),
+                bus: BusHandle::new(self.bus.clone(), &self.node, &cm),
                 metrics: cm,
                 cancel: e.cancel.clone(),
                 tracker: e.tracker.clone(),

@@ -550,7 +550,8 @@ impl State {
                                 key_json.get()
                             ))
                             .expect("valid JSON");
-                            Some(Arc::from(t.render(&fields)))
+                            // No origin placeholder in a per-stream template.
+                            Some(Arc::from(t.render(&fields, None)))
                         }
                         _ => None,
                     };
@@ -632,7 +633,9 @@ impl State {
             let subject: Arc<str> = match output {
                 OutputSubject::Static(s) => s.clone(),
                 OutputSubject::PerStream(_) => entry.subject.clone().expect("rendered at open"),
-                OutputSubject::PerWindow(t) => t.render_bytes(&body).into(),
+                OutputSubject::PerWindow(t) => {
+                    t.render_bytes(&body, msg.meta.origin.as_ref()).into()
+                }
             };
             sink.push(Message {
                 subject,
@@ -642,6 +645,8 @@ impl State {
                     timestamp: Some(meta.end_timestamp.unwrap_or_else(now_millis)),
                     node: None,
                     replay: false,
+                    // Features come from where their samples came from.
+                    origin: msg.meta.origin.clone(),
                 },
                 reply: None,
             });

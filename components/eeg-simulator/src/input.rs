@@ -167,13 +167,17 @@ impl Simulator {
                     let subject = if subject.is_static() {
                         subject.as_str().to_string()
                     } else {
-                        subject.render(&json!({"type": "raw", "user_id": s.user}))
+                        subject.render(
+                            &json!({"type": "raw", "user_id": s.user}),
+                            Some(ctx.bus.origin()),
+                        )
                     };
                     let msg = Message::new(subject, Bytes::from(body)).with_meta(Meta {
                         id: Some(new_id().into()),
                         timestamp: Some(ts),
                         node: None,
                         replay: false,
+                        origin: None,
                     });
                     if ctx.bus.publish_retrying(msg, &ctx.cancel).await.is_err() {
                         return;

@@ -129,11 +129,13 @@ async fn ingest(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
         }
     };
     let id = new_id();
-    let msg = Message::new(s.subject.render(&value), body).with_meta(Meta {
+    let subject = s.subject.render(&value, Some(s.ctx.bus.origin()));
+    let msg = Message::new(subject, body).with_meta(Meta {
         id: Some(id.as_str().into()),
         timestamp: Some(now_millis()),
         node: None,
         replay: false,
+        origin: None,
     });
     match s.ctx.bus.publish_retrying(msg, &s.ctx.cancel).await {
         Ok(_) => {

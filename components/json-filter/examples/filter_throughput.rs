@@ -72,6 +72,7 @@ async fn main() {
                 timestamp: Some(1_704_844_800_000 + i as i64),
                 node: Some("edge-01".into()),
                 replay: false,
+                origin: None,
             })
         })
         .collect();

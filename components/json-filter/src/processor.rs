@@ -200,7 +200,7 @@ impl JsonFilter {
             }
             let subject = match &*w.output {
                 Output::Static(s) => s.clone(),
-                Output::Template(t) => t.render(&value).into(),
+                Output::Template(t) => t.render(&value, msg.meta.origin.as_ref()).into(),
             };
             // Same payload bytes, same envelope fields, same reply subject:
             // only the subject changes.

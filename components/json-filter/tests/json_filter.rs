@@ -105,6 +105,7 @@ async fn the_edge_filter_passes_values_over_50_unchanged() {
         timestamp: Some(1_704_844_800_000),
         node: Some("edge-7".into()),
         replay: true,
+        origin: None,
     };
     bus.publish(Message::new(
         "raw.data",

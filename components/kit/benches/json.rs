@@ -57,6 +57,7 @@ fn sonic_decode(text: &str, tree: &PointerTree) -> Option<Envelope> {
         id,
         timestamp,
         replay,
+        origin: None,
         payload,
     })
 }

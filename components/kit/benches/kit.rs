@@ -54,7 +54,10 @@ fn bus_round(subs: usize, n: u64) -> Duration {
         let metrics = Metrics::new();
         let bus = BusHandle::new(
             std::sync::Arc::new(bus),
-            "bench-node",
+            &fednode_kit::NodeIdentity {
+                id: "bench-node".into(),
+                region: None,
+            },
             &metrics.component("bench"),
         );
         let mut handles = Vec::new();

@@ -26,6 +26,10 @@ pub const HEADER_TIMESTAMP: &str = "Fednode-Timestamp";
 pub const HEADER_NODE: &str = "Fednode-Node";
 /// Header marking replayed data.
 pub const HEADER_REPLAY: &str = "Fednode-Replay";
+/// Header carrying the origin node (where the data first entered a bus).
+pub const HEADER_ORIGIN: &str = "Fednode-Origin";
+/// Header carrying the origin node's region (absent when it has none).
+pub const HEADER_ORIGIN_REGION: &str = "Fednode-Origin-Region";
 
 /// The envelope fields that travel beside a payload.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,6 +38,36 @@ pub struct Meta {
     pub timestamp: Option<i64>,
     pub node: Option<NodeId>,
     pub replay: bool,
+    /// Where the data first entered a fednode bus; kept by every later hop.
+    pub origin: Option<Origin>,
+}
+
+/// The node (and its region) where data first entered a fednode bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub node: NodeId,
+    pub region: Option<NodeId>,
+}
+
+impl Origin {
+    /// Longest node id or region taken from a peer; a longer origin is
+    /// ignored as if absent.
+    pub const MAX_BYTES: usize = 128;
+
+    /// An origin read off the wire (an envelope, bus headers): `None` when
+    /// the node is missing, empty or longer than [`Self::MAX_BYTES`]; a
+    /// region that is empty or too long is left out.
+    pub fn from_wire(node: Option<&str>, region: Option<&str>) -> Option<Origin> {
+        // No control characters: the origin becomes a bus header.
+        let fits = |s: &&str| {
+            !s.is_empty() && s.len() <= Self::MAX_BYTES && !s.bytes().any(|b| b < 0x20 || b == 0x7f)
+        };
+        let node = node.filter(fits)?;
+        Some(Origin {
+            node: node.into(),
+            region: region.filter(fits).map(NodeId::from),
+        })
+    }
 }
 
 /// A node id as carried in [`Meta`]: this process's own id is interned
@@ -192,6 +226,11 @@ pub struct SubscribeOptions {
     /// Incremented by the transport for each message this subscriber loses
     /// (set by [`BusHandle::subscribe`] to the component's metric).
     pub drop_counter: Option<IntCounter>,
+    /// Receive requests (messages with a reply subject) and replies (on
+    /// `_INBOX.` subjects) too. Off for data subscriptions made through
+    /// [`BusHandle::subscribe`]: control traffic is never data, whatever
+    /// the pattern (a consumer of `>` included).
+    pub requests: bool,
 }
 
 impl Default for SubscribeOptions {
@@ -201,8 +240,17 @@ impl Default for SubscribeOptions {
             capacity: DEFAULT_CAPACITY,
             overflow: Overflow::Drop,
             drop_counter: None,
+            requests: false,
         }
     }
+}
+
+/// Where replies to bus requests are sent.
+pub const INBOX_PREFIX: &str = "_INBOX.";
+
+/// Whether a message is control traffic: a request, or a reply to one.
+pub fn is_control(m: &Message) -> bool {
+    m.reply.is_some() || m.subject.starts_with(INBOX_PREFIX)
 }
 
 /// Default per-subscriber queue.
@@ -214,6 +262,8 @@ pub struct Subscription {
     rx: mpsc::Receiver<Message>,
     dropped: Arc<std::sync::atomic::AtomicU64>,
     received: Option<IntCounter>,
+    /// Skip control traffic ([`is_control`]).
+    data_only: bool,
     /// Keeps the transport side alive (a NATS forwarding task's abort
     /// handle, for instance).
     _guard: Option<Box<dyn Send + Sync>>,
@@ -230,39 +280,65 @@ impl Subscription {
             rx,
             dropped,
             received: None,
+            data_only: false,
             _guard: guard,
         }
     }
 
     /// The next message; `None` when the bus closed the subscription.
     pub async fn next(&mut self) -> Option<Message> {
-        let m = self.rx.recv().await;
-        if m.is_some() {
+        loop {
+            let m = self.rx.recv().await?;
+            if self.data_only && is_control(&m) {
+                continue;
+            }
             if let Some(c) = &self.received {
                 c.inc();
             }
+            return Some(m);
         }
-        m
     }
 
     /// Receive up to `limit` messages at once (at least one unless closed).
     pub async fn next_many(&mut self, buf: &mut Vec<Message>, limit: usize) -> usize {
-        let n = self.rx.recv_many(buf, limit).await;
-        if let Some(c) = &self.received {
-            c.inc_by(n as u64);
+        loop {
+            let start = buf.len();
+            let got = self.rx.recv_many(buf, limit).await;
+            if got == 0 {
+                return 0;
+            }
+            if self.data_only {
+                let mut i = start;
+                while i < buf.len() {
+                    if is_control(&buf[i]) {
+                        buf.remove(i);
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            let n = buf.len() - start;
+            if n > 0 {
+                if let Some(c) = &self.received {
+                    c.inc_by(n as u64);
+                }
+                return n;
+            }
         }
-        n
     }
 
     /// A message if one is queued now.
     pub fn try_next(&mut self) -> Option<Message> {
-        let m = self.rx.try_recv().ok();
-        if m.is_some() {
+        loop {
+            let m = self.rx.try_recv().ok()?;
+            if self.data_only && is_control(&m) {
+                continue;
+            }
             if let Some(c) = &self.received {
                 c.inc();
             }
+            return Some(m);
         }
-        m
     }
 
     /// Messages queued now.
@@ -368,6 +444,8 @@ pub struct NatsConnection {
 pub struct BusHandle {
     bus: Arc<dyn Bus>,
     node: NodeId,
+    /// Stamped on data that has no origin yet (it enters the bus here).
+    origin: Origin,
     published: IntCounter,
     publish_errors: IntCounter,
     received: IntCounter,
@@ -376,11 +454,19 @@ pub struct BusHandle {
 }
 
 impl BusHandle {
-    /// A handle for one component.
-    pub fn new(bus: Arc<dyn Bus>, node_id: &str, metrics: &ComponentMetrics) -> Self {
+    /// A handle for one component of `node`.
+    pub fn new(
+        bus: Arc<dyn Bus>,
+        node: &crate::component::NodeIdentity,
+        metrics: &ComponentMetrics,
+    ) -> Self {
         BusHandle {
             bus,
-            node: NodeId::interned(node_id),
+            node: NodeId::interned(&node.id),
+            origin: Origin {
+                node: NodeId::interned(&node.id),
+                region: node.region.as_deref().map(NodeId::interned),
+            },
             published: metrics.counter(
                 "bus_messages_published_total",
                 "Messages this component published on the bus",
@@ -405,22 +491,25 @@ impl BusHandle {
         }
     }
 
+    /// This node as the origin of data that enters the bus here.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
     /// The underlying transport.
     pub fn bus(&self) -> &Arc<dyn Bus> {
         &self.bus
     }
 
-    /// Publish `payload` on `subject` with envelope fields `meta` (the node id
-    /// is filled in when absent).
+    /// Publish `payload` on `subject` with envelope fields `meta` (the node
+    /// id and the origin are filled in when absent).
     pub async fn publish(
         &self,
         subject: &str,
         payload: Bytes,
         mut meta: Meta,
     ) -> Result<(), BusError> {
-        if meta.node.is_none() {
-            meta.node = Some(self.node.clone());
-        }
+        self.stamp(&mut meta);
         self.publish_message(Message {
             subject: subject.into(),
             payload,
@@ -447,14 +536,22 @@ impl BusHandle {
     /// [`publish_retrying`](Self::publish_retrying). A caller that must be
     /// able to retry keeps no copy for the common case this way.
     pub fn try_publish_message(&self, mut msg: Message) -> TryPublish {
-        if msg.meta.node.is_none() {
-            msg.meta.node = Some(self.node.clone());
-        }
+        self.stamp(&mut msg.meta);
         let tried = self.bus.try_publish(msg);
         if let TryPublish::Sent = tried {
             self.published.inc();
         }
         tried
+    }
+
+    /// This node as the publisher, and as the origin of data that has none.
+    fn stamp(&self, meta: &mut Meta) {
+        if meta.node.is_none() {
+            meta.node = Some(self.node.clone());
+        }
+        if meta.origin.is_none() {
+            meta.origin = Some(self.origin.clone());
+        }
     }
 
     fn count(&self, result: Result<(), BusError>) -> Result<(), BusError> {
@@ -508,8 +605,10 @@ impl BusHandle {
     ) -> Result<Subscription, BusError> {
         let mut opts = opts;
         opts.drop_counter = Some(self.subscriber_drops.clone());
+        let data_only = !opts.requests;
         let mut sub = self.bus.subscribe(pattern, opts).await?;
         sub.received = Some(self.received.clone());
+        sub.data_only = data_only;
         Ok(sub)
     }
 
@@ -543,6 +642,7 @@ impl BusHandle {
             timestamp: Some(crate::envelope::now_millis()),
             node: Some(self.node.clone()),
             replay: false,
+            origin: None,
         };
         let r = self.bus.request(subject, payload, meta, timeout).await;
         let outcome = match &r {
@@ -573,6 +673,71 @@ impl BusHandle {
 mod tests {
     use super::*;
     use crate::testing;
+
+    #[tokio::test]
+    async fn data_subscribers_never_see_control_traffic() {
+        let (ctx, _bus, _metrics) = testing::context("c");
+        let mut data = ctx
+            .bus
+            .subscribe(">", SubscribeOptions::default())
+            .await
+            .unwrap();
+        let control = SubscribeOptions {
+            requests: true,
+            ..SubscribeOptions::default()
+        };
+        let mut responder = ctx.bus.subscribe("svc.ask", control).await.unwrap();
+        let asking = {
+            let bus = ctx.bus.clone();
+            tokio::spawn(async move {
+                bus.request("svc.ask", Bytes::from_static(b"{}"), Duration::from_secs(5))
+                    .await
+            })
+        };
+        let request = responder.next().await.unwrap();
+        ctx.bus
+            .reply(&request, Bytes::from_static(b"\"ok\""))
+            .await
+            .unwrap();
+        assert_eq!(&asking.await.unwrap().unwrap().payload[..], b"\"ok\"");
+        // Data after the request and its reply: the first thing `>` sees.
+        ctx.bus
+            .publish("plain.data", Bytes::from_static(b"1"), Meta::default())
+            .await
+            .unwrap();
+        let first = data.next().await.unwrap();
+        assert_eq!(&*first.subject, "plain.data");
+        assert!(data.try_next().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_first_publish_stamps_the_origin_and_later_hops_keep_it() {
+        let (ctx, _bus, _metrics) = testing::context("c");
+        let mut sub = ctx
+            .bus
+            .subscribe("o.>", SubscribeOptions::default())
+            .await
+            .unwrap();
+        ctx.bus
+            .publish("o.own", Bytes::from_static(b"1"), Meta::default())
+            .await
+            .unwrap();
+        let far = Origin::from_wire(Some("edge-01"), Some("eu"));
+        let meta = Meta {
+            origin: far.clone(),
+            ..Meta::default()
+        };
+        ctx.bus
+            .publish("o.far", Bytes::from_static(b"2"), meta)
+            .await
+            .unwrap();
+        let own = sub.next().await.unwrap().meta.origin.unwrap();
+        assert_eq!(
+            (&*own.node, own.region.as_deref()),
+            ("test-node", Some("test"))
+        );
+        assert_eq!(sub.next().await.unwrap().meta.origin, far);
+    }
 
     #[tokio::test]
     async fn a_blocking_subscriber_takes_what_fits_at_once_and_the_rest_waits() {

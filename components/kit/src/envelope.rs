@@ -6,6 +6,7 @@
 //! payload bytes then travel to the bus untouched. Nothing re-serialises a
 //! payload that nobody needs to look into.
 
+use crate::bus::Origin;
 use crate::json::{self, Members, Shape};
 use bytes::Bytes;
 use serde::de::IgnoredAny;
@@ -65,6 +66,9 @@ pub struct Envelope {
     pub timestamp: Option<i64>,
     /// Data replayed from a buffer.
     pub replay: bool,
+    /// Data: the node (and region) where it first entered a fednode bus,
+    /// `"origin": {"node", "region"}` on the wire.
+    pub origin: Option<Origin>,
     /// The payload as JSON bytes (`null` for an ack without payload).
     pub payload: Bytes,
 }
@@ -105,6 +109,7 @@ impl Envelope {
             id: new_id().into(),
             timestamp: Some(now_millis()),
             replay: false,
+            origin: None,
             payload,
         }
     }
@@ -121,6 +126,7 @@ impl Envelope {
             id: new_id().into(),
             timestamp: Some(now_millis()),
             replay: false,
+            origin: None,
             payload: Bytes::from(payload),
         }
     }
@@ -132,6 +138,7 @@ impl Envelope {
             id: id.into(),
             timestamp: Some(now_millis()),
             replay: false,
+            origin: None,
             payload: Bytes::from(serde_json::to_vec(reply).expect("reply serialises")),
         }
     }
@@ -150,6 +157,7 @@ impl Envelope {
             id: id.into(),
             timestamp: None,
             replay: false,
+            origin: None,
             payload,
         }
     }
@@ -243,6 +251,7 @@ impl Envelope {
             id: "".into(),
             timestamp: None,
             replay: false,
+            origin: None,
             payload,
         }
     }
@@ -255,6 +264,7 @@ impl Envelope {
             &self.id,
             self.timestamp,
             self.replay,
+            self.origin.as_ref(),
             &self.payload,
         )
     }
@@ -284,6 +294,7 @@ impl Envelope {
                         id: id.unwrap_or_default().into(),
                         timestamp: map.get("timestamp").and_then(as_millis),
                         replay: map.get("replay").and_then(|r| r.as_bool()).unwrap_or(false),
+                        origin: map.get("origin").and_then(origin_of_value),
                         payload: Bytes::from(serde_json::to_vec(&map["payload"]).unwrap()),
                     };
                 }
@@ -293,6 +304,7 @@ impl Envelope {
                         id: id.into(),
                         timestamp: map.get("timestamp").and_then(as_millis),
                         replay: false,
+                        origin: None,
                         payload: map
                             .get("payload")
                             .map(|p| Bytes::from(serde_json::to_vec(p).unwrap()))
@@ -314,6 +326,7 @@ impl Envelope {
             id: &self.id,
             timestamp: self.timestamp,
             replay: self.replay.then_some(true),
+            origin: self.origin.as_ref().map(WireOrigin::of),
             payload,
         };
         rmp_serde::to_vec_named(&wire).expect("msgpack encodes")
@@ -334,17 +347,57 @@ struct WireOut<'a> {
     timestamp: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     replay: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<WireOrigin<'a>>,
     payload: serde_json::Value,
+}
+
+/// `"origin": {"node": "…", "region": "…"}` as written and read.
+#[derive(Serialize, Deserialize)]
+struct WireOrigin<'a> {
+    #[serde(borrow)]
+    node: Option<Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    region: Option<Cow<'a, str>>,
+}
+
+impl<'a> WireOrigin<'a> {
+    fn of(origin: &'a Origin) -> Self {
+        WireOrigin {
+            node: Some(Cow::Borrowed(&origin.node)),
+            region: origin.region.as_deref().map(Cow::Borrowed),
+        }
+    }
+
+    fn origin(&self) -> Option<Origin> {
+        Origin::from_wire(self.node.as_deref(), self.region.as_deref())
+    }
+}
+
+/// The origin of a data envelope from its raw JSON; anything but an object
+/// with a usable `node` is as if there were none.
+fn origin_of_raw(raw: &str) -> Option<Origin> {
+    serde_json::from_str::<WireOrigin<'_>>(raw)
+        .ok()
+        .and_then(|w| w.origin())
+}
+
+fn origin_of_value(v: &serde_json::Value) -> Option<Origin> {
+    Origin::from_wire(
+        v.get("node").and_then(|n| n.as_str()),
+        v.get("region").and_then(|r| r.as_str()),
+    )
 }
 
 /// The members of an object frame that decide whether it is an envelope,
 /// in the order of the `*_MEMBER` indices.
-const MEMBERS: [&str; 5] = ["type", "id", "timestamp", "replay", "payload"];
+const MEMBERS: [&str; 6] = ["type", "id", "timestamp", "replay", "payload", "origin"];
 const TYPE_MEMBER: usize = 0;
 const ID_MEMBER: usize = 1;
 const TIMESTAMP_MEMBER: usize = 2;
 const REPLAY_MEMBER: usize = 3;
 const PAYLOAD_MEMBER: usize = 4;
+const ORIGIN_MEMBER: usize = 5;
 
 /// The fields of an object frame that decide whether it is an envelope, as
 /// serde reads them (the serde path of `decode_json`).
@@ -362,6 +415,8 @@ struct Probe<'a> {
     /// absent, and a null payload is still a payload).
     #[serde(borrow, default, deserialize_with = "present")]
     payload: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    origin: Option<&'a RawValue>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -378,6 +433,8 @@ struct Fields<'a> {
     replay: bool,
     /// Raw JSON, `Some("null")` for `"payload": null`.
     payload: Option<&'a str>,
+    /// Raw JSON.
+    origin: Option<&'a str>,
 }
 
 /// Why the members of an object frame do not make [`Fields`].
@@ -400,6 +457,7 @@ impl<'a> From<Probe<'a>> for Fields<'a> {
             timestamp: probe.timestamp.map(RawValue::get),
             replay: matches!(probe.replay, Some(serde_json::Value::Bool(true))),
             payload: probe.payload.map(RawValue::get),
+            origin: probe.origin.map(RawValue::get),
         }
     }
 }
@@ -408,7 +466,7 @@ impl<'a> Fields<'a> {
     /// The fields, as serde would read them, from what [`json::scan`]
     /// found in `text`.
     #[inline]
-    fn of_members(text: &'a str, members: &Members<5>) -> Result<Self, NotFields> {
+    fn of_members(text: &'a str, members: &Members<6>) -> Result<Self, NotFields> {
         if members.duplicate || members.undecodable_key {
             return Err(NotFields::Odd);
         }
@@ -425,6 +483,7 @@ impl<'a> Fields<'a> {
             timestamp: raw(TIMESTAMP_MEMBER).filter(|t| *t != "null"),
             replay,
             payload: raw(PAYLOAD_MEMBER),
+            origin: raw(ORIGIN_MEMBER),
         })
     }
 
@@ -440,6 +499,10 @@ impl<'a> Fields<'a> {
                     id: self.id.map_or_else(|| "".into(), Arc::from),
                     timestamp,
                     replay: self.replay,
+                    origin: match kind {
+                        Kind::Data => self.origin.and_then(origin_of_raw),
+                        _ => None,
+                    },
                     payload: Bytes::copy_from_slice(payload.as_bytes()),
                 })
             }
@@ -448,6 +511,7 @@ impl<'a> Fields<'a> {
                 id: Arc::from(self.id?),
                 timestamp,
                 replay: false,
+                origin: None,
                 payload: self
                     .payload
                     .map(|p| Bytes::copy_from_slice(p.as_bytes()))
@@ -465,6 +529,7 @@ pub fn encode_json_parts(
     id: &str,
     timestamp: Option<i64>,
     replay: bool,
+    origin: Option<&Origin>,
     payload: &[u8],
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + id.len() + 72);
@@ -485,6 +550,10 @@ pub fn encode_json_parts(
     }
     if replay {
         out.extend_from_slice(b",\"replay\":true");
+    }
+    if let Some(origin) = origin {
+        out.extend_from_slice(b",\"origin\":");
+        serde_json::to_writer(&mut out, &WireOrigin::of(origin)).expect("origin serialises");
     }
     if !(matches!(kind, Kind::Ack) && payload == NULL) {
         out.extend_from_slice(b",\"payload\":");

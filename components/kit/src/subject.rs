@@ -1,7 +1,12 @@
 //! NATS subject semantics (shared by the memory bus and config checks) and
 //! the subject templates
 
+use crate::bus::Origin;
 use std::fmt;
+
+/// Longest token a template fills in; a longer value is cut (at a
+/// character boundary) so a peer cannot make subjects of any size.
+pub const MAX_FILLED_TOKEN_BYTES: usize = 128;
 
 /// Whether `pattern` (which may hold `*` and a trailing `>`) matches the
 /// concrete `subject`.
@@ -67,7 +72,7 @@ fn validate(subject: &str, wildcards: bool, templates: bool) -> Result<(), Subje
             .iter()
             .map(|p| match p {
                 Part::Lit(s) => s.clone(),
-                Part::Field(_) => "x".to_string(),
+                Part::Field(_) | Part::Origin(_) => "x".to_string(),
             })
             .collect::<String>()
     } else {
@@ -109,10 +114,14 @@ fn validate(subject: &str, wildcards: bool, templates: bool) -> Result<(), Subje
 enum Part {
     Lit(String),
     Field(Vec<String>),
+    /// `{$origin.node}` (false) or `{$origin.region}` (true).
+    Origin(bool),
 }
 
 /// A publish subject with `{field}` / `{a.b}` placeholders filled from the
-/// payload. A subject without placeholders costs nothing.
+/// payload, and `{$origin.node}` / `{$origin.region}` filled from where the
+/// data first entered a fednode bus. A subject without placeholders costs
+/// nothing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
     raw: String,
@@ -143,7 +152,16 @@ impl Template {
                     "subject {raw:?} has an empty or nested placeholder"
                 ));
             }
-            parts.push(Part::Field(field.split('.').map(str::to_string).collect()));
+            parts.push(match field {
+                "$origin.node" => Part::Origin(false),
+                "$origin.region" => Part::Origin(true),
+                f if f.starts_with('$') => {
+                    return Err(format!(
+                        "subject {raw:?}: unknown placeholder {{{f}}} (known: {{$origin.node}}, {{$origin.region}})"
+                    ))
+                }
+                f => Part::Field(f.split('.').map(str::to_string).collect()),
+            });
             rest = &rest[open + close + 1..];
         }
         if rest.contains('}') {
@@ -158,9 +176,14 @@ impl Template {
         })
     }
 
-    /// Whether the subject depends on the payload.
+    /// Whether the subject is the same for every message.
     pub fn is_static(&self) -> bool {
-        !self.parts.iter().any(|p| matches!(p, Part::Field(_)))
+        self.parts.iter().all(|p| matches!(p, Part::Lit(_)))
+    }
+
+    /// Whether filling it needs the payload parsed.
+    fn reads_payload(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Field(_)))
     }
 
     /// The template text.
@@ -168,9 +191,11 @@ impl Template {
         &self.raw
     }
 
-    /// Fill the placeholders from a parsed payload. A missing field becomes
-    /// `_`; characters a NATS token may not hold become `_`.
-    pub fn render(&self, payload: &serde_json::Value) -> String {
+    /// Fill the placeholders from a parsed payload and the data's origin.
+    /// A missing field (or origin, or region) becomes `_`; characters a NATS
+    /// token may not hold become `_`; a value longer than
+    /// [`MAX_FILLED_TOKEN_BYTES`] is cut.
+    pub fn render(&self, payload: &serde_json::Value, origin: Option<&Origin>) -> String {
         if self.is_static() {
             return self.raw.clone();
         }
@@ -178,6 +203,14 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Lit(s) => out.push_str(s),
+                Part::Origin(region) => {
+                    let value = match (origin, region) {
+                        (Some(o), false) => Some(&*o.node),
+                        (Some(o), true) => o.region.as_deref(),
+                        (None, _) => None,
+                    };
+                    push_token(&mut out, value.unwrap_or("_"));
+                }
                 Part::Field(path) => {
                     let mut v = Some(payload);
                     for key in path {
@@ -201,14 +234,36 @@ impl Template {
         out
     }
 
-    /// Fill from raw JSON bytes (parses only when there are placeholders).
-    pub fn render_bytes(&self, payload: &[u8]) -> String {
+    /// Fill from raw JSON bytes (parsed only when a placeholder reads the
+    /// payload).
+    pub fn render_bytes(&self, payload: &[u8], origin: Option<&Origin>) -> String {
         if self.is_static() {
             return self.raw.clone();
         }
-        let v: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
-        self.render(&v)
+        let v: serde_json::Value = if self.reads_payload() {
+            serde_json::from_slice(payload).unwrap_or_default()
+        } else {
+            serde_json::Value::Null
+        };
+        self.render(&v, origin)
     }
+}
+
+/// Root of the control subjects fednode makes up itself, outside any data
+/// namespace.
+pub const CONTROL_ROOT: &str = "_fednode";
+
+/// The control subject of component `component` on node `node` when its
+/// config names none: `_fednode.<node>.<component>.control` (characters a
+/// token may not hold become `_`).
+pub fn default_control_subject(node: &str, component: &str) -> String {
+    let mut s = String::from(CONTROL_ROOT);
+    for token in [node, component] {
+        s.push('.');
+        push_token(&mut s, token);
+    }
+    s.push_str(".control");
+    s
 }
 
 fn push_token(out: &mut String, text: &str) {
@@ -216,7 +271,11 @@ fn push_token(out: &mut String, text: &str) {
         out.push('_');
         return;
     }
-    for c in text.chars() {
+    let mut end = text.len().min(MAX_FILLED_TOKEN_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    for c in text[..end].chars() {
         if c == '.' || c == '*' || c == '>' || c.is_whitespace() {
             out.push('_');
         } else {
@@ -256,17 +315,58 @@ mod tests {
     fn templates_fill_from_payload() {
         let t = Template::parse("user.{user_id}.{type}").unwrap();
         assert_eq!(
-            t.render(&json!({"type":"raw","user_id":"jamie"})),
+            t.render(&json!({"type":"raw","user_id":"jamie"}), None),
             "user.jamie.raw"
         );
-        assert_eq!(t.render(&json!({"type":"raw"})), "user._.raw");
+        assert_eq!(t.render(&json!({"type":"raw"}), None), "user._.raw");
         assert_eq!(
-            t.render(&json!({"type":"a.b c","user_id":7})),
+            t.render(&json!({"type":"a.b c","user_id":7}), None),
             "user.7.a_b_c"
         );
         let nested = Template::parse("dev.{meta.site}").unwrap();
-        assert_eq!(nested.render(&json!({"meta":{"site":"lab"}})), "dev.lab");
+        assert_eq!(
+            nested.render(&json!({"meta":{"site":"lab"}}), None),
+            "dev.lab"
+        );
         assert!(Template::parse("a.{b").is_err());
+        let long = "x".repeat(500);
+        assert_eq!(
+            t.render(&json!({"type":"raw","user_id":long}), None).len(),
+            "user..raw".len() + MAX_FILLED_TOKEN_BYTES
+        );
+    }
+
+    #[test]
+    fn templates_fill_from_the_origin() {
+        let t = Template::parse("edges.{$origin.region}.{$origin.node}.data").unwrap();
+        assert!(!t.is_static());
+        let origin = Origin::from_wire(Some("edge-01"), Some("eu.west")).unwrap();
+        assert_eq!(
+            t.render_bytes(b"not json", Some(&origin)),
+            "edges.eu_west.edge-01.data"
+        );
+        let no_region = Origin::from_wire(Some("edge-01"), None).unwrap();
+        assert_eq!(
+            t.render_bytes(b"{}", Some(&no_region)),
+            "edges._.edge-01.data"
+        );
+        assert_eq!(t.render_bytes(b"{}", None), "edges._._.data");
+        let err = Template::parse("a.{$node}").unwrap_err();
+        assert!(err.contains("unknown placeholder {$node}"), "{err}");
+        assert!(validate_publish("edges.{$origin.region}.data").is_ok());
+    }
+
+    #[test]
+    fn default_control_subjects_sit_outside_data() {
+        assert_eq!(
+            default_control_subject("edge-01", "ws_in"),
+            "_fednode.edge-01.ws_in.control"
+        );
+        assert_eq!(
+            default_control_subject("eu.west 1", "in"),
+            "_fednode.eu_west_1.in.control"
+        );
+        assert!(validate_publish(&default_control_subject("a>b", "*")).is_ok());
     }
 
     #[test]

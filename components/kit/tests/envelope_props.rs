@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use fednode_kit::envelope::{DecodeError, Encoding, Envelope, Kind};
+use fednode_kit::Origin;
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -30,12 +31,17 @@ fn envelope() -> impl Strategy<Value = Envelope> {
         proptest::option::of(0i64..4_000_000_000_000),
         any::<bool>(),
         json_value(),
+        proptest::option::of(("[a-z0-9\\-]{1,20}", proptest::option::of("[a-z\\-]{1,12}"))),
     )
-        .prop_map(|(kind, id, timestamp, replay, payload)| Envelope {
+        .prop_map(|(kind, id, timestamp, replay, payload, origin)| Envelope {
             kind,
             id: id.into(),
             timestamp,
             replay,
+            // Only data carries an origin.
+            origin: origin
+                .filter(|_| kind == Kind::Data)
+                .and_then(|(node, region)| Origin::from_wire(Some(&node), region.as_deref())),
             payload: Bytes::from(serde_json::to_vec(&payload).unwrap()),
         })
 }
@@ -55,6 +61,7 @@ proptest! {
         prop_assert_eq!(&back.id, &env.id);
         prop_assert_eq!(back.timestamp, env.timestamp);
         prop_assert_eq!(back.replay, env.replay);
+        prop_assert_eq!(&back.origin, &env.origin);
         prop_assert_eq!(back.payload_value(), env.payload_value());
     }
 
@@ -121,6 +128,7 @@ mod reference {
             id: "".into(),
             timestamp: None,
             replay: false,
+            origin: None,
             payload,
         }
     }
@@ -140,6 +148,22 @@ mod reference {
         /// absent, and a null payload is still a payload).
         #[serde(borrow, default, deserialize_with = "present")]
         payload: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        origin: Option<&'a RawValue>,
+    }
+
+    /// `origin` is kept when it is an object whose `node` (and `region`)
+    /// are strings or null; anything else is as if absent.
+    #[derive(Deserialize)]
+    struct OriginProbe {
+        node: Option<String>,
+        #[serde(default)]
+        region: Option<String>,
+    }
+
+    fn origin_of(raw: &RawValue) -> Option<fednode_kit::Origin> {
+        let o: OriginProbe = serde_json::from_str(raw.get()).ok()?;
+        fednode_kit::Origin::from_wire(o.node.as_deref(), o.region.as_deref())
     }
 
     fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -163,6 +187,10 @@ mod reference {
                         id: self.id.map(Cow::into_owned).unwrap_or_default().into(),
                         timestamp,
                         replay,
+                        origin: match kind {
+                            Kind::Data => self.origin.and_then(origin_of),
+                            _ => None,
+                        },
                         payload: Bytes::copy_from_slice(payload.get().as_bytes()),
                     })
                 }
@@ -171,6 +199,7 @@ mod reference {
                     id: self.id?.into_owned().into(),
                     timestamp,
                     replay: false,
+                    origin: None,
                     payload: self
                         .payload
                         .map(|p| Bytes::copy_from_slice(p.get().as_bytes()))
@@ -238,7 +267,7 @@ fn ws() -> impl Strategy<Value = String> {
 /// nearly right), or another key.
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
-        4 => prop::sample::select(vec!["type", "id", "timestamp", "replay", "payload"])
+        4 => prop::sample::select(vec!["type", "id", "timestamp", "replay", "payload", "origin"])
             .prop_map(|k| format!("\"{k}\"")),
         1 => prop::sample::select(vec![
             r#""\u0074ype""#,
@@ -287,6 +316,13 @@ fn raw_value() -> impl Strategy<Value = String> {
         r#""\udc00""#,
         r#""\ud83c\udf89""#,
         r#""\u00e9é""#,
+        r#"{"node":"edge-01","region":"eu"}"#,
+        r#"{"node":"edge-01"}"#,
+        r#"{"node":"a","node":"b"}"#,
+        r#"{"node":5}"#,
+        r#"{"node":"","region":"eu"}"#,
+        r#"{"node":"x"}"#,
+        r#"{"region":"eu"}"#,
         "0",
         "-0",
         "1",

@@ -112,6 +112,7 @@ async fn component(url: &str, msgs: &[Msg]) -> Duration {
                     timestamp: Some(m.ts),
                     node: None,
                     replay: false,
+                    origin: None,
                 },
             )
             .await

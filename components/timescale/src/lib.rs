@@ -237,6 +237,7 @@ impl Component for Timescale {
             c.profile,
             self.v.key_path.clone(),
             ctx.node.id.as_str().into(),
+            ctx.node.region.as_deref().map(Arc::from),
         );
         let w = writer::Writer::new(
             settings,

@@ -88,6 +88,7 @@ pub struct Converter {
     /// Top-level field the key came from (moved out of typed `data`).
     key_field: Option<String>,
     node: Arc<str>,
+    region: Option<Arc<str>>,
     current: HashMap<String, Uuid>,
     known: HashSet<Uuid>,
 }
@@ -120,13 +121,21 @@ pub fn has_nul_escape(json: &[u8]) -> bool {
 }
 
 impl Converter {
-    pub fn new(profile: Profile, key_path: KeyPath, node: Arc<str>) -> Self {
+    /// `node` and `region` are this node's: the origin of data that has
+    /// none (it entered fednode here).
+    pub fn new(
+        profile: Profile,
+        key_path: KeyPath,
+        node: Arc<str>,
+        region: Option<Arc<str>>,
+    ) -> Self {
         let key_field = key_path.single_name().map(str::to_string);
         Converter {
             profile,
             key_path,
             key_field,
             node,
+            region,
             current: HashMap::new(),
             known: HashSet::new(),
         }
@@ -186,10 +195,12 @@ impl Converter {
                 });
             }
         }
-        let node = match m.meta.node {
-            Some(fednode_kit::NodeId::Shared(n)) => n,
-            Some(n) if *n != *self.node => Arc::from(&*n),
-            _ => self.node.clone(),
+        // Where the data first entered fednode (its origin), else the node
+        // that published it, else this one.
+        let (node, region) = match (m.meta.origin, m.meta.node) {
+            (Some(o), _) => (self.text(o.node), o.region.map(|r| self.text(r))),
+            (None, Some(n)) if *n != *self.node => (self.text(n), None),
+            (None, _) => (self.node.clone(), self.region.clone()),
         };
         Ok(Item {
             op: Op::Row {
@@ -201,12 +212,22 @@ impl Converter {
                     key.map(Cell::String).unwrap_or(Cell::Null),
                     Cell::Json(m.payload),
                     msg_id,
+                    region.map(Cell::Str).unwrap_or(Cell::Null),
                 ],
             },
             pre: None,
             ack: m.ack,
             arrived,
         })
+    }
+
+    /// A node id or region as a cell's text (this node's own is shared).
+    fn text(&self, id: fednode_kit::NodeId) -> Arc<str> {
+        match id {
+            fednode_kit::NodeId::Shared(s) => s,
+            s if *s == *self.node => self.node.clone(),
+            s => Arc::from(&*s),
+        }
     }
 
     fn remember(&mut self, id: Uuid) -> bool {
@@ -404,6 +425,7 @@ mod tests {
                 timestamp: ts,
                 node: None,
                 replay: false,
+                origin: None,
             },
             fallback_time_us: 5_000_000,
             fallback_id: None,
@@ -412,7 +434,12 @@ mod tests {
     }
 
     fn conv(profile: Profile) -> Converter {
-        Converter::new(profile, KeyPath::parse("$.user_id").unwrap(), "me".into())
+        Converter::new(
+            profile,
+            KeyPath::parse("$.user_id").unwrap(),
+            "me".into(),
+            None,
+        )
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub const MESSAGES_COLUMNS: &[ColumnSpec] = &[
     col("key", CellKind::Text, false, "text"),
     col("payload", CellKind::Json, true, "jsonb NOT NULL"),
     col("msg_id", CellKind::Text, false, "text"),
+    col("region", CellKind::Text, false, "text"),
 ];
 
 /// The EEG profile's `raw_samples` (+ `msg_id`).
@@ -282,12 +283,21 @@ async fn create(
             format!("CREATE TABLE IF NOT EXISTS {t} ({})", cols.join(", ")),
         )
         .await?;
-        // Tables from before `msg_id` existed get it now.
-        exec(
-            conn,
-            format!("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS msg_id text"),
-        )
-        .await?;
+        // Tables from before these optional columns existed get them now.
+        for c in def
+            .columns
+            .iter()
+            .filter(|c| matches!(c.name, "msg_id" | "region"))
+        {
+            exec(
+                conn,
+                format!(
+                    "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS \"{}\" {}",
+                    c.name, c.ddl
+                ),
+            )
+            .await?;
+        }
         let time = def.time_column;
         let mut hyper = false;
         if timescaledb {

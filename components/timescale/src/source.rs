@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, consumer::pull, stream};
-use fednode_kit::bus::{HEADER_ID, HEADER_NODE, HEADER_REPLAY, HEADER_TIMESTAMP};
+use fednode_kit::bus::{
+    Origin, HEADER_ID, HEADER_NODE, HEADER_ORIGIN, HEADER_ORIGIN_REGION, HEADER_REPLAY,
+    HEADER_TIMESTAMP,
+};
 use fednode_kit::{Meta, NatsConnection, Subscription};
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -298,6 +301,7 @@ fn js_incoming(m: jetstream::Message) -> Incoming {
         timestamp: header(h, HEADER_TIMESTAMP).and_then(|t| t.trim().parse().ok()),
         node: header(h, HEADER_NODE).map(fednode_kit::NodeId::from),
         replay: header(h, HEADER_REPLAY).is_some_and(|v| v == "true"),
+        origin: Origin::from_wire(header(h, HEADER_ORIGIN), header(h, HEADER_ORIGIN_REGION)),
     };
     Incoming {
         subject: Arc::from(msg.subject.as_str()),

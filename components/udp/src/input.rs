@@ -109,12 +109,13 @@ impl UdpInput {
                     continue;
                 }
             };
-            let subject = subject.render(&value);
+            let subject = subject.render(&value, Some(ctx.bus.origin()));
             let msg = Message::new(subject, Bytes::copy_from_slice(data)).with_meta(Meta {
                 id: Some(new_id().into()),
                 timestamp: Some(now_millis()),
                 node: None,
                 replay: false,
+                origin: None,
             });
             if ctx.bus.publish_retrying(msg, &ctx.cancel).await.is_ok() {
                 published.inc();

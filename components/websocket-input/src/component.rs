@@ -86,10 +86,16 @@ impl Component for WebSocketInput {
             _ => None,
         };
         let control_sub = if s.bidirectional.enabled {
-            let subject = format!("{}.send", s.control_subject);
+            let subject = format!("{}.send", crate::shared::control_subject(&ctx, &s));
             Some(
                 ctx.bus
-                    .subscribe(&subject, SubscribeOptions::default())
+                    .subscribe(
+                        &subject,
+                        SubscribeOptions {
+                            requests: true,
+                            ..SubscribeOptions::default()
+                        },
+                    )
                     .await
                     .map_err(|e| StartError::new(format!("cannot subscribe to {subject}: {e}")))?,
             )

@@ -21,8 +21,6 @@ pub const PORT_DATA: &str = "ws_data";
 pub const PORT_CONTROL: &str = "ws_control";
 /// Accepted instead of `ws_data`.
 pub const PORT_OUT: &str = "out";
-/// The control subject when no `ws_control` port is configured.
-pub const DEFAULT_CONTROL_SUBJECT: &str = "federated.control";
 
 /// The whole `config` block.
 #[derive(Debug, Clone, Deserialize)]
@@ -95,8 +93,10 @@ pub struct Settings {
     pub ports: PortsConfig,
     /// Where data goes (may hold placeholders).
     pub data_subject: Template,
-    /// Prefix of `<control>.request` / `<control>.send`.
-    pub control_subject: String,
+    /// Prefix of `<control>.request` / `<control>.send`, when the
+    /// `ws_control` port names one; else the node's own
+    /// `_fednode.<node>.<component>.control`.
+    pub control_subject: Option<String>,
 }
 
 impl Settings {
@@ -208,8 +208,7 @@ impl Config {
             .outputs
             .iter()
             .find(|p| p.name == PORT_CONTROL)
-            .map(|p| p.subject.clone())
-            .unwrap_or_else(|| DEFAULT_CONTROL_SUBJECT.to_string());
+            .map(|p| p.subject.clone());
         Ok(Settings {
             mode: endpoint.mode,
             server: endpoint.server,
@@ -262,7 +261,7 @@ mod tests {
         assert_eq!(s.backpressure.on_full, None);
         assert_eq!(s.bidirectional.request_timeout, Duration::from_secs(5));
         assert_eq!(s.bidirectional.max_concurrent_requests, 10);
-        assert_eq!(s.control_subject, "federated.control");
+        assert_eq!(s.control_subject, None);
         assert_eq!(s.data_subject.as_str(), "federated.data");
         assert_eq!(s.delivery, Delivery::AtMostOnce);
     }
@@ -328,7 +327,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.data_subject.as_str(), "federated.data");
-        assert_eq!(s.control_subject, "ctl");
+        assert_eq!(s.control_subject.as_deref(), Some("ctl"));
     }
 
     #[test]

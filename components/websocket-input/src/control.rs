@@ -72,6 +72,7 @@ impl Running {
                 id,
                 timestamp: Some(now_millis()),
                 replay: false,
+                origin: None,
                 payload,
             };
             conn.out.send_envelope(&reply, encoding).await;
@@ -81,7 +82,7 @@ impl Running {
     /// Publish a peer's request on `<control>.request` and return the reply
     /// payload to send back.
     pub async fn forward(&self, req: &RequestPayload) -> Bytes {
-        let subject = format!("{}.request", self.settings.control_subject);
+        let subject = format!("{}.request", self.control_subject);
         let timeout = self.settings.bidirectional.request_timeout;
         let body = serde_json::to_vec(&json!({"method": req.method, "params": req.params}))
             .expect("request body serialises");

@@ -59,6 +59,7 @@ impl Running {
                 timestamp: Some(env.timestamp.unwrap_or_else(now_millis)),
                 node: None,
                 replay: env.replay,
+                origin: conn.peer.origin_of(env.origin),
             },
             ack,
         };
@@ -166,7 +167,11 @@ impl Running {
             for item in buf.drain(..) {
                 let subject: Arc<str> = match &fixed {
                     Some(s) => s.clone(),
-                    None => Arc::from(template.render_bytes(&item.payload)),
+                    None => {
+                        let origin = item.meta.origin.as_ref();
+                        let origin = origin.unwrap_or(self.ctx.bus.origin());
+                        Arc::from(template.render_bytes(&item.payload, Some(origin)))
+                    }
                 };
                 self.publish_one(subject, item).await;
             }

@@ -78,6 +78,14 @@ impl Conn {
     }
 }
 
+/// The `ws_control` port's subject, else this node's own.
+pub fn control_subject(ctx: &Context, settings: &Settings) -> String {
+    settings
+        .control_subject
+        .clone()
+        .unwrap_or_else(|| fednode_kit::subject::default_control_subject(&ctx.node.id, &ctx.name))
+}
+
 /// Everything a started component shares between its tasks.
 pub struct Running {
     pub ctx: Context,
@@ -103,6 +111,8 @@ pub struct Running {
     pub gate: Option<Gate>,
     /// What this input announces on every handshake.
     pub identity: Identity,
+    /// Prefix of `<control>.request` / `<control>.send`.
+    pub control_subject: String,
 }
 
 impl Running {
@@ -143,6 +153,7 @@ impl Running {
             publisher_done: CancellationToken::new(),
             ws_config,
             gate,
+            control_subject: control_subject(&ctx, &settings),
             identity: Identity {
                 node: Some(ctx.node.id.as_str().into()),
                 region: ctx.node.region.as_deref().map(Arc::from),

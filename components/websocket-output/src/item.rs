@@ -12,7 +12,7 @@
 
 use bytes::Bytes;
 use fednode_kit::envelope::{encode_json_parts, new_id, now_millis};
-use fednode_kit::{Encoding, Envelope, Kind, Message};
+use fednode_kit::{Encoding, Envelope, Kind, Message, Origin};
 use fednode_ws::frame::{text, WsMessage};
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
@@ -25,6 +25,8 @@ pub(crate) struct Item {
     pub id: Arc<str>,
     /// The envelope timestamp, or the time it was buffered when it had none.
     pub timestamp: i64,
+    /// Where the data first entered a fednode bus (sent on as `origin`).
+    pub origin: Option<Origin>,
     pub payload: Bytes,
     value: OnceLock<Option<Value>>,
     /// Whether live frames are kept for the next connection that sends
@@ -41,6 +43,7 @@ impl Item {
             seq,
             id: msg.meta.id.unwrap_or_else(|| new_id().into()),
             timestamp: msg.meta.timestamp.unwrap_or_else(now_millis),
+            origin: msg.meta.origin,
             payload: msg.payload,
             value: OnceLock::new(),
             share_frames: true,
@@ -70,6 +73,7 @@ impl Item {
             id: self.id.clone(),
             timestamp: Some(self.timestamp),
             replay,
+            origin: self.origin.clone(),
             payload: self.payload.clone(),
         }
     }
@@ -106,6 +110,7 @@ impl Item {
             &self.id,
             Some(self.timestamp),
             replay,
+            self.origin.as_ref(),
             &self.payload,
         ))
     }
@@ -116,12 +121,16 @@ impl Item {
             .value()
             .cloned()
             .unwrap_or_else(|| Value::String(String::from_utf8_lossy(&self.payload).into_owned()));
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "type": "data",
             "id": &*self.id,
             "timestamp": self.timestamp,
             "payload": payload,
-        })
+        });
+        if let Some(o) = &self.origin {
+            v["origin"] = serde_json::json!({"node": &*o.node, "region": o.region.as_deref()});
+        }
+        v
     }
 }
 

@@ -511,15 +511,16 @@ async fn upstream(sh: &Shared, conn: &Conn, env: Envelope, encoding: Encoding, o
     let Some(subject) = &sh.upstream else {
         sh.metrics.dropped(reason::NO_UPSTREAM).inc();
         if ack {
-            out.send_envelope(
-                &Envelope::ack(&env.id, Some("no ws_upstream port")),
-                encoding,
-            )
-            .await;
+            out.send_envelope(&Envelope::ack(&env.id, Some(reason::NO_UPSTREAM)), encoding)
+                .await;
         }
         return;
     };
-    let subject = subject.render_bytes(&env.payload);
+    let origin = conn.peer().origin_of(env.origin.clone());
+    let subject = subject.render_bytes(
+        &env.payload,
+        Some(origin.as_ref().unwrap_or(sh.bus.origin())),
+    );
     let meta = Meta {
         id: Some(if env.id.is_empty() {
             new_id().into()
@@ -529,6 +530,7 @@ async fn upstream(sh: &Shared, conn: &Conn, env: Envelope, encoding: Encoding, o
         timestamp: Some(env.timestamp.unwrap_or_else(now_millis)),
         node: None,
         replay: env.replay,
+        origin,
     };
     let msg = fednode_kit::Message::new(subject, Bytes::clone(&env.payload)).with_meta(meta);
     match sh.bus.publish_retrying(msg, &sh.cancel).await {

@@ -10,6 +10,7 @@
 //! A peer that sends no `Fednode-Node` is not a fednode node (a device, a
 //! browser, a script): its data gets the receiving node as origin.
 
+use fednode_kit::bus::{NodeId, Origin};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 
@@ -94,6 +95,19 @@ impl PeerInfo {
     pub fn is_fednode(&self) -> bool {
         self.node.is_some()
     }
+
+    /// The origin of data this peer sent: the envelope's own when it has
+    /// one (set where the data first entered a bus, kept by every hop),
+    /// else this peer when it is a fednode node, else `None`: the data
+    /// enters a bus here, and the bus stamps this node.
+    pub fn origin_of(&self, carried: Option<Origin>) -> Option<Origin> {
+        carried.or_else(|| {
+            self.node.as_ref().map(|node| Origin {
+                node: NodeId::from(node.clone()),
+                region: self.region.clone().map(NodeId::from),
+            })
+        })
+    }
 }
 
 #[cfg(test)]
@@ -116,6 +130,20 @@ mod tests {
         assert_eq!(peer.node.as_deref(), Some("edge-01"));
         assert_eq!(peer.region.as_deref(), Some("eu-west"));
         assert!(peer.wants_acks && peer.is_fednode());
+    }
+
+    #[test]
+    fn data_keeps_its_origin_else_takes_the_peer_node() {
+        let edge = PeerInfo {
+            node: Some("edge-01".into()),
+            region: Some("eu".into()),
+            wants_acks: false,
+        };
+        let far = Origin::from_wire(Some("sensor-9"), None);
+        assert_eq!(edge.origin_of(far.clone()), far);
+        let own = edge.origin_of(None).unwrap();
+        assert_eq!((&*own.node, own.region.as_deref()), ("edge-01", Some("eu")));
+        assert_eq!(PeerInfo::default().origin_of(None), None);
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub async fn publish(ctx: &Context, subject: &str, payload: &Value, id: &str, ts
                 timestamp: Some(ts),
                 node: None,
                 replay: false,
+                origin: None,
             },
         )
         .await

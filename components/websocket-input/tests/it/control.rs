@@ -172,12 +172,13 @@ async fn server_mode_asks_every_peer_and_control_send_answers_the_same() {
         }})
     );
 
-    // The same through a bus request on <control>.send.
+    // The same through a bus request on <control>.send (the default control
+    // subject: this node and component, outside any data namespace).
     let body = json!({"method": "status", "params": {}});
     let m = node
         .bus
         .request(
-            "federated.control.send",
+            "_fednode.test-node.ws_in.control.send",
             bytes(&body),
             Meta::default(),
             SOON,
@@ -189,7 +190,7 @@ async fn server_mode_asks_every_peer_and_control_send_answers_the_same() {
     let m = node
         .bus
         .request(
-            "federated.control.send",
+            "_fednode.test-node.ws_in.control.send",
             bytes(&json!({"nope": 1})),
             Meta::default(),
             SOON,

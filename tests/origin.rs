@@ -1,0 +1,173 @@
+//! Data remembers where it came from, through two hops: edge → regional
+//! hub → central hub, all real `fednode` processes, plus a second edge in
+//! another region pushing to the central hub directly.
+//!
+//! The central hub publishes what its input receives on
+//! `edges.{$origin.region}.data`; a consumer of its output, which serves
+//! only `edges.eu-west.data`, must get every message of the eu-west edge
+//! (with that edge as `origin`) and none of the other region's; and its
+//! `timescale` must store the edge (not the regional hub, not itself) in
+//! `node_id` and the edge's region in `region`.
+
+mod common;
+use common::Node;
+use futures::{SinkExt, StreamExt};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+const PER_EDGE: u64 = 200;
+
+fn central(pg_url: &str) -> Node {
+    Node::start_with(
+        &format!(
+            r#"{{
+        "node": {{"id": "central", "region": "core"}},
+        "http": {{"listen": "127.0.0.1:0"}},
+        "components": {{
+          "ws_in": {{"type": "input", "name": "websocket_input", "config": {{
+            "mode": "server",
+            "server": {{"http_port": 0, "bind": "127.0.0.1", "path": "/ingest"}},
+            "ports": {{"outputs": [{{"name": "ws_data", "subject": "edges.{{$origin.region}}.data"}}]}}
+          }}}},
+          "eu_feed": {{"type": "output", "name": "websocket", "config": {{
+            "mode": "server",
+            "server": {{"http_port": 0, "bind": "127.0.0.1", "path": "/feed"}},
+            "backpressure": {{"on_full": "block"}},
+            "ports": {{"inputs": [{{"name": "in", "subject": "edges.eu-west.data"}}]}}
+          }}}},
+          "store": {{"type": "storage", "name": "timescale", "config": {{
+            "url": "{pg_url}", "batch_size": 50, "flush_interval": "50ms",
+            "ports": {{"inputs": [{{"name": "in", "subject": "edges.>"}}]}}
+          }}}}
+        }}
+      }}"#
+        ),
+        &[],
+    )
+}
+
+/// A node that takes data on `/in` and pushes it to `upstream`, acked.
+fn relay(id: &str, region: &str, upstream: &str) -> Node {
+    Node::start_with(
+        &format!(
+            r#"{{
+        "node": {{"id": "{id}", "region": "{region}"}},
+        "http": {{"listen": "127.0.0.1:0"}},
+        "components": {{
+          "ws_in": {{"type": "input", "name": "websocket_input", "config": {{
+            "mode": "server",
+            "server": {{"http_port": 0, "bind": "127.0.0.1", "path": "/in"}},
+            "backpressure": {{"on_full": "block"}},
+            "ports": {{"outputs": [{{"name": "ws_data", "subject": "local.data"}}]}}
+          }}}},
+          "up": {{"type": "output", "name": "websocket", "config": {{
+            "mode": "client",
+            "client": {{"url": "{upstream}"}},
+            "delivery": "at_least_once",
+            "ports": {{"inputs": [{{"name": "in", "subject": "local.data"}}]}}
+          }}}}
+        }}
+      }}"#
+        ),
+        &[],
+    )
+}
+
+fn connected(node: &Node, what: &str) {
+    fednode_testkit::wait_until_blocking(Duration::from_secs(20), node.and_log(what), || {
+        node.get("/health")
+            .is_some_and(|(_, h)| h.contains("\"connected\""))
+    });
+}
+
+/// Push `PER_EDGE` data frames `{"edge": name, "n": …}` into a node's `/in`.
+async fn push(node: &Node, name: &str) {
+    let url = format!("ws://{}/in", node.addr_of("ws_in"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("connect");
+    for n in 1..=PER_EDGE {
+        let frame =
+            format!(r#"{{"type":"data","id":"{name}-{n}","payload":{{"edge":"{name}","n":{n}}}}}"#);
+        ws.feed(WsMessage::Text(frame.into())).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_and_region_survive_two_hops_and_route_by_region() {
+    let pg = fednode_testkit::PgCluster::start();
+    let mut central = central(&pg.url());
+    central.wait_ready(Duration::from_secs(30));
+    let central_url = format!("ws://{}/ingest", central.addr_of("ws_in"));
+    let mut regional = relay("regional", "eu", &central_url);
+    regional.wait_ready(Duration::from_secs(20));
+    let regional_url = format!("ws://{}/in", regional.addr_of("ws_in"));
+    let mut edge = relay("edge-01", "eu-west", &regional_url);
+    edge.wait_ready(Duration::from_secs(20));
+    let mut other = relay("edge-02", "us-east", &central_url);
+    other.wait_ready(Duration::from_secs(20));
+    for (n, what) in [
+        (&regional, "the regional hub to reach the central one"),
+        (&edge, "edge-01 to reach the regional hub"),
+        (&other, "edge-02 to reach the central hub"),
+    ] {
+        connected(n, what);
+    }
+
+    let (mut feed, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/feed", central.addr_of("eu_feed")))
+            .await
+            .expect("connect to the feed");
+    fednode_testkit::wait_until_blocking(
+        Duration::from_secs(10),
+        central.and_log("the feed reader to be counted"),
+        || central.metric(r#"websocket_output_connections_active{component="eu_feed"}"#) >= 1.0,
+    );
+    push(&other, "edge-02").await;
+    push(&edge, "edge-01").await;
+
+    // The consumer of eu-west: all of edge-01, in order, with its origin.
+    let mut got = Vec::new();
+    while (got.len() as u64) < PER_EDGE {
+        let frame = tokio::time::timeout(Duration::from_secs(30), feed.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {PER_EDGE} reached the feed", got.len()))
+            .expect("feed open")
+            .unwrap();
+        let WsMessage::Text(text) = frame else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if v["type"] != "data" {
+            continue;
+        }
+        assert_eq!(v["payload"]["edge"], "edge-01", "only eu-west data: {v}");
+        assert_eq!(v["origin"]["node"], "edge-01", "{v}");
+        assert_eq!(v["origin"]["region"], "eu-west", "{v}");
+        got.push(v["payload"]["n"].as_u64().unwrap());
+    }
+    assert_eq!(got, (1..=PER_EDGE).collect::<Vec<_>>());
+
+    // Storage: every row of both edges, each with its own origin.
+    let count = |sql: &str| -> u64 { pg.psql("postgres", sql).trim().parse().unwrap_or(0) };
+    fednode_testkit::wait_until_blocking(
+        Duration::from_secs(30),
+        central.and_log("every row to be stored"),
+        || count("SELECT count(*) FROM fednode_messages") >= 2 * PER_EDGE,
+    );
+    let by_origin = pg.psql(
+        "postgres",
+        "SELECT node_id || '/' || coalesce(region, '-') || '/' || subject || '=' || count(*) \
+         FROM fednode_messages GROUP BY node_id, region, subject ORDER BY 1",
+    );
+    assert_eq!(
+        by_origin.split_whitespace().collect::<Vec<_>>(),
+        vec![
+            format!("edge-01/eu-west/edges.eu-west.data={PER_EDGE}"),
+            format!("edge-02/us-east/edges.us-east.data={PER_EDGE}"),
+        ],
+        "rows by node_id/region/subject"
+    );
+}
