@@ -57,6 +57,7 @@ fn bus_round(subs: usize, n: u64) -> Duration {
             &fednode_kit::NodeIdentity {
                 id: "bench-node".into(),
                 region: None,
+                data_dir: None,
             },
             &metrics.component("bench"),
         );

@@ -57,6 +57,11 @@ impl ComponentKind {
 pub struct NodeIdentity {
     pub id: String,
     pub region: Option<String>,
+    /// The node's data directory (top-level `data_dir`): where components
+    /// keep files (an output's `store`, timescale's spill) unless their
+    /// config names a path.
+    #[serde(skip)]
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// What a factory gets to build a component.

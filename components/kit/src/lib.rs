@@ -9,6 +9,7 @@
 //! - [`filter`]: the filter engine shared by `json_filter` and `subscribe`.
 //! - [`metrics`]: the node's Prometheus registry.
 //! - [`queue`]: the bounded queue with `on_full` policies; [`backoff`]: retry delays.
+//! - [`store`]: the append-only disk log (store-and-forward, spills).
 //! - [`testing`]: a `Context` on a memory bus for component tests.
 
 pub mod backoff;
@@ -22,11 +23,12 @@ pub mod log;
 pub mod memory;
 pub mod metrics;
 pub mod queue;
+pub mod store;
 pub mod subject;
 pub mod testing;
 
 pub use bus::{
-    Bus, BusError, BusHandle, Message, Meta, NatsConnection, NodeId, Overflow, Published,
+    Bus, BusError, BusHandle, Message, Meta, NatsConnection, NodeId, Origin, Overflow, Published,
     SubscribeOptions, Subscription, TryPublish,
 };
 pub use component::{

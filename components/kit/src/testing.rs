@@ -15,6 +15,7 @@ pub fn context_on(name: &str, bus: Arc<dyn Bus>, metrics: &Arc<Metrics>) -> Cont
     let node = NodeIdentity {
         id: "test-node".into(),
         region: Some("test".into()),
+        data_dir: None,
     };
     let cm = metrics.component(name);
     Context {
