@@ -131,6 +131,7 @@ async fn fednode(read_buffer: usize) -> System {
     let node = NodeIdentity {
         id: "bench".into(),
         region: None,
+        data_dir: None,
     };
     let cx = BuildContext {
         instance: "ws_in",

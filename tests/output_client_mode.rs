@@ -63,6 +63,7 @@ async fn try_hub(port: u16, extra: Value) -> Result<Hub, StartError> {
     let node = NodeIdentity {
         id: "hub".into(),
         region: None,
+        data_dir: None,
     };
     let cx = BuildContext {
         instance: "ws_in",

@@ -110,6 +110,10 @@ struct RawConfig {
     /// How long a stop may drain.
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
     shutdown_timeout: Duration,
+    /// Where components keep files (an output's `store`) unless their
+    /// config names a path.
+    #[serde(default)]
+    data_dir: Option<std::path::PathBuf>,
     /// The graph: instance name → entry (validated one by one below).
     #[serde(default)]
     components: serde_json::Map<String, Value>,
@@ -330,9 +334,17 @@ fn build(value: &Value) -> Result<NodeConfig, Vec<ConfigError>> {
             }
         },
     };
+    if raw
+        .data_dir
+        .as_ref()
+        .is_some_and(|d| d.as_os_str().is_empty())
+    {
+        errors.push(ConfigError::new("data_dir", "must not be empty"));
+    }
     let node = NodeIdentity {
         id: raw.node.id.clone(),
         region: raw.node.region.clone(),
+        data_dir: raw.data_dir.clone(),
     };
 
     let mut components = Vec::new();

@@ -88,6 +88,7 @@ async fn component(url: &str, msgs: &[Msg]) -> Duration {
     let node = NodeIdentity {
         id: "bench".into(),
         region: None,
+        data_dir: None,
     };
     let b = BuildContext {
         instance: "store",

@@ -156,6 +156,7 @@ async fn serve(args: &[String]) {
             let node = NodeIdentity {
                 id: "load".into(),
                 region: None,
+                data_dir: None,
             };
             let mut config = json!({
                 "mode": "server",

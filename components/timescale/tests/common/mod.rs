@@ -16,6 +16,7 @@ pub fn build(config: Value) -> Arc<dyn Component> {
     let node = NodeIdentity {
         id: "test-node".into(),
         region: None,
+        data_dir: None,
     };
     let ctx = BuildContext {
         instance: "store",

@@ -35,6 +35,7 @@ pub async fn start(config: Value) -> Node {
     let node = NodeIdentity {
         id: "test-node".into(),
         region: Some("test".into()),
+        data_dir: None,
     };
     let cx = BuildContext {
         instance: "ws_in",
