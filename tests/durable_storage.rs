@@ -16,7 +16,10 @@ const N: usize = 6_000;
 const BASE_TS: i64 = 1_700_000_000_000;
 
 /// The node's config; its admin server listens on port 0 (read back from
-/// its log by [`Node`]).
+/// its log by [`Node`]). `ack_wait` is long enough that nothing is
+/// redelivered to the first node however loaded the machine (a commit and
+/// its ack take milliseconds): the exact duplicate accounting below needs
+/// every redelivery to reach the second node.
 fn config(nats: &str, pg: &str) -> String {
     format!(
         r#"{{
@@ -26,7 +29,7 @@ fn config(nats: &str, pg: &str) -> String {
       "components": {{
         "store": {{"type": "storage", "name": "timescale", "config": {{
           "url": "{pg}", "durable": true, "batch_size": 200, "flush_interval": "50ms",
-          "jetstream": {{"ack_wait": "2s"}},
+          "jetstream": {{"ack_wait": "10s"}},
           "ports": {{"inputs": [{{"name": "in", "subject": "dur.>"}}]}}
         }}}}
       }}

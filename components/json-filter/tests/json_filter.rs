@@ -105,7 +105,8 @@ async fn the_edge_filter_passes_values_over_50_unchanged() {
         timestamp: Some(1_704_844_800_000),
         node: Some("edge-7".into()),
         replay: true,
-        origin: None,
+        // Where the data entered fednode: kept by the filter.
+        origin: fednode_kit::Origin::from_wire(Some("edge-7"), Some("eu")),
     };
     bus.publish(Message::new(
         "raw.data",

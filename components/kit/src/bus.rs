@@ -663,6 +663,12 @@ impl BusHandle {
         }
     }
 
+    /// Wait until what was published has left this process (NATS: the
+    /// server has it); nothing to wait for on the memory bus.
+    pub async fn flush(&self) -> Result<(), BusError> {
+        self.bus.flush().await
+    }
+
     /// Whether the transport is connected.
     pub fn is_connected(&self) -> bool {
         self.bus.is_connected()

@@ -362,7 +362,8 @@ async fn schema_is_idempotent_with_brin_on_plain_postgres() {
             "node_id text NO",
             "key text YES",
             "payload jsonb NO",
-            "msg_id text YES"
+            "msg_id text YES",
+            "region text YES"
         ]
     );
 }

@@ -155,6 +155,7 @@ impl Running {
         let template = self.settings.data_subject.clone();
         let fixed: Option<Arc<str>> = template.is_static().then(|| Arc::from(template.as_str()));
         let mut buf: Vec<Item> = Vec::with_capacity(PUBLISH_BATCH);
+        let mut acks = Vec::new();
         loop {
             if self.queue.pop_many(&mut buf, PUBLISH_BATCH).await == 0 {
                 break;
@@ -173,13 +174,38 @@ impl Running {
                         Arc::from(template.render_bytes(&item.payload, Some(origin)))
                     }
                 };
-                self.publish_one(subject, item).await;
+                if let Some(ack) = self.publish_one(subject, item).await {
+                    acks.push(ack);
+                }
             }
+            self.ack_published(&mut acks).await;
         }
         self.publisher_done.cancel();
     }
 
-    pub async fn publish_one(&self, subject: Arc<str>, item: Item) {
+    /// Ack what this round published, once the bus holds it: on NATS after
+    /// a flush (the server has it, so a crash of this node after the ack
+    /// loses nothing the server keeps); a failed flush acks nothing, and
+    /// the senders resend after their ack timeout.
+    async fn ack_published(&self, acks: &mut Vec<(AckTo, Arc<str>)>) {
+        if acks.is_empty() {
+            return;
+        }
+        if let Err(e) = self.ctx.bus.flush().await {
+            self.metrics.error(error_type::PUBLISH).inc();
+            tracing::warn!(component = %self.ctx.name, error = %e, unacked = acks.len(),
+                "bus flush failed: published data not acknowledged (senders will resend)");
+            acks.clear();
+            return;
+        }
+        for (ack, id) in acks.drain(..) {
+            ack.out
+                .try_send(frame::encode(&Envelope::ack(&id, None), ack.encoding));
+        }
+    }
+
+    /// Publish one item; returns where to ack it once the round is flushed.
+    pub async fn publish_one(&self, subject: Arc<str>, item: Item) -> Option<(AckTo, Arc<str>)> {
         let Item { payload, meta, ack } = item;
         // The message moves to the bus; an ack or nack needs only the id.
         let id = ack.as_ref().and(meta.id.clone());
@@ -198,10 +224,7 @@ impl Running {
                     self.metrics.error(error_type::PUBLISH).inc_by(u64::from(n));
                 }
                 self.metrics.published.inc();
-                if let (Some(ack), Some(id)) = (&ack, &id) {
-                    ack.out
-                        .try_send(frame::encode(&Envelope::ack(id, None), ack.encoding));
-                }
+                ack.zip(id)
             }
             Err(e) => {
                 let why = if matches!(e, BusError::InvalidSubject(_)) {
@@ -218,6 +241,7 @@ impl Running {
                     why
                 };
                 self.nack(ack, id, nack);
+                None
             }
         }
     }

@@ -27,6 +27,7 @@ use crate::conn::Conn;
 use crate::fanout::{self, Source};
 use crate::metrics::OutputMetrics;
 use crate::shared::Shared;
+use crate::spool::Spool;
 use crate::{client, server};
 use fednode_ws::config::{Delivery, Mode};
 use fednode_ws::identity::Identity;
@@ -113,6 +114,17 @@ impl Component for WebSocketOutput {
             .await?;
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let metrics = OutputMetrics::new(&ctx.metrics, s.mode == Mode::Client);
+        let spool = match &s.store {
+            Some(cfg) => Some(Spool::open(
+                &ctx.name,
+                cfg,
+                s.on_full == OnFull::Block,
+                &metrics,
+                &ctx.tracker,
+                &ctx.cancel,
+            )?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             name: ctx.name.clone(),
             node: ctx.node.clone(),
@@ -141,6 +153,7 @@ impl Component for WebSocketOutput {
                 region: ctx.node.region.as_deref().map(Arc::from),
                 wants_acks: s.delivery == Delivery::AtLeastOnce,
             },
+            spool,
             metrics,
             s,
         });
@@ -161,6 +174,10 @@ impl Component for WebSocketOutput {
             }
             None => {
                 let conn = shared.open_conn(None);
+                if let Some(sp) = &shared.spool {
+                    ctx.tracker
+                        .spawn(feed(sp.clone(), conn.clone(), ctx.cancel.clone()));
+                }
                 ctx.tracker.spawn(client::run(shared.clone(), conn));
             }
         }
@@ -171,12 +188,25 @@ impl Component for WebSocketOutput {
         let Some(sh) = self.running.get() else {
             return Health::ok("init", json!({"mode": self.settings.mode.as_str()}));
         };
-        let details = json!({
+        let mut details = json!({
             "mode": sh.s.mode.as_str(),
             "connections": {"active": sh.active(), "total": sh.connections_total.load(Ordering::Relaxed)},
             "queue_depth": sh.queue_depth(),
             "throughput": {"messages_per_second": sh.throughput.current(), "average_1m": sh.throughput.average_1m()},
         });
+        if let Some(sp) = &sh.spool {
+            details["store"] = sp.describe();
+        }
+        let fallen_back: Vec<String> = sh
+            .conns()
+            .iter()
+            .filter(|c| c.ack_fallback())
+            .map(|c| c.id.clone())
+            .collect();
+        if !fallen_back.is_empty() {
+            // Peers that acknowledge nothing get data at most once.
+            details["not_acking"] = json!(fallen_back);
+        }
         match sh.s.mode {
             Mode::Server if sh.active() == 0 => Health::ok("idle", details),
             Mode::Server => Health::ok("serving", details),
@@ -204,6 +234,9 @@ impl Component for WebSocketOutput {
             "encoding": sh.s.encoding,
             "delivery": sh.s.delivery,
         });
+        if let Some(sp) = &sh.spool {
+            v["store"] = sp.describe();
+        }
         match sh.s.mode {
             Mode::Server => {
                 v["listen"] = json!(self.local_addr().map(|a| a.to_string()));
@@ -301,6 +334,18 @@ impl Component for WebSocketOutput {
             .ok_or_else(|| AdminError::Unavailable("the component is not running".into()))?;
         let items = sh.buffer.snapshot(count, start_time);
         Ok(json!({"messages": items.iter().map(|i| i.to_json()).collect::<Vec<_>>()}))
+    }
+}
+
+/// Store and forward: move what the store holds into the hub connection's
+/// queue, in order, waiting for room, until the component stops.
+async fn feed(spool: Arc<Spool>, conn: Arc<Conn>, cancel: tokio_util::sync::CancellationToken) {
+    while let Some(items) = spool.take(&cancel).await {
+        for item in items {
+            if !conn.feed(item, &cancel).await {
+                return;
+            }
+        }
     }
 }
 

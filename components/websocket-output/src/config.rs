@@ -19,7 +19,11 @@ use fednode_ws::config::{
 };
 use serde::Deserialize;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// Smallest `store.max_bytes`.
+const MIN_STORE_BYTES: u64 = 1 << 20;
 
 /// `components.<name>.config` of a `websocket` output.
 #[derive(Debug, Clone, Deserialize)]
@@ -79,10 +83,39 @@ pub struct Config {
     /// nothing arrived for the timeout; `null` turns it off.
     #[serde(default = "default_heartbeat")]
     pub heartbeat: Option<HeartbeatConfig>,
+    /// Store and forward: keep data in an append-only log on disk until the
+    /// peer acknowledges it (client mode, `at_least_once`).
+    #[serde(default)]
+    pub store: Option<StoreConfig>,
     /// `inputs`: the subjects served (any names, at least one);
     /// `outputs`: optional `ws_upstream`, where data sent by peers goes.
     #[serde(default)]
     pub ports: PortsConfig,
+}
+
+/// The `store` block.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The log's directory; defaults to `<data_dir>/<component name>/store`
+    /// when the node has a top-level `data_dir`.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Bytes the log may hold on disk; when full, the oldest messages are
+    /// dropped (counted), or under `on_full: block` the output stops taking
+    /// new ones.
+    #[serde(default = "default_store_max_bytes")]
+    pub max_bytes: u64,
+    /// Longest time between two fsyncs of what was written.
+    #[serde(default = "default_sync_interval", with = "humantime_serde")]
+    pub sync_interval: Duration,
+}
+
+fn default_store_max_bytes() -> u64 {
+    1 << 30
+}
+fn default_sync_interval() -> Duration {
+    Duration::from_millis(100)
 }
 
 /// The `replay` block.
@@ -134,7 +167,36 @@ pub struct Settings {
     pub bidirectional: BidirectionalConfig,
     pub max_message_bytes: usize,
     pub heartbeat: Option<HeartbeatConfig>,
+    /// The `store` block; its `path` is resolved by [`Settings::resolve_store`].
+    pub store: Option<StoreConfig>,
     pub ports: PortsConfig,
+}
+
+impl Settings {
+    /// Give the store its path: the one configured, else
+    /// `<data_dir>/<instance>/store`; an error names the missing key.
+    pub fn resolve_store(
+        &mut self,
+        base: &str,
+        instance: &str,
+        data_dir: Option<&std::path::Path>,
+    ) -> Result<(), Vec<ConfigError>> {
+        let Some(store) = &mut self.store else {
+            return Ok(());
+        };
+        if store.path.is_none() {
+            match data_dir {
+                Some(dir) => store.path = Some(dir.join(instance).join("store")),
+                None => {
+                    return Err(vec![ConfigError::new(
+                        join(base, "store.path"),
+                        "required when the node has no top-level data_dir",
+                    )])
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Config {
@@ -188,6 +250,23 @@ impl Config {
         if let Some(h) = &self.heartbeat {
             errors.extend(h.validate(&at("heartbeat")));
         }
+        if let Some(st) = &self.store {
+            if st.max_bytes < MIN_STORE_BYTES {
+                errors.push(ConfigError::new(
+                    at("store.max_bytes"),
+                    format!("must be at least {MIN_STORE_BYTES} (1 MiB)"),
+                ));
+            }
+            if st.sync_interval.is_zero() {
+                errors.push(ConfigError::new(
+                    at("store.sync_interval"),
+                    "must be more than 0",
+                ));
+            }
+            if st.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                errors.push(ConfigError::new(at("store.path"), "must not be empty"));
+            }
+        }
         let credential = match self.auth.resolve(&at("auth")) {
             Ok(c) => c,
             Err(e) => {
@@ -195,6 +274,12 @@ impl Config {
                 Credential::None
             }
         };
+        if self.store.is_some() && endpoint.as_ref().is_some_and(|e| e.mode == Mode::Server) {
+            errors.push(ConfigError::new(
+                at("store"),
+                "a store keeps what a hub has not acknowledged, so it needs client mode (server mode replays from replay.buffer_size)",
+            ));
+        }
         let endpoint = match endpoint {
             Some(e) if errors.is_empty() => e,
             _ => return Err(errors),
@@ -215,6 +300,7 @@ impl Config {
             bidirectional: self.bidirectional,
             max_message_bytes: self.max_message_bytes,
             heartbeat: self.heartbeat,
+            store: self.store,
             ports: self.ports,
         })
     }

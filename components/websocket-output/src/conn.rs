@@ -15,14 +15,14 @@ use fednode_kit::log::LogThrottle;
 use fednode_kit::queue::{BoundedQueue, OnFull, Pushed};
 use fednode_kit::Encoding;
 use fednode_ws::throughput::RateMeter;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +33,8 @@ use fednode_ws::pending::PendingRequests;
 use crate::inflight::{nack_is_retryable, Due, InFlight};
 use crate::item::Item;
 use crate::metrics::OutputMetrics;
+use crate::routing::{build_limiter, Limits, Routing};
+use crate::spool::Spool;
 
 /// What waits to be written to a peer.
 pub(crate) enum Out {
@@ -49,56 +51,6 @@ impl Out {
         match self {
             Out::Data(i) | Out::Replay(i) => Some(i.seq),
             Out::Frame(_) => None,
-        }
-    }
-}
-
-/// Which data a connection wants: its subscriptions (alternatives: any one
-/// matching is enough; none means everything) and its announced
-/// `message_types` (data must also pass this).
-#[derive(Default)]
-pub(crate) struct Routing {
-    pub subscriptions: Vec<(String, Filter)>,
-    pub message_types: Option<HashSet<String>>,
-}
-
-impl Routing {
-    /// Whether anything needs the parsed payload.
-    pub fn is_open(&self) -> bool {
-        self.subscriptions.is_empty() && self.message_types.is_none()
-    }
-
-    pub fn accepts(&self, item: &Item) -> bool {
-        if self.is_open() {
-            return true;
-        }
-        let Some(v) = item.value() else {
-            return false;
-        };
-        if let Some(types) = &self.message_types {
-            match v.get("type").and_then(Value::as_str) {
-                Some(t) if types.contains(t) => {}
-                _ => return false,
-            }
-        }
-        self.subscriptions.is_empty() || self.subscriptions.iter().any(|(_, f)| f.matches(v))
-    }
-}
-
-/// The two sources of a connection's rate limit; the lower one applies.
-#[derive(Default, Clone, Copy)]
-struct Limits {
-    /// From `backpressure`.
-    rate_limit: Option<f64>,
-    /// From `announce`'s `max_rate`.
-    max_rate: Option<f64>,
-}
-
-impl Limits {
-    fn effective(self) -> Option<f64> {
-        match (self.rate_limit, self.max_rate) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
         }
     }
 }
@@ -162,6 +114,9 @@ pub(crate) struct Conn {
     /// The peer of this session acknowledged nothing within the ack
     /// timeout and is not a fednode node: data goes at most once.
     ack_fallback: AtomicBool,
+    /// Store and forward: the log this connection is fed from, told when
+    /// a message is done with.
+    spool: std::sync::OnceLock<Arc<Spool>>,
     /// Bad frames from this peer are logged at most once per second.
     error_log: Mutex<LogThrottle>,
 }
@@ -203,6 +158,7 @@ impl Conn {
             resend_soon: Notify::new(),
             peer: Mutex::new(PeerInfo::default()),
             ack_fallback: AtomicBool::new(false),
+            spool: std::sync::OnceLock::new(),
             error_log: Mutex::new(LogThrottle::default()),
         }
     }
@@ -419,13 +375,44 @@ impl Conn {
         self.in_flight.lock().track(item, due);
     }
 
+    /// Feed this connection from `spool`.
+    pub fn set_spool(&self, spool: Arc<Spool>) {
+        let _ = self.spool.set(spool);
+    }
+
+    /// A message from the store is done with (acked, refused for good, or
+    /// written at most once).
+    pub fn done_with(&self, seq: u64) {
+        if let Some(sp) = self.spool.get() {
+            sp.release(seq);
+        }
+    }
+
+    /// Queue a message read from the store, waiting for room; false when
+    /// the queue closed or `cancel` fired first.
+    pub async fn feed(&self, item: Arc<Item>, cancel: &CancellationToken) -> bool {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let queued = tokio::select! {
+            r = self.queue.push(Out::Data(item)) => matches!(r, Pushed::Queued),
+            _ = cancel.cancelled() => false,
+        };
+        if !queued {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+        queued
+    }
+
     /// An ack for `id`: whether it freed data in flight.
     pub fn ack(&self, id: &str) -> bool {
-        let freed = self.in_flight.lock().ack(id).is_some();
-        if freed {
-            self.in_flight_changed.notify_one();
+        let freed = self.in_flight.lock().ack(id);
+        match freed {
+            Some(item) => {
+                self.in_flight_changed.notify_one();
+                self.done_with(item.seq);
+                true
+            }
+            None => false,
         }
-        freed
     }
 
     /// A nack for `id` with `reason`.
@@ -439,11 +426,12 @@ impl Conn {
             self.resend_soon.notify_one();
             return Nacked::Retry;
         }
-        if book.refuse(id).is_none() {
+        let Some(item) = book.refuse(id) else {
             return Nacked::Unknown;
-        }
+        };
         drop(book);
         self.in_flight_changed.notify_one();
+        self.done_with(item.seq);
         Nacked::Lost
     }
 
@@ -476,9 +464,12 @@ impl Conn {
     /// counts as sent. Returns how many were in flight.
     pub fn fall_back_to_at_most_once(&self) -> usize {
         self.ack_fallback.store(true, Ordering::Release);
-        let n = self.in_flight.lock().clear();
+        let seqs = self.in_flight.lock().clear();
         self.in_flight_changed.notify_one();
-        n
+        for &seq in &seqs {
+            self.done_with(seq);
+        }
+        seqs.len()
     }
 
     pub fn ack_fallback(&self) -> bool {
@@ -610,22 +601,13 @@ impl Conn {
     }
 }
 
-/// A limiter sending at most `rate` msg/s, evenly spaced (burst 1, so a
-/// backlog drains at exactly the rate).
-fn build_limiter(rate: f64) -> Option<Arc<DefaultDirectRateLimiter>> {
-    if rate.is_nan() || rate <= 0.0 {
-        return None;
-    }
-    let period = Duration::from_secs_f64((1.0 / rate).min(1e9)).max(Duration::from_nanos(1));
-    Quota::with_period(period).map(|q| Arc::new(RateLimiter::direct(q)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;
     use fednode_kit::{Message, Meta};
     use fednode_ws::frame::outbound;
+    use std::time::Duration;
 
     fn item(seq: u64) -> Arc<Item> {
         Arc::new(Item::from_message(

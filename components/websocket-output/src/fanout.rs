@@ -20,8 +20,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-use crate::conn::Routing;
 use crate::item::Item;
+use crate::routing::Routing;
 use crate::shared::{Cmd, Shared};
 
 /// Messages taken from the bus at once.
@@ -100,6 +100,9 @@ pub(crate) async fn run(sh: Arc<Shared>, mut source: Source, mut cmds: mpsc::Rec
     while let Ok(cmd) = cmds.try_recv() {
         handle(&sh, cmd);
     }
+    if let Some(spool) = &sh.spool {
+        spool.close().await;
+    }
     for c in sh.conns().iter() {
         c.queue.close();
     }
@@ -136,6 +139,14 @@ async fn dispatch(
                 to.push(item.clone());
             }
         }
+    }
+    if let Some(spool) = &sh.spool {
+        // Client mode with a store: the one connection is fed from it.
+        for items in shares.iter_mut() {
+            spool.append(items).await;
+        }
+        sh.throughput.record(n as u64);
+        return;
     }
     let mut full = Vec::new();
     for (c, items) in conns.iter().zip(shares.iter_mut()) {

@@ -156,10 +156,11 @@ impl InFlight {
             .collect()
     }
 
-    /// Forget everything (the peer does not ack); returns how many.
-    pub fn clear(&mut self) -> usize {
+    /// Forget everything (the peer does not ack); returns their sequence
+    /// numbers.
+    pub fn clear(&mut self) -> Vec<u64> {
         self.seq_of.clear();
-        std::mem::take(&mut self.by_seq).len()
+        std::mem::take(&mut self.by_seq).into_keys().collect()
     }
 
     /// A new session: nothing heard from this peer yet.

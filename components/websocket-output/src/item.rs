@@ -52,6 +52,39 @@ impl Item {
         }
     }
 
+    /// A message read back from the store: `record` is its data envelope as
+    /// JSON ([`Item::record`]); `seq` its place in the store.
+    pub fn from_record(seq: u64, record: &[u8]) -> Option<Self> {
+        let env = Envelope::decode_json(record).ok()?;
+        Some(Item {
+            seq,
+            id: if env.id.is_empty() {
+                new_id().into()
+            } else {
+                env.id
+            },
+            timestamp: env.timestamp.unwrap_or_else(now_millis),
+            origin: env.origin,
+            payload: env.payload,
+            value: OnceLock::new(),
+            share_frames: false,
+            json: OnceLock::new(),
+            msgpack: OnceLock::new(),
+        })
+    }
+
+    /// The message as the store keeps it: its data envelope as JSON.
+    pub fn record(&self) -> Vec<u8> {
+        encode_json_parts(
+            Kind::Data,
+            &self.id,
+            Some(self.timestamp),
+            false,
+            self.origin.as_ref(),
+            &self.payload,
+        )
+    }
+
     /// Whether more than one connection may send this message: when not,
     /// its frames are built per call and not kept.
     pub fn share_frames(mut self, share: bool) -> Self {

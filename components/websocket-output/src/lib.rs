@@ -29,9 +29,11 @@ mod inflight;
 mod item;
 mod methods;
 mod metrics;
+mod routing;
 mod server;
 mod session;
 mod shared;
+mod spool;
 
 pub use component::WebSocketOutput;
 pub use config::{Config, Settings};
@@ -47,7 +49,8 @@ pub fn registration() -> Registration {
         aliases: &["websocket_output"],
         kinds: &[ComponentKind::Output],
         build: |cx, value| {
-            let settings = Config::parse(value, cx.path)?;
+            let mut settings = Config::parse(value, cx.path)?;
+            settings.resolve_store(cx.path, cx.instance, cx.node.data_dir.as_deref())?;
             Ok(Arc::new(WebSocketOutput::new(settings)))
         },
     }

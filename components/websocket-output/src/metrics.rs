@@ -58,6 +58,9 @@ pub(crate) struct OutputMetrics {
     nacked: LabelledCounter,
     pub resent: IntCounter,
     pub in_flight: IntGauge,
+    pub store_bytes: IntGauge,
+    pub store_messages: IntGauge,
+    pub store_dropped: IntCounter,
     pub reconnect_attempts: IntCounter,
     /// Connections closed because nothing was heard for the heartbeat
     /// timeout.
@@ -133,6 +136,18 @@ impl OutputMetrics {
             in_flight: m.int_gauge(
                 "websocket_output_in_flight",
                 "Data sent with at_least_once delivery and not yet acknowledged",
+            ),
+            store_bytes: m.int_gauge(
+                "websocket_output_store_bytes",
+                "Bytes of the store's log on disk",
+            ),
+            store_messages: m.int_gauge(
+                "websocket_output_store_messages",
+                "Messages in the store not yet done with (unacknowledged, or not yet sent)",
+            ),
+            store_dropped: m.counter(
+                "websocket_output_store_dropped_total",
+                "Messages dropped from a full store (the oldest go first)",
             ),
             reconnect_attempts: m.counter(
                 "websocket_output_reconnect_attempts_total",

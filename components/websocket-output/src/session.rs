@@ -324,8 +324,11 @@ fn frame_of(conn: &Conn, o: &Out, acked: Option<Duration>) -> WsMessage {
         Out::Replay(item) => (item.message(conn.encoding, true), Some(item)),
         Out::Frame(m) => (m.clone(), None),
     };
-    if let (Some(timeout), Some(item)) = (acked, data) {
-        conn.track_in_flight(item, Instant::now() + timeout);
+    match (acked, data) {
+        (Some(timeout), Some(item)) => conn.track_in_flight(item, Instant::now() + timeout),
+        // At most once: written is done with.
+        (None, Some(item)) => conn.done_with(item.seq),
+        _ => {}
     }
     msg
 }

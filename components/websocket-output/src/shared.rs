@@ -29,6 +29,7 @@ use crate::buffer::{ReplayBuffer, ReplayParams};
 use crate::config::Settings;
 use crate::conn::Conn;
 use crate::metrics::OutputMetrics;
+use crate::spool::Spool;
 
 /// Work for the fan-out task besides data.
 pub(crate) enum Cmd {
@@ -66,6 +67,8 @@ pub(crate) struct Shared {
     pub client_state: Mutex<(ConnectionState, Option<String>)>,
     /// What this output announces on every handshake.
     pub identity: Identity,
+    /// Client mode with a `store`: the log the hub connection is fed from.
+    pub spool: Option<Arc<Spool>>,
 }
 
 impl Shared {
@@ -87,19 +90,28 @@ impl Shared {
             Mode::Server => format!("conn-{n}"),
             Mode::Client => "hub".to_string(),
         };
+        // Fed from the store, the queue only waits for room: the store is
+        // where `on_full` applies.
+        let on_full = match self.spool {
+            Some(_) => fednode_kit::queue::OnFull::Block,
+            None => self.s.on_full,
+        };
         let conn = Arc::new(Conn::new(
             id,
             remote,
             self.s.encoding,
             self.s.backpressure.queue_size,
-            self.s.on_full,
+            on_full,
             PendingRequests::new(
                 self.s.bidirectional.max_concurrent_requests,
                 self.s.bidirectional.request_timeout,
                 Some(self.metrics.requests.clone()),
             ),
-            !self.acked(),
+            !self.acked() && self.spool.is_none(),
         ));
+        if let Some(sp) = &self.spool {
+            conn.set_spool(sp.clone());
+        }
         let _edit = self.conns_edit.lock();
         let mut v = (**self.conns.load()).clone();
         v.push(conn.clone());
@@ -180,6 +192,9 @@ impl Shared {
             "node": {"id": self.node.id, "region": self.node.region},
             "buffer": {"size": self.buffer.len(), "capacity": self.s.buffer_size},
         });
+        if let Some(sp) = &self.spool {
+            v["store"] = sp.describe();
+        }
         if let Some(c) = conn {
             v["connection"] = c.describe();
         }

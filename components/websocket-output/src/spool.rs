@@ -1,0 +1,440 @@
+//! Store and forward (client mode with a `store`): every message the
+//! fan-out takes for the hub is appended to the kit's disk log first, and
+//! the connection is fed from the log. So the log holds everything not yet
+//! acknowledged (with `at_least_once`; everything not yet written, with
+//! `at_most_once`): it survives a `kill -9` of this node and any hub
+//! outage it has room for, and after a restart the unacknowledged messages
+//! go first, in order.
+//!
+//! Three parts:
+//! - the **log task** owns the [`Log`] and runs every operation on a
+//!   blocking thread, one batch at a time: appends, reads, releases, and an
+//!   fsync at most `sync_interval` after anything was written;
+//! - [`Spool::take`] reads the log from where the connection stands (the
+//!   component's feeder moves what it reads into the connection's queue,
+//!   waiting for room);
+//! - **releases**: each message fed is *outstanding* until the hub acks it
+//!   (or it is written, at most once); the log is acknowledged through the
+//!   message before the oldest outstanding one, and whole segments are
+//!   freed as that moves.
+//!
+//! When the log is full the oldest segment goes (counted in
+//! `…_store_dropped_total`), or under `on_full: block` appends wait for the
+//! hub's acks to free room, and the fan-out (and so the bus) waits too.
+
+use fednode_kit::store::{Log, LogOptions, StoreError, HEADER_BYTES};
+use fednode_kit::StartError;
+use parking_lot::Mutex;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::StoreConfig;
+use crate::item::Item;
+use crate::metrics::OutputMetrics;
+
+/// Records read from the log per feeder round.
+const READ_BATCH: usize = 256;
+/// Bytes read per feeder round (at least one record).
+const READ_BYTES: u64 = 4 << 20;
+
+enum Op {
+    /// Append, then answer (under `block`, once there is room).
+    Append(Vec<Vec<u8>>, oneshot::Sender<()>),
+    /// Read from a sequence number on.
+    Read(u64, oneshot::Sender<Vec<(u64, bytes::Bytes)>>),
+    /// The fan-out has stopped: sync and close.
+    Close(oneshot::Sender<()>),
+}
+
+/// What the rest of the output holds of the store.
+pub(crate) struct Spool {
+    ops: mpsc::Sender<Op>,
+    /// Signalled after appends.
+    appended: Notify,
+    book: Mutex<Book>,
+    path: String,
+    bytes: AtomicU64,
+    messages: AtomicU64,
+    dropped: AtomicU64,
+    /// Timestamp of the oldest message not done with (0 when none).
+    oldest: AtomicI64,
+    /// Every message through this sequence number is on disk (fsynced).
+    synced_through: AtomicU64,
+    /// The log may be released through here (releases coalesce: only the
+    /// latest matters).
+    release_to: AtomicU64,
+    release_ready: Notify,
+    /// The component is stopping: appends stop waiting for room.
+    cancel: CancellationToken,
+}
+
+/// Where the feeder stands and what it fed that is not done with.
+struct Book {
+    /// The next sequence number to read.
+    next: u64,
+    outstanding: BTreeSet<u64>,
+    /// The log is released through here.
+    released: u64,
+}
+
+impl Spool {
+    /// Open (and recover) the log at `cfg.path` and start its task.
+    pub fn open(
+        name: &str,
+        cfg: &StoreConfig,
+        block: bool,
+        metrics: &OutputMetrics,
+        tracker: &tokio_util::task::TaskTracker,
+        cancel: &CancellationToken,
+    ) -> Result<Arc<Spool>, StartError> {
+        let path = cfg.path.clone().expect("resolved at build");
+        let (log, recovery) = Log::open(&path, LogOptions::with_max_bytes(cfg.max_bytes))
+            .map_err(|e| StartError::new(format!("store: {e}")))?;
+        for cut in &recovery.cuts {
+            tracing::warn!(component = name, path = %cut.path.display(), offset = cut.offset,
+                bytes = cut.bytes, reason = cut.reason, "store: cut a damaged tail at the last whole record");
+        }
+        let first = log.first_unacked();
+        let waiting = log.next_seq() - first;
+        if waiting > 0 {
+            tracing::info!(component = name, messages = waiting, path = %path.display(),
+                "store: unacknowledged messages from before go first");
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let spool = Arc::new(Spool {
+            ops: tx,
+            appended: Notify::new(),
+            book: Mutex::new(Book {
+                next: first,
+                outstanding: BTreeSet::new(),
+                released: first - 1,
+            }),
+            path: path.display().to_string(),
+            bytes: AtomicU64::new(log.bytes()),
+            messages: AtomicU64::new(log.messages()),
+            dropped: AtomicU64::new(0),
+            oldest: AtomicI64::new(0),
+            synced_through: AtomicU64::new(first - 1),
+            release_to: AtomicU64::new(first - 1),
+            release_ready: Notify::new(),
+            cancel: cancel.clone(),
+        });
+        let task = LogTask {
+            log: Arc::new(Mutex::new(log)),
+            spool: spool.clone(),
+            block,
+            sync_interval: cfg.sync_interval,
+            metrics: metrics.clone(),
+            name: name.to_string(),
+        };
+        tracker.spawn(task.run(rx));
+        Ok(spool)
+    }
+
+    /// Append the fan-out's share, in order; under `block` this waits while
+    /// the log is full.
+    pub async fn append(&self, items: &mut Vec<Arc<Item>>) {
+        if items.is_empty() {
+            return;
+        }
+        let records = items.drain(..).map(|i| i.record()).collect();
+        let (tx, rx) = oneshot::channel();
+        if self.ops.send(Op::Append(records, tx)).await.is_ok() {
+            // Stopping, a full store (under `block`) will not make room:
+            // the append stays queued and is stored if room comes before
+            // the log closes.
+            tokio::select! {
+                _ = rx => {}
+                _ = self.cancel.cancelled() => {}
+            }
+        }
+    }
+
+    /// The fan-out has handed over its last message: make everything
+    /// durable and stop the log task.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.ops.send(Op::Close(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// This message (fed earlier) is done with: acked, refused for good, or
+    /// written at most once.
+    pub fn release(&self, seq: u64) {
+        let through = {
+            let mut b = self.book.lock();
+            if !b.outstanding.remove(&seq) {
+                return;
+            }
+            let low = b.outstanding.first().copied().unwrap_or(b.next);
+            if low <= b.released + 1 {
+                return;
+            }
+            b.released = low - 1;
+            b.released
+        };
+        self.release_to.fetch_max(through, Ordering::AcqRel);
+        self.release_ready.notify_one();
+    }
+
+    /// Detail for `status`, `/components` and health.
+    pub fn describe(&self) -> serde_json::Value {
+        let oldest = self.oldest.load(Ordering::Relaxed);
+        serde_json::json!({
+            "path": self.path,
+            "bytes": self.bytes.load(Ordering::Relaxed),
+            "messages": self.messages.load(Ordering::Relaxed),
+            "dropped": self.dropped.load(Ordering::Relaxed),
+            "synced_through": self.synced_through.load(Ordering::Relaxed),
+            "oldest_timestamp": (oldest > 0).then_some(oldest),
+        })
+    }
+
+    /// The next messages in the log after what was taken before, in order,
+    /// each outstanding until [`Spool::release`]; waits while there are
+    /// none. `None` once `cancel` fires or the log task is gone.
+    pub async fn take(&self, cancel: &CancellationToken) -> Option<Vec<Arc<Item>>> {
+        loop {
+            let from = self.book.lock().next;
+            let (tx, rx) = oneshot::channel();
+            self.ops.send(Op::Read(from, tx)).await.ok()?;
+            let records = rx.await.ok()?;
+            if records.is_empty() {
+                tokio::select! {
+                    _ = cancel.cancelled() => return None,
+                    _ = self.appended.notified() => continue,
+                }
+            }
+            let mut items = Vec::with_capacity(records.len());
+            let mut unreadable = Vec::new();
+            {
+                let mut b = self.book.lock();
+                for (seq, body) in records {
+                    b.next = seq + 1;
+                    b.outstanding.insert(seq);
+                    match Item::from_record(seq, &body) {
+                        Some(item) => items.push(Arc::new(item)),
+                        None => unreadable.push(seq),
+                    }
+                }
+            }
+            for seq in unreadable {
+                tracing::error!(seq, path = %self.path, "store: a record is not a data envelope; skipped");
+                self.release(seq);
+            }
+            if !items.is_empty() {
+                return Some(items);
+            }
+        }
+    }
+}
+
+/// The owner of the log.
+struct LogTask {
+    log: Arc<Mutex<Log>>,
+    spool: Arc<Spool>,
+    block: bool,
+    sync_interval: Duration,
+    metrics: OutputMetrics,
+    name: String,
+}
+
+impl LogTask {
+    /// Until the fan-out closes the log ([`Spool::close`]): it outlives the
+    /// component's cancellation, so what the fan-out hands over while
+    /// stopping is still stored.
+    async fn run(self, mut rx: mpsc::Receiver<Op>) {
+        let mut ops = Vec::new();
+        // Appends held back while the log is full (`block`).
+        let mut parked: Vec<Op> = Vec::new();
+        let mut unsynced = false;
+        let mut closed = None;
+        let mut tick = tokio::time::interval(self.sync_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                n = rx.recv_many(&mut ops, 64) => if n == 0 { break },
+                _ = self.spool.release_ready.notified() => {}
+                _ = tick.tick() => {
+                    if unsynced {
+                        let synced = self.blocking(true, |log, _| log.sync()).await;
+                        unsynced = synced.is_err();
+                    }
+                    continue;
+                }
+            }
+            let mut batch: Vec<Op> = std::mem::take(&mut parked);
+            batch.append(&mut ops);
+            let (block, release) = (self.block, self.spool.release_to.load(Ordering::Acquire));
+            let (appended, left, result) = self
+                .blocking(false, move |log, dropped| {
+                    // A failed release only keeps space a while longer.
+                    if let Err(e) = log.ack_through(release) {
+                        tracing::error!(error = %e, "store release failed");
+                    }
+                    Ok(apply(log, batch, block, dropped))
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(component = %self.name, error = %e, "store failed");
+                    (false, Vec::new(), Ok(()))
+                });
+            parked = left;
+            if let Some(closing) = closing_of(&mut parked) {
+                closed = Some(closing);
+            }
+            if let Err(e) = result {
+                tracing::error!(component = %self.name, error = %e, "store operation failed");
+            }
+            if appended {
+                unsynced = true;
+                self.spool.appended.notify_one();
+            }
+            if closed.is_some() {
+                break;
+            }
+        }
+        // Stopping: what was appended (and released) is made durable.
+        let release = self.spool.release_to.load(Ordering::Acquire);
+        let _ = self
+            .blocking(true, move |log, _| {
+                log.ack_through(release)?;
+                log.sync()
+            })
+            .await;
+        if !parked.is_empty() {
+            tracing::error!(component = %self.name, "store full at shutdown: messages waiting for room were not stored");
+        }
+        if let Some(done) = closed {
+            let _ = done.send(());
+        }
+    }
+
+    /// Run `f` on the log on a blocking thread, then refresh the gauges
+    /// (the oldest timestamp too when `look_back`: that reads the log, so
+    /// only after a sync, when buffered appends are written anyway).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        look_back: bool,
+        f: impl FnOnce(&mut Log, &mut u64) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let log = self.log.clone();
+        let previous = self.spool.oldest.load(Ordering::Relaxed);
+        let out = tokio::task::spawn_blocking(move || {
+            let mut log = log.lock();
+            let mut dropped = 0;
+            let r = f(&mut log, &mut dropped);
+            let oldest = if look_back {
+                oldest_timestamp(&mut log)
+            } else {
+                previous
+            };
+            (
+                r,
+                dropped,
+                log.bytes(),
+                log.messages(),
+                oldest,
+                log.synced_through(),
+            )
+        })
+        .await
+        .map_err(|e| StoreError::Options(format!("store task: {e}")))?;
+        let (r, dropped, bytes, messages, oldest, synced) = out;
+        let sp = &self.spool;
+        sp.synced_through.store(synced, Ordering::Relaxed);
+        sp.bytes.store(bytes, Ordering::Relaxed);
+        sp.messages.store(messages, Ordering::Relaxed);
+        sp.oldest.store(oldest, Ordering::Relaxed);
+        self.metrics.store_bytes.set(bytes as i64);
+        self.metrics.store_messages.set(messages as i64);
+        if dropped > 0 {
+            sp.dropped.fetch_add(dropped, Ordering::Relaxed);
+            self.metrics.store_dropped.inc_by(dropped);
+            tracing::warn!(component = %self.name, dropped, "store full: the oldest messages were dropped");
+        }
+        r
+    }
+}
+
+/// Apply a batch of operations in order. Returns whether anything was
+/// appended, the appends held back (the log is full under `block`), and
+/// the first error.
+fn apply(
+    log: &mut Log,
+    batch: Vec<Op>,
+    block: bool,
+    dropped: &mut u64,
+) -> (bool, Vec<Op>, Result<(), StoreError>) {
+    let mut appended = false;
+    let mut parked = Vec::new();
+    let mut result = Ok(());
+    for op in batch {
+        match op {
+            Op::Read(from, reply) => {
+                let records = log
+                    .read_batch(from, READ_BATCH, READ_BYTES)
+                    .unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "store read failed");
+                        Vec::new()
+                    });
+                let _ = reply.send(records);
+            }
+            Op::Close(reply) => parked.push(Op::Close(reply)),
+            Op::Append(records, reply) => {
+                // Under `block`, wait for room rather than drop what the
+                // hub has not acknowledged (an empty log takes anything).
+                let need: u64 = records.iter().map(|r| r.len() as u64 + HEADER_BYTES).sum();
+                let room = !block
+                    || log.messages() == 0
+                    || !log.would_exceed((need - HEADER_BYTES) as usize);
+                if !parked.is_empty() || !room {
+                    parked.push(Op::Append(records, reply));
+                    continue;
+                }
+                match log.append_batch(&records) {
+                    Ok(a) => {
+                        appended = true;
+                        *dropped += a.dropped;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, lost = records.len(), "store append failed; messages lost");
+                        result = result.and(Err(e));
+                    }
+                }
+                let _ = reply.send(());
+            }
+        }
+    }
+    (appended, parked, result)
+}
+
+/// Take the close request out of what `apply` held back (it comes last:
+/// the fan-out sends nothing after it).
+fn closing_of(parked: &mut Vec<Op>) -> Option<oneshot::Sender<()>> {
+    match parked.last() {
+        Some(Op::Close(_)) => match parked.pop() {
+            Some(Op::Close(done)) => Some(done),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The timestamp of the oldest message not done with, 0 when none.
+fn oldest_timestamp(log: &mut Log) -> i64 {
+    let first = log.first_unacked();
+    match log.read_batch(first, 1, 0) {
+        Ok(r) => r
+            .first()
+            .and_then(|(seq, body)| Item::from_record(*seq, body))
+            .map_or(0, |i| i.timestamp),
+        Err(_) => 0,
+    }
+}
