@@ -27,7 +27,15 @@ pub struct NatsBus {
     client: Client,
     conn: NatsConnection,
     dropped_total: Arc<AtomicU64>,
+    /// [`Bus::flush`]'s round trip: a subscription to a subject of this
+    /// connection's own, where each flush sends itself a token.
+    echo: tokio::sync::Mutex<async_nats::Subscriber>,
+    echo_subject: String,
+    next_token: AtomicU64,
 }
+
+/// How long a flush waits for the server's echo.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Per-client buffer inside async-nats for each subscription. Its default
 /// (65,536) drops silently under a fast publisher; slow-consumer events are
@@ -96,7 +104,15 @@ impl NatsBus {
             )
         })?
         .map_err(|e| format!("cannot connect to NATS at {url}: {e}"))?;
+        let echo_subject = format!("{}.flush", client.new_inbox());
+        let echo = client
+            .subscribe(echo_subject.clone())
+            .await
+            .map_err(|e| format!("cannot subscribe on NATS at {url}: {e}"))?;
         Ok(NatsBus {
+            echo: tokio::sync::Mutex::new(echo),
+            echo_subject,
+            next_token: AtomicU64::new(0),
             client,
             conn: NatsConnection {
                 url,
@@ -267,8 +283,34 @@ impl Bus for NatsBus {
         }
     }
 
+    /// Returns once the server has everything published before: a token
+    /// sent to this connection's own subject after it has come back (the
+    /// server handles one connection's messages in order). A client-side
+    /// flush alone only empties the client's buffer.
     async fn flush(&self) -> Result<(), BusError> {
-        self.client.flush().await.map_err(transport)
+        let mut echo = self.echo.lock().await;
+        let token = (self.next_token.fetch_add(1, Ordering::Relaxed) + 1).to_string();
+        self.client
+            .publish(self.echo_subject.clone(), Bytes::from(token.clone()))
+            .await
+            .map_err(transport)?;
+        self.client.flush().await.map_err(transport)?;
+        let back = async {
+            // Tokens of earlier flushes that gave up may come first.
+            while let Some(m) = echo.next().await {
+                if m.payload == token.as_bytes() {
+                    return Ok(());
+                }
+            }
+            Err(BusError::Closed)
+        };
+        tokio::time::timeout(FLUSH_TIMEOUT, back)
+            .await
+            .map_err(|_| {
+                BusError::Timeout(format!(
+                    "flush (no echo from the NATS server within {FLUSH_TIMEOUT:?})"
+                ))
+            })?
     }
 
     fn is_connected(&self) -> bool {

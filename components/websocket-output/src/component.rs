@@ -99,8 +99,11 @@ impl Component for WebSocketOutput {
         // costs cache misses and page faults: with it, relay_bench's RSS
         // swung between 28 and 55 MB as pages were returned and faulted
         // back; with 1,000 slots it stays flat.
+        //
+        // With a store the fan-out only appends to it, and the store is
+        // where `on_full` applies: the subscription always waits.
         let opts = SubscribeOptions {
-            overflow: if s.on_full == OnFull::Block {
+            overflow: if s.on_full == OnFull::Block || s.store.is_some() {
                 Overflow::Block
             } else {
                 Overflow::Drop
@@ -206,6 +209,10 @@ impl Component for WebSocketOutput {
         if !fallen_back.is_empty() {
             // Peers that acknowledge nothing get data at most once.
             details["not_acking"] = json!(fallen_back);
+        }
+        if sh.spool.as_ref().is_some_and(|sp| sp.failed()) {
+            // Nothing more can be stored: data would be lost.
+            return Health::failing("store_failed", details);
         }
         match sh.s.mode {
             Mode::Server if sh.active() == 0 => Health::ok("idle", details),

@@ -21,6 +21,9 @@ pub mod reason {
     pub const SHUTDOWN: &str = "shutdown";
     /// Upstream data whose publish failed for good (an invalid subject).
     pub const PUBLISH_FAILED: &str = "publish_failed";
+    /// The store could not take it (a write failed, or it is larger than
+    /// the whole store).
+    pub const STORE_FAILED: &str = "store_failed";
 }
 
 /// Error kinds (`type` label).

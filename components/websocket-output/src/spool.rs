@@ -28,13 +28,13 @@ use parking_lot::Mutex;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StoreConfig;
 use crate::item::Item;
-use crate::metrics::OutputMetrics;
+use crate::metrics::{reason::STORE_FAILED, OutputMetrics};
 
 /// Records read from the log per feeder round.
 const READ_BATCH: usize = 256;
@@ -64,6 +64,9 @@ pub(crate) struct Spool {
     oldest: AtomicI64,
     /// Every message through this sequence number is on disk (fsynced).
     synced_through: AtomicU64,
+    /// A write or fsync failed: the log takes nothing more until the node
+    /// restarts (health says so).
+    failed: std::sync::atomic::AtomicBool,
     /// The log may be released through here (releases coalesce: only the
     /// latest matters).
     release_to: AtomicU64,
@@ -119,6 +122,7 @@ impl Spool {
             dropped: AtomicU64::new(0),
             oldest: AtomicI64::new(0),
             synced_through: AtomicU64::new(first - 1),
+            failed: std::sync::atomic::AtomicBool::new(false),
             release_to: AtomicU64::new(first - 1),
             release_ready: Notify::new(),
             cancel: cancel.clone(),
@@ -182,6 +186,12 @@ impl Spool {
         self.release_ready.notify_one();
     }
 
+    /// Whether a write or fsync failed (the node must restart to recover
+    /// the log).
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
     /// Detail for `status`, `/components` and health.
     pub fn describe(&self) -> serde_json::Value {
         let oldest = self.oldest.load(Ordering::Relaxed);
@@ -191,6 +201,7 @@ impl Spool {
             "messages": self.messages.load(Ordering::Relaxed),
             "dropped": self.dropped.load(Ordering::Relaxed),
             "synced_through": self.synced_through.load(Ordering::Relaxed),
+            "failed": self.failed(),
             "oldest_timestamp": (oldest > 0).then_some(oldest),
         })
     }
@@ -252,48 +263,58 @@ impl LogTask {
         let mut ops = Vec::new();
         // Appends held back while the log is full (`block`).
         let mut parked: Vec<Op> = Vec::new();
-        let mut unsynced = false;
+        // Appended and not yet fsynced since this instant.
+        let mut unsynced: Option<Instant> = None;
         let mut closed = None;
-        let mut tick = tokio::time::interval(self.sync_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Due at most `sync_interval` after the first unsynced append,
+            // however busy the log is.
+            let sync_due = unsynced.map(|since| since + self.sync_interval);
             tokio::select! {
                 biased;
-                n = rx.recv_many(&mut ops, 64) => if n == 0 { break },
-                _ = self.spool.release_ready.notified() => {}
-                _ = tick.tick() => {
-                    if unsynced {
-                        let synced = self.blocking(true, |log, _| log.sync()).await;
-                        unsynced = synced.is_err();
+                _ = sleep_until_due(sync_due) => {
+                    if self.blocking(true, |log, _| log.sync()).await.is_ok() {
+                        unsynced = None;
+                    } else {
+                        // Try again one interval later.
+                        unsynced = Some(Instant::now());
                     }
                     continue;
                 }
+                n = rx.recv_many(&mut ops, 64) => if n == 0 { break },
+                _ = self.spool.release_ready.notified() => {}
             }
             let mut batch: Vec<Op> = std::mem::take(&mut parked);
             batch.append(&mut ops);
             let (block, release) = (self.block, self.spool.release_to.load(Ordering::Acquire));
-            let (appended, left, result) = self
+            let ((appended, left, result), lost) = self
                 .blocking(false, move |log, dropped| {
                     // A failed release only keeps space a while longer.
                     if let Err(e) = log.ack_through(release) {
                         tracing::error!(error = %e, "store release failed");
                     }
-                    Ok(apply(log, batch, block, dropped))
+                    let mut lost = 0;
+                    let applied = apply(log, batch, block, dropped, &mut lost);
+                    Ok((applied, lost))
                 })
                 .await
                 .unwrap_or_else(|e| {
                     tracing::error!(component = %self.name, error = %e, "store failed");
-                    (false, Vec::new(), Ok(()))
+                    ((false, Vec::new(), Ok(())), 0)
                 });
+            if lost > 0 {
+                self.metrics.dropped(STORE_FAILED).inc_by(lost);
+            }
             parked = left;
             if let Some(closing) = closing_of(&mut parked) {
                 closed = Some(closing);
             }
             if let Err(e) = result {
                 tracing::error!(component = %self.name, error = %e, "store operation failed");
+                self.spool.failed.store(true, Ordering::Release);
             }
             if appended {
-                unsynced = true;
+                unsynced.get_or_insert_with(Instant::now);
                 self.spool.appended.notify_one();
             }
             if closed.is_some() {
@@ -363,6 +384,14 @@ impl LogTask {
     }
 }
 
+/// Sleep until `due`; forever when there is nothing to sync.
+async fn sleep_until_due(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Apply a batch of operations in order. Returns whether anything was
 /// appended, the appends held back (the log is full under `block`), and
 /// the first error.
@@ -371,6 +400,7 @@ fn apply(
     batch: Vec<Op>,
     block: bool,
     dropped: &mut u64,
+    lost: &mut u64,
 ) -> (bool, Vec<Op>, Result<(), StoreError>) {
     let mut appended = false;
     let mut parked = Vec::new();
@@ -403,8 +433,24 @@ fn apply(
                         appended = true;
                         *dropped += a.dropped;
                     }
+                    // One record the log can never hold: the others go in.
+                    Err(StoreError::TooLarge { .. }) => {
+                        for r in &records {
+                            match log.append(r) {
+                                Ok(a) => {
+                                    appended = true;
+                                    *dropped += a.dropped;
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, "store: message lost");
+                                    *lost += 1;
+                                }
+                            }
+                        }
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, lost = records.len(), "store append failed; messages lost");
+                        *lost += records.len() as u64;
                         result = result.and(Err(e));
                     }
                 }
