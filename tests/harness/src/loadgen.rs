@@ -265,7 +265,7 @@ async fn produce_job(opts: &HashMap<String, String>) -> String {
         tasks.push(tokio::spawn(async move {
             let (mut rd, mut wr) = tx.split();
             let writer = async {
-                let frames = FrameBatch::cycle(&format!("c{c}"), FRAMES_PER_WRITE);
+                let frames = FrameBatch::cycle(&format!("c{c}"), FRAMES_PER_WRITE, true);
                 while !stop.load(Ordering::Relaxed) {
                     if wr.write_all(&frames.bytes).await.is_err() {
                         break;
@@ -310,7 +310,7 @@ async fn idle_job(opts: &HashMap<String, String>) -> String {
 }
 
 /// `relay input= output= producers= consumers= per_producer= [rate=]
-/// [latency=1]`: consumers connect to `output` first, then each producer
+/// [latency=1] [ids=none]`: consumers connect to `output` first, then each producer
 /// sends `per_producer` frames to `input` (at `rate` msgs/s in total, in
 /// 1 ms ticks, or as fast as it can). Consumers count until they have
 /// every frame or nothing came for 2 s. Reports `received`, `expected`,
@@ -324,6 +324,8 @@ async fn relay_job(opts: &HashMap<String, String>) -> String {
     let per_producer: u64 = need(opts, "per_producer");
     let rate: Option<u64> = opt(opts, "rate");
     let latency = opts.get("latency").is_some_and(|v| v == "1");
+    // `ids=none`: frames without ids (the system under test assigns them).
+    let with_ids = opts.get("ids").is_none_or(|v| v != "none");
     let expected_each = producers as u64 * per_producer;
 
     let mut readers = Vec::new();
@@ -343,7 +345,13 @@ async fn relay_job(opts: &HashMap<String, String>) -> String {
     for p in 0..producers {
         let (stream, _) = connect(&input).await;
         let per_tick = rate.map(|r| (r / 1000 / producers as u64).max(1));
-        writers.push(tokio::spawn(produce(stream, p, per_producer, per_tick)));
+        writers.push(tokio::spawn(produce(
+            stream,
+            p,
+            per_producer,
+            per_tick,
+            with_ids,
+        )));
     }
     let mut received = 0u64;
     let mut last = start;
@@ -408,14 +416,20 @@ pub async fn stdin_closed() {
 
 /// One producer of `relay`: `n` frames, paced (`per_tick` per ms) or not;
 /// then keeps the socket open until aborted.
-async fn produce(stream: TcpStream, producer: usize, n: u64, per_tick: Option<u64>) {
+async fn produce(
+    stream: TcpStream,
+    producer: usize,
+    n: u64,
+    per_tick: Option<u64>,
+    with_ids: bool,
+) {
     let (mut rd, mut wr) = stream.into_split();
     tokio::spawn(async move { discard(&mut rd).await });
     let prefix = format!("p{producer}");
     let mut seq = 0u64;
     match per_tick {
         None => {
-            let batch = FrameBatch::cycle(&prefix, FRAMES_PER_WRITE);
+            let batch = FrameBatch::cycle(&prefix, FRAMES_PER_WRITE, with_ids);
             while seq < n {
                 let k = (n - seq).min(FRAMES_PER_WRITE as u64) as usize;
                 if wr.write_all(&batch.bytes[..k * FRAME_BYTES]).await.is_err() {
@@ -431,7 +445,7 @@ async fn produce(stream: TcpStream, producer: usize, n: u64, per_tick: Option<u6
                 tick.tick().await;
                 buf.clear();
                 for _ in 0..per_tick.min(n - seq) {
-                    let env = envelope(&prefix, seq, Some(now_ns()));
+                    let env = envelope_with(&prefix, seq, Some(now_ns()), with_ids);
                     push_masked_frame(&mut buf, env.as_bytes(), seq as u32);
                     seq += 1;
                 }
@@ -493,9 +507,21 @@ pub fn now_ns() -> u64 {
 /// A data envelope of exactly [`ENVELOPE_BYTES`]; `t` is the send time, for
 /// latency.
 pub fn envelope(prefix: &str, seq: u64, t: Option<u64>) -> String {
+    envelope_with(prefix, seq, t, true)
+}
+
+/// [`envelope`], with or without an `id` (without one, the receiver
+/// assigns a fresh id to each: what a benchmark of acknowledged delivery,
+/// where ids are deduplicated, needs of frames sent again and again).
+pub fn envelope_with(prefix: &str, seq: u64, t: Option<u64>, with_id: bool) -> String {
     let t = t.map(|t| format!(r#""t":{t},"#)).unwrap_or_default();
+    let id = if with_id {
+        format!(r#""id":"{prefix}-{seq:09}","#)
+    } else {
+        String::new()
+    };
     let head = format!(
-        r#"{{"type":"data","id":"{prefix}-{seq:09}","timestamp":1704844800000,"payload":{{"sensor_id":"temp-01","value":23.5,"seq":{seq},{t}"pad":""#
+        r#"{{"type":"data",{id}"timestamp":1704844800000,"payload":{{"sensor_id":"temp-01","value":23.5,"seq":{seq},{t}"pad":""#
     );
     let tail = r#""}}"#;
     let pad = ENVELOPE_BYTES
@@ -539,12 +565,12 @@ struct FrameBatch {
 }
 
 impl FrameBatch {
-    fn cycle(prefix: &str, n: usize) -> FrameBatch {
+    fn cycle(prefix: &str, n: usize, with_ids: bool) -> FrameBatch {
         let mut bytes = Vec::with_capacity(n * FRAME_BYTES);
         for seq in 0..n as u64 {
             push_masked_frame(
                 &mut bytes,
-                envelope(prefix, seq, None).as_bytes(),
+                envelope_with(prefix, seq, None, with_ids).as_bytes(),
                 seq as u32,
             );
         }
