@@ -145,10 +145,14 @@ async fn an_edge_sending_at_least_once_to_a_hub_at_its_defaults_delivers_everyth
         edge.and_log("edge")
     );
     assert_eq!(seen, expected, "in order, each once");
-    let acks = edge.metric(r#"websocket_output_acks_received_total{component="up"}"#);
-    assert!(
-        acks >= MESSAGES as f64,
-        "the hub acked {acks} of {MESSAGES}"
+    // The acks travel back after the data went on: wait for the last ones.
+    fednode_testkit::wait_until_blocking(
+        Duration::from_secs(10),
+        edge.and_log("the hub to ack every message"),
+        || {
+            edge.metric(r#"websocket_output_acks_received_total{component="up"}"#)
+                >= MESSAGES as f64
+        },
     );
     let dropped = hub
         .metric(r#"websocket_input_messages_dropped_total{component="ws_in",reason="queue_full"}"#);

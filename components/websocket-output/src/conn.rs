@@ -22,7 +22,7 @@ use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -55,6 +55,14 @@ impl Out {
     }
 }
 
+/// Acknowledged delivery on a connection: when unacknowledged data is due
+/// again, and how much of it may be in flight.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AckLimits {
+    pub timeout: Duration,
+    pub max_in_flight: usize,
+}
+
 /// What a nack did to the data it names.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Nacked {
@@ -84,9 +92,13 @@ pub(crate) struct Conn {
     /// the writer, skipping the pump: one task hop less per message, and
     /// still in order, since nothing older is waiting anywhere.
     waiting: AtomicUsize,
-    /// Whether that shortcut may be used at all (not with at-least-once,
-    /// where the pump tracks what is in flight).
+    /// Whether that shortcut may be used at all (not when fed from a
+    /// store).
     direct: bool,
+    /// Acknowledged delivery (`at_least_once`).
+    acks: Option<AckLimits>,
+    /// The pump waits for an ack to free room under `max_in_flight`.
+    room_wanted: AtomicBool,
     /// Requests this node sent to the peer, waiting for replies.
     pub pending: PendingRequests,
     pub routing: ArcSwap<Routing>,
@@ -142,6 +154,8 @@ impl Conn {
             outbound: ArcSwapOption::empty(),
             waiting: AtomicUsize::new(0),
             direct,
+            acks: None,
+            room_wanted: AtomicBool::new(false),
             pending,
             routing: ArcSwap::from_pointee(Routing::default()),
             routing_edit: Mutex::new(()),
@@ -161,6 +175,31 @@ impl Conn {
             spool: std::sync::OnceLock::new(),
             error_log: Mutex::new(LogThrottle::default()),
         }
+    }
+
+    /// Track every data frame until the peer acks it.
+    pub fn with_acks(mut self, acks: Option<AckLimits>) -> Self {
+        self.acks = acks;
+        self
+    }
+
+    /// The ack limits in force: none at most once, or once the peer was
+    /// found not to ack.
+    pub fn tracking(&self) -> Option<AckLimits> {
+        self.acks.filter(|_| !self.ack_fallback())
+    }
+
+    /// Room under `max_in_flight` (unbounded at most once).
+    pub fn in_flight_room(&self) -> usize {
+        match self.tracking() {
+            Some(a) => a.max_in_flight.saturating_sub(self.in_flight_len()),
+            None => usize::MAX,
+        }
+    }
+
+    /// The pump is about to wait for room: the next ack wakes it.
+    pub fn want_room(&self) {
+        self.room_wanted.store(true, Ordering::Release);
     }
 
     // ---- data path ------------------------------------------------------
@@ -186,14 +225,30 @@ impl Conn {
             if let Some(out) = self.outbound.load().as_ref() {
                 // Frames are built only for the room there is: an unshared
                 // frame that did not fit would be built again by the pump.
-                let n = out.room().min(items.len());
+                // Acknowledged, each is tracked before it can be written
+                // (its ack may come back at once).
+                let track = self.tracking();
+                let n = out.room().min(items.len()).min(self.in_flight_room());
                 if n > 0 {
+                    if let Some(a) = track {
+                        let due = Instant::now() + a.timeout;
+                        let mut book = self.in_flight.lock();
+                        for i in &items[..n] {
+                            book.track(i, due);
+                        }
+                    }
                     let mut frames: VecDeque<WsMessage> = items[..n]
                         .iter()
                         .map(|i| i.message(self.encoding, false))
                         .collect();
                     out.offer_many(&mut frames);
                     handed = n - frames.len();
+                    if track.is_some() && handed < n {
+                        let mut book = self.in_flight.lock();
+                        for i in &items[handed..n] {
+                            book.forget(i.seq);
+                        }
+                    }
                 }
             }
         }
@@ -407,7 +462,9 @@ impl Conn {
         let freed = self.in_flight.lock().ack(id);
         match freed {
             Some(item) => {
-                self.in_flight_changed.notify_one();
+                if self.room_wanted.swap(false, Ordering::AcqRel) {
+                    self.in_flight_changed.notify_one();
+                }
                 self.done_with(item.seq);
                 true
             }
@@ -607,7 +664,6 @@ mod tests {
     use bytes::Bytes;
     use fednode_kit::{Message, Meta};
     use fednode_ws::frame::outbound;
-    use std::time::Duration;
 
     fn item(seq: u64) -> Arc<Item> {
         Arc::new(Item::from_message(

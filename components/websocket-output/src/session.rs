@@ -120,21 +120,22 @@ async fn pump(
     peer_gone: &CancellationToken,
     close: &CancellationToken,
 ) {
-    let max_in_flight = sh.s.max_in_flight;
     let mut batch: Vec<Out> = Vec::with_capacity(BATCH);
     let mut frames = VecDeque::with_capacity(BATCH);
     let mut sent = Sent::default();
     let stop = 'live: loop {
-        let acked = tracking(sh, conn);
+        let acked = tracking(conn);
         let limited = conn.limiter.load().is_some();
         let max = if limited { 1 } else { BATCH };
         if conn.take_script(&mut batch, max) == 0 {
             // At-least-once: never more than max_in_flight unacknowledged.
-            let room = if acked.is_some() {
-                max_in_flight.saturating_sub(conn.in_flight_len())
-            } else {
-                usize::MAX
-            };
+            let mut room = conn.in_flight_room();
+            if room == 0 {
+                // Ask the next ack to wake us, then look again: an ack
+                // may have come in between.
+                conn.want_room();
+                room = conn.in_flight_room();
+            }
             let max = max.min(room);
             let room = room > 0;
             tokio::select! {
@@ -193,7 +194,7 @@ async fn pump(
         sent.record(sh, conn);
     };
     if let Stop::Cancelled = stop {
-        let acked = tracking(sh, conn);
+        let acked = tracking(conn);
         let drained =
             tokio::time::timeout(DRAIN_TIME, drain(sh, conn, out, acked, peer_gone)).await;
         if drained.is_err() || peer_gone.is_cancelled() {
@@ -208,8 +209,8 @@ async fn pump(
 
 /// With acknowledged delivery, when written data is due again (its ack
 /// has not come within `ack_timeout`).
-fn tracking(sh: &Shared, conn: &Conn) -> Option<Duration> {
-    (sh.acked() && !conn.ack_fallback()).then_some(sh.s.ack_timeout)
+fn tracking(conn: &Conn) -> Option<Duration> {
+    conn.tracking().map(|a| a.timeout)
 }
 
 /// Acknowledged delivery: put data whose ack is late, or whose nack asked

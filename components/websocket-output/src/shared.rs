@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::buffer::{ReplayBuffer, ReplayParams};
 use crate::config::Settings;
-use crate::conn::Conn;
+use crate::conn::{AckLimits, Conn};
 use crate::metrics::OutputMetrics;
 use crate::spool::Spool;
 
@@ -96,19 +96,25 @@ impl Shared {
             Some(_) => fednode_kit::queue::OnFull::Block,
             None => self.s.on_full,
         };
-        let conn = Arc::new(Conn::new(
-            id,
-            remote,
-            self.s.encoding,
-            self.s.backpressure.queue_size,
-            on_full,
-            PendingRequests::new(
-                self.s.bidirectional.max_concurrent_requests,
-                self.s.bidirectional.request_timeout,
-                Some(self.metrics.requests.clone()),
-            ),
-            !self.acked() && self.spool.is_none(),
-        ));
+        let conn = Arc::new(
+            Conn::new(
+                id,
+                remote,
+                self.s.encoding,
+                self.s.backpressure.queue_size,
+                on_full,
+                PendingRequests::new(
+                    self.s.bidirectional.max_concurrent_requests,
+                    self.s.bidirectional.request_timeout,
+                    Some(self.metrics.requests.clone()),
+                ),
+                self.spool.is_none(),
+            )
+            .with_acks(self.acked().then_some(AckLimits {
+                timeout: self.s.ack_timeout,
+                max_in_flight: self.s.max_in_flight,
+            })),
+        );
         if let Some(sp) = &self.spool {
             conn.set_spool(sp.clone());
         }
