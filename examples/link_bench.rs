@@ -23,7 +23,8 @@
 //!
 //! Run with: cargo run --release --example link_bench
 //! (`-- quick` runs smaller counts; `rounds=N` repeats the link scenarios
-//! and prints medians; `scenario=N` picks one.)
+//! and prints medians; `scenario=N` picks one; `link=NAME` runs one link
+//! of the first scenario, for profiling.)
 
 use fednode_kit::component::BuildContext;
 use fednode_kit::memory::MemoryBus;
@@ -306,8 +307,13 @@ async fn bench() {
     if only.is_none_or(|s| s == 1) {
         println!("\n1 → 1 as fast as possible (msgs/s; ratio to at_most_once of the same round)");
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); LINKS.len()];
+        let only_link = arg("link");
         for _ in 0..rounds {
             for (i, link) in LINKS.iter().enumerate() {
+                if only_link.as_deref().is_some_and(|l| l != *link) {
+                    rates[i].push(f64::NAN);
+                    continue;
+                }
                 let o = run_link(link, 300_000 / scale, None).await;
                 assert_eq!(o.lost, 0.0, "{link} lost messages");
                 rates[i].push(o.rate);

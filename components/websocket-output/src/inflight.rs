@@ -49,7 +49,7 @@ pub(crate) struct Due {
 
 pub(crate) struct InFlight {
     by_seq: BTreeMap<u64, Flight>,
-    seq_of: HashMap<Arc<str>, u64>,
+    seq_of: HashMap<Arc<str>, u64, foldhash::fast::RandomState>,
     /// Any ack or nack during the current session.
     heard: bool,
     nack_backoff: Backoff,
@@ -59,7 +59,7 @@ impl Default for InFlight {
     fn default() -> Self {
         InFlight {
             by_seq: BTreeMap::new(),
-            seq_of: HashMap::new(),
+            seq_of: HashMap::default(),
             heard: false,
             nack_backoff: Backoff::new(NACK_INITIAL, NACK_MAX, 2.0),
         }

@@ -3,12 +3,16 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+/// Per-table random seeds (no fixed hash a peer could aim ids at), and far
+/// cheaper than SipHash for the ids of every acknowledged message.
+type Seeded = foldhash::fast::RandomState;
+
 /// Remembers the last `capacity` ids; older ones are forgotten in order.
 pub struct RecentIds {
     capacity: usize,
     seq: u64,
     order: VecDeque<(Arc<str>, u64)>,
-    seen: HashMap<Arc<str>, u64>,
+    seen: HashMap<Arc<str>, u64, Seeded>,
 }
 
 impl RecentIds {
@@ -19,7 +23,7 @@ impl RecentIds {
             capacity,
             seq: 0,
             order: VecDeque::with_capacity(capacity.min(4096)),
-            seen: HashMap::with_capacity(capacity.min(4096)),
+            seen: HashMap::with_capacity_and_hasher(capacity.min(4096), Seeded::default()),
         }
     }
 
