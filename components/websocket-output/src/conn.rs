@@ -92,8 +92,9 @@ pub(crate) struct Conn {
     /// the writer, skipping the pump: one task hop less per message, and
     /// still in order, since nothing older is waiting anywhere.
     waiting: AtomicUsize,
-    /// Whether that shortcut may be used at all (not when fed from a
-    /// store).
+    /// Whether that shortcut may be used at all (not with at-least-once,
+    /// where the pump tracks what is in flight and keeps to
+    /// `max_in_flight`, nor when fed from a store).
     direct: bool,
     /// Acknowledged delivery (`at_least_once`).
     acks: Option<AckLimits>,
@@ -225,30 +226,14 @@ impl Conn {
             if let Some(out) = self.outbound.load().as_ref() {
                 // Frames are built only for the room there is: an unshared
                 // frame that did not fit would be built again by the pump.
-                // Acknowledged, each is tracked before it can be written
-                // (its ack may come back at once).
-                let track = self.tracking();
-                let n = out.room().min(items.len()).min(self.in_flight_room());
+                let n = out.room().min(items.len());
                 if n > 0 {
-                    if let Some(a) = track {
-                        let due = Instant::now() + a.timeout;
-                        let mut book = self.in_flight.lock();
-                        for i in &items[..n] {
-                            book.track(i, due);
-                        }
-                    }
                     let mut frames: VecDeque<WsMessage> = items[..n]
                         .iter()
                         .map(|i| i.message(self.encoding, false))
                         .collect();
                     out.offer_many(&mut frames);
                     handed = n - frames.len();
-                    if track.is_some() && handed < n {
-                        let mut book = self.in_flight.lock();
-                        for i in &items[handed..n] {
-                            book.forget(i.seq);
-                        }
-                    }
                 }
             }
         }

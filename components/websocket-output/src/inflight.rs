@@ -92,13 +92,6 @@ impl InFlight {
         }
     }
 
-    /// Forget `seq` (tracked, then not written after all).
-    pub fn forget(&mut self, seq: u64) {
-        if let Some(f) = self.by_seq.remove(&seq) {
-            self.seq_of.remove(&f.item.id);
-        }
-    }
-
     /// An ack: the item it frees (none for an unknown or repeated ack).
     pub fn ack(&mut self, id: &str) -> Option<Arc<Item>> {
         self.heard = true;

@@ -108,7 +108,7 @@ impl Shared {
                     self.s.bidirectional.request_timeout,
                     Some(self.metrics.requests.clone()),
                 ),
-                self.spool.is_none(),
+                !self.acked() && self.spool.is_none(),
             )
             .with_acks(self.acked().then_some(AckLimits {
                 timeout: self.s.ack_timeout,

@@ -675,7 +675,7 @@ mod tests {
         let e = envelope("p3", 42, Some(123_456));
         assert_eq!(e.len(), ENVELOPE_BYTES);
         assert_eq!(sent_at(e.as_bytes()), Some(123_456));
-        let batch = FrameBatch::cycle("c0", 3);
+        let batch = FrameBatch::cycle("c0", 3, true);
         // Unmask by hand and check the first payload.
         let b = &batch.bytes[..FRAME_BYTES];
         assert_eq!(b[0], 0x81);
