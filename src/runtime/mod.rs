@@ -118,7 +118,12 @@ impl Runtime {
             let ctx = Context {
                 name: e.name.clone(),
                 node: self.node.clone(),
-                bus: BusHandle::new(self.bus.clone(), &self.node, &cm),
+                bus: BusHandle::new(
+                    self.bus.clone(),
+                    &self.node.id,
+                    self.node.region.as_deref(),
+                    &cm,
+                ),
                 metrics: cm,
                 cancel: e.cancel.clone(),
                 tracker: e.tracker.clone(),

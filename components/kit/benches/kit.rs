@@ -54,11 +54,8 @@ fn bus_round(subs: usize, n: u64) -> Duration {
         let metrics = Metrics::new();
         let bus = BusHandle::new(
             std::sync::Arc::new(bus),
-            &fednode_kit::NodeIdentity {
-                id: "bench-node".into(),
-                region: None,
-                data_dir: None,
-            },
+            "bench-node",
+            None,
             &metrics.component("bench"),
         );
         let mut handles = Vec::new();

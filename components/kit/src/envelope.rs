@@ -6,8 +6,8 @@
 //! payload bytes then travel to the bus untouched. Nothing re-serialises a
 //! payload that nobody needs to look into.
 
-use crate::bus::Origin;
 use crate::json::{self, Members, Shape};
+use crate::meta::Origin;
 use bytes::Bytes;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};

@@ -7,6 +7,8 @@
 //! - [`config`]: strict config parsing with JSON paths, ports, auth.
 //! - [`subject`]: NATS subject matching and subject templates.
 //! - [`filter`]: the filter engine shared by `json_filter` and `subscribe`.
+//! - [`meta`]: what travels beside a payload (id, timestamp, node, origin)
+//!   and its NATS header names.
 //! - [`metrics`]: the node's Prometheus registry.
 //! - [`queue`]: the bounded queue with `on_full` policies; [`backoff`]: retry delays.
 //! - [`store`]: the append-only disk log (store-and-forward, spills).
@@ -21,6 +23,7 @@ pub mod filter;
 pub mod json;
 pub mod log;
 pub mod memory;
+pub mod meta;
 pub mod metrics;
 pub mod queue;
 pub mod store;

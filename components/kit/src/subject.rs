@@ -1,7 +1,7 @@
 //! NATS subject semantics (shared by the memory bus and config checks) and
 //! the subject templates
 
-use crate::bus::Origin;
+use crate::meta::Origin;
 use std::fmt;
 
 /// Longest token a template fills in; a longer value is cut (at a

@@ -20,7 +20,7 @@ pub fn context_on(name: &str, bus: Arc<dyn Bus>, metrics: &Arc<Metrics>) -> Cont
     let cm = metrics.component(name);
     Context {
         name: name.to_string(),
-        bus: BusHandle::new(bus, &node, &cm),
+        bus: BusHandle::new(bus, &node.id, node.region.as_deref(), &cm),
         node,
         metrics: cm,
         cancel: CancellationToken::new(),

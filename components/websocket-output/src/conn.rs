@@ -22,7 +22,7 @@ use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +30,7 @@ use fednode_ws::frame::{Outbound, WsMessage};
 use fednode_ws::identity::PeerInfo;
 use fednode_ws::pending::PendingRequests;
 
-use crate::inflight::{nack_is_retryable, Due, InFlight};
+use crate::inflight::{nack_is_retryable, AckLimits, Due, InFlight, Nacked};
 use crate::item::Item;
 use crate::metrics::OutputMetrics;
 use crate::routing::{build_limiter, Limits, Routing};
@@ -53,25 +53,6 @@ impl Out {
             Out::Frame(_) => None,
         }
     }
-}
-
-/// Acknowledged delivery on a connection: when unacknowledged data is due
-/// again, and how much of it may be in flight.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct AckLimits {
-    pub timeout: Duration,
-    pub max_in_flight: usize,
-}
-
-/// What a nack did to the data it names.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Nacked {
-    /// Sent again after a backoff.
-    Retry,
-    /// Dropped: the peer will not take it.
-    Lost,
-    /// Nothing in flight has that id (a late or repeated nack).
-    Unknown,
 }
 
 /// One peer.
@@ -649,6 +630,7 @@ mod tests {
     use bytes::Bytes;
     use fednode_kit::{Message, Meta};
     use fednode_ws::frame::outbound;
+    use std::time::Duration;
 
     fn item(seq: u64) -> Arc<Item> {
         Arc::new(Item::from_message(

@@ -37,6 +37,25 @@ pub(crate) fn nack_is_retryable(reason: &str) -> bool {
     matches!(reason, "queue_full" | "unavailable")
 }
 
+/// Acknowledged delivery on a connection: when unacknowledged data is due
+/// again, and how much of it may be in flight.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AckLimits {
+    pub timeout: Duration,
+    pub max_in_flight: usize,
+}
+
+/// What a nack did to the data it names.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Nacked {
+    /// Sent again after a backoff.
+    Retry,
+    /// Dropped: the peer will not take it.
+    Lost,
+    /// Nothing in flight has that id (a late or repeated nack).
+    Unknown,
+}
+
 /// What [`InFlight::take_due`] found.
 #[derive(Default)]
 pub(crate) struct Due {

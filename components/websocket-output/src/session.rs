@@ -35,7 +35,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::{Conn, Nacked, Out};
+use crate::conn::{Conn, Out};
+use crate::inflight::Nacked;
 use crate::methods;
 use crate::metrics::{error_type, reason};
 use crate::shared::Shared;

@@ -27,7 +27,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::buffer::{ReplayBuffer, ReplayParams};
 use crate::config::Settings;
-use crate::conn::{AckLimits, Conn};
+use crate::conn::Conn;
+use crate::inflight::AckLimits;
 use crate::metrics::OutputMetrics;
 use crate::spool::Spool;
 
