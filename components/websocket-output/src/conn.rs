@@ -396,6 +396,17 @@ impl Conn {
         self.in_flight.lock().track(item, due);
     }
 
+    /// The data of `batch` is about to be written: each is due again at
+    /// `due` unless acknowledged (one lock for the batch).
+    pub fn track_batch(&self, batch: &[Out], due: Instant) {
+        let mut book = self.in_flight.lock();
+        for o in batch {
+            if let Out::Data(item) | Out::Replay(item) = o {
+                book.track(item, due);
+            }
+        }
+    }
+
     /// Feed this connection from `spool`.
     pub fn set_spool(&self, spool: Arc<Spool>) {
         let _ = self.spool.set(spool);

@@ -321,16 +321,22 @@ async fn wait_for_rate(sh: &Shared, conn: &Conn, peer_gone: &CancellationToken) 
 /// at-least-once (a session that dies mid-write resends it); `acked` is
 /// the ack timeout then.
 fn frame_of(conn: &Conn, o: &Out, acked: Option<Duration>) -> WsMessage {
+    if let (Some(timeout), Out::Data(item) | Out::Replay(item)) = (acked, o) {
+        conn.track_in_flight(item, Instant::now() + timeout);
+    }
+    untracked_frame_of(conn, o, acked.is_some())
+}
+
+/// The frame for one waiting item whose tracking (under at-least-once,
+/// `acked`) is done: at most once, a written message is done with.
+fn untracked_frame_of(conn: &Conn, o: &Out, acked: bool) -> WsMessage {
     let (msg, data) = match o {
         Out::Data(item) => (item.message(conn.encoding, false), Some(item)),
         Out::Replay(item) => (item.message(conn.encoding, true), Some(item)),
         Out::Frame(m) => (m.clone(), None),
     };
-    match (acked, data) {
-        (Some(timeout), Some(item)) => conn.track_in_flight(item, Instant::now() + timeout),
-        // At most once: written is done with.
-        (None, Some(item)) => conn.done_with(item.seq),
-        _ => {}
+    if let (false, Some(item)) = (acked, data) {
+        conn.done_with(item.seq);
     }
     msg
 }
@@ -348,7 +354,14 @@ async fn forward_batch(
     peer_gone: &CancellationToken,
     cancel: &CancellationToken,
 ) -> (Sent, usize, Option<Stop>) {
-    frames.extend(batch.iter().map(|o| frame_of(conn, o, acked)));
+    if let Some(timeout) = acked {
+        conn.track_batch(batch, Instant::now() + timeout);
+    }
+    frames.extend(
+        batch
+            .iter()
+            .map(|o| untracked_frame_of(conn, o, acked.is_some())),
+    );
     out.offer_many(frames);
     let mut stopped = None;
     let mut handed = batch.len() - frames.len();
