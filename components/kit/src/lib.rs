@@ -11,6 +11,7 @@
 //!   and its NATS header names.
 //! - [`metrics`]: the node's Prometheus registry.
 //! - [`queue`]: the bounded queue with `on_full` policies; [`backoff`]: retry delays.
+//! - [`reply`]: request and reply payloads and the error codes.
 //! - [`store`]: the append-only disk log (store-and-forward, spills).
 //! - [`testing`]: a `Context` on a memory bus for component tests.
 
@@ -26,6 +27,7 @@ pub mod memory;
 pub mod meta;
 pub mod metrics;
 pub mod queue;
+pub mod reply;
 pub mod store;
 pub mod subject;
 pub mod testing;

@@ -292,3 +292,66 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fednode_kit::backoff::ReconnectConfig;
+    use futures::StreamExt;
+    use tokio::net::TcpListener;
+
+    /// A server that accepts WebSocket connections and closes each at once.
+    async fn hub() -> (String, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                if let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await {
+                    let _ = ws.close(None).await;
+                    while ws.next().await.is_some() {}
+                }
+            }
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn urls_are_tried_in_turn_and_a_dropped_link_moves_to_the_next() {
+        let dead = fednode_testkit::ClosedPort::new();
+        let dead_url = format!("ws://127.0.0.1:{}/", dead.port());
+        let (a, _a) = hub().await;
+        let (b, _b) = hub().await;
+        let reconnect: ReconnectConfig = serde_json::from_value(serde_json::json!({
+            "initial_interval": "1ms", "max_interval": "5ms"
+        }))
+        .unwrap();
+        let opts = ClientOptions {
+            urls: vec![dead_url, a.clone(), b.clone()],
+            identity: Identity::default(),
+            credential: Credential::None,
+            reconnect,
+            connect_timeout: Duration::from_secs(5),
+            ws_config: WebSocketConfig::default(),
+        };
+        let cancel = CancellationToken::new();
+        let mut answered = Vec::new();
+        let stop = cancel.clone();
+        run_reconnecting(
+            opts,
+            cancel,
+            |_| {},
+            |ws, link: Link| {
+                answered.push(link.url);
+                drop(ws);
+                if answered.len() == 4 {
+                    stop.cancel();
+                }
+                async { SessionEnd::Reconnect("closed".into()) }
+            },
+        )
+        .await;
+        // The refused one is skipped; each dropped link moves on, round
+        // the list.
+        assert_eq!(answered, vec![a.clone(), b.clone(), a, b]);
+    }
+}
