@@ -631,9 +631,24 @@ impl Credential {
     pub fn accepts(&self, header: Option<&str>) -> bool {
         match (self, self.header_value()) {
             (Credential::None, _) => true,
-            (_, Some(expected)) => header.is_some_and(|h| constant_eq(h.trim(), &expected)),
+            (_, Some(expected)) => header.is_some_and(|h| same_credential(h, &expected)),
             _ => false,
         }
+    }
+}
+
+/// Whether an `Authorization` value carries the expected credential. As
+/// HTTP says, the scheme (`Bearer`, `Basic`) is case-insensitive and may be
+/// followed by more than one space; the credential itself is compared
+/// exactly, in constant time.
+fn same_credential(given: &str, expected: &str) -> bool {
+    let parts = |s: &str| -> Option<(String, String)> {
+        let (scheme, rest) = s.trim().split_once(char::is_whitespace)?;
+        Some((scheme.to_ascii_lowercase(), rest.trim_start().to_string()))
+    };
+    match (parts(given), parts(expected)) {
+        (Some((gs, gc)), Some((es, ec))) => gs == es && constant_eq(&gc, &ec),
+        _ => false,
     }
 }
 
@@ -767,6 +782,12 @@ mod tests {
     fn credentials() {
         let c = Credential::Bearer("s3cret".into());
         assert!(c.accepts(Some("Bearer s3cret")));
+        // The scheme is case-insensitive, the token is not.
+        assert!(c.accepts(Some("bearer s3cret")));
+        assert!(c.accepts(Some("BEARER   s3cret")));
+        assert!(!c.accepts(Some("Bearer S3CRET")));
+        assert!(!c.accepts(Some("Bearers3cret")));
+        assert!(!c.accepts(Some("Basic s3cret")));
         assert!(!c.accepts(Some("Bearer nope")));
         assert!(!c.accepts(None));
         let b = Credential::Basic {
