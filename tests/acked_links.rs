@@ -105,12 +105,11 @@ async fn an_edge_sending_at_least_once_to_a_hub_at_its_defaults_delivers_everyth
                 .is_some_and(|(_, h)| h.contains("\"connected\""))
         },
     );
-    let (_, components) = hub.get("/components").unwrap();
-    let described: serde_json::Value = serde_json::from_str(&components).unwrap();
-    let conn = &described["ws_in"]["connections"][0];
-    assert_eq!(conn["peer_node"], "edge-01", "{components}");
-    assert_eq!(conn["peer_region"], "eu-west", "{components}");
-    assert_eq!(conn["acks"], true, "the edge asked for acks: {components}");
+    let ws_in = hub.described("ws_in");
+    let conn = &ws_in["connections"][0];
+    assert_eq!(conn["peer_node"], "edge-01", "{ws_in}");
+    assert_eq!(conn["peer_region"], "eu-west", "{ws_in}");
+    assert_eq!(conn["acks"], true, "the edge asked for acks: {ws_in}");
 
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let feed = tokio::spawn(read_feed(

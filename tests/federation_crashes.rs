@@ -88,9 +88,7 @@ fn distinct(pg: &fednode_testkit::PgCluster) -> u64 {
 
 /// The edge's store as `/components` shows it.
 fn store(edge: &Node) -> serde_json::Value {
-    let (_, body) = edge.get("/components").expect("edge /components");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["up"]["store"].clone()
+    edge.described("up")["store"].clone()
 }
 
 /// Send messages `from..=to` to the edge's device input, paced.

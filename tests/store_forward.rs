@@ -108,9 +108,7 @@ async fn next_n(rx: &mut tokio::sync::mpsc::UnboundedReceiver<u64>, got: usize) 
 
 /// The edge's store as `/components` shows it.
 fn store(edge: &Node) -> serde_json::Value {
-    let (_, body) = edge.get("/components").expect("edge /components");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["up"]["store"].clone()
+    edge.described("up")["store"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

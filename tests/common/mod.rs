@@ -129,6 +129,13 @@ impl Node {
             .unwrap_or(0.0)
     }
 
+    /// What `GET /components` says of component `name`.
+    pub fn described(&self, name: &str) -> serde_json::Value {
+        let (_, body) = self.get("/components").expect("GET /components");
+        let all: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        all[name].clone()
+    }
+
     /// GET a path on the admin server.
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
         http("GET", self.admin(), path, None)

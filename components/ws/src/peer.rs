@@ -60,6 +60,19 @@ pub fn authorization(token: Option<&str>, basic: Option<&str>) -> Option<String>
     })
 }
 
+/// One connection of the CLI peer (it announces no identity).
+async fn open(
+    url: &str,
+    auth: Option<&str>,
+    timeout: Duration,
+) -> Result<client::ClientStream, ConnectError> {
+    Ok(
+        client::connect(url, auth, &Identity::default(), config(), timeout)
+            .await?
+            .0,
+    )
+}
+
 fn config() -> WebSocketConfig {
     WebSocketConfig::default()
 }
@@ -99,15 +112,7 @@ pub async fn request(
     timeout: Duration,
 ) -> Result<ReplyPayload, PeerError> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut ws = client::connect(
-        url,
-        auth.as_deref(),
-        &Identity::default(),
-        config(),
-        timeout,
-    )
-    .await?
-    .0;
+    let mut ws = open(url, auth.as_deref(), timeout).await?;
     let env = Envelope::request(method, &params);
     ws.send(frame::encode(&env, Encoding::Json))
         .await
@@ -147,15 +152,7 @@ pub async fn tail(
     filter: Option<Filter>,
     mut out: impl std::io::Write,
 ) -> Result<(), PeerError> {
-    let mut ws = client::connect(
-        url,
-        auth.as_deref(),
-        &Identity::default(),
-        config(),
-        CONNECT_TIMEOUT,
-    )
-    .await?
-    .0;
+    let mut ws = open(url, auth.as_deref(), CONNECT_TIMEOUT).await?;
     while let Some(msg) = ws.next().await {
         let msg = msg.map_err(|e| broken(url, e))?;
         match classify(msg) {
@@ -196,15 +193,7 @@ pub async fn send(
     auth: Option<String>,
     mut input: impl AsyncBufRead + Unpin,
 ) -> Result<u64, PeerError> {
-    let ws = client::connect(
-        url,
-        auth.as_deref(),
-        &Identity::default(),
-        config(),
-        CONNECT_TIMEOUT,
-    )
-    .await?
-    .0;
+    let ws = open(url, auth.as_deref(), CONNECT_TIMEOUT).await?;
     let (mut sink, mut stream) = ws.split();
     let done = tokio_util::sync::CancellationToken::new();
 
