@@ -173,10 +173,15 @@ async fn kill_9_of_fednode_loses_nothing_and_counts_duplicates() {
         N,
         "the second node wrote what the first had not"
     );
-    assert_eq!(
-        duplicates as usize,
-        expected_duplicates + RESENT,
-        "committed but unacked at the kill: {info:?}"
+    // Exact unless JetStream redelivered to the first node before the kill
+    // (it does at times within a second of a pull consumer's start, well
+    // inside `ack_wait`): a redelivered message is delivered twice but
+    // pending once, so each redelivery makes `acked` above one too small.
+    let exact = expected_duplicates + RESENT;
+    let redelivered = info.num_redelivered;
+    assert!(
+        (exact.saturating_sub(redelivered)..=exact).contains(&(duplicates as usize)),
+        "{duplicates} duplicates, {exact} expected ({redelivered} redelivered before the kill): {info:?}"
     );
     println!(
         "rows at kill: {at_kill}; acked: {acked}; \
