@@ -46,6 +46,8 @@ pub mod close_code {
     pub const NORMAL: u16 = 1000;
     /// The node is shutting down.
     pub const GOING_AWAY: u16 = 1001;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
     /// A frame larger than `max_message_bytes`.
     pub const TOO_BIG: u16 = 1009;
 }
@@ -320,6 +322,8 @@ pub enum ConnectionEnd {
     Dropped(String),
     /// A frame over the size limit; closed with 1009.
     TooLarge(String),
+    /// A text frame that is not UTF-8; closed with 1007.
+    InvalidPayload(String),
     /// The cancellation token fired; closed with 1001.
     Cancelled,
     /// Nothing at all arrived for the heartbeat timeout: the peer is gone or
@@ -336,6 +340,7 @@ impl std::fmt::Display for ConnectionEnd {
             ConnectionEnd::PeerClosed(None) => write!(f, "closed by peer"),
             ConnectionEnd::Dropped(e) => write!(f, "dropped: {e}"),
             ConnectionEnd::TooLarge(e) => write!(f, "frame too large: {e}"),
+            ConnectionEnd::InvalidPayload(e) => write!(f, "text frame not UTF-8: {e}"),
             ConnectionEnd::Cancelled => write!(f, "closed: shutting down"),
             ConnectionEnd::HeartbeatTimeout(t) => {
                 write!(f, "nothing heard for {}", humantime::format_duration(*t))
@@ -359,7 +364,8 @@ pub struct DriveOptions {
 
 /// Run one connection until it ends: read frames into `handler`, write what
 /// is queued on `out` (whose receiving side is `out_rx`). On `cancel` a
-/// close frame with 1001 is sent; an oversized frame is answered with 1009.
+/// close frame with 1001 is sent; an oversized frame is answered with 1009,
+/// a text frame that is not UTF-8 with 1007.
 pub async fn drive<S, H>(
     ws: WebSocketStream<S>,
     out: &Outbound,
@@ -397,7 +403,14 @@ where
     // However the connection ended, the last burst is finished.
     handler.on_idle();
     if !writer_done {
-        if !matches!(end, ConnectionEnd::Cancelled | ConnectionEnd::TooLarge(_)) {
+        // A close this side asked for is written first; otherwise the
+        // writer stops at once.
+        if !matches!(
+            end,
+            ConnectionEnd::Cancelled
+                | ConnectionEnd::TooLarge(_)
+                | ConnectionEnd::InvalidPayload(_)
+        ) {
             stop.cancel();
         }
         if tokio::time::timeout(opts.close_timeout, &mut writer)
@@ -488,11 +501,13 @@ where
                 return ConnectionEnd::TooLarge(e.to_string());
             }
             Some(Err(WsError::Utf8(e))) => {
-                // A text frame that is not UTF-8: not understood, dropped,
-                // the connection stays.
+                // A text frame that is not UTF-8 breaks the protocol (RFC
+                // 6455 8.1): counted as undecodable, then closed with 1007.
                 let err = DecodeError::Json(format!("text frame is not UTF-8: {e}"));
                 log_undecodable(&mut throttle, &opts.label, &err);
                 handler.on_undecodable(&err, Encoding::Json);
+                out.close(close_code::INVALID_PAYLOAD, "text frame is not UTF-8");
+                return ConnectionEnd::InvalidPayload(e.to_string());
             }
             Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
                 return if closing {

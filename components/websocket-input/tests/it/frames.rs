@@ -1,4 +1,4 @@
-//! Frames: size limit (1009), garbage, MessagePack, plain JSON as data,
+//! Frames: size limit (1009), text that is not UTF-8 (1007), garbage, MessagePack, plain JSON as data,
 //! subject templates.
 
 use crate::common::*;
@@ -24,6 +24,22 @@ async fn an_oversized_frame_closes_with_1009() {
         1.0,
     )
     .await;
+    wait_until(SOON, "the connection to be gone", || {
+        node.metric("websocket_input_connections_active", &[]) == 0.0
+    })
+    .await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let node = start(server_config(json!({}))).await;
+    let mut ws = connect(&node.url(), None).await;
+    let bad = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    send(&mut ws, WsMessage::Frame(bad)).await;
+    assert_eq!(close_code(&mut ws).await, Some(1007));
     wait_until(SOON, "the connection to be gone", || {
         node.metric("websocket_input_connections_active", &[]) == 0.0
     })
