@@ -1,10 +1,12 @@
 //! The admin HTTP server
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use fednode_kit::config::Credential;
 use fednode_kit::{AdminError, AdminRequest};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -14,15 +16,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::runtime::Runtime;
 
-/// The routes, over a runtime.
-pub fn router(rt: Arc<Runtime>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/health/ready", get(ready))
+/// The routes, over a runtime. Every path but the two health probes needs
+/// `auth` (`http.auth`; [`Credential::None`] lets everything through).
+pub fn router(rt: Arc<Runtime>, auth: Credential) -> Router {
+    let guarded = Router::new()
         .route("/metrics", get(metrics))
         .route("/components", get(components))
         .route("/components/{name}/request", post(request))
         .route("/components/{name}/buffer", get(buffer))
+        .route_layer(middleware::from_fn_with_state(Arc::new(auth), authorize));
+    Router::new()
+        .route("/health", get(health))
+        .route("/health/ready", get(ready))
+        .merge(guarded)
         .with_state(rt)
 }
 
@@ -30,6 +36,7 @@ pub fn router(rt: Arc<Runtime>) -> Router {
 /// `cancel` fires.
 pub async fn serve(
     addr: SocketAddr,
+    auth: Credential,
     rt: Arc<Runtime>,
     cancel: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
@@ -37,13 +44,40 @@ pub async fn serve(
         .await
         .map_err(|e| format!("admin server cannot listen on {addr} (http.listen): {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = router(rt);
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await;
-    });
+    let app = router(rt, auth);
+    let task = tokio::spawn(fednode_ws::server::serve(
+        listener,
+        app,
+        fednode_ws::config::default_handshake_timeout(),
+        cancel,
+        "admin server",
+    ));
     Ok((local, task))
+}
+
+/// 401 (closing the connection) unless the request carries the credential.
+async fn authorize(State(auth): State<Arc<Credential>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if auth.accepts(given) {
+        return next.run(req).await;
+    }
+    let challenge = if matches!(*auth, Credential::Basic { .. }) {
+        "Basic realm=\"fednode admin\""
+    } else {
+        "Bearer realm=\"fednode admin\""
+    };
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::WWW_AUTHENTICATE, challenge),
+            (header::CONNECTION, "close"),
+        ],
+        Json(json!({"error": "unauthorized", "message": "this admin path needs the credential of http.auth"})),
+    )
+        .into_response()
 }
 
 async fn health(State(rt): State<Arc<Runtime>>) -> Response {

@@ -184,20 +184,23 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         }
     };
     let http = cfg.http_listen;
+    let http_auth = cfg.http_auth.clone();
     let node_id = cfg.node.id.clone();
     let rt = Arc::new(Runtime::new(cfg, bus, metrics));
     let admin_cancel = CancellationToken::new();
     let admin = match http {
-        Some(addr) => match fednode::admin::serve(addr, rt.clone(), admin_cancel.clone()).await {
-            Ok((local, task)) => {
-                tracing::info!(%local, "admin server listening");
-                Some(task)
+        Some(addr) => {
+            match fednode::admin::serve(addr, http_auth, rt.clone(), admin_cancel.clone()).await {
+                Ok((local, task)) => {
+                    tracing::info!(%local, "admin server listening");
+                    Some(task)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(ExitCode::FAILURE);
-            }
-        },
+        }
         None => None,
     };
     if let Err(e) = rt.start().await {

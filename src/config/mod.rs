@@ -5,7 +5,7 @@
 
 mod interpolate;
 
-use fednode_kit::config::{parse_strict, ConfigError};
+use fednode_kit::config::{parse_strict, AuthConfig, ConfigError, Credential};
 use fednode_kit::{BuildContext, Component, ComponentKind, NodeIdentity};
 use serde::Deserialize;
 use serde_json::Value;
@@ -24,6 +24,9 @@ pub struct NodeConfig {
     pub bus: BusConfig,
     /// The admin server's address; `None` when `http.listen` is null.
     pub http_listen: Option<SocketAddr>,
+    /// The credential every admin path but the health probes needs
+    /// (`http.auth`).
+    pub http_auth: Credential,
     pub shutdown_timeout: Duration,
     /// In config order.
     pub components: Vec<ComponentSpec>,
@@ -145,6 +148,9 @@ struct HttpSection {
     /// Address of the admin server; `null` turns it off.
     #[serde(default = "default_listen")]
     listen: Option<String>,
+    /// Protects every admin path except `GET /health` and `/health/ready`.
+    #[serde(default)]
+    auth: AuthConfig,
 }
 
 #[derive(Deserialize)]
@@ -169,6 +175,7 @@ fn default_true() -> bool {
 fn default_http() -> Option<HttpSection> {
     Some(HttpSection {
         listen: default_listen(),
+        auth: AuthConfig::default(),
     })
 }
 fn default_listen() -> Option<String> {
@@ -321,6 +328,13 @@ fn build(value: &Value) -> Result<NodeConfig, Vec<ConfigError>> {
             ));
         }
     }
+    let http_auth = match &raw.http {
+        Some(h) => h.auth.resolve("http.auth").unwrap_or_else(|mut e| {
+            errors.append(&mut e);
+            Credential::None
+        }),
+        None => Credential::None,
+    };
     let http_listen = match raw.http.and_then(|h| h.listen) {
         None => None,
         Some(addr) => match addr.parse::<SocketAddr>() {
@@ -440,6 +454,7 @@ fn build(value: &Value) -> Result<NodeConfig, Vec<ConfigError>> {
             node,
             bus: raw.bus,
             http_listen,
+            http_auth,
             shutdown_timeout: raw.shutdown_timeout,
             components,
         })

@@ -1,16 +1,18 @@
 //! The HTTP server: auth, body checks, publish, 202.
 
 use async_trait::async_trait;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use bytes::{Bytes, BytesMut};
 use fednode_kit::config::{Credential, PortsConfig};
 use fednode_kit::envelope::{new_id, now_millis};
 use fednode_kit::subject::Template;
 use fednode_kit::{Component, Context, Health, Message, Meta, StartError};
+use futures::StreamExt;
 use parking_lot::Mutex;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -60,7 +62,8 @@ impl Component for HttpInput {
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .map_err(|e| StartError::new(format!("cannot listen on {addr}: {e}")))?;
-        *self.local.lock() = listener.local_addr().ok();
+        let local = listener.local_addr().ok();
+        *self.local.lock() = local;
         let shared = Arc::new(Shared {
             credential: self.credential.clone(),
             subject: self.cfg.ports.output("out").expect("validated: out port"),
@@ -72,15 +75,16 @@ impl Component for HttpInput {
         let app = Router::new()
             .route(if base.is_empty() { "/" } else { &base }, post(ingest))
             .route(&format!("{base}/{{*suffix}}"), post(ingest))
-            .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(shared);
-        let cancel = ctx.cancel.clone();
+        let addr = local.map_or(addr, |a| a.to_string());
         tracing::info!(component = %ctx.name, %addr, path = %self.cfg.path, "http input listening");
-        ctx.tracker.spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { cancel.cancelled().await })
-                .await;
-        });
+        ctx.tracker.spawn(fednode_ws::server::serve(
+            listener,
+            app,
+            fednode_ws::config::default_handshake_timeout(),
+            ctx.cancel.clone(),
+            "http input",
+        ));
         Ok(())
     }
 
@@ -97,26 +101,76 @@ fn answer(s: &Shared, code: StatusCode, body: serde_json::Value) -> Response {
     (code, Json(body)).into_response()
 }
 
-async fn ingest(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    let auth = headers
-        .get(axum::http::header::AUTHORIZATION)
+/// An answer that also closes the connection: the rest of the request's
+/// body (if any) is never read.
+fn refuse(s: &Shared, code: StatusCode, body: serde_json::Value) -> Response {
+    let mut response = answer(s, code, body);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+fn too_large(s: &Shared, what: &str) -> Response {
+    s.metrics.errors.with(&["too_large"]).inc();
+    refuse(
+        s,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        json!({"error": "too_large", "message": format!("{what} than max_body_bytes ({} bytes)", s.max_body)}),
+    )
+}
+
+/// The body, or `None` as soon as it grows past `limit` (a chunked body is
+/// not read further).
+async fn read_limited(body: Body, limit: usize) -> Result<Option<Bytes>, axum::Error> {
+    let mut stream = body.into_data_stream();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if buf.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf.freeze()))
+}
+
+/// Auth first, then the declared length, then the body read up to the
+/// limit: nothing of a refused request's body is ever read or held.
+async fn ingest(State(s): State<Arc<Shared>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let auth = parts
+        .headers
+        .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if !s.credential.accepts(auth) {
         s.metrics.errors.with(&["unauthorized"]).inc();
-        return answer(
+        return refuse(
             &s,
             StatusCode::UNAUTHORIZED,
             json!({"error": "unauthorized"}),
         );
     }
-    if body.len() > s.max_body {
-        s.metrics.errors.with(&["too_large"]).inc();
-        return answer(
-            &s,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            json!({"error": "too_large", "message": format!("body is {} bytes; the limit is {}", body.len(), s.max_body)}),
-        );
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared.filter(|&len| len > s.max_body as u64) {
+        return too_large(&s, &format!("body is {len} bytes, more"));
     }
+    let body = match read_limited(body, s.max_body).await {
+        Ok(Some(body)) => body,
+        Ok(None) => return too_large(&s, "body is longer"),
+        Err(e) => {
+            s.metrics.errors.with(&["read_error"]).inc();
+            return refuse(
+                &s,
+                StatusCode::BAD_REQUEST,
+                json!({"error": "read_error", "message": format!("the body could not be read: {e}")}),
+            );
+        }
+    };
     let value: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {

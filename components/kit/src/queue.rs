@@ -31,20 +31,37 @@ pub enum OnFull {
 pub enum Pushed<T> {
     /// Queued without loss.
     Queued,
-    /// Queued; this older item was evicted.
-    EvictedOldest(T),
+    /// Queued; these older items were evicted to make room (one for the
+    /// length bound; more when the new item needed their bytes).
+    EvictedOldest(Vec<T>),
     /// Not queued (full under `drop_newest`, or the queue is closed).
     Rejected(T),
 }
 
-/// A multi-producer queue with a bounded length.
+/// A multi-producer queue bounded in length and, optionally, in bytes.
+///
+/// The byte bound counts what `weigh` says of each item (a message's
+/// payload length, say). An item heavier than the whole bound is still
+/// taken when the queue is empty, so one large message cannot wedge it.
 pub struct BoundedQueue<T> {
-    items: Mutex<VecDeque<T>>,
+    items: Mutex<Items<T>>,
     capacity: usize,
+    max_bytes: usize,
+    weigh: fn(&T) -> usize,
     policy: OnFull,
     has_items: Notify,
     has_space: Notify,
     closed: AtomicBool,
+}
+
+struct Items<T> {
+    q: VecDeque<T>,
+    /// The sum of `weigh` over `q`.
+    bytes: usize,
+}
+
+fn weightless<T>(_: &T) -> usize {
+    0
 }
 
 impl<T> BoundedQueue<T> {
@@ -54,13 +71,25 @@ impl<T> BoundedQueue<T> {
         BoundedQueue {
             // Grown on demand, never ahead: every connection has queues,
             // and an idle one should hold no memory for them.
-            items: Mutex::new(VecDeque::new()),
+            items: Mutex::new(Items {
+                q: VecDeque::new(),
+                bytes: 0,
+            }),
             capacity,
+            max_bytes: usize::MAX,
+            weigh: weightless,
             policy,
             has_items: Notify::new(),
             has_space: Notify::new(),
             closed: AtomicBool::new(false),
         }
+    }
+
+    /// Also bound the queue to `max_bytes` (at least 1) as `weigh` counts.
+    pub fn with_max_bytes(mut self, max_bytes: usize, weigh: fn(&T) -> usize) -> Self {
+        self.max_bytes = max_bytes.max(1);
+        self.weigh = weigh;
+        self
     }
 
     /// The policy in force.
@@ -73,19 +102,41 @@ impl<T> BoundedQueue<T> {
         self.capacity
     }
 
+    /// Maximum bytes (`usize::MAX` when unbounded).
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
     /// Items queued now.
     pub fn len(&self) -> usize {
-        self.items.lock().len()
+        self.items.lock().q.len()
+    }
+
+    /// Bytes queued now, as `weigh` counts them.
+    pub fn bytes(&self) -> usize {
+        self.items.lock().bytes
     }
 
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.items.lock().is_empty()
+        self.items.lock().q.is_empty()
     }
 
     /// `len / capacity`.
     pub fn utilization(&self) -> f64 {
         self.len() as f64 / self.capacity as f64
+    }
+
+    /// Whether an item weighing `w` fits now.
+    fn fits(&self, items: &Items<T>, w: usize) -> bool {
+        items.q.len() < self.capacity
+            && (items.q.is_empty() || items.bytes.saturating_add(w) <= self.max_bytes)
+    }
+
+    fn take_front(&self, items: &mut Items<T>) -> Option<T> {
+        let item = items.q.pop_front()?;
+        items.bytes -= (self.weigh)(&item);
+        Some(item)
     }
 
     /// Push without waiting; under `block` a full queue rejects (callers
@@ -108,22 +159,27 @@ impl<T> BoundedQueue<T> {
         if self.closed.load(Ordering::Acquire) {
             return Pushed::Rejected(item);
         }
-        let mut q = self.items.lock();
-        let out = if q.len() < self.capacity {
-            q.push_back(item);
-            Pushed::Queued
-        } else {
+        let w = (self.weigh)(&item);
+        let mut g = self.items.lock();
+        let mut evicted = Vec::new();
+        if !self.fits(&g, w) {
             match self.policy {
                 OnFull::DropOldest => {
-                    let old = q.pop_front().expect("full queue has a front");
-                    q.push_back(item);
-                    Pushed::EvictedOldest(old)
+                    while !self.fits(&g, w) {
+                        evicted.push(self.take_front(&mut g).expect("a full queue has a front"));
+                    }
                 }
-                OnFull::DropNewest | OnFull::Block => Pushed::Rejected(item),
+                OnFull::DropNewest | OnFull::Block => return Pushed::Rejected(item),
             }
-        };
-        drop(q);
-        out
+        }
+        g.q.push_back(item);
+        g.bytes += w;
+        drop(g);
+        if evicted.is_empty() {
+            Pushed::Queued
+        } else {
+            Pushed::EvictedOldest(evicted)
+        }
     }
 
     /// [`try_push_quiet`](Self::try_push_quiet) for a batch, in order,
@@ -134,20 +190,20 @@ impl<T> BoundedQueue<T> {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
-        let mut q = self.items.lock();
-        let room = self.capacity - q.len().min(self.capacity);
-        let fits = items.len().min(room);
-        q.extend(items.drain(..fits));
-        if self.policy == OnFull::DropOldest && !items.is_empty() {
-            // Each newer item takes the place of the oldest one.
-            let over = items.len();
-            if over >= self.capacity {
-                evicted.extend(q.drain(..));
-                evicted.extend(items.drain(..over - self.capacity));
-            } else {
-                evicted.extend(q.drain(..over));
+        let mut g = self.items.lock();
+        while let Some(next) = items.front() {
+            let w = (self.weigh)(next);
+            if !self.fits(&g, w) {
+                if self.policy != OnFull::DropOldest {
+                    break;
+                }
+                while !self.fits(&g, w) {
+                    evicted.push(self.take_front(&mut g).expect("a full queue has a front"));
+                }
             }
-            q.extend(items.drain(..));
+            let item = items.pop_front().expect("peeked");
+            g.q.push_back(item);
+            g.bytes += w;
         }
     }
 
@@ -172,9 +228,8 @@ impl<T> BoundedQueue<T> {
                     tokio::pin!(space);
                     space.as_mut().enable();
                     // Re-check after registering so a pop in between is seen.
-                    if self.items.lock().len() < self.capacity
-                        || self.closed.load(Ordering::Acquire)
-                    {
+                    let w = (self.weigh)(&item);
+                    if self.fits(&self.items.lock(), w) || self.closed.load(Ordering::Acquire) {
                         continue;
                     }
                     space.await;
@@ -187,11 +242,18 @@ impl<T> BoundedQueue<T> {
     /// Take up to `max` items into `buf`, waiting for at least one. Returns 0
     /// once the queue is closed and empty.
     pub async fn pop_many(&self, buf: &mut Vec<T>, max: usize) -> usize {
+        self.pop_batch(buf, max, usize::MAX).await
+    }
+
+    /// [`pop_many`](Self::pop_many) that also stops before `max_bytes` (as
+    /// `weigh` counts; the first item is taken whatever it weighs), so a
+    /// consumer never holds more than that out of the queue at once.
+    pub async fn pop_batch(&self, buf: &mut Vec<T>, max: usize, max_bytes: usize) -> usize {
         loop {
             let wait = self.has_items.notified();
             tokio::pin!(wait);
             wait.as_mut().enable();
-            let n = self.drain(buf, max);
+            let n = self.drain_batch(buf, max, max_bytes);
             if n > 0 {
                 return n;
             }
@@ -213,10 +275,29 @@ impl<T> BoundedQueue<T> {
 
     /// Take up to `max` items now without waiting.
     pub fn drain(&self, buf: &mut Vec<T>, max: usize) -> usize {
-        let mut q = self.items.lock();
-        let n = q.len().min(max);
-        buf.extend(q.drain(..n));
-        drop(q);
+        self.drain_batch(buf, max, usize::MAX)
+    }
+
+    fn drain_batch(&self, buf: &mut Vec<T>, max: usize, max_bytes: usize) -> usize {
+        let mut g = self.items.lock();
+        let mut n = g.q.len().min(max);
+        let mut bytes = 0usize;
+        if self.max_bytes != usize::MAX || max_bytes != usize::MAX {
+            // Weighed queue: count what leaves, and stop at the budget.
+            let mut taken = 0;
+            for item in g.q.iter().take(n) {
+                let w = (self.weigh)(item);
+                if taken > 0 && bytes.saturating_add(w) > max_bytes {
+                    break;
+                }
+                bytes += w;
+                taken += 1;
+            }
+            n = taken;
+        }
+        buf.extend(g.q.drain(..n));
+        g.bytes -= bytes;
+        drop(g);
         if n > 0 {
             // Wake every blocked producer: each re-checks for room.
             self.has_space.notify_waiters();
@@ -258,6 +339,73 @@ mod tests {
             q.try_push(i);
         }
         assert_eq!(q.take_all(), vec![2, 3, 4]);
+    }
+
+    fn len_of(s: &String) -> usize {
+        s.len()
+    }
+
+    #[test]
+    fn the_byte_bound_evicts_as_many_oldest_as_a_heavy_item_needs() {
+        let q = BoundedQueue::new(100, OnFull::DropOldest).with_max_bytes(10, len_of);
+        for s in ["aaa", "bbb", "ccc"] {
+            assert_eq!(q.try_push(s.to_string()), Pushed::Queued);
+        }
+        assert_eq!(q.bytes(), 9);
+        // 8 bytes need the room of the three before it.
+        assert_eq!(
+            q.try_push("dddddddd".to_string()),
+            Pushed::EvictedOldest(vec!["aaa".into(), "bbb".into(), "ccc".into()])
+        );
+        assert_eq!(q.bytes(), 8);
+        // Heavier than the whole bound: taken only by an empty queue.
+        assert_eq!(
+            q.try_push("x".repeat(20)),
+            Pushed::EvictedOldest(vec!["dddddddd".into()])
+        );
+        assert_eq!(q.bytes(), 20);
+        assert_eq!(q.take_all(), vec!["x".repeat(20)]);
+        assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn the_byte_bound_refuses_under_drop_newest_and_in_batches() {
+        let q = BoundedQueue::new(100, OnFull::DropNewest).with_max_bytes(6, len_of);
+        assert_eq!(q.try_push("aaaa".to_string()), Pushed::Queued);
+        assert_eq!(
+            q.try_push("bbb".to_string()),
+            Pushed::Rejected("bbb".to_string())
+        );
+        let mut batch: VecDeque<String> = ["cc", "d", "eeee"].map(String::from).into();
+        let mut evicted = Vec::new();
+        q.try_push_many_quiet(&mut batch, &mut evicted);
+        assert_eq!(batch, VecDeque::from(vec!["d".to_string(), "eeee".into()]));
+        assert!(evicted.is_empty());
+        assert_eq!(q.bytes(), 6);
+        let q = BoundedQueue::new(100, OnFull::DropOldest).with_max_bytes(6, len_of);
+        let mut batch: VecDeque<String> = ["aaaa", "bb", "ccc", "d"].map(String::from).into();
+        q.try_push_many_quiet(&mut batch, &mut evicted);
+        assert!(batch.is_empty());
+        assert_eq!(evicted, vec!["aaaa".to_string()]);
+        assert_eq!(
+            q.take_all(),
+            vec!["bb".to_string(), "ccc".into(), "d".into()]
+        );
+    }
+
+    #[tokio::test]
+    async fn block_waits_for_bytes_as_for_length() {
+        let q = Arc::new(BoundedQueue::new(100, OnFull::Block).with_max_bytes(8, len_of));
+        assert_eq!(q.push("aaaaaa".to_string()).await, Pushed::Queued);
+        let producer = {
+            let q = q.clone();
+            tokio::spawn(async move { q.push("bbbbbb".to_string()).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!producer.is_finished());
+        assert_eq!(q.pop().await.as_deref(), Some("aaaaaa"));
+        assert_eq!(producer.await.unwrap(), Pushed::Queued);
+        assert_eq!(q.bytes(), 6);
     }
 
     #[test]

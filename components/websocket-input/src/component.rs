@@ -120,7 +120,19 @@ impl Component for WebSocketInput {
                 let router = axum::Router::new()
                     .fallback(ws_handler)
                     .with_state(run.clone());
-                tracker.spawn(server::serve(listener, router, ctx.cancel.clone()));
+                let timeout = s
+                    .server
+                    .as_ref()
+                    .map_or_else(fednode_ws::config::default_handshake_timeout, |v| {
+                        v.handshake_timeout
+                    });
+                tracker.spawn(server::serve(
+                    listener,
+                    router,
+                    timeout,
+                    ctx.cancel.clone(),
+                    "websocket_input server",
+                ));
             }
             Mode::Client => {
                 let fut = run.clone().client_loop();

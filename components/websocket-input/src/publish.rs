@@ -104,8 +104,10 @@ impl Running {
         match pushed {
             Pushed::Queued => {}
             Pushed::EvictedOldest(old) => {
-                self.metrics.dropped_queue_full.inc();
-                self.refuse(old, reason::QUEUE_FULL);
+                for old in old {
+                    self.metrics.dropped_queue_full.inc();
+                    self.refuse(old, reason::QUEUE_FULL);
+                }
             }
             Pushed::Rejected(new) => {
                 if self.queue.is_closed() {

@@ -133,7 +133,10 @@ impl Running {
             .as_ref()
             .map(|s| Gate::new(settings.credential.clone(), s.max_connections));
         Running {
-            queue: BoundedQueue::new(settings.backpressure.queue_size, settings.queue_policy()),
+            queue: BoundedQueue::new(settings.backpressure.queue_size, settings.queue_policy())
+                .with_max_bytes(settings.backpressure.queue_bytes, |item: &Item| {
+                    item.payload.len()
+                }),
             dedup: Mutex::new(RecentIds::new(settings.dedup_window)),
             metrics,
             state_gauge,

@@ -172,8 +172,20 @@ impl Component for WebSocketOutput {
                 tracing::info!(component = %ctx.name, addr = ?l.local_addr().ok(),
                     path = %shared.s.server.as_ref().map_or("/", |v| v.path.as_str()), "websocket output listening");
                 let router = server::router(shared.clone());
-                ctx.tracker
-                    .spawn(fednode_ws::server::serve(l, router, ctx.cancel.clone()));
+                let timeout = shared
+                    .s
+                    .server
+                    .as_ref()
+                    .map_or_else(fednode_ws::config::default_handshake_timeout, |v| {
+                        v.handshake_timeout
+                    });
+                ctx.tracker.spawn(fednode_ws::server::serve(
+                    l,
+                    router,
+                    timeout,
+                    ctx.cancel.clone(),
+                    "websocket output server",
+                ));
             }
             None => {
                 let conn = shared.open_conn(None);

@@ -87,6 +87,13 @@ pub struct Config {
     /// peer acknowledges it (client mode, `at_least_once`).
     #[serde(default)]
     pub store: Option<StoreConfig>,
+    /// Subscriptions one connection may hold; a `subscribe` beyond them is
+    /// refused.
+    #[serde(default = "default_max_subscriptions")]
+    pub max_subscriptions: usize,
+    /// The largest filter a `subscribe` may send (its params as JSON).
+    #[serde(default = "default_max_filter_bytes")]
+    pub max_filter_bytes: usize,
     /// `inputs`: the subjects served (any names, at least one);
     /// `outputs`: optional `ws_upstream`, where data sent by peers goes.
     #[serde(default)]
@@ -138,6 +145,12 @@ impl Default for ReplayConfig {
 fn default_buffer_size() -> usize {
     1000
 }
+fn default_max_subscriptions() -> usize {
+    32
+}
+fn default_max_filter_bytes() -> usize {
+    4096
+}
 fn default_max_in_flight() -> usize {
     1000
 }
@@ -169,6 +182,8 @@ pub struct Settings {
     pub heartbeat: Option<HeartbeatConfig>,
     /// The `store` block; its `path` is resolved by [`Settings::resolve_store`].
     pub store: Option<StoreConfig>,
+    pub max_subscriptions: usize,
+    pub max_filter_bytes: usize,
     pub ports: PortsConfig,
 }
 
@@ -239,8 +254,14 @@ impl Config {
         if self.ack_timeout.is_zero() {
             errors.push(ConfigError::new(at("ack_timeout"), "must be more than 0"));
         }
-        if self.max_in_flight == 0 {
-            errors.push(ConfigError::new(at("max_in_flight"), "must be at least 1"));
+        for (field, v) in [
+            ("max_in_flight", self.max_in_flight),
+            ("max_subscriptions", self.max_subscriptions),
+            ("max_filter_bytes", self.max_filter_bytes),
+        ] {
+            if v == 0 {
+                errors.push(ConfigError::new(at(field), "must be at least 1"));
+            }
         }
         errors.extend(validate_max_message_bytes(
             self.max_message_bytes,
@@ -301,6 +322,8 @@ impl Config {
             max_message_bytes: self.max_message_bytes,
             heartbeat: self.heartbeat,
             store: self.store,
+            max_subscriptions: self.max_subscriptions,
+            max_filter_bytes: self.max_filter_bytes,
             ports: self.ports,
         })
     }

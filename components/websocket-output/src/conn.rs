@@ -53,6 +53,20 @@ impl Out {
             Out::Frame(_) => None,
         }
     }
+
+    /// What `backpressure.queue_bytes` counts: the payload (a frame's whole
+    /// length).
+    fn weight(&self) -> usize {
+        match self {
+            Out::Data(i) | Out::Replay(i) => i.payload.len(),
+            Out::Frame(f) => f.len(),
+        }
+    }
+
+    /// A connection's queue: `size` messages and `bytes` of payload at most.
+    pub fn queue(size: usize, bytes: usize, on_full: OnFull) -> BoundedQueue<Out> {
+        BoundedQueue::new(size, on_full).with_max_bytes(bytes, Out::weight)
+    }
 }
 
 /// One peer.
@@ -120,8 +134,7 @@ impl Conn {
         id: String,
         remote: Option<SocketAddr>,
         encoding: Encoding,
-        queue_size: usize,
-        on_full: OnFull,
+        queue: BoundedQueue<Out>,
         pending: PendingRequests,
         direct: bool,
     ) -> Self {
@@ -130,7 +143,7 @@ impl Conn {
             remote,
             connected_at: fednode_kit::envelope::now_millis(),
             encoding,
-            queue: BoundedQueue::new(queue_size, on_full),
+            queue,
             script: Mutex::new(VecDeque::new()),
             script_ready: Notify::new(),
             outbound: ArcSwapOption::empty(),
@@ -512,21 +525,29 @@ impl Conn {
 
     // ---- routing and limits -------------------------------------------------
 
-    /// Add a subscription; returns its id.
-    pub fn subscribe(&self, filter: Filter) -> String {
+    /// Subscriptions held now.
+    pub fn subscription_count(&self) -> usize {
+        self.routing.load().subscriptions.len()
+    }
+
+    /// Add a subscription unless `max` are held; returns its id.
+    pub fn subscribe(&self, filter: Filter, max: usize) -> Option<String> {
         let _edit = self.routing_edit.lock();
+        let cur = self.routing.load();
+        if cur.subscriptions.len() >= max {
+            return None;
+        }
         let id = format!(
             "sub-{}",
             self.next_subscription.fetch_add(1, Ordering::Relaxed)
         );
-        let cur = self.routing.load();
         let mut subs = cur.subscriptions.clone();
         subs.push((id.clone(), filter));
         self.routing.store(Arc::new(Routing {
             subscriptions: subs,
             message_types: cur.message_types.clone(),
         }));
-        id
+        Some(id)
     }
 
     /// Remove a subscription; false when there is none with that id.
@@ -636,164 +657,4 @@ impl Conn {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::Bytes;
-    use fednode_kit::{Message, Meta};
-    use fednode_ws::frame::outbound;
-    use std::time::Duration;
-
-    fn item(seq: u64) -> Arc<Item> {
-        Arc::new(Item::from_message(
-            seq,
-            Message::new(
-                "s",
-                Bytes::from(format!(r#"{{"n":{seq},"type":"t{}"}}"#, seq % 2)),
-            )
-            .with_meta(Meta {
-                id: Some(format!("m{seq}").into()),
-                ..Meta::default()
-            }),
-        ))
-    }
-
-    fn conn() -> Conn {
-        let pending = PendingRequests::new(10, Duration::from_secs(1), None);
-        Conn::new(
-            "c".into(),
-            None,
-            Encoding::Json,
-            10,
-            OnFull::DropOldest,
-            pending,
-            true,
-        )
-    }
-
-    fn seqs(c: &Conn) -> Vec<(Option<u64>, bool)> {
-        let mut buf = Vec::new();
-        c.take_script(&mut buf, usize::MAX);
-        let mut q = c.queue.take_all();
-        buf.append(&mut q);
-        buf.iter()
-            .map(|o| (o.seq(), matches!(o, Out::Replay(_))))
-            .collect()
-    }
-
-    fn metrics() -> OutputMetrics {
-        OutputMetrics::new(&fednode_kit::metrics::Metrics::new().component("t"), false)
-    }
-
-    fn share(seqs: std::ops::RangeInclusive<u64>) -> Vec<Arc<Item>> {
-        seqs.map(item).collect()
-    }
-
-    fn data_seqs(outs: &VecDeque<Out>) -> Vec<u64> {
-        outs.iter().filter_map(Out::seq).collect()
-    }
-
-    #[test]
-    fn a_share_beyond_the_queue_follows_the_policy() {
-        for (policy, kept, left, dropped) in [
-            (OnFull::DropOldest, vec![3, 4, 5], vec![], 2),
-            (OnFull::DropNewest, vec![1, 2, 3], vec![], 2),
-            (OnFull::Block, vec![1, 2, 3], vec![4, 5], 0),
-        ] {
-            let m = metrics();
-            let pending = PendingRequests::new(10, Duration::from_secs(1), None);
-            let c = Conn::new("c".into(), None, Encoding::Json, 3, policy, pending, true);
-            let (mut items, mut rest) = (share(1..=5), VecDeque::new());
-            c.hand_over(&mut items, &mut rest, &m);
-            assert!(items.is_empty());
-            assert_eq!(data_seqs(&rest), left, "{policy:?}: left to wait with");
-            assert_eq!(m.dropped_queue_full.get(), dropped, "{policy:?}");
-            // What waits: the queue, and what the fan-out still holds.
-            assert_eq!(c.waiting.load(Ordering::Acquire), 3 + left.len());
-            let queued: VecDeque<Out> = c.queue.take_all().into();
-            assert_eq!(data_seqs(&queued), kept, "{policy:?}: queued");
-        }
-    }
-
-    #[test]
-    fn a_share_goes_to_the_writer_while_it_has_room_and_the_rest_waits_behind() {
-        let (m, c) = (metrics(), conn());
-        let (out, _rx) = outbound(2);
-        c.set_outbound(Some(out.clone()));
-        let mut rest = VecDeque::new();
-        c.hand_over(&mut share(1..=5), &mut rest, &m);
-        assert!(rest.is_empty());
-        // Two frames to the writer (sent), three to the queue, in order.
-        assert_eq!(m.sent.get(), 2);
-        assert_eq!(out.room(), 0);
-        assert_eq!(
-            seqs(&c),
-            vec![(Some(3), false), (Some(4), false), (Some(5), false)]
-        );
-        // While anything waits for the connection, nothing overtakes it:
-        // even with room at the writer, the next share goes to the queue.
-        c.waiting.store(1, Ordering::Release);
-        let (roomy, _rx) = outbound(8);
-        c.set_outbound(Some(roomy.clone()));
-        c.hand_over(&mut share(6..=6), &mut rest, &m);
-        assert_eq!(m.sent.get(), 2);
-        assert_eq!(seqs(&c), vec![(Some(6), false)]);
-        assert_eq!(roomy.room(), 8);
-    }
-
-    #[test]
-    fn replay_takes_waiting_data_once_and_in_order() {
-        let (m, c) = (metrics(), conn());
-        let mut rest = VecDeque::new();
-        c.hand_over(&mut vec![item(5), item(6), item(7)], &mut rest, &m);
-        assert!(rest.is_empty());
-        // Selection 4..=6: 5 and 6 were waiting and go out once, replayed; 7
-        // was waiting but not selected and keeps its place after them.
-        c.install_replay(WsMessage::Text("r".into()), vec![item(4), item(5), item(6)]);
-        assert_eq!(
-            seqs(&c),
-            vec![
-                (None, false),
-                (Some(4), true),
-                (Some(5), true),
-                (Some(6), true),
-                (Some(7), false)
-            ]
-        );
-    }
-
-    #[test]
-    fn routing_needs_both_types_and_any_subscription() {
-        let c = conn();
-        assert!(c.routing.load().accepts(&item(1)));
-        c.announce(json!({}), Some(["t1".to_string()].into()), None);
-        assert!(c.routing.load().accepts(&item(1)));
-        assert!(!c.routing.load().accepts(&item(2)));
-        let id = c.subscribe(
-            Filter::from_value(&json!({"filter": {"path": "$.n", "operator": ">", "value": 3}}))
-                .unwrap(),
-        );
-        c.subscribe(
-            Filter::from_value(&json!({"filter": {"path": "$.n", "operator": "==", "value": 1}}))
-                .unwrap(),
-        );
-        assert!(c.routing.load().accepts(&item(1)));
-        assert!(!c.routing.load().accepts(&item(3)));
-        assert!(c.routing.load().accepts(&item(5)));
-        assert!(!c.routing.load().accepts(&item(4)));
-        assert!(c.unsubscribe(&id));
-        assert!(!c.unsubscribe(&id));
-        assert!(!c.routing.load().accepts(&item(5)));
-    }
-
-    #[test]
-    fn the_lower_limit_applies() {
-        let c = conn();
-        assert_eq!(c.set_rate_limit(Some(50.0)), Some(50.0));
-        c.announce(json!({"max_rate": 20}), None, Some(20.0));
-        assert_eq!(c.effective_rate_limit(), Some(20.0));
-        assert_eq!(c.set_rate_limit(None), Some(20.0));
-        assert!(c.limiter.load().is_some());
-        c.announce(json!({}), None, None);
-        assert!(c.limiter.load().is_none());
-    }
-}
+mod tests;

@@ -38,7 +38,7 @@ pub(crate) async fn handle(
     encoding: Encoding,
     out: &Outbound,
 ) {
-    let reply = match answer(sh, conn, &env, encoding) {
+    let reply = match answer(sh, conn, &env, encoding).await {
         Some(r) => r,
         // `replay`: the fan-out task sends the reply, ahead of the data.
         None => return,
@@ -47,7 +47,7 @@ pub(crate) async fn handle(
         .await;
 }
 
-fn answer(
+async fn answer(
     sh: &Arc<Shared>,
     conn: &Arc<Conn>,
     env: &Envelope,
@@ -76,7 +76,7 @@ fn answer(
     };
     Some(match req.method.as_str() {
         "backpressure" => backpressure(sh, conn, &params),
-        "subscribe" => subscribe(conn, params),
+        "subscribe" => subscribe(sh, conn, params).await,
         "unsubscribe" => unsubscribe(conn, &params),
         "status" => ReplyPayload::ok(sh.status(Some(conn))),
         "announce" => announce(conn, &params),
@@ -152,18 +152,52 @@ fn backpressure(sh: &Shared, conn: &Conn, params: &Map<String, Value>) -> ReplyP
     ReplyPayload::ok(json!({"current_rate": current, "adjusted_to": adjusted}))
 }
 
-fn subscribe(conn: &Conn, params: Map<String, Value>) -> ReplyPayload {
-    let spec = match FilterSpec::from_value(&Value::Object(params)) {
-        Ok(s) => s,
-        Err(e) => return invalid(FilterError::join(&e)),
-    };
-    match spec.compile() {
-        Ok(filter) => {
-            let id = conn.subscribe(filter);
-            ReplyPayload::ok(json!({"subscription_id": id, "filter_applied": true}))
-        }
-        Err(e) => ReplyPayload::error(ErrorCode::InvalidFilter, FilterError::join(&e)),
+/// `subscribe`: refused beyond `max_subscriptions` or `max_filter_bytes`;
+/// the filter compiles on the blocking pool, off the connection's I/O
+/// thread (a large regex takes a while to build).
+async fn subscribe(sh: &Shared, conn: &Conn, params: Map<String, Value>) -> ReplyPayload {
+    let max = sh.s.max_subscriptions;
+    if conn.subscription_count() >= max {
+        return too_many_subscriptions(max);
     }
+    let params = Value::Object(params);
+    let size = serde_json::to_vec(&params).map_or(usize::MAX, |v| v.len());
+    if size > sh.s.max_filter_bytes {
+        return ReplyPayload::error(
+            ErrorCode::InvalidFilter,
+            format!(
+                "the filter is {size} bytes; this node takes at most {} (max_filter_bytes)",
+                sh.s.max_filter_bytes
+            ),
+        );
+    }
+    let compiled = tokio::task::spawn_blocking(move || {
+        FilterSpec::from_value(&params)
+            .map_err(|e| invalid(FilterError::join(&e)))?
+            .compile()
+            .map_err(|e| ReplyPayload::error(ErrorCode::InvalidFilter, FilterError::join(&e)))
+    })
+    .await;
+    let filter = match compiled {
+        Ok(Ok(filter)) => filter,
+        Ok(Err(reply)) => return reply,
+        Err(e) => {
+            return ReplyPayload::error(
+                ErrorCode::Unavailable,
+                format!("the filter could not be compiled: {e}"),
+            )
+        }
+    };
+    match conn.subscribe(filter, max) {
+        Some(id) => ReplyPayload::ok(json!({"subscription_id": id, "filter_applied": true})),
+        None => too_many_subscriptions(max),
+    }
+}
+
+fn too_many_subscriptions(max: usize) -> ReplyPayload {
+    invalid(format!(
+        "this connection holds {max} subscriptions (max_subscriptions); unsubscribe one first"
+    ))
 }
 
 fn unsubscribe(conn: &Conn, params: &Map<String, Value>) -> ReplyPayload {

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use fednode_kit::envelope::{new_id, now_millis};
 use fednode_kit::{Encoding, Envelope, Kind, Meta};
 use fednode_ws::frame::{
-    drive, outbound, ConnectionEnd, DriveOptions, FrameHandler, Outbound, WsMessage,
+    drive, outbound, ConnectionEnd, DriveOptions, FrameHandler, Outbound, WsMessage, OUTBOUND_BYTES,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -145,7 +145,7 @@ async fn pump(
                 _ = peer_gone.cancelled() => break 'live Stop::PeerGone,
                 _ = conn.script_ready.notified() => continue,
                 _ = conn.in_flight_changed.notified(), if !room => continue,
-                n = conn.queue.pop_many(&mut batch, max), if room => {
+                n = conn.queue.pop_batch(&mut batch, max, OUTBOUND_BYTES), if room => {
                     if n == 0 {
                         // Closed: the fan-out has stopped.
                         break 'live Stop::Cancelled;
@@ -273,7 +273,7 @@ async fn drain(
         if conn.take_script(&mut buf, BATCH) == 0 {
             tokio::select! {
                 _ = peer_gone.cancelled() => return,
-                n = conn.queue.pop_many(&mut buf, BATCH) => if n == 0 { return },
+                n = conn.queue.pop_batch(&mut buf, BATCH, OUTBOUND_BYTES) => if n == 0 { return },
             }
         }
         let mut items = std::mem::take(&mut buf).into_iter();

@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::buffer::{ReplayBuffer, ReplayParams};
 use crate::config::Settings;
-use crate::conn::Conn;
+use crate::conn::{Conn, Out};
 use crate::inflight::AckLimits;
 use crate::metrics::OutputMetrics;
 use crate::spool::Spool;
@@ -102,8 +102,11 @@ impl Shared {
                 id,
                 remote,
                 self.s.encoding,
-                self.s.backpressure.queue_size,
-                on_full,
+                Out::queue(
+                    self.s.backpressure.queue_size,
+                    self.s.backpressure.queue_bytes,
+                    on_full,
+                ),
                 PendingRequests::new(
                     self.s.bidirectional.max_concurrent_requests,
                     self.s.bidirectional.request_timeout,

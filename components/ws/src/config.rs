@@ -84,6 +84,11 @@ pub struct ServerConfig {
     /// would mislead whoever set it.
     #[serde(default)]
     pub enable_compression: bool,
+    /// A connection that has not sent its whole HTTP request head (the
+    /// upgrade request) within this time is closed, as is an idle
+    /// keep-alive connection between requests.
+    #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
+    pub handshake_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -97,6 +102,7 @@ impl ServerConfig {
             read_buffer_size: default_read_buffer_size(),
             write_buffer_size: default_write_buffer_size(),
             enable_compression: false,
+            handshake_timeout: default_handshake_timeout(),
         }
     }
 
@@ -123,6 +129,12 @@ impl ServerConfig {
                 join(base, "enable_compression"),
                 "permessage-deflate is not available (the WebSocket library has none); \
                  remove the key or set it to false",
+            ));
+        }
+        if self.handshake_timeout.is_zero() {
+            errors.push(ConfigError::new(
+                join(base, "handshake_timeout"),
+                "must be longer than 0s",
             ));
         }
         for (field, v) in [
@@ -262,6 +274,11 @@ pub struct BackpressureConfig {
     /// Data messages the queue holds.
     #[serde(default = "default_queue_size")]
     pub queue_size: usize,
+    /// Payload bytes the queue holds (a second bound beside `queue_size`,
+    /// so large messages cannot make a queue hold gigabytes); `on_full`
+    /// applies when either is reached.
+    #[serde(default = "default_queue_bytes")]
+    pub queue_bytes: usize,
     /// `drop_oldest`, `drop_newest`, or `block` (lossless: the input stops
     /// reading its sockets so TCP pushes back on the peers; the output
     /// waits for a stalled peer). Unset: `block` for an output with
@@ -275,6 +292,7 @@ impl Default for BackpressureConfig {
         BackpressureConfig {
             enabled: true,
             queue_size: default_queue_size(),
+            queue_bytes: default_queue_bytes(),
             on_full: None,
         }
     }
@@ -295,14 +313,14 @@ impl BackpressureConfig {
 impl BackpressureConfig {
     /// Problems with the values; `base` is the block's JSON path.
     pub fn validate(&self, base: &str) -> Vec<ConfigError> {
-        if self.queue_size == 0 {
-            vec![ConfigError::new(
-                join(base, "queue_size"),
-                "must be at least 1",
-            )]
-        } else {
-            Vec::new()
-        }
+        [
+            ("queue_size", self.queue_size),
+            ("queue_bytes", self.queue_bytes),
+        ]
+        .into_iter()
+        .filter(|(_, v)| *v == 0)
+        .map(|(field, _)| ConfigError::new(join(base, field), "must be at least 1"))
+        .collect()
     }
 }
 
@@ -387,6 +405,11 @@ fn default_write_buffer_size() -> usize {
 fn default_read_buffer_size() -> usize {
     128 * 1024
 }
+/// How long a peer may take over its HTTP request head (also used by the
+/// HTTP servers that have no `server` block: `http_input`, the admin server).
+pub fn default_handshake_timeout() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -395,6 +418,9 @@ fn default_request_timeout() -> Duration {
 }
 fn default_max_concurrent() -> usize {
     10
+}
+fn default_queue_bytes() -> usize {
+    16 << 20
 }
 fn default_queue_size() -> usize {
     1000

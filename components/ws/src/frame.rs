@@ -139,9 +139,18 @@ impl Drop for OutboundRx {
     }
 }
 
-/// A connection's outbound queue holding up to `capacity` frames.
+/// Frame bytes a connection's outbound queue holds, and the writer takes
+/// at once, whatever the frame count: large messages to a peer that does
+/// not read pile up in its (byte-bounded) data queue, not here.
+pub const OUTBOUND_BYTES: usize = 1 << 20;
+
+/// A connection's outbound queue holding up to `capacity` frames and
+/// [`OUTBOUND_BYTES`] (one larger frame is taken when it is empty).
 pub fn outbound(capacity: usize) -> (Outbound, OutboundRx) {
-    let queue = Arc::new(BoundedQueue::new(capacity.max(1), OnFull::Block));
+    let queue = Arc::new(
+        BoundedQueue::new(capacity.max(1), OnFull::Block)
+            .with_max_bytes(OUTBOUND_BYTES, |m: &WsMessage| m.len()),
+    );
     let (ctx, crx) = watch::channel(None);
     (
         Outbound {
@@ -178,8 +187,8 @@ impl Outbound {
     #[allow(clippy::result_large_err)]
     pub fn offer(&self, msg: WsMessage) -> Result<(), WsMessage> {
         match self.queue().try_push(msg) {
-            Pushed::Queued => Ok(()),
-            Pushed::Rejected(m) | Pushed::EvictedOldest(m) => Err(m),
+            Pushed::Queued | Pushed::EvictedOldest(_) => Ok(()),
+            Pushed::Rejected(m) => Err(m),
         }
     }
 
@@ -272,7 +281,7 @@ where
                 }
                 break sink.send(WsMessage::Close(Some(frame))).await;
             }
-            n = rx.queue.pop_many(&mut buf, BATCH) => {
+            n = rx.queue.pop_batch(&mut buf, BATCH, OUTBOUND_BYTES) => {
                 if n == 0 {
                     // Closed: every sender is gone and nothing is left.
                     break Ok(());

@@ -15,17 +15,19 @@
 //!   WebSocket tasks are the caller's to close).
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use fednode_kit::config::Credential;
 use fednode_kit::StartError;
 use http::{header, HeaderMap, StatusCode};
+use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -33,6 +35,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_service::Service;
 
 use crate::adaptive::{AdaptiveReader, MIN_READ};
 use crate::config::parse_bind;
@@ -55,7 +58,8 @@ pub struct Admission {
     _permit: OwnedSemaphorePermit,
 }
 
-/// Why a connection was refused before the upgrade.
+/// Why a connection was refused before the upgrade. The answer closes the
+/// socket (`Connection: close`): a refused peer holds nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
     /// No or wrong credential: HTTP 401 (with `WWW-Authenticate`).
@@ -75,14 +79,17 @@ impl IntoResponse for Rejection {
                 };
                 (
                     StatusCode::UNAUTHORIZED,
-                    [(header::WWW_AUTHENTICATE, challenge)],
+                    [
+                        (header::WWW_AUTHENTICATE, challenge),
+                        (header::CONNECTION, "close"),
+                    ],
                     "unauthorized: missing or invalid credential\n",
                 )
                     .into_response()
             }
             Rejection::Full { max } => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "1")],
+                [(header::RETRY_AFTER, "1"), (header::CONNECTION, "close")],
                 format!("connection limit reached (max_connections = {max})\n"),
             )
                 .into_response(),
@@ -229,21 +236,69 @@ pub async fn bind(bind: &str, port: u16) -> Result<TcpListener, StartError> {
     })
 }
 
-/// Serve `router` on `listener` (with the peer address available as
-/// `ConnectInfo<SocketAddr>`, and TCP_NODELAY so small replies are not held
-/// back) until `cancel` fires.
-pub async fn serve(listener: TcpListener, router: Router, cancel: CancellationToken) {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
+/// Serve `router` on `listener` until `cancel` fires, then let open
+/// requests finish (upgraded WebSocket tasks are the caller's to close).
+///
+/// Each connection gets the peer address as `ConnectInfo<SocketAddr>` and
+/// TCP_NODELAY (small replies are not held back). A connection that has not
+/// sent a whole request head within `handshake_timeout` — a slowloris
+/// upgrade, a socket opened and left silent, an idle keep-alive — is closed,
+/// so a peer cannot hold sockets without speaking. `name` labels the log
+/// lines (`"websocket server"`, `"admin server"`…).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    handshake_timeout: Duration,
+    cancel: CancellationToken,
+    name: &'static str,
+) {
+    let connections = TaskTracker::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: say so, give
+                    // closing sockets a moment, and keep serving.
+                    tracing::warn!(error = %e, "{name} cannot accept a connection");
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(ACCEPT_RETRY) => continue,
+                    }
+                }
+            },
+        };
         let _ = tcp.set_nodelay(true);
-    });
-    let result = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(cancel.cancelled_owned())
-    .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "websocket server failed");
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(remote));
+            router.clone().call(req)
+        });
+        let conn = http
+            .serve_connection(TokioIo::new(tcp), service)
+            .with_upgrades();
+        let cancel = cancel.clone();
+        connections.spawn(async move {
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = cancel.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, %remote, "{name} connection ended");
+            }
+        });
     }
+    connections.close();
+    connections.wait().await;
 }
+
+/// The pause after a failed `accept` (e.g. no file descriptor left).
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
