@@ -14,6 +14,7 @@ use common::{http_with, Node};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite;
 
 const READY: Duration = Duration::from_secs(30);
 const TOKEN: &str = "limits-test-token";
@@ -331,4 +332,173 @@ fn admin_paths_need_http_auth_except_the_health_probes() {
             "{method} {path} with the token: {code} {answer}"
         );
     }
+}
+
+/// The resident set (`VmRSS`) of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
+type Peer = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
+
+fn peer(url: &str) -> Peer {
+    tungstenite::connect(url).expect("connect").0
+}
+
+/// Send a request and wait for its reply's payload (skipping data).
+fn call(ws: &mut Peer, id: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
+    let req = serde_json::json!({"type": "request", "id": id,
+        "payload": {"method": method, "params": params}});
+    ws.send(tungstenite::Message::text(req.to_string()))
+        .expect("send");
+    loop {
+        let msg = ws.read().expect("read");
+        if let tungstenite::Message::Text(t) = msg {
+            let v: serde_json::Value = serde_json::from_str(&t).expect("JSON");
+            if v["type"] == "reply" && v["id"] == id {
+                return v["payload"].clone();
+            }
+        }
+    }
+}
+
+fn relay_node() -> Node {
+    let config = r#"{
+        "node": {"id": "limits"},
+        "http": {"listen": "127.0.0.1:0"},
+        "components": {
+          "ws_in": {"type": "input", "name": "websocket_input", "config": {
+            "mode": "server",
+            "server": {"http_port": 0, "bind": "127.0.0.1"},
+            "ports": {"outputs": [{"name": "out", "subject": "in.data"}]}
+          }},
+          "ws_out": {"type": "output", "name": "websocket", "config": {
+            "server": {"http_port": 0, "bind": "127.0.0.1"},
+            "ports": {"inputs": [{"name": "in", "subject": "in.data"}]}
+          }}
+        }
+      }"#;
+    let mut node = Node::start_with(config, &[]);
+    node.wait_ready(READY);
+    node
+}
+
+#[test]
+fn subscriptions_and_peer_queues_are_bounded() {
+    let node = relay_node();
+    let pid = node.child.id();
+    let out_url = format!("ws://{}/", node.addr_of("ws_out"));
+    let in_url = format!("ws://{}/", node.addr_of("ws_in"));
+    let start = rss(pid);
+
+    // 200 subscribes with large regexes on one connection: the first 32
+    // (max_subscriptions) are taken, every one after is refused.
+    let mut greedy = peer(&out_url);
+    let mut refused = 0;
+    for i in 0..200 {
+        let pattern = format!("^x{i}-[a-z0-9]{{1,200}}-(alpha|beta|gamma|delta)+$");
+        let reply = call(
+            &mut greedy,
+            &format!("s{i}"),
+            "subscribe",
+            serde_json::json!({"filter": {"path": "$.tag", "operator": "matches", "value": pattern}}),
+        );
+        if i < 32 {
+            assert_eq!(reply["status"], "ok", "subscribe #{i}: {reply}");
+        } else {
+            assert_eq!(reply["status"], "error", "subscribe #{i}: {reply}");
+            let message = reply["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("max_subscriptions"), "{reply}");
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 168);
+    // A filter over max_filter_bytes is refused for its size.
+    let reply = call(
+        &mut greedy,
+        "big",
+        "unsubscribe",
+        serde_json::json!({"subscription_id": "sub-1"}),
+    );
+    assert_eq!(reply["status"], "ok", "{reply}");
+    let reply = call(
+        &mut greedy,
+        "huge",
+        "subscribe",
+        serde_json::json!({"filter": {"path": "$.tag", "operator": "==", "value": "x".repeat(5000)}}),
+    );
+    assert_eq!(reply["error"]["code"], "invalid_filter", "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("max_filter_bytes")),
+        "{reply}"
+    );
+    drop(greedy);
+
+    // Four peers that subscribe to everything and then never read.
+    let mut stalled: Vec<Peer> = (0..4).map(|_| peer(&out_url)).collect();
+    for (i, p) in stalled.iter_mut().enumerate() {
+        let reply = call(
+            p,
+            &format!("all{i}"),
+            "subscribe",
+            serde_json::json!({"filter": {"path": "$.n", "operator": ">=", "value": 0}}),
+        );
+        assert_eq!(reply["status"], "ok", "{reply}");
+    }
+    // 1 GB of 512 KB messages.
+    let mut producer = peer(&in_url);
+    let pad = "x".repeat(512 * 1024 - 32);
+    for n in 0..2000 {
+        let msg = format!(r#"{{"n":{n},"pad":"{pad}"}}"#);
+        producer
+            .send(tungstenite::Message::text(msg))
+            .expect("send");
+    }
+    producer.flush().expect("flush");
+    // Wait until the input has read all of it and the output has, for
+    // every peer, sent each message, queued it, or dropped it from a full
+    // queue (a few frames per peer sit between its queue and its socket,
+    // counted as none of these).
+    fednode_testkit::wait_until_blocking(
+        Duration::from_secs(120),
+        node.and_log("the output to take all 2,000 messages"),
+        || {
+            let received =
+                node.metric("websocket_input_messages_received_total{component=\"ws_in\"}");
+            let published =
+                node.metric("websocket_input_messages_published_total{component=\"ws_in\"}");
+            let sent = node.metric("websocket_output_messages_sent_total{component=\"ws_out\"}");
+            let dropped = node.metric(
+                "websocket_output_messages_dropped_total{component=\"ws_out\",reason=\"queue_full\"}",
+            );
+            let queued: f64 = node.described("ws_out")["connections"]
+                .as_array()
+                .map_or(0.0, |c| {
+                    c.iter().filter_map(|c| c["queue_depth"].as_f64()).sum()
+                });
+            received >= 2000.0 && sent + dropped + queued + 4.0 * 6.0 >= 4.0 * published
+        },
+    );
+    let described = node.described("ws_out");
+    let conns = described["connections"].as_array().expect("connections");
+    assert_eq!(conns.len(), 4, "{described}");
+    for c in conns {
+        let bytes = c["queue_bytes"].as_u64().expect("queue_bytes");
+        let max = c["queue_max_bytes"].as_u64().expect("queue_max_bytes");
+        assert_eq!(max, 16 * MIB);
+        assert!(bytes <= max, "a queue holds {bytes} bytes: {c}");
+    }
+    let grew = peak_rss(pid).saturating_sub(start);
+    eprintln!("peak RSS grew by {} MiB", grew / MIB);
+    assert!(grew < 256 * MIB, "peak RSS grew by {} MiB", grew / MIB);
+    drop(stalled);
 }

@@ -1,5 +1,5 @@
-//! The replay buffer: the newest `replay.buffer_size` data messages, in
-//! arrival order. Only the fan-out task appends, so a snapshot taken by the
+//! The replay buffer: the newest `replay.buffer_size` data messages, and at
+//! most `replay.max_bytes` of their payloads, in arrival order. Only the fan-out task appends, so a snapshot taken by the
 //! fan-out task holds exactly what was fanned out before it.
 
 use parking_lot::Mutex;
@@ -34,37 +34,61 @@ pub(crate) struct Selection {
 
 pub(crate) struct ReplayBuffer {
     capacity: usize,
-    items: Mutex<VecDeque<Arc<Item>>>,
+    max_bytes: usize,
+    items: Mutex<Held>,
+}
+
+struct Held {
+    q: VecDeque<Arc<Item>>,
+    /// Payload bytes in `q`.
+    bytes: usize,
 }
 
 impl ReplayBuffer {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
         ReplayBuffer {
             capacity,
-            items: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
+            max_bytes,
+            items: Mutex::new(Held {
+                q: VecDeque::with_capacity(capacity.min(4096)),
+                bytes: 0,
+            }),
         }
     }
 
+    /// Keep `item`, dropping the oldest for room (the newest is always
+    /// kept, however large).
     pub fn push(&self, item: &Arc<Item>) {
         if self.capacity == 0 {
             return;
         }
-        let mut q = self.items.lock();
-        if q.len() == self.capacity {
-            q.pop_front();
+        let mut h = self.items.lock();
+        let w = item.payload.len();
+        while !h.q.is_empty()
+            && (h.q.len() == self.capacity || h.bytes.saturating_add(w) > self.max_bytes)
+        {
+            let old = h.q.pop_front().expect("not empty");
+            h.bytes -= old.payload.len();
         }
-        q.push_back(item.clone());
+        h.q.push_back(item.clone());
+        h.bytes += w;
     }
 
     pub fn len(&self) -> usize {
-        self.items.lock().len()
+        self.items.lock().q.len()
+    }
+
+    /// Payload bytes held.
+    pub fn bytes(&self) -> usize {
+        self.items.lock().bytes
     }
 
     /// Messages after `after_id` with `timestamp >= start_time`, oldest
     /// first (`count` is applied by the caller, after the connection's
     /// filters).
     pub fn select(&self, p: &ReplayParams) -> Selection {
-        let q = self.items.lock();
+        let h = self.items.lock();
+        let q = &h.q;
         let mut from = 0;
         let mut after_id_missing = false;
         if let Some(after) = &p.after_id {
@@ -111,7 +135,7 @@ mod tests {
     fn item(seq: u64, ts: i64) -> Arc<Item> {
         Arc::new(Item::from_message(
             seq,
-            Message::new("s", Bytes::from_static(b"{}")).with_meta(Meta {
+            Message::new("s", Bytes::from(vec![b' '; 4])).with_meta(Meta {
                 id: Some(format!("m{seq}").into()),
                 timestamp: Some(ts),
                 ..Meta::default()
@@ -121,7 +145,7 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_and_selects_by_id_and_time() {
-        let b = ReplayBuffer::new(3);
+        let b = ReplayBuffer::new(3, usize::MAX);
         for s in 1..=5 {
             b.push(&item(s, s as i64 * 10));
         }
@@ -148,9 +172,21 @@ mod tests {
         };
         assert_eq!(seqs(b.select(&p).items), vec![5]);
         assert_eq!(seqs(b.snapshot(Some(2), None)), vec![4, 5]);
-        assert!(ReplayBuffer::new(0)
+        assert!(ReplayBuffer::new(0, usize::MAX)
             .select(&ReplayParams::default())
             .items
             .is_empty());
+    }
+
+    #[test]
+    fn the_byte_bound_keeps_the_newest_that_fit() {
+        let b = ReplayBuffer::new(100, 10);
+        for s in 1..=5 {
+            b.push(&item(s, 0));
+        }
+        // 4 bytes each: two fit in 10.
+        let seqs: Vec<u64> = b.snapshot(None, None).iter().map(|i| i.seq).collect();
+        assert_eq!(seqs, vec![4, 5]);
+        assert_eq!(b.bytes(), 8);
     }
 }

@@ -134,7 +134,7 @@ impl Component for WebSocketOutput {
             bus: ctx.bus.clone(),
             cancel: ctx.cancel.clone(),
             tracker: ctx.tracker.clone(),
-            buffer: ReplayBuffer::new(s.buffer_size),
+            buffer: ReplayBuffer::new(s.buffer_size, s.buffer_max_bytes),
             conns: ArcSwap::from_pointee(Vec::new()),
             conns_edit: Mutex::new(()),
             next_conn: AtomicU64::new(0),
@@ -249,7 +249,8 @@ impl Component for WebSocketOutput {
         let mut v = json!({
             "mode": sh.s.mode.as_str(),
             "connections": sh.conns().iter().map(|c| c.describe()).collect::<Vec<_>>(),
-            "buffer": {"size": sh.buffer.len(), "capacity": sh.s.buffer_size},
+            "buffer": {"size": sh.buffer.len(), "capacity": sh.s.buffer_size,
+                "bytes": sh.buffer.bytes(), "max_bytes": sh.s.buffer_max_bytes},
             "encoding": sh.s.encoding,
             "delivery": sh.s.delivery,
         });

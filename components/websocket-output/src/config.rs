@@ -132,14 +132,22 @@ pub struct ReplayConfig {
     /// Newest data messages kept for `replay` (0 keeps none).
     #[serde(default = "default_buffer_size")]
     pub buffer_size: usize,
+    /// Payload bytes the buffer holds at most (the oldest go first).
+    #[serde(default = "default_buffer_max_bytes")]
+    pub max_bytes: usize,
 }
 
 impl Default for ReplayConfig {
     fn default() -> Self {
         ReplayConfig {
             buffer_size: default_buffer_size(),
+            max_bytes: default_buffer_max_bytes(),
         }
     }
+}
+
+fn default_buffer_max_bytes() -> usize {
+    32 << 20
 }
 
 fn default_buffer_size() -> usize {
@@ -173,6 +181,8 @@ pub struct Settings {
     /// `backpressure.on_full`, or its default for the `delivery`.
     pub on_full: OnFull,
     pub buffer_size: usize,
+    /// `replay.max_bytes`.
+    pub buffer_max_bytes: usize,
     pub encoding: Encoding,
     pub delivery: Delivery,
     pub ack_timeout: Duration,
@@ -258,6 +268,7 @@ impl Config {
             ("max_in_flight", self.max_in_flight),
             ("max_subscriptions", self.max_subscriptions),
             ("max_filter_bytes", self.max_filter_bytes),
+            ("replay.max_bytes", self.replay.max_bytes),
         ] {
             if v == 0 {
                 errors.push(ConfigError::new(at(field), "must be at least 1"));
@@ -314,6 +325,7 @@ impl Config {
             on_full: self.backpressure.policy(self.delivery),
             backpressure: self.backpressure,
             buffer_size: self.replay.buffer_size,
+            buffer_max_bytes: self.replay.max_bytes,
             encoding: self.encoding,
             delivery: self.delivery,
             ack_timeout: self.ack_timeout,

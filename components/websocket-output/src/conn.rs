@@ -649,6 +649,8 @@ impl Conn {
             "capabilities": self.capabilities(),
             "queue_depth": self.depth(),
             "queue_size": self.queue.capacity(),
+            "queue_bytes": self.queue.bytes(),
+            "queue_max_bytes": self.queue.max_bytes(),
             "messages_sent": self.sent.load(Ordering::Relaxed),
             "current_rate": self.meter.current(),
             "in_flight": self.in_flight_len(),

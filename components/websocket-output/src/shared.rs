@@ -200,7 +200,8 @@ impl Shared {
                 "total": self.connections_total.load(Ordering::Relaxed),
             },
             "node": {"id": self.node.id, "region": self.node.region},
-            "buffer": {"size": self.buffer.len(), "capacity": self.s.buffer_size},
+            "buffer": {"size": self.buffer.len(), "capacity": self.s.buffer_size,
+                "bytes": self.buffer.bytes(), "max_bytes": self.s.buffer_max_bytes},
         });
         if let Some(sp) = &self.spool {
             v["store"] = sp.describe();
