@@ -61,9 +61,11 @@ pub struct Config {
     /// window is dropped; a later sample starts it afresh at index 0).
     #[serde(default = "default_stream_idle_timeout", with = "humantime_serde")]
     pub stream_idle_timeout: Duration,
-    /// Most streams alive at once; samples that would open another are
-    /// rejected (`too_many_streams`). Bounds memory: each stream holds one
-    /// window.
+    /// Most streams alive at once; a sample that opens another evicts the
+    /// least recently used stream (`eeg_features_streams_evicted_total`),
+    /// so a flood of short-lived keys cannot lock real streams out. Bounds
+    /// memory: each stream holds one window, and the table is also bounded
+    /// in bytes (`max_streams × (window bytes + 512 B + overhead)`).
     #[serde(default = "default_max_streams")]
     pub max_streams: usize,
     /// Messages held per input subscription before the bus drops (and

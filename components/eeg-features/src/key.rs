@@ -28,6 +28,15 @@ pub const OUTPUT_FIELDS: &[&str] = &[
     "confidence",
 ];
 
+/// Longest stream key, in bytes (the unescaped string, or the compact JSON
+/// text of another value). Samples under a longer key are rejected
+/// (`key_too_long`): a key is held by its stream for as long as the stream
+/// lives, and written into every window and subject.
+pub const MAX_KEY_BYTES: usize = 128;
+
+/// Most of a key a log line shows.
+const LOG_KEY_BYTES: usize = 64;
+
 /// A parsed `key_path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyPath {
@@ -64,11 +73,32 @@ impl KeyRef<'_> {
         RawValue::from_string(text).expect("valid JSON text")
     }
 
-    /// Human-readable form for logs.
+    /// The key's length in bytes, as [`MAX_KEY_BYTES`] counts it (0 for
+    /// the default stream).
+    pub fn len(&self) -> usize {
+        match self {
+            KeyRef::Missing => 0,
+            KeyRef::Str(s) | KeyRef::Json(s) => s.len(),
+        }
+    }
+
+    /// Whether this is the default stream's key (no key).
+    pub fn is_empty(&self) -> bool {
+        matches!(self, KeyRef::Missing)
+    }
+
+    /// Human-readable form for logs: at most its first 64 bytes (cut at a
+    /// character boundary), so a hostile key cannot flood the log.
     pub fn display(&self) -> &str {
         match self {
             KeyRef::Missing => "_",
-            KeyRef::Str(s) | KeyRef::Json(s) => s,
+            KeyRef::Str(s) | KeyRef::Json(s) => {
+                let mut end = s.len().min(LOG_KEY_BYTES);
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                &s[..end]
+            }
         }
     }
 }
@@ -219,5 +249,21 @@ mod tests {
         let r = raw(r#"{"other": 1}"#);
         assert_eq!(nested.resolve(Some(r)), KeyRef::Missing);
         assert_eq!(KeyRef::Str("q\"".into()).to_json().get(), r#""q\"""#);
+    }
+
+    #[test]
+    fn key_length_and_log_form() {
+        let p = KeyPath::parse("$.user_id").unwrap();
+        // Unescaped bytes: six bytes of JSON text are one byte of key.
+        assert_eq!(p.resolve(Some(r#""a\u0062""#)).len(), 2);
+        assert_eq!(p.resolve(Some("17.50")).len(), 5);
+        assert_eq!(KeyRef::Missing.len(), 0);
+        assert!(KeyRef::Missing.is_empty());
+        let long = "é".repeat(100);
+        let key = KeyRef::Str(long.as_str().into());
+        assert_eq!(key.len(), 200);
+        // Cut at a character boundary, never inside `é`.
+        assert_eq!(key.display(), "é".repeat(32));
+        assert_eq!(KeyRef::Str("u17".into()).display(), "u17");
     }
 }

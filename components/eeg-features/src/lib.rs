@@ -7,6 +7,8 @@
 //! * [`key`]: `key_path`, which value of a message names its stream.
 //! * [`message`]: one-pass parsing of raw messages into reused buffers.
 //! * `processor`: the running component (input tasks, idle sweeper).
+//! * `table`: the live streams by key, in least-recently-used order,
+//!   bounded in count and bytes (evicting the least recently used).
 //!
 //! The numeric core, pure (no bus, no I/O, no allocation per sample or per
 //! window after warm-up):
@@ -26,9 +28,11 @@ mod read_fast;
 mod read_serde;
 mod sample;
 pub mod stream;
+mod table;
 
 pub use config::Config;
 pub use processor::EegFeatures;
+pub use table::StreamTableUsage;
 
 use fednode_kit::{ComponentKind, Registration};
 use std::sync::Arc;

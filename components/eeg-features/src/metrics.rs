@@ -12,6 +12,7 @@ pub(crate) struct Counters {
     pub(crate) samples: IntCounter,
     pub(crate) windows: IntCounter,
     pub(crate) streams_active: IntGauge,
+    pub(crate) evicted: IntCounter,
     pub(crate) rejected: [IntCounter; 5],
     pub(crate) compute: Histogram,
     pub(crate) passed: IntCounter,
@@ -25,7 +26,7 @@ impl Counters {
         let m = &ctx.metrics;
         let rejected = m.counter_vec(
             "eeg_features_rejected_total",
-            "Samples refused, by reason (channel_count, missing_channel, not_numeric, non_finite, too_many_streams)",
+            "Samples refused, by reason (channel_count, missing_channel, not_numeric, non_finite, key_too_long)",
             &["reason"],
         );
         let errors = m.counter_vec(
@@ -43,6 +44,10 @@ impl Counters {
                 "Feature messages produced (one per complete window)",
             ),
             streams_active: m.int_gauge("eeg_features_streams_active", "Streams alive now"),
+            evicted: m.counter(
+                "eeg_features_streams_evicted_total",
+                "Least recently used streams freed to make room (max_streams or the byte bound reached)",
+            ),
             rejected: Reason::ALL.map(|r| rejected.with(&[r.as_str()])),
             compute: m.histogram(
                 "eeg_features_window_compute_seconds",

@@ -4,9 +4,10 @@
 //! One task per input subscription takes messages in batches
 //! (`next_many`), and for each batch, under one lock on the shared
 //! [`State`]: parses every message once ([`crate::message`]), finds or
-//! opens its stream, pushes the accepted samples, and for every window a
-//! sample completes computes the features and serialises the output
-//! message. The lock is released before the batch's outputs are
+//! opens its stream in the stream table ([`crate::table`], which evicts
+//! the least recently used stream when a bound is reached), pushes the
+//! accepted samples, and for every window a sample completes computes the
+//! features and serialises the output message. The lock is released before the batch's outputs are
 //! published, so the sweeper and other inputs never wait on the bus.
 //! Per-sample work allocates nothing; a window allocates only its output
 //! bytes (and id).
@@ -32,17 +33,17 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::json;
 use serde_json::value::RawValue;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::features::{FeatureExtractor, Features};
-use crate::key::{KeyPath, KeyRef};
+use crate::key::{KeyPath, KeyRef, MAX_KEY_BYTES};
 use crate::message::{self, Body, Layout, MessageKind, Reason, SampleOutcome, Scratch};
 use crate::metrics::Counters;
 use crate::stream::{Stream, WindowBuffer, WindowMeta, WindowSpec};
+use crate::table::{self, Entry, StreamTableUsage, Streams};
 
 /// Messages taken from a subscription at once: large enough to amortise
 /// the lock and the wake-up, small enough to keep latency low.
@@ -78,7 +79,13 @@ impl EegFeatures {
             extractor,
             window: WindowBuffer::new(),
             features,
-            streams: Streams::new(cfg.max_streams),
+            streams: Streams::new(
+                cfg.max_streams,
+                table::byte_limit(
+                    cfg.max_streams,
+                    Stream::sample_bytes(cfg.channel_names.len(), spec),
+                ),
+            ),
             spec,
             channels: cfg.channel_names.len(),
             ms_per_sample: 1000.0 / cfg.sampling_rate,
@@ -115,6 +122,12 @@ impl EegFeatures {
     /// Streams alive now.
     pub fn streams_active(&self) -> u64 {
         self.streams_active.load(Ordering::Relaxed)
+    }
+
+    /// The stream table's streams and bytes, now and at their peak, with
+    /// their bounds and the evictions so far.
+    pub fn stream_table(&self) -> StreamTableUsage {
+        self.lock().streams.usage()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -174,6 +187,7 @@ impl Component for EegFeatures {
             "window_samples": self.spec.window_samples,
             "hop": self.spec.hop,
             "max_streams": self.cfg.max_streams,
+            "max_stream_bytes": self.lock().streams.usage().bytes_limit,
         })
     }
 }
@@ -273,6 +287,7 @@ struct Counts {
     windows: u64,
     passed: u64,
     rejected: [u64; 5],
+    evicted: u64,
     parse_errors: u64,
     invalid: u64,
 }
@@ -287,6 +302,7 @@ impl Counts {
         add(&c.samples, self.samples);
         add(&c.windows, self.windows);
         add(&c.passed, self.passed);
+        add(&c.evicted, self.evicted);
         add(&c.parse_errors, self.parse_errors);
         add(&c.invalid, self.invalid);
         for (counter, n) in c.rejected.iter().zip(self.rejected) {
@@ -296,7 +312,7 @@ impl Counts {
 }
 
 // ---------------------------------------------------------------------------
-// Streams
+// Output subjects
 // ---------------------------------------------------------------------------
 
 /// Where feature messages go.
@@ -329,134 +345,6 @@ fn placeholders(raw: &str) -> impl Iterator<Item = &str> {
     raw.split('{')
         .skip(1)
         .filter_map(|part| part.split_once('}').map(|(f, _)| f))
-}
-
-/// A stream's key, owned.
-#[derive(Debug, Clone)]
-enum OwnedKey {
-    Missing,
-    Str(Box<str>),
-    Json(Box<str>),
-}
-
-struct Entry {
-    key: OwnedKey,
-    /// The key as it appears in the output (`"u17"`, `17`, `null`).
-    key_json: Box<RawValue>,
-    /// The rendered output subject, when it depends only on the key.
-    subject: Option<Arc<str>>,
-    stream: Stream,
-    last_seen: Instant,
-}
-
-/// The live streams: a slab of entries, found by key.
-struct Streams {
-    slots: Vec<Option<Entry>>,
-    free: Vec<usize>,
-    by_str: HashMap<Box<str>, usize>,
-    by_json: HashMap<Box<str>, usize>,
-    default: Option<usize>,
-    len: usize,
-    max: usize,
-}
-
-impl Streams {
-    fn new(max: usize) -> Self {
-        Streams {
-            slots: Vec::new(),
-            free: Vec::new(),
-            by_str: HashMap::new(),
-            by_json: HashMap::new(),
-            default: None,
-            len: 0,
-            max,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn find(&self, key: &KeyRef<'_>) -> Option<usize> {
-        match key {
-            KeyRef::Missing => self.default,
-            KeyRef::Str(s) => self.by_str.get(s.as_ref()).copied(),
-            KeyRef::Json(t) => self.by_json.get(t.as_ref()).copied(),
-        }
-    }
-
-    /// Open a stream for `key` (not present); `None` when `max` are open.
-    fn open(&mut self, key: &KeyRef<'_>, make: impl FnOnce(OwnedKey) -> Entry) -> Option<usize> {
-        if self.len >= self.max {
-            return None;
-        }
-        let owned = match key {
-            KeyRef::Missing => OwnedKey::Missing,
-            KeyRef::Str(s) => OwnedKey::Str(s.as_ref().into()),
-            KeyRef::Json(t) => OwnedKey::Json(t.as_ref().into()),
-        };
-        let entry = make(owned.clone());
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = Some(entry);
-                i
-            }
-            None => {
-                self.slots.push(Some(entry));
-                self.slots.len() - 1
-            }
-        };
-        match owned {
-            OwnedKey::Missing => self.default = Some(i),
-            OwnedKey::Str(s) => {
-                self.by_str.insert(s, i);
-            }
-            OwnedKey::Json(t) => {
-                self.by_json.insert(t, i);
-            }
-        }
-        self.len += 1;
-        Some(i)
-    }
-
-    fn get_mut(&mut self, i: usize) -> &mut Entry {
-        self.slots[i].as_mut().expect("a live stream slot")
-    }
-
-    /// Free streams not seen for `timeout`; returns how many.
-    fn sweep(&mut self, now: Instant, timeout: Duration) -> usize {
-        let mut freed = 0;
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            let idle = slot
-                .as_ref()
-                .is_some_and(|e| now.saturating_duration_since(e.last_seen) >= timeout);
-            if !idle {
-                continue;
-            }
-            let entry = slot.take().expect("checked above");
-            match entry.key {
-                OwnedKey::Missing => self.default = None,
-                OwnedKey::Str(s) => {
-                    self.by_str.remove(&s);
-                }
-                OwnedKey::Json(t) => {
-                    self.by_json.remove(&t);
-                }
-            }
-            self.free.push(i);
-            freed += 1;
-        }
-        self.len -= freed;
-        // Give memory back after a burst of streams has gone.
-        if freed > 0 && self.len == 0 {
-            self.slots.clear();
-            self.slots.shrink_to_fit();
-            self.free.clear();
-            self.by_str.shrink_to_fit();
-            self.by_json.shrink_to_fit();
-        }
-        freed
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -527,20 +415,27 @@ impl State {
                 first_rejection.get_or_insert(*r);
             }
         }
+        let accepted = self.scratch.accepted();
+        // A key too long to keep: every sample the parser accepted is
+        // refused for it, before a stream is looked up or opened.
+        let key_too_long = accepted > 0 && key.len() > MAX_KEY_BYTES;
+        if key_too_long {
+            counts.rejected[Reason::KeyTooLong.index()] += accepted as u64;
+            first_rejection.get_or_insert(Reason::KeyTooLong);
+        }
         if let Some(reason) = first_rejection {
             self.log_rejection(now, component, &key, reason);
         }
-        let accepted = self.scratch.accepted();
-        if accepted == 0 {
+        if accepted == 0 || key_too_long {
             return;
         }
 
-        let idx = match self.streams.find(&key) {
+        let idx = match self.streams.find_and_touch(&key, now) {
             Some(i) => i,
             None => {
                 let (spec, channels, output) = (self.spec, self.channels, &self.output);
                 let key_name = self.key.output_name();
-                let opened = self.streams.open(&key, |owned| {
+                let (i, evicted) = self.streams.open(&key, || {
                     let key_json = key.to_json();
                     let subject = match output {
                         OutputSubject::PerStream(t) => {
@@ -556,21 +451,14 @@ impl State {
                         _ => None,
                     };
                     Entry {
-                        key: owned,
                         key_json,
                         subject,
                         stream: Stream::new(channels, spec),
                         last_seen: now,
                     }
                 });
-                match opened {
-                    Some(i) => i,
-                    None => {
-                        counts.rejected[Reason::TooManyStreams.index()] += accepted as u64;
-                        self.log_rejection(now, component, &key, Reason::TooManyStreams);
-                        return;
-                    }
-                }
+                counts.evicted += evicted;
+                i
             }
         };
 
@@ -587,7 +475,6 @@ impl State {
             ..
         } = &mut *self;
         let entry = streams.get_mut(idx);
-        entry.last_seen = now;
         let base_ts = header.timestamp.or(msg.meta.timestamp);
         let mut values = scratch.values.chunks_exact(n);
         for (i, outcome) in scratch.samples.iter().enumerate() {
@@ -659,6 +546,7 @@ impl State {
             tracing::warn!(
                 component,
                 key = key.display(),
+                key_bytes = key.len(),
                 reason = reason.as_str(),
                 suppressed,
                 "rejecting samples"

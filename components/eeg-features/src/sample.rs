@@ -14,8 +14,9 @@ pub enum Reason {
     NotNumeric,
     /// A number outside the `f64` range (JSON cannot spell NaN or ∞).
     NonFinite,
-    /// The sample would open a stream beyond `max_streams`.
-    TooManyStreams,
+    /// The message's stream key is longer than
+    /// [`MAX_KEY_BYTES`](crate::key::MAX_KEY_BYTES) bytes.
+    KeyTooLong,
 }
 
 impl Reason {
@@ -25,7 +26,7 @@ impl Reason {
         Reason::MissingChannel,
         Reason::NotNumeric,
         Reason::NonFinite,
-        Reason::TooManyStreams,
+        Reason::KeyTooLong,
     ];
 
     /// The metric label.
@@ -35,7 +36,7 @@ impl Reason {
             Reason::MissingChannel => "missing_channel",
             Reason::NotNumeric => "not_numeric",
             Reason::NonFinite => "non_finite",
-            Reason::TooManyStreams => "too_many_streams",
+            Reason::KeyTooLong => "key_too_long",
         }
     }
 

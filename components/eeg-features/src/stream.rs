@@ -137,6 +137,22 @@ impl Stream {
         self.count
     }
 
+    /// Heap bytes a stream of this shape holds for its samples (one
+    /// window of values and timestamps, allocated in full when it opens).
+    pub fn sample_bytes(channels: usize, spec: WindowSpec) -> usize {
+        let w = spec.window_samples;
+        channels
+            .saturating_mul(w)
+            .saturating_mul(std::mem::size_of::<f64>())
+            .saturating_add(w.saturating_mul(std::mem::size_of::<Option<i64>>()))
+    }
+
+    /// Heap bytes this stream holds for its samples.
+    pub fn heap_bytes(&self) -> usize {
+        self.ring.capacity() * std::mem::size_of::<f64>()
+            + self.timestamps.capacity() * std::mem::size_of::<Option<i64>>()
+    }
+
     /// Appends one sample (one value per channel, in configured channel
     /// order). Returns the window this sample completes, if any; its data
     /// is then available from [`Stream::copy_window`] until the next push.

@@ -5,8 +5,7 @@
 //!   powers, total power, relative powers, averages, metrics, workload;
 //! * the "checks worth having": sine → A²/2 in its band, DC + 50 Hz
 //!   invisible, bands sum to `total_power`;
-//! * windowing geometry (overlap 0.5, 0, non-integer hop), refused samples,
-//!   interleaved streams;
+//! * windowing (overlap 0.5, 0, non-integer hop), refused samples, interleaved streams;
 //! * output shape: JSON key order, nulls, confidence.
 
 use fednode_eeg_features::dsp::{self, Band, Welch};
