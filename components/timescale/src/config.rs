@@ -1,6 +1,7 @@
 //! The `config` block of a `timescale` component and its pure validation
 //! (no I/O: `build` runs it, `start` touches the database).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use fednode_kit::config::{parse_strict, PortRules};
@@ -132,6 +133,12 @@ pub struct Config {
     /// Backoff between write attempts while the database fails.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Where rows still held at shutdown go when PostgreSQL cannot take
+    /// them in time (an append-only log, written first at the next start).
+    /// Default `<data_dir>/<instance>/spill` when the node has a
+    /// `data_dir`; with neither, such rows are lost (logged and counted).
+    #[serde(default)]
+    pub spill_path: Option<PathBuf>,
     /// Input ports (any names, at least one); no outputs.
     #[serde(default)]
     pub ports: PortsConfig,
@@ -222,6 +229,9 @@ fn check_values(value: &Value, base: &str) -> Vec<ConfigError> {
                 ),
             ));
         }
+    }
+    if get("spill_path").and_then(Value::as_str) == Some("") {
+        errors.push(ConfigError::new(at("spill_path"), "must not be empty"));
     }
     if let Some(t) = get("table").and_then(Value::as_str) {
         if let Err(e) = Ident::parse(t) {
@@ -349,6 +359,7 @@ mod tests {
         assert!(!c.durable);
         assert!(!c.retry_on_start);
         assert_eq!(c.jetstream.ack_wait, Duration::from_secs(30));
+        assert_eq!(c.spill_path, None);
     }
 
     #[test]
@@ -359,12 +370,29 @@ mod tests {
             "flush_interval": "250ms", "max_buffered": 1000, "durable": true,
             "jetstream": {"stream": "S", "consumer": "c1", "ack_wait": "5s"},
             "retry_on_start": true, "retry": {"initial_interval": "50ms", "max_interval": "2s"},
+            "spill_path": "/var/lib/fednode/ts/spill",
             "ports": {"inputs": [{"name": "a", "subject": "x.*"}, {"name": "b", "subject": "y"}]}
         });
         let c = Config::parse(&v, "c").unwrap();
         assert_eq!(c.table.qualified(), "\"metrics\".\"events\"");
         assert_eq!(c.config.profile, Profile::Eeg);
         assert_eq!(c.config.flush_interval, Duration::from_millis(250));
+        assert_eq!(
+            c.config.spill_path.as_deref(),
+            Some(std::path::Path::new("/var/lib/fednode/ts/spill"))
+        );
+    }
+
+    #[test]
+    fn spill_path_must_not_be_empty() {
+        let mut v = base();
+        v["spill_path"] = json!("");
+        let e = errors(v);
+        assert!(
+            e.iter()
+                .any(|l| l == "components.ts.config.spill_path: must not be empty"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -5,21 +5,33 @@
 //! - [`config`]: the `config` block and its pure validation.
 //! - `schema`: tables per profile, DDL at start, introspection.
 //! - `rows`: messages → rows (generic table and the `eeg` profile).
-//! - `table`: identifiers, column types, binary `COPY` encoding.
-//! - `writer`: the batching, retrying writer task, metrics, health.
+//! - `record`: a message as the spill keeps it.
+//! - `table`: identifiers, column types, `UNNEST` arrays.
+//! - `failure`: write errors sorted by what to do (retry, or isolate a row).
+//! - `db`: connecting, the schema step, writing one batch.
+//! - `writer`: the batching, retrying writer task: row isolation, the
+//!   shutdown spill.
+//! - `spill`: the spill, on the kit's disk log.
+//! - `status`: health shared with `Component::health`.
 //! - `source`: bus subscriptions and JetStream durable consumers.
 //!
 //! The guarantees of each mode are in the crate's README.
 
 pub mod config;
+mod db;
+mod failure;
 mod metrics;
 mod path;
+mod record;
 mod rows;
 mod schema;
 mod source;
+mod spill;
+mod status;
 mod table;
 mod writer;
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -45,10 +57,18 @@ pub fn registration() -> Registration {
 
 fn build(ctx: &BuildContext<'_>, value: &Value) -> BuildResult {
     let v = config::Config::parse(value, ctx.path)?;
+    // The spill: where it is configured, else under the node's data_dir.
+    let spill = v.config.spill_path.clone().or_else(|| {
+        ctx.node
+            .data_dir
+            .as_ref()
+            .map(|d| d.join(ctx.instance).join("spill"))
+    });
     Ok(Arc::new(Timescale {
         path: ctx.path.to_string(),
         v,
-        shared: writer::Shared::new(),
+        spill,
+        shared: status::Shared::new(),
         metrics: Mutex::new(None),
     }))
 }
@@ -83,12 +103,14 @@ pub struct Timescale {
     /// JSON path of the `config` block, for start errors.
     path: String,
     v: config::Settings,
-    shared: Arc<writer::Shared>,
+    /// The spill's directory, when there is one.
+    spill: Option<PathBuf>,
+    shared: Arc<status::Shared>,
     metrics: Mutex<Option<metrics::Metrics>>,
 }
 
 impl Timescale {
-    fn settings(&self) -> Result<writer::Settings, StartError> {
+    fn settings(&self) -> Result<db::Settings, StartError> {
         let c = &self.v.config;
         let connect: PgConnectOptions = c
             .url
@@ -100,7 +122,7 @@ impl Timescale {
             // Quiet "already exists" notices; timestamptz → timestamp
             // columns get UTC wall time.
             .options([("client_min_messages", "warning"), ("TimeZone", "UTC")]);
-        Ok(writer::Settings {
+        Ok(db::Settings {
             connect,
             url_display: redact_url(&c.url),
             profile: c.profile,
@@ -111,6 +133,7 @@ impl Timescale {
             flush_interval: c.flush_interval,
             max_buffered: c.max_buffered,
             retry: c.retry.clone(),
+            spill: self.spill.clone(),
         })
     }
 }
@@ -138,10 +161,10 @@ impl Component for Timescale {
 
         // The database: reachable now, or (retry_on_start) later.
         let mut start_error = None;
-        let (conn, layout) = match writer::connect(&settings.connect).await {
-            Ok(mut conn) => match writer::prepare(&mut conn, &settings).await {
+        let (conn, layout) = match db::connect(&settings.connect).await {
+            Ok(mut conn) => match db::prepare(&mut conn, &settings).await {
                 Ok(layout) => (Some(conn), Some(layout)),
-                Err(f) if c.retry_on_start && matches!(f, writer::Failure::Connection { .. }) => {
+                Err(f) if c.retry_on_start && matches!(f, failure::Failure::Connection { .. }) => {
                     start_error = Some(fail_text(&f));
                     (None, None)
                 }
@@ -177,6 +200,22 @@ impl Component for Timescale {
             tracing::info!(component = %ctx.name, timescaledb = l.timescaledb, table = %self.v.table.display(),
                 "PostgreSQL storage ready");
         }
+
+        // The spill (opened before the input: what it holds goes first).
+        let spill = match &settings.spill {
+            Some(path) => {
+                let spill = spill::Spill::open(path.clone()).await.map_err(|e| {
+                    StartError::new(format!("{who}: {}.spill_path: {e}", self.path))
+                })?;
+                metrics.spill_rows.set(spill.rows() as i64);
+                if spill.waiting() > 0 {
+                    tracing::info!(component = %ctx.name, rows = spill.waiting(), path = %path.display(),
+                        "rows spilled at the last stop are written first");
+                }
+                Some(spill)
+            }
+            None => None,
+        };
 
         // The input: a durable JetStream consumer, or bus subscriptions.
         let subjects = c.ports.input_subjects();
@@ -247,6 +286,7 @@ impl Component for Timescale {
             layout,
             converter,
             nats_client,
+            spill,
         );
         ctx.tracker.spawn(w.run(input, ctx.cancel.clone()));
         Ok(())
@@ -255,7 +295,13 @@ impl Component for Timescale {
     fn health(&self) -> Health {
         let s = self.shared.get();
         let details = match &*self.metrics.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(m) => writer::details(&s, m, &self.v.table, self.v.config.durable),
+            Some(m) => status::details(
+                &s,
+                m,
+                &self.v.table,
+                self.v.config.durable,
+                self.spill.as_deref(),
+            ),
             None => Value::Null,
         };
         if s.healthy {
@@ -270,17 +316,13 @@ impl Component for Timescale {
             "table": self.v.table.display(),
             "profile": self.v.config.profile,
             "durable": self.v.config.durable,
+            "spill_path": self.spill.as_ref().map(|p| p.display().to_string()),
         })
     }
 }
 
-fn fail_text(f: &writer::Failure) -> String {
-    redact_url(match f {
-        writer::Failure::Connection { message, .. }
-        | writer::Failure::Unique(message)
-        | writer::Failure::Data(message)
-        | writer::Failure::Other(message) => message,
-    })
+fn fail_text(f: &failure::Failure) -> String {
+    redact_url(f.message())
 }
 
 #[cfg(test)]

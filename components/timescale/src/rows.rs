@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::config::Profile;
 use crate::path::KeyPath;
+use crate::record::Record;
 use crate::schema::{FEATURES, MESSAGES, PREDICTIONS, RAW};
 use crate::table::Cell;
 
@@ -43,6 +44,30 @@ pub struct Incoming {
     /// JetStream ack handle (durable mode).
     /// Boxed: an `Acker` is ~280 bytes and most rows have none.
     pub ack: Option<Box<Acker>>,
+}
+
+impl Incoming {
+    /// A message read back from the spill: converted again, it gives the
+    /// row it was (same time, `msg_id`, origin and payload).
+    pub fn from_record(r: Record) -> Incoming {
+        Incoming {
+            subject: r.subject,
+            payload: r.payload,
+            meta: Meta {
+                id: Some(r.msg_id),
+                timestamp: None,
+                node: None,
+                replay: false,
+                origin: Some(fednode_kit::Origin {
+                    node: r.node.into(),
+                    region: r.region.map(Into::into),
+                }),
+            },
+            fallback_time_us: r.time_us,
+            fallback_id: None,
+            ack: None,
+        }
+    }
 }
 
 /// One write operation.
@@ -72,6 +97,19 @@ pub struct Item {
     pub pre: Option<Box<Op>>,
     pub ack: Option<Box<Acker>>,
     pub arrived: Instant,
+    /// The message as the spill would keep it (its subject also names the
+    /// row in logs).
+    pub record: Record,
+    /// Its sequence number in the spill, once it is there.
+    pub spill_seq: Option<u64>,
+}
+
+impl Item {
+    /// Whether losing this item from memory loses the message: it is not
+    /// in the spill, and no JetStream consumer will deliver it again.
+    pub fn only_in_memory(&self) -> bool {
+        self.spill_seq.is_none() && self.ack.is_none()
+    }
 }
 
 /// Why a message was not stored.
@@ -174,10 +212,25 @@ impl Converter {
             .timestamp
             .map(|ms| ms.saturating_mul(1000))
             .unwrap_or(m.fallback_time_us);
-        let msg_id: Cell = match (&m.meta.id, m.fallback_id) {
-            (Some(id), _) => Cell::Str(id.clone()),
-            (None, Some(id)) => Cell::String(id),
-            (None, None) => Cell::String(Uuid::new_v4().to_string()),
+        let msg_id: Arc<str> = match (&m.meta.id, m.fallback_id) {
+            (Some(id), _) => id.clone(),
+            (None, Some(id)) => Arc::from(id),
+            (None, None) => Arc::from(Uuid::new_v4().to_string()),
+        };
+        // Where the data first entered fednode (its origin), else the node
+        // that published it, else this one.
+        let (node, region) = match (m.meta.origin, m.meta.node) {
+            (Some(o), _) => (self.text(o.node), o.region.map(|r| self.text(r))),
+            (None, Some(n)) if *n != *self.node => (self.text(n), None),
+            (None, _) => (self.node.clone(), self.region.clone()),
+        };
+        let record = Record {
+            subject: m.subject,
+            time_us,
+            msg_id,
+            node,
+            region,
+            payload: m.payload,
         };
         if let Some(value) = value {
             let kind = value.get("type").and_then(Value::as_str).unwrap_or("");
@@ -186,38 +239,36 @@ impl Converter {
                 "raw" | "features" | "prediction" | "session_start" | "auth" | "session_end"
             ) {
                 let kind = kind.to_string();
-                let (op, pre) = self.eeg(&kind, value, key, time_us, msg_id);
+                let id = Cell::Str(record.msg_id.clone());
+                let (op, pre) = self.eeg(&kind, value, key, time_us, id);
                 return Ok(Item {
                     op,
                     pre: pre.map(Box::new),
                     ack: m.ack,
                     arrived,
+                    record,
+                    spill_seq: None,
                 });
             }
         }
-        // Where the data first entered fednode (its origin), else the node
-        // that published it, else this one.
-        let (node, region) = match (m.meta.origin, m.meta.node) {
-            (Some(o), _) => (self.text(o.node), o.region.map(|r| self.text(r))),
-            (None, Some(n)) if *n != *self.node => (self.text(n), None),
-            (None, _) => (self.node.clone(), self.region.clone()),
-        };
         Ok(Item {
             op: Op::Row {
                 table: MESSAGES,
                 cells: vec![
                     Cell::Time(time_us),
-                    Cell::Str(m.subject),
-                    Cell::Str(node),
+                    Cell::Str(record.subject.clone()),
+                    Cell::Str(record.node.clone()),
                     key.map(Cell::String).unwrap_or(Cell::Null),
-                    Cell::Json(m.payload),
-                    msg_id,
-                    region.map(Cell::Str).unwrap_or(Cell::Null),
+                    Cell::Json(record.payload.clone()),
+                    Cell::Str(record.msg_id.clone()),
+                    record.region.clone().map(Cell::Str).unwrap_or(Cell::Null),
                 ],
             },
             pre: None,
             ack: m.ack,
             arrived,
+            record,
+            spill_seq: None,
         })
     }
 
@@ -473,7 +524,7 @@ mod tests {
         };
         assert_eq!(cells[0], Cell::Time(5_000_000));
         assert_eq!(cells[3], Cell::Null);
-        assert!(matches!(&cells[5], Cell::String(s) if Uuid::parse_str(s).is_ok()));
+        assert!(matches!(&cells[5], Cell::Str(s) if Uuid::parse_str(s).is_ok()));
     }
 
     #[test]

@@ -1,204 +1,61 @@
-//! The writer task: batches rows, writes each batch with one
-//! `INSERT … SELECT FROM UNNEST(…)` per table, and never drops a row because
-//! the database failed.
+//! The writer task: batches rows, writes each batch through [`db`], never
+//! drops a row because the database failed, never stops for a row the
+//! database refuses, and keeps what it holds at shutdown in the spill.
 //!
 //! * A batch is the oldest `batch_size` items; it is written when full, when
 //!   its oldest row is `flush_interval` old, or at shutdown.
-//! * On a connection error the batch stays at the front and is retried with
-//!   backoff; input keeps being read until `max_buffered` items are held,
-//!   then reading stops (the bus subscription fills and, with
-//!   `Overflow::Block`, the publisher waits; JetStream stops delivering at
-//!   `max_ack_pending`).
+//! * On a connection error (or any error that is not a row's) the batch
+//!   stays at the front and is retried with backoff; input keeps being read
+//!   until `max_buffered` items are held, then reading stops (the bus
+//!   subscription fills and, with `Overflow::Block`, the publisher waits;
+//!   JetStream stops delivering at `max_ack_pending`).
 //! * A write whose outcome is unknown (the connection died while the
 //!   statement or its `COMMIT` was being answered) is verified on retry:
 //!   rows whose `msg_id` is already in the table are skipped, so a
 //!   PostgreSQL crash does not duplicate them.
-//! * A row the database refuses (data exception, too-long `varchar`…) is
-//!   isolated by writing that batch one item at a time, then dropped and
-//!   counted (`errors_total{type="rejected_row"}`), so one bad row cannot
-//!   block the stream.
+//! * A batch refused for a row (SQLSTATE class 22, 23 or 54: a value too
+//!   long, an index entry too large, JSON nested too deep…) is split in
+//!   halves, and the halves again, until each refused row is alone; the
+//!   other rows are written, each refused row is logged (throttled) and
+//!   counted in `timescale_rows_rejected_total{reason}`, and dropped (in
+//!   durable mode its message is terminated, so it is not redelivered).
 //! * Durable mode inserts with `ON CONFLICT DO NOTHING` (a unique index on
 //!   `(msg_id, time)` exists), counts the skipped duplicates, and acks each
 //!   JetStream message only after its batch committed.
+//! * At shutdown, with a spill: every row held only in memory goes to the
+//!   spill first (fsynced, without waiting for the database), then the
+//!   writer goes on writing to PostgreSQL while it can; when the database
+//!   fails, it stops at once and the rows wait in the spill. At the next
+//!   start, the spill is read before the input. Without a spill it retries
+//!   until the runtime's deadline and reports what it lost.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fednode_kit::backoff::Backoff;
-use serde_json::{json, Value};
-use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{AssertSqlSafe, Connection};
+use fednode_kit::log::LogThrottle;
+use sqlx::postgres::PgConnection;
+use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Profile, RetryConfig};
-use crate::metrics::Metrics;
-use crate::rows::{Converter, Incoming, Item, Op, Reject};
-use crate::schema::{self, Layout, Resolved, SchemaError, TABLE_COUNT};
+use crate::db::{self, Outcome, Settings};
+use crate::failure::{classify, Failure, RowClass};
+use crate::metrics::{Metrics, DROPPED_SHUTDOWN, DROPPED_SPILL_UNREADABLE};
+use crate::rows::{Converter, Incoming, Item, Reject};
+use crate::schema::Layout;
 use crate::source::Input;
-use crate::table::{pg_time, Cell, ColumnArray, Ident};
+use crate::spill::Spill;
+use crate::status::Shared;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often an idle writer checks that the database is still there.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
-
-/// Health as the writer last saw it.
-#[derive(Debug, Clone)]
-pub struct Status {
-    pub healthy: bool,
-    pub status: &'static str,
-    pub last_error: Option<String>,
-    pub timescaledb: Option<bool>,
-}
-
-/// State shared between the writer and `Component::health`.
-pub struct Shared {
-    pub status: Mutex<Status>,
-}
-
-impl Shared {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Shared {
-            status: Mutex::new(Status {
-                healthy: true,
-                status: "starting",
-                last_error: None,
-                timescaledb: None,
-            }),
-        })
-    }
-
-    pub fn get(&self) -> Status {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub fn set(&self, healthy: bool, status: &'static str, error: Option<String>) {
-        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        s.healthy = healthy;
-        s.status = status;
-        if error.is_some() || healthy {
-            s.last_error = error;
-        }
-    }
-
-    fn set_timescaledb(&self, on: bool) {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .timescaledb = Some(on);
-    }
-}
-
-/// What the writer needs from the config.
-#[derive(Clone)]
-pub struct Settings {
-    pub connect: PgConnectOptions,
-    pub url_display: String,
-    pub profile: Profile,
-    pub table: Ident,
-    pub manage_schema: bool,
-    pub durable: bool,
-    pub batch_size: usize,
-    pub flush_interval: Duration,
-    pub max_buffered: usize,
-    pub retry: RetryConfig,
-}
-
-/// Why a write (or connect) failed, by what to do about it.
-#[derive(Debug)]
-pub enum Failure {
-    /// The database is unreachable. `ambiguous`: the commit may have
-    /// happened.
-    Connection { message: String, ambiguous: bool },
-    /// A unique index refused a row.
-    Unique(String),
-    /// A row's data was refused.
-    Data(String),
-    /// Anything else (permissions, missing table, …).
-    Other(String),
-}
-
-impl Failure {
-    fn message(&self) -> &str {
-        match self {
-            Failure::Connection { message, .. } => message,
-            Failure::Unique(m) | Failure::Data(m) | Failure::Other(m) => m,
-        }
-    }
-}
-
-/// Sort an sqlx error; `committing`: the end of the write had been sent.
-pub fn classify(e: &sqlx::Error, committing: bool) -> Failure {
-    let message = e.to_string();
-    match e {
-        sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
-            if code == "23505" {
-                Failure::Unique(message)
-            } else if code.starts_with("22") || code.starts_with("23") {
-                Failure::Data(message)
-            } else if code.starts_with("08") || code.starts_with("57P") || code == "53300" {
-                Failure::Connection {
-                    message,
-                    ambiguous: committing,
-                }
-            } else {
-                Failure::Other(message)
-            }
-        }
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => Failure::Connection {
-            message,
-            ambiguous: committing,
-        },
-        _ => Failure::Other(message),
-    }
-}
-
-/// Open a connection, bounded in time.
-pub async fn connect(opts: &PgConnectOptions) -> Result<PgConnection, Failure> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(opts)).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(classify(&e, false)),
-        Err(_) => Err(Failure::Connection {
-            message: format!("connecting timed out after {CONNECT_TIMEOUT:?}"),
-            ambiguous: false,
-        }),
-    }
-}
-
-/// Run the schema step on `conn`.
-pub async fn prepare(conn: &mut PgConnection, s: &Settings) -> Result<Layout, Failure> {
-    let layout = schema::prepare(conn, s.profile, &s.table, s.manage_schema, s.durable)
-        .await
-        .map_err(|e| match e {
-            SchemaError::Db(e) => classify(&e, false),
-            SchemaError::Mismatch(m) => Failure::Other(m),
-        })?;
-    if s.durable {
-        for t in layout.tables.iter().flatten().filter(|t| !t.has_unique) {
-            tracing::warn!(
-                table = %t.ident.display(),
-                "durable mode but no unique index on (msg_id, time): redelivered rows will be stored twice"
-            );
-        }
-    }
-    Ok(layout)
-}
-
-struct Outcome {
-    inserted: u64,
-    duplicates: u64,
-}
+/// Messages read per round while draining into the spill (one fsync each).
+const DRAIN_READ: usize = 4096;
+/// Records loaded from the spill per round.
+const SPILL_LOAD: usize = 1024;
 
 /// The connection and what we know of the tables; moved into a write while
 /// it runs.
@@ -207,40 +64,49 @@ struct Db {
     layout: Option<Arc<Layout>>,
 }
 
-/// A write in flight. It owns its items, so the writer keeps converting new
-/// messages (the next batch) while the database works on this one.
+/// A write in flight. It shares its items with the writer, which keeps
+/// converting new messages (the next batch) while the database works on
+/// this one, and can spill them at shutdown.
 struct Job {
     db: Db,
-    items: Vec<Item>,
+    items: Arc<Vec<Item>>,
     dedup: bool,
     verify: bool,
     settings: Arc<Settings>,
     shared: Arc<Shared>,
 }
 
-/// A finished write: the connection and the items come back.
+/// A finished write: the connection comes back (the items are the
+/// writer's again once the job has let go of them).
 struct Done {
     db: Db,
-    items: Vec<Item>,
     result: Result<Outcome, Failure>,
     took: Duration,
 }
 
 type InFlight = Pin<Box<dyn Future<Output = Done> + Send>>;
 
-async fn run_job(mut job: Job) -> Done {
+async fn run_job(job: Job) -> Done {
+    let Job {
+        mut db,
+        items,
+        dedup,
+        verify,
+        settings,
+        shared,
+    } = job;
     let started = Instant::now();
-    let result = match ensure_connected(&mut job.db, &job.settings, &job.shared).await {
+    let result = match ensure_connected(&mut db, &settings, &shared).await {
         Ok(()) => {
-            let conn = job.db.conn.as_mut().expect("connected");
-            let layout = job.db.layout.as_deref().expect("prepared");
-            write_items(conn, layout, &job.items, job.dedup, job.verify).await
+            let conn = db.conn.as_mut().expect("connected");
+            let layout = db.layout.as_deref().expect("prepared");
+            db::write_items(conn, layout, &items, dedup, verify).await
         }
-        Err(f) => Err(f),
+        Err(f) => Err(f.of_database()),
     };
+    drop(items);
     Done {
-        db: job.db,
-        items: job.items,
+        db,
         result,
         took: started.elapsed(),
     }
@@ -255,16 +121,22 @@ async fn in_flight(f: &mut Option<InFlight>) -> Done {
 
 async fn ensure_connected(db: &mut Db, s: &Settings, shared: &Shared) -> Result<(), Failure> {
     if db.conn.is_none() {
-        db.conn = Some(connect(&s.connect).await?);
+        db.conn = Some(db::connect(&s.connect).await?);
         tracing::info!(url = %s.url_display, "connected to PostgreSQL");
     }
     if db.layout.is_none() {
         let conn = db.conn.as_mut().expect("connected above");
-        let layout = prepare(conn, s).await?;
+        let layout = db::prepare(conn, s).await?;
         shared.set_timescaledb(layout.timescaledb);
         db.layout = Some(Arc::new(layout));
     }
     Ok(())
+}
+
+/// Where an item to spill sits.
+enum Slot {
+    InFlight(usize),
+    Pending(usize),
 }
 
 pub struct Writer {
@@ -277,7 +149,11 @@ pub struct Writer {
     /// Items not yet being written, oldest first.
     pending: VecDeque<Item>,
     inflight: Option<InFlight>,
-    inflight_len: usize,
+    /// The items of the write in flight.
+    inflight_items: Option<Arc<Vec<Item>>>,
+    /// Spill sequence numbers given to in-flight items while they were
+    /// being written (set on the items when they come back).
+    inflight_seqs: Vec<Option<u64>>,
     backoff: Backoff,
     /// When the next attempt may start after a failure.
     retry_at: Option<Instant>,
@@ -285,15 +161,21 @@ pub struct Writer {
     failing: bool,
     /// The front batch may already be committed: check before writing.
     verify_next: bool,
-    /// Items still to write one at a time (isolating a refused row).
-    single_left: usize,
+    /// Isolating a refused row: the lengths of the front runs of `pending`
+    /// to write on their own, the next one last.
+    isolate: Vec<usize>,
     /// Insert with `ON CONFLICT DO NOTHING` (duplicates skipped, counted).
     dedup: bool,
     /// Flushed at the end so the last acks leave the process.
     nats: Option<async_nats::Client>,
+    spill: Option<Spill>,
+    reject_log: LogThrottle,
+    /// `run` came to its end: nothing it held was lost.
+    finished: bool,
 }
 
 impl Writer {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         s: Settings,
         metrics: Metrics,
@@ -302,6 +184,7 @@ impl Writer {
         layout: Option<Layout>,
         converter: Converter,
         nats: Option<async_nats::Client>,
+        spill: Option<Spill>,
     ) -> Self {
         let backoff = Backoff::new(s.retry.initial_interval, s.retry.max_interval, 2.0);
         let dedup = s.durable;
@@ -319,20 +202,28 @@ impl Writer {
             converter,
             pending: VecDeque::new(),
             inflight: None,
-            inflight_len: 0,
+            inflight_items: None,
+            inflight_seqs: Vec::new(),
             backoff,
             retry_at: None,
             failing: false,
             verify_next: false,
-            single_left: 0,
+            isolate: Vec::new(),
             dedup,
             nats,
+            spill,
+            reject_log: LogThrottle::default(),
+            finished: false,
         }
+    }
+
+    fn held(&self) -> usize {
+        self.pending.len() + self.inflight_items.as_ref().map_or(0, |i| i.len())
     }
 
     /// Read `input` until it is finished (after `cancel`: see
     /// [`Input::recv_many`]), writing as batches fill; then flush everything
-    /// held.
+    /// held, or leave it in the spill when the database fails.
     pub async fn run(mut self, mut input: Input, cancel: CancellationToken) {
         let mut incoming: Vec<Incoming> = Vec::with_capacity(self.s.batch_size);
         let mut closed = false;
@@ -345,14 +236,28 @@ impl Writer {
             } else {
                 Duration::ZERO
             };
+        self.spill_gauge();
         loop {
-            let held = self.pending.len() + self.inflight_len;
+            let held = self.held();
             self.metrics.buffered.set(held as i64);
             if closed && held == 0 {
                 break;
             }
             if !draining && cancel.is_cancelled() {
                 draining = true;
+                self.start_drain().await;
+                continue;
+            }
+            if draining && closed && self.can_leave() {
+                self.leave();
+                break;
+            }
+            // Rows spilled before this start go first: they are loaded
+            // while there is room, and the input waits until they all are.
+            let loading = !draining && self.spill.as_ref().is_some_and(|s| s.waiting() > 0);
+            if loading && held < self.s.max_buffered {
+                self.load_spill(self.s.max_buffered - held).await;
+                continue;
             }
             let now = Instant::now();
             let idle = self.inflight.is_none();
@@ -362,6 +267,7 @@ impl Writer {
                 .map(|i| i.arrived + self.s.flush_interval);
             let due = !self.pending.is_empty()
                 && (self.pending.len() >= self.s.batch_size
+                    || !self.isolate.is_empty()
                     || draining
                     || closed
                     || flush_at.is_some_and(|t| t <= now));
@@ -369,7 +275,9 @@ impl Writer {
                 self.launch();
                 continue;
             }
-            let room = if draining {
+            let room = if draining && self.spill.is_some() {
+                DRAIN_READ.max(self.s.batch_size)
+            } else if draining {
                 self.s.batch_size
             } else {
                 self.s
@@ -377,7 +285,7 @@ impl Writer {
                     .saturating_sub(held)
                     .min(self.s.batch_size)
             };
-            let read = !closed && room > 0;
+            let read = !closed && room > 0 && !loading;
             // Timers only matter while no write is running (its end wakes us).
             let mut wake = idle_check;
             if idle {
@@ -393,15 +301,19 @@ impl Writer {
                 }
                 _ = cancel.cancelled(), if !draining => {
                     draining = true;
-                    tracing::debug!(buffered = held, "stopping: flushing what is held");
+                    self.start_drain().await;
                 }
                 n = input.recv_many(&mut incoming, room, draining), if read => {
                     if n == 0 {
                         closed = true;
                     }
                     let arrived = Instant::now();
+                    let before = self.pending.len();
                     for m in incoming.drain(..) {
                         self.accept(m, arrived).await;
+                    }
+                    if draining {
+                        self.spill_from(before).await;
                     }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {
@@ -414,6 +326,7 @@ impl Writer {
                 }
             }
         }
+        self.finished = true;
         self.metrics.buffered.set(0);
         if let Some(c) = &self.nats {
             let _ = c.flush().await;
@@ -491,23 +404,31 @@ impl Writer {
             .set(false, status, Some(f.message().to_string()));
     }
 
-    /// Start writing the oldest batch.
+    /// Start writing the oldest batch (or the next run being isolated).
     fn launch(&mut self) {
-        let n = if self.single_left > 0 {
-            1
-        } else {
-            self.pending.len().min(self.s.batch_size)
+        let n = match self.isolate.last() {
+            Some(&k) => k.min(self.pending.len()),
+            None => self.pending.len().min(self.s.batch_size),
         };
         if self.failing {
             self.metrics.retries.inc();
         }
         let items: Vec<Item> = self.pending.drain(..n).collect();
-        self.inflight_len = n;
+        // Rows spilled before this start may have been committed already.
+        let verify = self.verify_next
+            || self.spill.as_ref().is_some_and(|s| {
+                items
+                    .iter()
+                    .any(|i| i.spill_seq.is_some_and(|q| s.older_than_start(q)))
+            });
+        let items = Arc::new(items);
+        self.inflight_seqs = vec![None; n];
+        self.inflight_items = Some(items.clone());
         let job = Job {
             db: self.db.take().expect("no write is running"),
             items,
             dedup: self.dedup,
-            verify: self.verify_next,
+            verify,
             settings: self.s.clone(),
             shared: self.shared.clone(),
         };
@@ -516,8 +437,14 @@ impl Writer {
 
     async fn finish(&mut self, done: Done) {
         self.db = Some(done.db);
-        self.inflight_len = 0;
-        let n = done.items.len();
+        let items = self.inflight_items.take().expect("a write was in flight");
+        let mut items = Arc::into_inner(items).expect("the finished write let go of its items");
+        for (item, seq) in items.iter_mut().zip(self.inflight_seqs.drain(..)) {
+            if seq.is_some() {
+                item.spill_seq = seq;
+            }
+        }
+        let n = items.len();
         let f = match done.result {
             Ok(out) => {
                 self.metrics.batches.inc();
@@ -527,7 +454,7 @@ impl Writer {
                     self.metrics.duplicates.inc_by(out.duplicates);
                     tracing::info!(duplicates = out.duplicates, "skipped rows already stored");
                 }
-                self.single_left = self.single_left.saturating_sub(1);
+                self.isolate.pop();
                 self.verify_next = false;
                 self.backoff.reset();
                 self.retry_at = None;
@@ -536,19 +463,22 @@ impl Writer {
                     tracing::info!(buffered = self.pending.len(), "PostgreSQL writes resumed");
                 }
                 self.shared.set(true, "running", None);
-                for item in done.items {
+                let mut spilled = Vec::new();
+                for item in items {
                     if let Some(a) = item.ack {
                         if a.ack().await.is_err() {
                             self.metrics.errors.with(&["ack"]).inc();
                         }
                     }
+                    spilled.extend(item.spill_seq);
                 }
+                self.spill_done(spilled).await;
                 return;
             }
             Err(f) => f,
         };
         // Not written: the items go back to the front, in order.
-        for item in done.items.into_iter().rev() {
+        for item in items.into_iter().rev() {
             self.pending.push_front(item);
         }
         match f {
@@ -558,237 +488,231 @@ impl Writer {
                 tracing::info!(error = %m, "unique index hit; writing with ON CONFLICT DO NOTHING from now on");
                 self.dedup = true;
             }
-            Failure::Data(m) | Failure::Unique(m) => {
-                if n > 1 {
-                    tracing::warn!(error = %m, rows = n, "batch refused; writing it row by row to find the bad rows");
-                    self.single_left = n;
-                } else {
-                    self.single_left = self.single_left.saturating_sub(1);
-                    self.metrics.errors.with(&["rejected_row"]).inc();
-                    tracing::warn!(error = %m, "row refused by PostgreSQL; dropped");
-                    if let Some(item) = self.pending.pop_front() {
-                        if let Some(a) = item.ack {
-                            let _ = a.ack_with(async_nats::jetstream::AckKind::Term).await;
-                        }
-                    }
-                }
+            // Another unique index than the dedup one: the row's own.
+            Failure::Unique(message) => {
+                self.refused(n, RowClass::Integrity, "23505", &message)
+                    .await
             }
+            Failure::Row {
+                class,
+                sqlstate,
+                message,
+            } => self.refused(n, class, &sqlstate, &message).await,
             f => self.failed(f),
         }
     }
-}
 
-/// Write `items` (one batch): a single statement when they all go to one
-/// table, else one transaction (sessions first).
-async fn write_items(
-    conn: &mut PgConnection,
-    layout: &Layout,
-    items: &[Item],
-    dedup: bool,
-    verify: bool,
-) -> Result<Outcome, Failure> {
-    let mut sessions: Vec<&Op> = Vec::new();
-    let mut groups: Vec<Vec<&Vec<Cell>>> = vec![Vec::new(); TABLE_COUNT];
-    for item in items {
-        if let Some(pre) = &item.pre {
-            sessions.push(pre);
+    /// The database refused a row of the `n` items just put back in front:
+    /// split them, or drop the row when it is alone.
+    async fn refused(&mut self, n: usize, class: RowClass, sqlstate: &str, message: &str) {
+        self.isolate.pop();
+        if n > 1 {
+            if self.isolate.is_empty() {
+                tracing::debug!(rows = n, sqlstate, error = %message, "batch refused; splitting it to find the refused rows");
+            }
+            let first = n / 2;
+            self.isolate.push(n - first);
+            self.isolate.push(first);
+            return;
         }
-        match &item.op {
-            Op::Row { table, cells } => groups[*table].push(cells),
-            other => sessions.push(other),
+        let Some(item) = self.pending.pop_front() else {
+            return;
+        };
+        self.metrics.rejected.with(&[class.reason()]).inc();
+        self.metrics.errors.with(&["rejected_row"]).inc();
+        if let Some(suppressed) = self.reject_log.allow() {
+            tracing::warn!(
+                subject = %item.record.subject, msg_id = %item.record.msg_id, sqlstate,
+                reason = class.reason(), error = %message, suppressed,
+                "row refused by PostgreSQL; dropped"
+            );
         }
+        if let Some(a) = item.ack {
+            // Refused on every redelivery too: tell JetStream to stop.
+            let _ = a.ack_with(async_nats::jetstream::AckKind::Term).await;
+        }
+        self.spill_done(item.spill_seq).await;
     }
-    let mut duplicates = 0u64;
-    if verify {
-        for (t, group) in groups.iter_mut().enumerate() {
-            if let (false, Some(table)) = (group.is_empty(), layout.tables[t].as_ref()) {
-                duplicates += skip_stored(conn, table, group).await?;
+
+    /// The stop began: with a spill, put every row held only in memory
+    /// there now, before anything waits for the database.
+    async fn start_drain(&mut self) {
+        let held = self.held();
+        if self.spill.is_some() {
+            self.spill_from(0).await;
+        } else if held > 0 && self.failing {
+            tracing::warn!(
+                rows = held,
+                "stopping while PostgreSQL fails and timescale has no spill (spill_path, or the node's data_dir): \
+                 rows not written before the shutdown deadline will be lost"
+            );
+        }
+        tracing::debug!(buffered = held, "stopping: flushing what is held");
+    }
+
+    /// Spill the in-flight items and those of `pending` from index `from`
+    /// on that exist only in memory.
+    async fn spill_from(&mut self, from: usize) {
+        if self.spill.as_ref().is_none_or(|s| s.is_broken()) {
+            return;
+        }
+        let mut bodies = Vec::new();
+        let mut slots = Vec::new();
+        if let (0, Some(items)) = (from, &self.inflight_items) {
+            for (i, item) in items.iter().enumerate() {
+                if item.only_in_memory() && self.inflight_seqs[i].is_none() {
+                    bodies.push(item.record.encode());
+                    slots.push(Slot::InFlight(i));
+                }
             }
         }
-    }
-    let busy: Vec<usize> = (0..TABLE_COUNT)
-        .filter(|t| !groups[*t].is_empty())
-        .collect();
-    if sessions.is_empty() && busy.is_empty() {
-        return Ok(Outcome {
-            inserted: 0,
-            duplicates,
-        });
-    }
-    // One table: a single autocommitted statement. Its outcome is in doubt
-    // if the connection dies while we wait for the answer.
-    if sessions.is_empty() && busy.len() == 1 {
-        let t = busy[0];
-        let table = layout.tables[t]
-            .as_ref()
-            .expect("rows only for resolved tables");
-        let inserted = insert(conn, table, &groups[t], dedup, true).await?;
-        return Ok(Outcome {
-            inserted,
-            duplicates: duplicates + (groups[t].len() as u64).saturating_sub(inserted),
-        });
-    }
-    let mut tx = conn.begin().await.map_err(|e| classify(&e, false))?;
-    if let Some(s) = &layout.sessions {
-        for op in &sessions {
-            session_op(&mut tx, s, op).await?;
+        for (i, item) in self.pending.iter().enumerate().skip(from) {
+            if item.only_in_memory() {
+                bodies.push(item.record.encode());
+                slots.push(Slot::Pending(i));
+            }
         }
+        if bodies.is_empty() {
+            return;
+        }
+        let given = bodies.len();
+        let spill = self.spill.as_mut().expect("checked above");
+        match spill.append(bodies).await {
+            Ok((first, taken)) => {
+                for (seq, slot) in (first..).zip(slots.into_iter().take(taken)) {
+                    match slot {
+                        Slot::InFlight(i) => self.inflight_seqs[i] = Some(seq),
+                        Slot::Pending(i) => self.pending[i].spill_seq = Some(seq),
+                    }
+                }
+                self.metrics.spilled.inc_by(taken as u64);
+                if taken < given {
+                    tracing::error!(
+                        path = %spill.path().display(), rows = given - taken, max_bytes = crate::spill::MAX_BYTES,
+                        "spill full: these rows stay in memory only"
+                    );
+                }
+            }
+            Err(e) => {
+                self.metrics.errors.with(&["spill"]).inc();
+                tracing::error!(error = %e, rows = given, "cannot write the spill: these rows stay in memory only");
+            }
+        }
+        self.spill_gauge();
     }
-    let mut inserted = 0u64;
-    for t in busy {
-        let table = layout.tables[t]
-            .as_ref()
-            .expect("rows only for resolved tables");
-        let done = insert(&mut tx, table, &groups[t], dedup, false).await?;
-        inserted += done;
-        duplicates += (groups[t].len() as u64).saturating_sub(done);
-    }
-    tx.commit().await.map_err(|e| classify(&e, true))?;
-    Ok(Outcome {
-        inserted,
-        duplicates,
-    })
-}
 
-/// One `INSERT … SELECT FROM UNNEST(…)` for `rows` of `table` (with
-/// `ON CONFLICT DO NOTHING` when `dedup`); returns the rows inserted.
-///
-/// Why not `COPY`: sqlx sends `COPY`'s data and its end as two writes
-/// without `TCP_NODELAY`, so whenever a batch fits in few TCP segments the
-/// end waits for the server's delayed ACK (~40 ms a batch: 10k rows/s for
-/// small rows in 500-row batches here). An extended-protocol `INSERT` goes
-/// out in one write. See the README for the measurements.
-async fn insert(
-    conn: &mut PgConnection,
-    table: &Resolved,
-    rows: &[&Vec<Cell>],
-    dedup: bool,
-    autocommit: bool,
-) -> Result<u64, Failure> {
-    let arrays: Vec<ColumnArray<'_>> = table
-        .columns
-        .iter()
-        .map(|(i, kind, ty)| ColumnArray::build(*kind, *ty, *i, rows))
-        .collect();
-    let sql = if dedup {
-        format!("{} ON CONFLICT DO NOTHING", table.insert_sql)
-    } else {
-        table.insert_sql.clone()
-    };
-    let mut q = sqlx::query(AssertSqlSafe(sql));
-    for a in &arrays {
-        q = match a {
-            ColumnArray::Times(v) => q.bind(v),
-            ColumnArray::Texts(v) => q.bind(v),
-            ColumnArray::OwnedTexts(v) => q.bind(v),
-            ColumnArray::Uuids(v) => q.bind(v),
-            ColumnArray::Floats(v) => q.bind(v),
+    /// Whether the drain may end with rows still held: they are all in
+    /// the spill (or JetStream will deliver them again), and the database
+    /// fails, or older spilled rows must still go before them.
+    fn can_leave(&self) -> bool {
+        let Some(spill) = &self.spill else {
+            return false;
         };
+        let kept = self.pending.iter().all(|i| !i.only_in_memory())
+            && self.inflight_items.as_ref().is_none_or(|items| {
+                items
+                    .iter()
+                    .zip(&self.inflight_seqs)
+                    .all(|(i, s)| s.is_some() || !i.only_in_memory())
+            });
+        kept && !spill.is_broken() && (self.failing || spill.waiting() > 0)
     }
-    q.execute(&mut *conn)
-        .await
-        .map(|r| r.rows_affected())
-        .map_err(|e| classify(&e, autocommit))
-}
 
-/// Drop rows of `group` whose `msg_id` is already stored (after a write
-/// whose commit is in doubt); returns how many.
-async fn skip_stored(
-    conn: &mut PgConnection,
-    table: &Resolved,
-    group: &mut Vec<&Vec<Cell>>,
-) -> Result<u64, Failure> {
-    let Some(id_cell) = table.msg_id_cell else {
-        return Ok(0);
-    };
-    let ids: Vec<String> = group
-        .iter()
-        .filter_map(|c| c[id_cell].text().map(str::to_string))
-        .collect();
-    let times = group.iter().filter_map(|c| match c[table.time_cell] {
-        Cell::Time(t) => Some(t),
-        _ => None,
-    });
-    let (lo, hi) = times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
-    if ids.is_empty() || lo > hi {
-        return Ok(0);
+    fn leave(&self) {
+        let spill = self.spill.as_ref().expect("leaving with a spill");
+        tracing::warn!(
+            held = self.held(), spill_rows = spill.rows(), path = %spill.path().display(),
+            "stopping before PostgreSQL took every row: they are kept in the spill and written first at the next start"
+        );
     }
-    let sql = format!(
-        "SELECT msg_id FROM {} WHERE msg_id = ANY($1) AND \"{}\" BETWEEN $2 AND $3",
-        table.ident.qualified(),
-        table.time_column
-    );
-    let found: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
-        .bind(ids)
-        .bind(pg_time(lo))
-        .bind(pg_time(hi))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| classify(&e, false))?;
-    if found.is_empty() {
-        return Ok(0);
-    }
-    let found: HashSet<String> = found.into_iter().collect();
-    let before = group.len();
-    group.retain(|c| !c[id_cell].text().is_some_and(|id| found.contains(id)));
-    let skipped = (before - group.len()) as u64;
-    tracing::info!(
-        rows = skipped,
-        "rows of an interrupted write were already committed; not writing them again"
-    );
-    Ok(skipped)
-}
 
-async fn session_op(conn: &mut PgConnection, sessions: &Ident, op: &Op) -> Result<(), Failure> {
-    let s = sessions.qualified();
-    let r = match op {
-        Op::SessionStart {
-            id,
-            user,
-            time_us,
-            device_info,
-        } => {
-            let sql = format!(
-                "INSERT INTO {s} (session_id, user_id, start_time, device_info) VALUES ($1, $2, $3, $4::text::jsonb) \
-                 ON CONFLICT (session_id) DO UPDATE SET device_info = COALESCE(EXCLUDED.device_info, {s}.device_info)"
-            );
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(*id)
-                .bind(user.as_str())
-                .bind(pg_time(*time_us))
-                .bind(
-                    device_info
-                        .as_ref()
-                        .map(|b| String::from_utf8_lossy(b).into_owned()),
-                )
-                .execute(&mut *conn)
-                .await
+    /// Load spilled rows (at most `room`) into `pending`, oldest first.
+    async fn load_spill(&mut self, room: usize) {
+        let spill = self.spill.as_mut().expect("loading");
+        let loaded = match spill.load(room.min(SPILL_LOAD)).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.metrics.errors.with(&["spill"]).inc();
+                tracing::error!(error = %e, path = %spill.path().display(),
+                    "cannot read the spill; what it holds stays there for the next start");
+                return;
+            }
+        };
+        let arrived = Instant::now();
+        let mut given_up = Vec::new();
+        for (seq, record) in loaded {
+            let converted =
+                record.map(|r| self.converter.convert(Incoming::from_record(r), arrived));
+            match converted {
+                Ok(Ok(mut item)) => {
+                    item.spill_seq = Some(seq);
+                    self.pending.push_back(item);
+                }
+                Ok(Err((Reject::Parse(why), _))) => {
+                    self.metrics.errors.with(&["parse_error"]).inc();
+                    tracing::debug!(reason = %why, seq, "spilled message dropped");
+                    given_up.push(seq);
+                }
+                Err(why) => {
+                    self.metrics.dropped.with(&[DROPPED_SPILL_UNREADABLE]).inc();
+                    tracing::warn!(error = %why, seq, "spill record unreadable; dropped");
+                    given_up.push(seq);
+                }
+            }
         }
-        Op::SessionEnd { id, user, time_us } => {
-            let sql = format!(
-                "INSERT INTO {s} (session_id, user_id, start_time, end_time) VALUES ($1, $2, $3, $3) \
-                 ON CONFLICT (session_id) DO UPDATE SET end_time = EXCLUDED.end_time"
-            );
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(*id)
-                .bind(user.as_str())
-                .bind(pg_time(*time_us))
-                .execute(&mut *conn)
-                .await
+        self.spill_done(given_up).await;
+    }
+
+    /// These spill records are committed or given up: release them.
+    async fn spill_done(&mut self, seqs: impl IntoIterator<Item = u64>) {
+        let Some(spill) = self.spill.as_mut() else {
+            return;
+        };
+        let mut seqs = seqs.into_iter().peekable();
+        if seqs.peek().is_none() {
+            return;
         }
-        Op::Row { .. } => return Ok(()),
-    };
-    r.map(|_| ()).map_err(|e| classify(&e, false))
+        if let Err(e) = spill.done(seqs).await {
+            self.metrics.errors.with(&["spill"]).inc();
+            tracing::warn!(error = %e, "cannot release committed rows from the spill; they are checked and skipped at the next start");
+        }
+        self.spill_gauge();
+    }
+
+    fn spill_gauge(&self) {
+        if let Some(s) = &self.spill {
+            self.metrics.spill_rows.set(s.rows() as i64);
+        }
+    }
 }
 
-/// Health details for `/health`.
-pub fn details(status: &Status, metrics: &Metrics, table: &Ident, durable: bool) -> Value {
-    json!({
-        "table": table.display(),
-        "durable": durable,
-        "timescaledb": status.timescaledb,
-        "buffered_rows": metrics.buffered.get(),
-        "rows_written": metrics.rows_written.get(),
-        "last_error": status.last_error,
-    })
+impl Drop for Writer {
+    /// Stopped before `run` ended (the runtime's shutdown deadline): count
+    /// and report the rows that are neither written nor in the spill.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let in_flight = self.inflight_items.as_ref().map_or(0, |items| {
+            items
+                .iter()
+                .zip(&self.inflight_seqs)
+                .filter(|(i, s)| s.is_none() && i.only_in_memory())
+                .count()
+        });
+        let lost = in_flight + self.pending.iter().filter(|i| i.only_in_memory()).count();
+        if lost == 0 {
+            return;
+        }
+        self.metrics
+            .dropped
+            .with(&[DROPPED_SHUTDOWN])
+            .inc_by(lost as u64);
+        tracing::error!(
+            rows = lost,
+            spill = ?self.spill.as_ref().map(|s| s.path().display().to_string()),
+            "stopped at the shutdown deadline with rows neither written to PostgreSQL nor spilled: they are lost \
+             (give timescale a spill_path, or the node a data_dir, to keep them)"
+        );
+    }
 }

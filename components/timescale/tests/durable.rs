@@ -212,3 +212,77 @@ async fn durable_consumer_survives_a_crash_of_the_component() {
         dup_metric()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_postgres_refuses_is_terminated_not_redelivered() {
+    let nats = NatsServer::start_jetstream();
+    let pg = PgCluster::start();
+    let url = pg.url();
+    let metrics = Metrics::new();
+    let ctx = context(&nats.url(), &metrics);
+    start(
+        json!({
+            "url": url, "durable": true, "batch_size": 100, "flush_interval": "100ms",
+            "jetstream": {"ack_wait": "1s"},
+            "ports": {"inputs": [{"name": "in", "subject": "dur.>"}]}
+        }),
+        &ctx,
+    )
+    .await
+    .expect("start");
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    // JSON nested deeper than PostgreSQL's stack (SQLSTATE 54001), between
+    // ordinary rows.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    for i in 0..50 {
+        if i == 20 {
+            js.publish("dur.deep", deep.clone().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        publish(&js, i).await;
+    }
+    wait_until_async(Duration::from_secs(15), "the 50 good rows", || async {
+        count(&url, "SELECT count(*) FROM fednode_messages").await == 50
+    })
+    .await;
+    // Terminated: nothing pending, nothing awaiting an ack (a message
+    // left unacked would be redelivered after ack_wait, forever).
+    let consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_stream("FEDNODE_STORE")
+        .await
+        .unwrap()
+        .get_consumer("fednode_store")
+        .await
+        .unwrap();
+    wait_until_async(
+        Duration::from_secs(10),
+        "every message acked or terminated",
+        || {
+            let mut c = consumer.clone();
+            async move {
+                let info = c.info().await.unwrap();
+                info.num_ack_pending == 0 && info.num_pending == 0
+            }
+        },
+    )
+    .await;
+    let rejected = || {
+        metrics
+            .value(
+                "timescale_rows_rejected_total",
+                &[("component", "store"), ("reason", "program_limit")],
+            )
+            .unwrap_or(0.0)
+    };
+    assert_eq!(rejected(), 1.0);
+    fednode_kit::testing::stop(&ctx).await;
+    assert_eq!(rejected(), 1.0, "the refused row came back");
+    assert_eq!(
+        count(&url, "SELECT count(*) FROM fednode_messages").await,
+        50
+    );
+}
