@@ -348,8 +348,13 @@ fn rss(pid: u32) -> u64 {
 
 type Peer = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
 
+/// A blocking WebSocket client; a read waits at most 30 s.
 fn peer(url: &str) -> Peer {
-    tungstenite::connect(url).expect("connect").0
+    let ws = tungstenite::connect(url).expect("connect").0;
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    }
+    ws
 }
 
 /// Send a request and wait for its reply's payload (skipping data).
@@ -501,4 +506,144 @@ fn subscriptions_and_peer_queues_are_bounded() {
     eprintln!("peak RSS grew by {} MiB", grew / MIB);
     assert!(grew < 256 * MIB, "peak RSS grew by {} MiB", grew / MIB);
     drop(stalled);
+}
+
+/// A message nested `depth` levels deep under `a`.
+fn nested(depth: usize) -> String {
+    format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth))
+}
+
+/// Send `marker` through the producer and time its arrival at `reader`.
+fn marker_latency(producer: &mut Peer, reader: &mut Peer, n: usize) -> Duration {
+    let t0 = Instant::now();
+    producer
+        .send(tungstenite::Message::text(format!(r#"{{"marker":{n}}}"#)))
+        .expect("send");
+    loop {
+        if let tungstenite::Message::Text(t) = reader.read().expect("read") {
+            if t.contains(&format!(r#""marker":{n}}}"#)) {
+                return t0.elapsed();
+            }
+        }
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[test]
+fn a_descendant_path_bomb_neither_stalls_the_node_nor_delays_others() {
+    let node = relay_node();
+    let out_url = format!("ws://{}/", node.addr_of("ws_out"));
+    let in_url = format!("ws://{}/", node.addr_of("ws_in"));
+    let mut producer = peer(&in_url);
+    let mut bystander = peer(&out_url);
+    // Baseline: a marker's trip with nobody asking anything hard.
+    let before: Vec<Duration> = (0..10)
+        .map(|n| marker_latency(&mut producer, &mut bystander, n))
+        .collect();
+    let mut attacker = peer(&out_url);
+    let reply = call(
+        &mut attacker,
+        "bomb",
+        "subscribe",
+        serde_json::json!({"filter": {"path": "$..a..a..a..a..a..a..a..a", "operator": "exists"}}),
+    );
+    assert_eq!(reply["status"], "ok", "{reply}");
+    let bomb = nested(28);
+    assert!(bomb.len() <= 200, "{} bytes", bomb.len());
+    let mut after = Vec::new();
+    for n in 10..20 {
+        producer
+            .send(tungstenite::Message::text(bomb.clone()))
+            .expect("send");
+        let t0 = Instant::now();
+        let (code, _) =
+            http_with("GET", node.admin(), "/health/ready", &[], None).expect("readiness answers");
+        assert_eq!(code, 200);
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "readiness took {:?}",
+            t0.elapsed()
+        );
+        after.push(marker_latency(&mut producer, &mut bystander, n));
+    }
+    let (before, after) = (median(before), median(after));
+    eprintln!("marker latency: {before:?} before the bomb, {after:?} with it");
+    assert!(
+        after.saturating_sub(before) < Duration::from_millis(100),
+        "the bomb delayed another consumer: {before:?} → {after:?}"
+    );
+    // The bomb's filter matched nothing (it ran out of budget), and that
+    // is counted.
+    assert!(
+        node.metric("websocket_output_filter_over_budget_total{component=\"ws_out\"}") >= 10.0,
+        "{}",
+        node.get("/metrics").map(|(_, m)| m).unwrap_or_default()
+    );
+}
+
+#[test]
+fn huge_ids_and_template_values_leave_nothing_behind() {
+    let config = r#"{
+        "node": {"id": "limits"},
+        "http": {"listen": "127.0.0.1:0"},
+        "components": {
+          "ws_in": {"type": "input", "name": "websocket_input", "config": {
+            "mode": "server",
+            "server": {"http_port": 0, "bind": "127.0.0.1"},
+            "delivery": "at_least_once",
+            "ports": {"outputs": [{"name": "out", "subject": "users.{user}.data"}]}
+          }},
+          "ws_out": {"type": "output", "name": "websocket", "config": {
+            "server": {"http_port": 0, "bind": "127.0.0.1"},
+            "backpressure": {"on_full": "block"},
+            "ports": {"inputs": [{"name": "in", "subject": "users.>"}]}
+          }}
+        }
+      }"#;
+    let mut node = Node::start_with(config, &[]);
+    node.wait_ready(READY);
+    let pid = node.child.id();
+    let mut consumer = peer(&format!("ws://{}/", node.addr_of("ws_out")));
+    let mut producer = peer(&format!("ws://{}/", node.addr_of("ws_in")));
+    let start = rss(pid);
+    // The consumer reads as the data comes: the 300 valid messages, on
+    // subjects whose template token was cut.
+    let consumed = std::thread::spawn(move || {
+        let mut got = 0;
+        while got < 300 {
+            match consumer.read() {
+                Ok(tungstenite::Message::Text(_)) => got += 1,
+                Ok(_) => {}
+                Err(e) => return Err(format!("{got} of 300 arrived ({e})")),
+            }
+        }
+        Ok(got)
+    });
+    let big = "x".repeat(200 * 1024);
+    for i in 0..300 {
+        // A 200 KB id: not an envelope the node keeps (invalid, counted).
+        let env = format!(r#"{{"type":"data","id":"{i:06}{big}","payload":{{"user":"u{i}"}}}}"#);
+        producer
+            .send(tungstenite::Message::text(env))
+            .expect("send");
+        // A 200 KB template value: the subject token is cut to 128 bytes.
+        let env = format!(r#"{{"type":"data","id":"v{i}","payload":{{"user":"{i:06}{big}"}}}}"#);
+        producer
+            .send(tungstenite::Message::text(env))
+            .expect("send");
+    }
+    producer.flush().expect("flush");
+    if let Err(e) = consumed.join().expect("the consumer") {
+        panic!("{e}; {}", node.and_log("the rest"));
+    }
+    let invalid =
+        node.metric("websocket_input_errors_total{component=\"ws_in\",type=\"invalid_envelope\"}");
+    assert_eq!(invalid, 300.0, "{}", node.and_log("300 invalid envelopes"));
+    let grew = peak_rss(pid).saturating_sub(start);
+    eprintln!("peak RSS grew by {} MiB", grew / MIB);
+    assert!(grew < 128 * MIB, "peak RSS grew by {} MiB", grew / MIB);
 }

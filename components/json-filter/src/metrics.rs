@@ -10,6 +10,7 @@ pub(crate) struct Counters {
     pub(crate) input: IntCounter,
     pub(crate) passed: IntCounter,
     pub(crate) rejected: IntCounter,
+    pub(crate) over_budget: IntCounter,
     pub(crate) parse_errors: IntCounter,
     pub(crate) publish_errors: IntCounter,
 }
@@ -33,6 +34,10 @@ impl Counters {
             rejected: ctx.metrics.counter(
                 "json_filter_messages_rejected_total",
                 "Messages that did not match the filter",
+            ),
+            over_budget: ctx.metrics.counter(
+                "json_filter_over_budget_total",
+                "Messages on which the filter would have visited more than 10,000 JSON nodes (rejected, and counted in messages_rejected too)",
             ),
             parse_errors: errors.with(&["parse_error"]),
             publish_errors: errors.with(&["publish_error"]),

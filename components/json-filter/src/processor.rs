@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use fednode_kit::config::{ConfigError, PortsConfig};
-use fednode_kit::filter::Filter;
+use fednode_kit::filter::{Filter, Outcome};
 use fednode_kit::log::LogThrottle;
 use fednode_kit::subject::Template;
 use fednode_kit::{
@@ -194,9 +194,17 @@ impl JsonFilter {
                     continue;
                 }
             };
-            if !self.filter.matches(&value) {
-                c.rejected.inc();
-                continue;
+            match self.filter.evaluate(&value) {
+                Outcome::Match => {}
+                Outcome::NoMatch => {
+                    c.rejected.inc();
+                    continue;
+                }
+                Outcome::OverBudget => {
+                    c.rejected.inc();
+                    c.over_budget.inc();
+                    continue;
+                }
             }
             let subject = match &*w.output {
                 Output::Static(s) => s.clone(),

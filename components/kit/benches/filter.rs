@@ -53,6 +53,8 @@ fn bench_filters(c: &mut Bench) {
             true,
         ),
         ("wildcard_path", filter("$.a[*].b", ">", json!(50)), true),
+        // Descendants: walked with the visit budget, not the engine.
+        ("descendant_path", filter("$..b", ">", json!(50)), true),
         // Not a fast-path shape: goes through the jsonpath-rust engine.
         (
             "engine_path_filter_expr",

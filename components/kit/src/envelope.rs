@@ -75,13 +75,42 @@ pub struct Envelope {
 }
 
 /// Why a frame could not be decoded. The connection stays open; the frame is
-/// dropped and counted as `parse_error`.
+/// dropped and counted under [`DecodeError::error_type`].
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DecodeError {
     #[error("invalid JSON: {0}")]
     Json(String),
     #[error("invalid MessagePack: {0}")]
     Msgpack(String),
+    /// Well-formed, but not a valid envelope (an `id` over [`MAX_ID_BYTES`]).
+    #[error("invalid envelope: {0}")]
+    InvalidEnvelope(String),
+}
+
+impl DecodeError {
+    /// The `type` label it is counted under: `parse_error` (not JSON or
+    /// MessagePack) or `invalid_envelope`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            DecodeError::Json(_) | DecodeError::Msgpack(_) => "parse_error",
+            DecodeError::InvalidEnvelope(_) => "invalid_envelope",
+        }
+    }
+}
+
+/// The longest envelope `id`, in bytes; a longer one makes the frame
+/// [`DecodeError::InvalidEnvelope`] (ids are kept in windows and books).
+pub const MAX_ID_BYTES: usize = 256;
+
+/// Refuses an envelope whose id is longer than [`MAX_ID_BYTES`].
+fn check_id(env: Envelope) -> Result<Envelope, DecodeError> {
+    if env.id.len() > MAX_ID_BYTES {
+        return Err(DecodeError::InvalidEnvelope(format!(
+            "id is {} bytes, more than {MAX_ID_BYTES}",
+            env.id.len()
+        )));
+    }
+    Ok(env)
 }
 
 const NULL: &[u8] = b"null";
@@ -163,7 +192,8 @@ impl Envelope {
         }
     }
 
-    /// Decode a frame in the given encoding.
+    /// Decode a frame in the given encoding. An envelope whose `id` is
+    /// longer than [`MAX_ID_BYTES`] is [`DecodeError::InvalidEnvelope`].
     pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<Self, DecodeError> {
         match encoding {
             Encoding::Json => Self::decode_json(bytes),
@@ -200,6 +230,11 @@ impl Envelope {
     /// and an invalid frame's error message is serde_json's).
     #[inline]
     pub fn decode_json_str(text: &str) -> Result<Self, DecodeError> {
+        Self::decode_json_any_id(text).and_then(check_id)
+    }
+
+    #[inline(always)]
+    fn decode_json_any_id(text: &str) -> Result<Self, DecodeError> {
         // An ack exactly as fednode writes it (one per message under
         // acknowledged delivery): no scan needed.
         if let Some(id) = canonical_ack_id(text) {
@@ -279,7 +314,7 @@ impl Envelope {
     pub fn decode_msgpack(bytes: &[u8]) -> Result<Self, DecodeError> {
         let value: serde_json::Value =
             rmp_serde::from_slice(bytes).map_err(|e| DecodeError::Msgpack(e.to_string()))?;
-        Ok(Self::from_value(value))
+        check_id(Self::from_value(value))
     }
 
     /// Build an envelope from an already-parsed JSON value (the MessagePack

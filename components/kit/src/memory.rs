@@ -6,6 +6,8 @@
 //! Publishing looks the subject up in a route cache (subject → matching
 //! subscribers), so the per-message cost is one hash lookup plus one channel
 //! send per subscriber; the payload is a shared [`Bytes`], never copied.
+//! The cache is bounded in entries and in bytes of subjects (a peer that
+//! publishes on many huge subjects cannot make it hold them).
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -49,17 +51,72 @@ impl Route {
     }
 }
 
-#[derive(Default)]
 struct State {
     subs: Vec<Arc<Sub>>,
-    /// foldhash, not SipHash: subjects come from this node's own config
-    /// and templates, and the lookup is on every publish.
-    cache: HashMap<Arc<str>, Arc<Route>, foldhash::fast::RandomState>,
+    cache: RouteCache,
 }
 
-/// Bound on cached routes; templated subjects can produce many distinct
-/// subjects, and a miss only costs one scan of the subscriptions.
-const ROUTE_CACHE_LIMIT: usize = 8192;
+/// The default bound on cached routes; templated subjects can produce many
+/// distinct subjects, and a miss only costs one scan of the subscriptions.
+pub const ROUTE_CACHE_ENTRIES: usize = 8192;
+/// The default bound on the bytes of cached subjects (the sum of their
+/// lengths): subjects filled from peer data can be long.
+pub const ROUTE_CACHE_BYTES: usize = 8 * 1024 * 1024;
+/// A subject longer than this fraction of the byte bound is not cached: it
+/// would evict the whole cache for one entry. Its route is computed for
+/// each publish instead (a scan of the subscriptions).
+const UNCACHED_FRACTION: usize = 64;
+
+/// Subject → route, bounded in entries and in bytes of subjects. When
+/// either bound would be passed the cache is emptied and refills with the
+/// subjects in use (a miss is only one scan of the subscriptions).
+struct RouteCache {
+    /// foldhash, not SipHash: the lookup is on every publish (and the
+    /// seed is random).
+    map: HashMap<Arc<str>, Arc<Route>, foldhash::fast::RandomState>,
+    /// The sum of the lengths of the subjects in `map`.
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl RouteCache {
+    fn new(max_entries: usize, max_bytes: usize) -> Self {
+        RouteCache {
+            map: HashMap::default(),
+            bytes: 0,
+            max_entries,
+            max_bytes,
+        }
+    }
+
+    fn get(&self, subject: &str) -> Option<&Arc<Route>> {
+        self.map.get(subject)
+    }
+
+    fn insert(&mut self, subject: &str, route: Arc<Route>) {
+        if self.max_entries == 0 || subject.len() > self.max_bytes / UNCACHED_FRACTION {
+            return;
+        }
+        if let Some(cached) = self.map.get_mut(subject) {
+            // Another publisher computed it meanwhile: same subject, same bytes.
+            *cached = route;
+            return;
+        }
+        if self.map.len() >= self.max_entries || self.bytes + subject.len() > self.max_bytes {
+            self.clear();
+        }
+        self.bytes += subject.len();
+        self.map.insert(subject.into(), route);
+    }
+
+    fn clear(&mut self) {
+        // The table keeps its capacity (at most `max_entries` slots); the
+        // subjects themselves are freed here.
+        self.map.clear();
+        self.bytes = 0;
+    }
+}
 
 struct Inner {
     state: RwLock<State>,
@@ -81,16 +138,37 @@ impl Default for MemoryBus {
 }
 
 impl MemoryBus {
-    /// A new, empty bus.
+    /// A new, empty bus, its route cache bounded by [`ROUTE_CACHE_ENTRIES`]
+    /// and [`ROUTE_CACHE_BYTES`].
     pub fn new() -> Self {
+        Self::with_route_cache(ROUTE_CACHE_ENTRIES, ROUTE_CACHE_BYTES)
+    }
+
+    /// A new, empty bus whose route cache holds at most `max_entries`
+    /// subjects of at most `max_bytes` bytes together; a subject longer
+    /// than `max_bytes / 64` is never cached.
+    pub fn with_route_cache(max_entries: usize, max_bytes: usize) -> Self {
         MemoryBus {
             inner: Arc::new(Inner {
-                state: RwLock::new(State::default()),
+                state: RwLock::new(State {
+                    subs: Vec::new(),
+                    cache: RouteCache::new(max_entries, max_bytes),
+                }),
                 next_id: AtomicU64::new(1),
                 closed: AtomicBool::new(false),
                 dropped_total: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// The number of subjects in the route cache.
+    pub fn route_cache_len(&self) -> usize {
+        self.inner.state.read().cache.map.len()
+    }
+
+    /// The bytes of the subjects in the route cache (the sum of their lengths).
+    pub fn route_cache_bytes(&self) -> usize {
+        self.inner.state.read().cache.bytes
     }
 
     /// Stop delivering: every subscription ends once drained.
@@ -130,10 +208,7 @@ impl MemoryBus {
             .map(|(_, m)| (m, AtomicUsize::new(0)))
             .collect();
         let route = Arc::new(route);
-        if st.cache.len() >= ROUTE_CACHE_LIMIT {
-            st.cache.clear();
-        }
-        st.cache.insert(subject.into(), route.clone());
+        st.cache.insert(subject, route.clone());
         route
     }
 
@@ -264,7 +339,7 @@ impl Bus for MemoryBus {
         // cached route (no reference-count traffic per message).
         {
             let st = self.inner.state.read();
-            if let Some(route) = st.cache.get(&*msg.subject) {
+            if let Some(route) = st.cache.get(&msg.subject) {
                 return self.deliver_all_now(route, msg);
             }
         }
@@ -354,5 +429,90 @@ impl Bus for MemoryBus {
 
     fn dropped_total(&self) -> u64 {
         self.inner.dropped_total.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bus with one subscriber to `big.>`, and a subject of `len` bytes
+    /// below it, distinct for each `i`.
+    async fn bus_and_subject(bus: &MemoryBus) -> (Subscription, impl Fn(usize, usize) -> String) {
+        let sub = bus
+            .subscribe(
+                "big.>",
+                SubscribeOptions {
+                    capacity: 4,
+                    overflow: Overflow::Drop,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let subject = |i: usize, len: usize| {
+            let mut s = format!("big.{i}.");
+            s.extend(std::iter::repeat_n('x', len - s.len()));
+            s
+        };
+        (sub, subject)
+    }
+
+    #[tokio::test]
+    async fn the_route_cache_stays_under_its_byte_bound() {
+        let bus = MemoryBus::new();
+        let (mut sub, subject) = bus_and_subject(&bus).await;
+        // 100 KiB subjects are cached (under 8 MiB / 64), 200 of them are
+        // 20 MiB: the cache empties itself before passing 8 MiB.
+        let mut most = 0;
+        for i in 0..200 {
+            let s = subject(i, 100 * 1024);
+            assert!(matches!(
+                bus.try_publish(Message::new(s.as_str(), "1")),
+                TryPublish::Sent
+            ));
+            assert!(bus.route_cache_bytes() <= ROUTE_CACHE_BYTES);
+            most = most.max(bus.route_cache_bytes());
+        }
+        assert!(most > ROUTE_CACHE_BYTES / 2, "large subjects were cached");
+        // Delivery is unaffected.
+        assert_eq!(&*sub.next().await.unwrap().subject, subject(0, 100 * 1024));
+    }
+
+    #[tokio::test]
+    async fn subjects_over_a_fraction_of_the_bound_are_not_cached() {
+        let bus = MemoryBus::new();
+        let (mut sub, subject) = bus_and_subject(&bus).await;
+        for i in 0..3 {
+            let s = subject(i, 500 * 1024);
+            bus.publish(Message::new(s.as_str(), "1")).await.unwrap();
+            assert_eq!(sub.next().await.unwrap().subject.len(), 500 * 1024);
+        }
+        assert_eq!(bus.route_cache_len(), 0);
+        assert_eq!(bus.route_cache_bytes(), 0);
+        bus.publish(Message::new("big.small", "1")).await.unwrap();
+        assert_eq!(bus.route_cache_len(), 1);
+        assert_eq!(bus.route_cache_bytes(), "big.small".len());
+    }
+
+    #[tokio::test]
+    async fn the_route_cache_is_bounded_in_entries_and_by_its_constructor() {
+        let bus = MemoryBus::with_route_cache(16, 1024);
+        let (_sub, subject) = bus_and_subject(&bus).await;
+        for i in 0..100 {
+            let _ = bus.try_publish(Message::new(subject(i, 12).as_str(), "1"));
+            assert!(bus.route_cache_len() <= 16);
+            assert!(bus.route_cache_bytes() <= 1024);
+        }
+        // 1024 / 64: a 17-byte subject is not cached, a 16-byte one is.
+        let before = bus.route_cache_bytes();
+        let _ = bus.try_publish(Message::new(subject(1000, 17).as_str(), "1"));
+        assert_eq!(bus.route_cache_bytes(), before);
+        let _ = bus.try_publish(Message::new(subject(1001, 16).as_str(), "1"));
+        assert!(bus.route_cache_bytes() == before + 16 || bus.route_cache_bytes() == 16);
+        // The same subject again adds nothing.
+        let again = bus.route_cache_bytes();
+        let _ = bus.try_publish(Message::new(subject(1001, 16).as_str(), "1"));
+        assert_eq!(bus.route_cache_bytes(), again);
     }
 }

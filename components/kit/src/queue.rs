@@ -341,13 +341,9 @@ mod tests {
         assert_eq!(q.take_all(), vec![2, 3, 4]);
     }
 
-    fn len_of(s: &String) -> usize {
-        s.len()
-    }
-
     #[test]
     fn the_byte_bound_evicts_as_many_oldest_as_a_heavy_item_needs() {
-        let q = BoundedQueue::new(100, OnFull::DropOldest).with_max_bytes(10, len_of);
+        let q = BoundedQueue::new(100, OnFull::DropOldest).with_max_bytes(10, String::len);
         for s in ["aaa", "bbb", "ccc"] {
             assert_eq!(q.try_push(s.to_string()), Pushed::Queued);
         }
@@ -370,7 +366,7 @@ mod tests {
 
     #[test]
     fn the_byte_bound_refuses_under_drop_newest_and_in_batches() {
-        let q = BoundedQueue::new(100, OnFull::DropNewest).with_max_bytes(6, len_of);
+        let q = BoundedQueue::new(100, OnFull::DropNewest).with_max_bytes(6, String::len);
         assert_eq!(q.try_push("aaaa".to_string()), Pushed::Queued);
         assert_eq!(
             q.try_push("bbb".to_string()),
@@ -382,7 +378,7 @@ mod tests {
         assert_eq!(batch, VecDeque::from(vec!["d".to_string(), "eeee".into()]));
         assert!(evicted.is_empty());
         assert_eq!(q.bytes(), 6);
-        let q = BoundedQueue::new(100, OnFull::DropOldest).with_max_bytes(6, len_of);
+        let q = BoundedQueue::new(100, OnFull::DropOldest).with_max_bytes(6, String::len);
         let mut batch: VecDeque<String> = ["aaaa", "bb", "ccc", "d"].map(String::from).into();
         q.try_push_many_quiet(&mut batch, &mut evicted);
         assert!(batch.is_empty());
@@ -395,7 +391,7 @@ mod tests {
 
     #[tokio::test]
     async fn block_waits_for_bytes_as_for_length() {
-        let q = Arc::new(BoundedQueue::new(100, OnFull::Block).with_max_bytes(8, len_of));
+        let q = Arc::new(BoundedQueue::new(100, OnFull::Block).with_max_bytes(8, String::len));
         assert_eq!(q.push("aaaaaa".to_string()).await, Pushed::Queued);
         let producer = {
             let q = q.clone();

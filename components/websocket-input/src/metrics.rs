@@ -45,6 +45,8 @@ pub mod reason {
 pub mod error_type {
     /// A frame that is neither JSON nor MessagePack.
     pub const PARSE: &str = "parse_error";
+    /// Well-formed but not a valid envelope (an `id` over 256 bytes).
+    pub const INVALID_ENVELOPE: &str = "invalid_envelope";
     /// A publish that failed (it is retried).
     pub const PUBLISH: &str = "publish_error";
     /// A frame over `max_message_bytes` (connection closed with 1009).
@@ -67,6 +69,7 @@ impl InputMetrics {
         let errors = m.counter_vec("websocket_input_errors_total", "Errors, by type", &["type"]);
         let parse_errors = errors.with(&[error_type::PARSE]);
         errors.with(&[error_type::PUBLISH]);
+        errors.with(&[error_type::INVALID_ENVELOPE]);
         InputMetrics {
             received: m.counter(
                 "websocket_input_messages_received_total",

@@ -113,8 +113,11 @@ impl FrameHandler for Session {
         }
     }
 
-    fn on_undecodable(&mut self, _error: &fednode_kit::envelope::DecodeError, _encoding: Encoding) {
-        self.run.metrics.parse_errors.inc();
+    fn on_undecodable(&mut self, error: &fednode_kit::envelope::DecodeError, _encoding: Encoding) {
+        match error.error_type() {
+            error_type::PARSE => self.run.metrics.parse_errors.inc(),
+            other => self.run.metrics.error(other).inc(),
+        }
     }
 
     /// The end of a burst: wake the publisher once, count once.

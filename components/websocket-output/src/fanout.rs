@@ -10,6 +10,7 @@
 //! ends where the live data going to that connection begins (no gap, no
 //! duplicate).
 
+use fednode_kit::filter::Outcome;
 use fednode_kit::{Envelope, Message, ReplyPayload, Subscription};
 use fednode_ws::frame::encode;
 use futures::stream::{BoxStream, SelectAll};
@@ -135,8 +136,10 @@ async fn dispatch(
         sh.buffer.push(&item);
         for (to, routing) in shares.iter_mut().zip(&routing) {
             // Routing parses the payload at most once, for everyone.
-            if routing.accepts(&item) {
-                to.push(item.clone());
+            match routing.route(&item) {
+                Outcome::Match => to.push(item.clone()),
+                Outcome::OverBudget => sh.metrics.filter_over_budget.inc(),
+                Outcome::NoMatch => {}
             }
         }
     }
@@ -181,7 +184,14 @@ fn handle(sh: &Shared, cmd: Cmd) {
             let mut items: Vec<Arc<Item>> = selection
                 .items
                 .into_iter()
-                .filter(|i| routing.accepts(i))
+                .filter(|i| match routing.route(i) {
+                    Outcome::Match => true,
+                    Outcome::OverBudget => {
+                        sh.metrics.filter_over_budget.inc();
+                        false
+                    }
+                    Outcome::NoMatch => false,
+                })
                 .collect();
             if let Some(count) = params.count {
                 let skip = items.len().saturating_sub(count);

@@ -11,7 +11,7 @@
 //! (filters or `message_types` routing), and then once for all of them.
 
 use bytes::Bytes;
-use fednode_kit::envelope::{encode_json_parts, new_id, now_millis};
+use fednode_kit::envelope::{encode_json_parts, new_id, now_millis, MAX_ID_BYTES};
 use fednode_kit::{Encoding, Envelope, Kind, Message, Origin};
 use fednode_ws::frame::{text, WsMessage};
 use serde_json::Value;
@@ -37,11 +37,16 @@ pub(crate) struct Item {
 }
 
 impl Item {
-    /// Wrap a bus message.
+    /// Wrap a bus message. An id no peer would take (over
+    /// [`MAX_ID_BYTES`], say from a NATS header) is replaced by a new one.
     pub fn from_message(seq: u64, msg: Message) -> Self {
         Item {
             seq,
-            id: msg.meta.id.unwrap_or_else(|| new_id().into()),
+            id: msg
+                .meta
+                .id
+                .filter(|id| id.len() <= MAX_ID_BYTES)
+                .unwrap_or_else(|| new_id().into()),
             timestamp: msg.meta.timestamp.unwrap_or_else(now_millis),
             origin: msg.meta.origin,
             payload: msg.payload,

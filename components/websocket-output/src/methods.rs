@@ -7,7 +7,7 @@
 // An error reply is built once per bad request; its size does not matter.
 #![allow(clippy::result_large_err)]
 
-use fednode_kit::filter::{FilterError, FilterSpec};
+use fednode_kit::filter::{Filter, FilterError, FilterSpec, Limits};
 use fednode_kit::{Encoding, Envelope, ErrorCode, ReplyPayload, RequestPayload};
 use fednode_ws::frame::Outbound;
 use serde_json::{json, Map, Value};
@@ -161,20 +161,13 @@ async fn subscribe(sh: &Shared, conn: &Conn, params: Map<String, Value>) -> Repl
         return too_many_subscriptions(max);
     }
     let params = Value::Object(params);
-    let size = serde_json::to_vec(&params).map_or(usize::MAX, |v| v.len());
-    if size > sh.s.max_filter_bytes {
-        return ReplyPayload::error(
-            ErrorCode::InvalidFilter,
-            format!(
-                "the filter is {size} bytes; this node takes at most {} (max_filter_bytes)",
-                sh.s.max_filter_bytes
-            ),
-        );
-    }
+    let limits = Limits {
+        max_filter_bytes: sh.s.max_filter_bytes,
+        ..Limits::default()
+    };
     let compiled = tokio::task::spawn_blocking(move || {
-        FilterSpec::from_value(&params)
-            .map_err(|e| invalid(FilterError::join(&e)))?
-            .compile()
+        let spec = FilterSpec::from_value(&params).map_err(|e| invalid(FilterError::join(&e)))?;
+        Filter::compile_with_limits(&spec, &limits)
             .map_err(|e| ReplyPayload::error(ErrorCode::InvalidFilter, FilterError::join(&e)))
     })
     .await;

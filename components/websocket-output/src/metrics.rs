@@ -30,6 +30,8 @@ pub mod reason {
 pub mod error_type {
     /// A frame that is neither JSON nor MessagePack.
     pub const PARSE: &str = "parse_error";
+    /// Well-formed but not a valid envelope (an `id` over 256 bytes).
+    pub const INVALID_ENVELOPE: &str = "invalid_envelope";
     /// A frame over `max_message_bytes` (connection closed with 1009).
     pub const TOO_LARGE: &str = "message_too_large";
     /// A request whose payload is not `{method, params}`.
@@ -47,6 +49,8 @@ pub mod error_type {
 #[derive(Clone)]
 pub(crate) struct OutputMetrics {
     pub sent: IntCounter,
+    /// Messages a subscription filter gave up on (evaluation budget).
+    pub filter_over_budget: IntCounter,
     dropped: LabelledCounter,
     pub dropped_queue_full: IntCounter,
     pub connections_active: IntGauge,
@@ -86,10 +90,15 @@ impl OutputMetrics {
             &["type"],
         );
         errors.with(&[error_type::PARSE]);
+        errors.with(&[error_type::INVALID_ENVELOPE]);
         OutputMetrics {
             sent: m.counter(
                 "websocket_output_messages_sent_total",
                 "Data frames written to peers (one per message and connection)",
+            ),
+            filter_over_budget: m.counter(
+                "websocket_output_filter_over_budget_total",
+                "Message and connection pairs where a subscription would have visited more than 10,000 JSON nodes; the message does not match",
             ),
             dropped_queue_full: dropped.with(&[reason::QUEUE_FULL]),
             dropped,

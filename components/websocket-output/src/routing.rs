@@ -2,7 +2,7 @@
 //! announced `message_types`) and its rate limit (the lower of
 //! `backpressure` and `announce`'s `max_rate`).
 
-use fednode_kit::filter::Filter;
+use fednode_kit::filter::{Filter, Outcome};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -26,20 +26,34 @@ impl Routing {
         self.subscriptions.is_empty() && self.message_types.is_none()
     }
 
-    pub fn accepts(&self, item: &Item) -> bool {
+    /// Whether `item` goes to this connection. `OverBudget` when no
+    /// subscription matched and at least one ran out of its evaluation
+    /// budget (it then does not match; the caller counts it).
+    pub fn route(&self, item: &Item) -> Outcome {
         if self.is_open() {
-            return true;
+            return Outcome::Match;
         }
         let Some(v) = item.value() else {
-            return false;
+            return Outcome::NoMatch;
         };
         if let Some(types) = &self.message_types {
             match v.get("type").and_then(Value::as_str) {
                 Some(t) if types.contains(t) => {}
-                _ => return false,
+                _ => return Outcome::NoMatch,
             }
         }
-        self.subscriptions.is_empty() || self.subscriptions.iter().any(|(_, f)| f.matches(v))
+        if self.subscriptions.is_empty() {
+            return Outcome::Match;
+        }
+        let mut outcome = Outcome::NoMatch;
+        for (_, f) in &self.subscriptions {
+            match f.evaluate(v) {
+                Outcome::Match => return Outcome::Match,
+                Outcome::OverBudget => outcome = Outcome::OverBudget,
+                Outcome::NoMatch => {}
+            }
+        }
+        outcome
     }
 }
 

@@ -504,8 +504,8 @@ impl FrameHandler for Handler {
         }
     }
 
-    fn on_undecodable(&mut self, _error: &fednode_kit::envelope::DecodeError, _encoding: Encoding) {
-        self.sh.metrics.error(error_type::PARSE).inc();
+    fn on_undecodable(&mut self, error: &fednode_kit::envelope::DecodeError, _encoding: Encoding) {
+        self.sh.metrics.error(error.error_type()).inc();
     }
 }
 

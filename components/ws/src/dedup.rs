@@ -1,4 +1,5 @@
-//! A window of recently seen data ids (`at_least_once` duplicate dropping).
+//! A window of recently seen data ids (`at_least_once` duplicate dropping),
+//! bounded in count and in bytes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -7,20 +8,38 @@ use std::sync::Arc;
 /// cheaper than SipHash for the ids of every acknowledged message.
 type Seeded = foldhash::fast::RandomState;
 
-/// Remembers the last `capacity` ids; older ones are forgotten in order.
+/// The default bound on the bytes of the ids in a window: 4 MiB, room for
+/// the default 10,000 ids even at the longest valid id (256 bytes).
+pub const DEFAULT_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// Remembers the last `capacity` ids, as long as their bytes (the sum of
+/// their lengths) stay within `max_bytes`; older ones are forgotten in order.
 pub struct RecentIds {
     capacity: usize,
+    max_bytes: usize,
+    /// The sum of the lengths of the ids in `order` (which holds every id
+    /// of `seen`, and ids forgotten but not yet out of the window: their
+    /// memory is held until they leave it).
+    bytes: usize,
     seq: u64,
     order: VecDeque<(Arc<str>, u64)>,
     seen: HashMap<Arc<str>, u64, Seeded>,
 }
 
 impl RecentIds {
-    /// A window of `capacity` ids (at least 1).
+    /// A window of `capacity` ids (at least 1) within [`DEFAULT_MAX_BYTES`].
     pub fn new(capacity: usize) -> Self {
+        Self::with_max_bytes(capacity, DEFAULT_MAX_BYTES)
+    }
+
+    /// A window of `capacity` ids (at least 1) of at most `max_bytes` bytes
+    /// together. An id longer than `max_bytes` is never remembered.
+    pub fn with_max_bytes(capacity: usize, max_bytes: usize) -> Self {
         let capacity = capacity.max(1);
         RecentIds {
             capacity,
+            max_bytes,
+            bytes: 0,
             seq: 0,
             order: VecDeque::with_capacity(capacity.min(4096)),
             seen: HashMap::with_capacity_and_hasher(capacity.min(4096), Seeded::default()),
@@ -28,18 +47,28 @@ impl RecentIds {
     }
 
     /// Record `id`; false when it is already in the window.
+    ///
+    /// An id longer than the whole byte bound is not remembered (true: a
+    /// duplicate of it will pass); room is made for any other by forgetting
+    /// the oldest ids.
     pub fn insert(&mut self, id: &Arc<str>) -> bool {
         if self.seen.contains_key(id) {
             return false;
         }
-        while self.order.len() >= self.capacity {
-            if let Some((old, seq)) = self.order.pop_front() {
-                if self.seen.get(&old) == Some(&seq) {
-                    self.seen.remove(&old);
-                }
+        if id.len() > self.max_bytes {
+            return true;
+        }
+        while self.order.len() >= self.capacity || self.bytes + id.len() > self.max_bytes {
+            let Some((old, seq)) = self.order.pop_front() else {
+                break;
+            };
+            self.bytes -= old.len();
+            if self.seen.get(&old) == Some(&seq) {
+                self.seen.remove(&old);
             }
         }
         self.seq += 1;
+        self.bytes += id.len();
         self.order.push_back((id.clone(), self.seq));
         self.seen.insert(id.clone(), self.seq);
         true
@@ -58,6 +87,12 @@ impl RecentIds {
     /// Whether no id is remembered.
     pub fn is_empty(&self) -> bool {
         self.seen.is_empty()
+    }
+
+    /// The bytes of the ids the window holds (the sum of their lengths),
+    /// never more than its `max_bytes`.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -78,5 +113,47 @@ mod tests {
         w.forget("c");
         assert!(w.insert(&id("c")));
         assert!(w.len() <= 2);
+    }
+
+    #[test]
+    fn large_ids_are_bounded_in_bytes() {
+        // 500 KB ids: a window of 10,000 of them would hold 5 GB.
+        let big = |i: usize| -> Arc<str> { format!("{i:08}{}", "x".repeat(500_000)).into() };
+        let mut w = RecentIds::new(10_000);
+        for i in 0..40 {
+            assert!(w.insert(&big(i)));
+            assert!(w.bytes() <= DEFAULT_MAX_BYTES, "{} bytes", w.bytes());
+        }
+        // 4 MiB hold 8 of them: the newest are remembered, the oldest not.
+        assert_eq!(w.len(), 8);
+        assert_eq!(w.bytes(), 8 * 500_008);
+        assert!(!w.insert(&big(39)));
+        assert!(!w.insert(&big(32)));
+        assert!(w.insert(&big(0)));
+        assert!(w.bytes() <= DEFAULT_MAX_BYTES);
+    }
+
+    #[test]
+    fn forgotten_ids_count_until_they_leave_the_window() {
+        let id = |s: &str| -> Arc<str> { s.into() };
+        let mut w = RecentIds::with_max_bytes(100, 10);
+        assert!(w.insert(&id("aaaa")));
+        w.forget("aaaa");
+        assert_eq!(w.bytes(), 4, "still held by the window's order");
+        // Re-inserting after a forget: both entries count, within the bound.
+        assert!(w.insert(&id("aaaa")));
+        assert_eq!(w.bytes(), 8);
+        assert!(w.insert(&id("bbbb")));
+        assert!(w.bytes() <= 10);
+        assert!(
+            !w.insert(&id("aaaa")),
+            "the newest aaaa is still remembered"
+        );
+        assert!(!w.insert(&id("bbbb")));
+        // An id longer than the bound passes, unremembered, every time.
+        let long = id("0123456789a");
+        assert!(w.insert(&long));
+        assert!(w.insert(&long));
+        assert!(!w.insert(&id("bbbb")), "nothing was evicted for it");
     }
 }

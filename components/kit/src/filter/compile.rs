@@ -1,8 +1,8 @@
 //! A filter compiled once (paths parsed, regexes built, operands
-//! classified) and evaluated many times.
+//! classified) and evaluated many times, within [`Limits`].
 
 use jsonpath_rust::parser::model::{JpQuery, Segment, Selector};
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 use serde_json::Value;
 
 use super::error::FilterError;
@@ -10,25 +10,53 @@ use std::cmp::Ordering;
 
 use super::compare::{Operand, Test};
 use super::error::kind;
+use super::inspect::inspect;
+use super::limits::{Budget, Exceeded, Limits, Outcome};
 use super::spec::{Criterion, FilterSpec, MatchMode};
+#[cfg(test)]
+use super::walk::any_direct;
+use super::walk::{walk_direct, Step, Walk};
 
 /// The operators, in the order they are listed in error messages.
 const OPERATORS: [&str; 9] = [
     "==", "!=", ">", ">=", "<", "<=", "contains", "exists", "matches",
 ];
 
-/// A compiled filter: evaluate it with [`Filter::matches`].
+/// A compiled filter: evaluate it with [`Filter::evaluate`] or [`Filter::matches`].
 ///
 /// Cheap to clone relative to compiling, `Send + Sync`, immutable.
 #[derive(Debug, Clone)]
 pub struct Filter {
     spec: FilterSpec,
     criteria: Vec<Compiled>,
+    limits: Limits,
 }
 
 impl Filter {
-    /// Compiles `spec`, reporting every bad criterion (not just the first).
+    /// Compiles `spec` within the default [`Limits`], reporting every bad
+    /// criterion (not just the first).
     pub fn compile(spec: &FilterSpec) -> Result<Filter, Vec<FilterError>> {
+        Filter::compile_with_limits(spec, &Limits::default())
+    }
+
+    /// Compiles `spec` within `limits`: a spec longer than
+    /// `limits.max_filter_bytes` (in its canonical JSON form) is refused
+    /// before anything else, a `matches` regex that compiles to more than
+    /// `limits.max_regex_bytes` is refused, and every evaluation may visit
+    /// at most `limits.max_visits` nodes.
+    pub fn compile_with_limits(
+        spec: &FilterSpec,
+        limits: &Limits,
+    ) -> Result<Filter, Vec<FilterError>> {
+        if !fits(spec, limits.max_filter_bytes) {
+            return Err(vec![FilterError::new(
+                &spec.error_prefix,
+                format!(
+                    "the filter is longer than {} bytes (max_filter_bytes)",
+                    limits.max_filter_bytes
+                ),
+            )]);
+        }
         let slice = spec.criteria.as_slice();
         if slice.is_empty() {
             // An empty list would silently pass everything (all) or nothing
@@ -42,7 +70,7 @@ impl Filter {
         let mut criteria = Vec::with_capacity(slice.len());
         for (i, criterion) in slice.iter().enumerate() {
             let at = spec.criteria.location(&spec.error_prefix, i);
-            match Compiled::new(criterion, &at) {
+            match Compiled::new(criterion, &at, limits) {
                 Ok(c) => criteria.push(c),
                 Err(mut e) => errors.append(&mut e),
             }
@@ -51,6 +79,7 @@ impl Filter {
             Ok(Filter {
                 spec: spec.clone(),
                 criteria,
+                limits: *limits,
             })
         } else {
             Err(errors)
@@ -62,23 +91,88 @@ impl Filter {
         Filter::compile(&FilterSpec::from_value(value)?)
     }
 
+    /// [`Filter::from_value`] within `limits`.
+    pub fn from_value_with_limits(
+        value: &Value,
+        limits: &Limits,
+    ) -> Result<Filter, Vec<FilterError>> {
+        Filter::compile_with_limits(&FilterSpec::from_value(value)?, limits)
+    }
+
     /// The spec this filter was compiled from (e.g. to show it in `/components`).
     pub fn spec(&self) -> &FilterSpec {
         &self.spec
     }
 
-    /// Whether the message `v` passes the filter.
-    pub fn matches(&self, v: &Value) -> bool {
-        match self.spec.match_mode {
-            MatchMode::All => self.criteria.iter().all(|c| c.matches(v)),
-            MatchMode::Any => self.criteria.iter().any(|c| c.matches(v)),
+    /// The limits this filter was compiled with.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Evaluates the message `v`: [`Outcome::OverBudget`] when the paths of
+    /// the criteria together would visit more than `max_visits` nodes.
+    ///
+    /// Every criterion's path is walked in full (no early exit on the first
+    /// value that decides), so whether a message is over budget depends
+    /// only on the filter and the message, not on the values compared.
+    pub fn evaluate(&self, v: &Value) -> Outcome {
+        let budget = Budget::new(self.limits.max_visits);
+        let mut verdict = self.spec.match_mode == MatchMode::All;
+        for c in &self.criteria {
+            match c.holds(v, &budget) {
+                Ok(holds) => match self.spec.match_mode {
+                    MatchMode::All => verdict &= holds,
+                    MatchMode::Any => verdict |= holds,
+                },
+                Err(Exceeded) => return Outcome::OverBudget,
+            }
         }
+        if verdict {
+            Outcome::Match
+        } else {
+            Outcome::NoMatch
+        }
+    }
+
+    /// Parses `json` and evaluates it; bytes that are not JSON are
+    /// [`Outcome::NoMatch`].
+    pub fn evaluate_bytes(&self, json: &[u8]) -> Outcome {
+        match serde_json::from_slice::<Value>(json) {
+            Ok(v) => self.evaluate(&v),
+            Err(_) => Outcome::NoMatch,
+        }
+    }
+
+    /// Whether the message `v` passes the filter (over budget: it does not).
+    pub fn matches(&self, v: &Value) -> bool {
+        self.evaluate(v).is_match()
     }
 
     /// Parses `json` and evaluates it; bytes that are not JSON never match.
     pub fn matches_bytes(&self, json: &[u8]) -> bool {
-        serde_json::from_slice::<Value>(json).is_ok_and(|v| self.matches(&v))
+        self.evaluate_bytes(json).is_match()
     }
+}
+
+/// Whether the canonical JSON form of `spec` is at most `max` bytes,
+/// measured without building it (serialising stops at the limit).
+fn fits(spec: &FilterSpec, max: usize) -> bool {
+    struct Meter {
+        left: usize,
+    }
+    impl std::io::Write for Meter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.left = self
+                .left
+                .checked_sub(buf.len())
+                .ok_or(std::io::ErrorKind::FileTooLarge)?;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(&mut Meter { left: max }, spec).is_ok()
 }
 
 /// One compiled criterion.
@@ -88,50 +182,62 @@ struct Compiled {
     test: Test,
 }
 
-/// A parsed path, navigated directly when it is simple.
+/// A parsed path, and how it is evaluated (see `walk` for the budget).
 #[derive(Debug, Clone)]
 enum CompiledPath {
-    /// Only names, indexes and wildcards: navigated without the engine.
+    /// Only names, indexes and wildcards: navigated step by step.
     Direct(Vec<Step>),
     /// Anything else (slices, filters, descendants, unions).
-    Query(Box<JpQuery>),
+    Query(Box<Query>),
 }
 
+/// A path that is not [`CompiledPath::Direct`].
 #[derive(Debug, Clone)]
-enum Step {
-    Key(String),
-    /// Negative counts from the end, as in RFC 9535.
-    Index(i64),
-    /// `*` / `[*]`: every element of an array or member of an object.
-    Wildcard,
+struct Query {
+    query: JpQuery,
+    /// Has filter selectors `[?…]`: the walk only bounds the visits, then
+    /// jsonpath-rust evaluates. Without, the walk evaluates.
+    filtered: bool,
 }
 
 impl Compiled {
     /// Compiles one criterion located at `at`, collecting all its problems.
-    fn new(c: &Criterion, at: &str) -> Result<Compiled, Vec<FilterError>> {
+    fn new(c: &Criterion, at: &str, limits: &Limits) -> Result<Compiled, Vec<FilterError>> {
         let mut errors = Vec::new();
         let path = compile_path(&c.path)
             .map_err(|m| errors.push(FilterError::new(format!("{at}.path"), m)));
-        let test = compile_test(&c.operator, c.value.as_ref(), at).map_err(|e| errors.push(e));
+        let test =
+            compile_test(&c.operator, c.value.as_ref(), at, limits).map_err(|e| errors.push(e));
         match (path, test) {
             (Ok(path), Ok(test)) => Ok(Compiled { path, test }),
             _ => Err(errors),
         }
     }
 
-    fn matches(&self, root: &Value) -> bool {
+    /// Whether some value at the path passes the test; every value is
+    /// visited (and charged) even after one passed.
+    fn holds(&self, root: &Value, budget: &Budget) -> Result<bool, Exceeded> {
+        let mut holds = false;
+        let mut found = |v: &Value| {
+            holds = holds || self.test.holds(v);
+            Ok(())
+        };
         match &self.path {
-            CompiledPath::Direct(steps) => any_direct(steps, root, &mut |v| self.test.holds(v)),
-            CompiledPath::Query(query) => {
-                match jsonpath_rust::query::js_path_process(query, root) {
-                    Ok(found) => found.iter().any(|r| self.test.holds(r.val)),
-                    // The engine only errs on queries that do not yield
-                    // references, which a parsed `$…` query never is; a
-                    // filter must not fail a message, so treat it as no match.
-                    Err(_) => false,
+            CompiledPath::Direct(steps) => walk_direct(steps, root, budget, &mut found)?,
+            CompiledPath::Query(q) if !q.filtered => {
+                Walk { root, budget }.run(&q.query.segments, root, &mut found)?
+            }
+            CompiledPath::Query(q) => {
+                Walk { root, budget }.count(&q.query.segments, root)?;
+                // The engine only errs on queries that do not yield
+                // references, which a parsed `$…` query never is; a filter
+                // must not fail a message, so treat it as no match.
+                if let Ok(values) = jsonpath_rust::query::js_path_process(&q.query, root) {
+                    values.iter().try_for_each(|r| found(r.val))?;
                 }
             }
         }
+        Ok(holds)
     }
 }
 
@@ -150,12 +256,20 @@ fn compile_path(path: &str) -> Result<CompiledPath, String> {
         .collect();
     Ok(match steps {
         Some(steps) => CompiledPath::Direct(steps),
-        None => CompiledPath::Query(Box::new(query)),
+        None => CompiledPath::Query(Box::new(Query {
+            filtered: inspect(&query.segments)?,
+            query,
+        })),
     })
 }
 
 /// Checks the operator and its value.
-fn compile_test(operator: &str, value: Option<&Value>, at: &str) -> Result<Test, FilterError> {
+fn compile_test(
+    operator: &str,
+    value: Option<&Value>,
+    at: &str,
+    limits: &Limits,
+) -> Result<Test, FilterError> {
     if !OPERATORS.contains(&operator) {
         return Err(FilterError::new(
             format!("{at}.operator"),
@@ -209,15 +323,25 @@ fn compile_test(operator: &str, value: Option<&Value>, at: &str) -> Result<Test,
                     ),
                 )
             })?;
-            Regex::new(pattern).map(Test::Matches).map_err(|e| {
-                FilterError::new(
-                    value_at(),
-                    format!("invalid regex {pattern:?}: {}", one_line_regex_error(&e)),
-                )
-            })
+            compile_regex(pattern, limits.max_regex_bytes)
+                .map(Test::Matches)
+                .map_err(|message| FilterError::new(value_at(), message))
         }
         _ => unreachable!("checked against OPERATORS above"),
     }
+}
+
+/// Builds a `matches` regex no larger than `max_bytes` once compiled.
+fn compile_regex(pattern: &str, max_bytes: usize) -> Result<Regex, String> {
+    RegexBuilder::new(pattern)
+        .size_limit(max_bytes)
+        .build()
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(limit) => format!(
+                "regex {pattern:?} compiles to more than {limit} bytes (the limit of a regex)"
+            ),
+            e => format!("invalid regex {pattern:?}: {}", one_line_regex_error(&e)),
+        })
 }
 
 /// The regex crate renders syntax errors over several lines (pattern, caret,
@@ -229,47 +353,6 @@ fn one_line_regex_error(e: &regex::Error) -> String {
         .find_map(|l| l.trim_start().strip_prefix("error: "))
         .map(str::to_string)
         .unwrap_or_else(|| rendered.split_whitespace().collect::<Vec<_>>().join(" "))
-}
-
-/// Calls `found` on each value the steps lead to, in the engine's order,
-/// until it returns true; returns whether it did.
-///
-/// Mirrors jsonpath-rust exactly: a name only selects in objects, an index
-/// only in arrays (negative from the end), a wildcard every element or
-/// member. Recursion depth is the number of steps in the (config-given)
-/// path, not the depth of the message.
-fn any_direct<'a, F: FnMut(&'a Value) -> bool>(
-    steps: &[Step],
-    v: &'a Value,
-    found: &mut F,
-) -> bool {
-    let Some((step, rest)) = steps.split_first() else {
-        return found(v);
-    };
-    match step {
-        Step::Key(key) => v
-            .as_object()
-            .and_then(|map| map.get(key))
-            .is_some_and(|child| any_direct(rest, child, found)),
-        Step::Index(i) => v
-            .as_array()
-            .and_then(|items| {
-                let index = if *i >= 0 {
-                    usize::try_from(*i).ok()?
-                } else {
-                    items
-                        .len()
-                        .checked_sub(usize::try_from(i.unsigned_abs()).ok()?)?
-                };
-                items.get(index)
-            })
-            .is_some_and(|child| any_direct(rest, child, found)),
-        Step::Wildcard => match v {
-            Value::Array(items) => items.iter().any(|child| any_direct(rest, child, found)),
-            Value::Object(map) => map.values().any(|child| any_direct(rest, child, found)),
-            _ => false,
-        },
-    }
 }
 
 impl FilterSpec {

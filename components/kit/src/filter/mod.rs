@@ -38,13 +38,32 @@
 //! segments (the common case) are evaluated by navigating the
 //! `serde_json::Value` directly, which is an order of magnitude faster than
 //! the general JSONPath engine (it builds a path string for every value it
-//! visits) and gives the same answers (see the tests).
+//! visits) and gives the same answers (see the tests). Other paths without
+//! filter selectors (`..`, slices, unions) are walked the same way; paths
+//! with filter selectors `[?…]` go to jsonpath-rust.
+//!
+//! # Limits
+//!
+//! A filter is compiled within [`Limits`] (the defaults with
+//! [`Filter::compile`]): its canonical JSON form is at most
+//! `max_filter_bytes` (4 KiB), a `matches` regex compiles to at most
+//! `max_regex_bytes` (256 KiB), and the JSONPath functions `match()` and
+//! `search()` are refused. Evaluating it on one message visits at most
+//! `max_visits` (10,000) nodes; a message that would need more does not
+//! match, and [`Filter::evaluate`] says so with [`Outcome::OverBudget`] so
+//! that the caller can count it. How visits are counted is in `walk.rs`.
 
 mod compare;
 mod compile;
 mod error;
+mod inspect;
+mod limits;
 mod spec;
+mod walk;
 
 pub use compile::Filter;
 pub use error::FilterError;
+pub use limits::{
+    Limits, Outcome, DEFAULT_MAX_FILTER_BYTES, DEFAULT_MAX_REGEX_BYTES, DEFAULT_MAX_VISITS,
+};
 pub use spec::{CriteriaSpec, Criterion, FilterSpec, MatchMode};

@@ -125,10 +125,10 @@ fn replay_takes_waiting_data_once_and_in_order() {
 #[test]
 fn routing_needs_both_types_and_any_subscription() {
     let c = conn();
-    assert!(c.routing.load().accepts(&item(1)));
+    assert!(c.routing.load().route(&item(1)).is_match());
     c.announce(json!({}), Some(["t1".to_string()].into()), None);
-    assert!(c.routing.load().accepts(&item(1)));
-    assert!(!c.routing.load().accepts(&item(2)));
+    assert!(c.routing.load().route(&item(1)).is_match());
+    assert!(!c.routing.load().route(&item(2)).is_match());
     let filter = |v: Value| Filter::from_value(&json!({ "filter": v })).unwrap();
     let id = c
         .subscribe(
@@ -150,13 +150,13 @@ fn routing_needs_both_types_and_any_subscription() {
         None
     );
     assert_eq!(c.subscription_count(), 2);
-    assert!(c.routing.load().accepts(&item(1)));
-    assert!(!c.routing.load().accepts(&item(3)));
-    assert!(c.routing.load().accepts(&item(5)));
-    assert!(!c.routing.load().accepts(&item(4)));
+    assert!(c.routing.load().route(&item(1)).is_match());
+    assert!(!c.routing.load().route(&item(3)).is_match());
+    assert!(c.routing.load().route(&item(5)).is_match());
+    assert!(!c.routing.load().route(&item(4)).is_match());
     assert!(c.unsubscribe(&id));
     assert!(!c.unsubscribe(&id));
-    assert!(!c.routing.load().accepts(&item(5)));
+    assert!(!c.routing.load().route(&item(5)).is_match());
 }
 
 #[test]
