@@ -28,6 +28,20 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log line format on stderr: `text` (coloured only when stderr is a
+    /// terminal) or `json` (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`) or a filter
+    /// directive like `info,fednode_ws=debug`. `RUST_LOG`, when set, wins.
+    #[arg(long, global = true, value_name = "LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -39,6 +53,11 @@ enum Command {
     },
     /// Validate a config and print its components and wiring.
     Check {
+        /// Accept `${VAR}`s without a value (and auth `*_env` variables
+        /// that are unset) as placeholders: check structure and types
+        /// without the secrets, e.g. in CI.
+        #[arg(long)]
+        no_env: bool,
         /// The node config (JSON).
         config: PathBuf,
     },
@@ -95,13 +114,10 @@ impl AuthArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    if let Err(e) = init_logging(cli.log_format, &cli.log_level) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -115,7 +131,13 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Run { config } => run(config).await,
-            Command::Check { config } => check(config),
+            Command::Check { config, no_env } => {
+                if no_env {
+                    check_no_env(config)
+                } else {
+                    check(config)
+                }
+            }
             Command::Request {
                 url,
                 method,
@@ -167,6 +189,49 @@ fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `check --no-env`: placeholders for what the environment does not give.
+fn check_no_env(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let checked = match config::load_no_env(&path) {
+        Ok(c) => c,
+        Err(errors) => {
+            print_config_errors(&errors);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    match &checked.config {
+        Some(cfg) => {
+            let (lines, warnings) = runtime::wiring_report(cfg);
+            println!(
+                "config {} is valid: node {}, bus {:?}, {} components",
+                path.display(),
+                cfg.node.id,
+                cfg.bus.kind,
+                cfg.components.len()
+            );
+            for l in lines {
+                println!("{l}");
+            }
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+        }
+        None => println!(
+            "config {} is valid with placeholders (wiring not shown: it needs the variables)",
+            path.display()
+        ),
+    }
+    if !checked.unresolved.is_empty() {
+        eprintln!(
+            "note: checked without a value for {}",
+            checked.unresolved.join(", ")
+        );
+    }
+    for e in &checked.unchecked {
+        eprintln!("note: not checked without its variable: {e}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
     let cfg = match config::load(&path) {
         Ok(c) => c,
@@ -209,15 +274,32 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     tracing::info!(node = %node_id, "node running; SIGINT or SIGTERM stops it");
-    wait_for_signal()
-        .await
-        .context("installing signal handlers")?;
-    tracing::info!("stopping");
-    let clean = rt.shutdown().await;
-    admin_cancel.cancel();
-    if let Some(task) = admin {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), task).await;
-    }
+    let mut signals = Signals::install().context("installing signal handlers")?;
+    let first = signals.next().await;
+    tracing::info!(
+        signal = first.name(),
+        "stopping; a second SIGINT or SIGTERM stops at once"
+    );
+    let drain = async {
+        let clean = rt.shutdown().await;
+        admin_cancel.cancel();
+        if let Some(task) = admin {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), task).await;
+        }
+        clean
+    };
+    let clean = tokio::select! {
+        clean = drain => clean,
+        second = signals.next() => {
+            // What is still held in memory is lost: that is what was asked.
+            tracing::error!(
+                signal = second.name(),
+                exit_code = second.exit_code(),
+                "second signal during the drain: stopping at once without finishing the drain"
+            );
+            std::process::exit(second.exit_code());
+        }
+    };
     if !clean {
         tracing::warn!("some components did not stop within shutdown_timeout");
     }
@@ -292,13 +374,81 @@ async fn send(url: &str, auth: &AuthArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn wait_for_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGINT and SIGTERM, as they arrive.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+#[derive(Clone, Copy)]
+enum Sig {
+    Int,
+    Term,
+}
+
+impl Sig {
+    fn name(self) -> &'static str {
+        match self {
+            Sig::Int => "SIGINT",
+            Sig::Term => "SIGTERM",
+        }
+    }
+
+    /// 128 + the signal's number (SIGINT 2, SIGTERM 15), as shells report
+    /// a process killed by it: 130 or 143.
+    fn exit_code(self) -> i32 {
+        128 + match self {
+            Sig::Int => 2,
+            Sig::Term => 15,
+        }
+    }
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) -> Sig {
+        tokio::select! {
+            _ = self.term.recv() => Sig::Term,
+            _ = self.int.recv() => Sig::Int,
+        }
+    }
+}
+
+/// Logs on stderr: `format`, at `level` unless `RUST_LOG` is set; ANSI
+/// colour only when stderr is a terminal (and `NO_COLOR` is not set).
+fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => {
+            EnvFilter::try_new(&v).map_err(|e| format!("RUST_LOG={v:?}: {e}"))?
+        }
+        _ => EnvFilter::try_new(level).map_err(|e| format!("--log-level {level:?}: {e}"))?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder.with_ansi(colour).init();
+        }
+        // One object per line: timestamp, level, target, message and the
+        // event's fields at the top level.
+        LogFormat::Json => builder
+            .with_ansi(false)
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
     }
     Ok(())
 }

@@ -1,4 +1,9 @@
-//! `${VAR}` and `${VAR:-default}` in any string of the config.
+//! `${VAR}`, `${VAR:-default}` and `${VAR:?message}` in any string of the
+//! config; `$${` is a literal `${`.
+//!
+//! As in POSIX shells and Docker Compose, `:-` and `:?` treat a variable
+//! that is set but empty like an unset one. A plain `${VAR}` that is set but
+//! empty expands to the empty string.
 //!
 //! A string that is exactly one `${VAR}` and whose value reads as a number
 //! becomes that number, so `"http_port": "${PORT}"` works; the loader turns it
@@ -6,6 +11,30 @@
 
 use fednode_kit::config::{join, ConfigError};
 use serde_json::Value;
+
+/// What to do with a variable that has no value (and no default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unresolved {
+    /// A config error naming the variable (`run`, `check`).
+    Error,
+    /// Keep the string as it is and record its path (`check --no-env`). A
+    /// string that is exactly one `${VAR}` becomes the number 1, so that a
+    /// number field accepts it; the loader turns it back into the string if
+    /// the field wanted one.
+    Placeholder,
+}
+
+/// Where `interpolate` puts what it found.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// The problems: each missing variable, with its path.
+    pub errors: Vec<ConfigError>,
+    /// Strings turned into numbers: (path, the string to restore).
+    pub numeric: Vec<(String, String)>,
+    /// [`Unresolved::Placeholder`]: the paths of strings left unresolved,
+    /// with the variables they name.
+    pub placeholders: Vec<(String, Vec<String>)>,
+}
 
 /// Replace every placeholder in `value`. Returns the problems (each missing
 /// variable, with its path) and the paths of strings turned into numbers.
@@ -16,54 +45,100 @@ pub fn interpolate(
     errors: &mut Vec<ConfigError>,
     numeric: &mut Vec<(String, String)>,
 ) {
+    let mut found = Found::default();
+    interpolate_with(value, path, lookup, Unresolved::Error, &mut found);
+    errors.append(&mut found.errors);
+    numeric.append(&mut found.numeric);
+}
+
+/// [`interpolate`], with a choice of what an unresolved variable does.
+pub fn interpolate_with(
+    value: &mut Value,
+    path: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    unresolved: Unresolved,
+    found: &mut Found,
+) {
     match value {
         Value::String(s) => {
             if !s.contains("${") {
                 return;
             }
+            let whole = s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1;
             match expand(s, lookup) {
                 Ok(expanded) => {
-                    let whole =
-                        s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1;
                     if whole {
                         if let Ok(n) = expanded.trim().parse::<serde_json::Number>() {
-                            numeric.push((path.to_string(), expanded.clone()));
+                            found.numeric.push((path.to_string(), expanded.clone()));
                             *value = Value::Number(n);
                             return;
                         }
                     }
                     *s = expanded;
                 }
+                Err(missing) if unresolved == Unresolved::Placeholder => {
+                    found.placeholders.push((
+                        path.to_string(),
+                        missing.into_iter().map(|m| m.name).collect(),
+                    ));
+                    if whole {
+                        found.numeric.push((path.to_string(), s.clone()));
+                        *value = Value::Number(1.into());
+                    }
+                }
                 Err(missing) => {
-                    for var in missing {
-                        errors.push(ConfigError::new(
-                            path,
-                            format!("environment variable {var} is not set (use ${{{var}:-default}} for a default)"),
-                        ));
+                    for m in missing {
+                        let var = m.name;
+                        let message = match m.message {
+                            None => format!(
+                                "environment variable {var} is not set (use ${{{var}:-default}} for a default)"
+                            ),
+                            Some(msg) if msg.is_empty() => {
+                                format!("environment variable {var} is not set or empty")
+                            }
+                            Some(msg) => {
+                                format!("environment variable {var} is not set or empty: {msg}")
+                            }
+                        };
+                        found.errors.push(ConfigError::new(path, message));
                     }
                 }
             }
         }
         Value::Array(items) => {
             for (i, v) in items.iter_mut().enumerate() {
-                interpolate(v, &join(path, &format!("[{i}]")), lookup, errors, numeric);
+                interpolate_with(v, &join(path, &format!("[{i}]")), lookup, unresolved, found);
             }
         }
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                interpolate(v, &join(path, k), lookup, errors, numeric);
+                interpolate_with(v, &join(path, k), lookup, unresolved, found);
             }
         }
         _ => {}
     }
 }
 
+/// A variable without a value: its name and, for `${VAR:?message}`, the
+/// message.
+struct Missing {
+    name: String,
+    message: Option<String>,
+}
+
 /// Expand one string; `Err` lists the variables that are missing.
-fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, Vec<String>> {
+fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, Vec<Missing>> {
     let mut out = String::with_capacity(s.len());
     let mut missing = Vec::new();
     let mut rest = s;
     while let Some(start) = rest.find("${") {
+        // `$${` is a literal `${`.
+        if rest[..start].ends_with('$') {
+            out.push_str(&rest[..start - 1]);
+            out.push_str("${");
+            rest = &rest[start + 2..];
+            continue;
+        }
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else {
@@ -73,14 +148,35 @@ fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, Ve
             break;
         };
         let inner = &after[..end];
-        let (name, default) = match inner.split_once(":-") {
-            Some((n, d)) => (n, Some(d)),
-            None => (inner, None),
+        // The first `:` after the name: `:-` or `:?` (anything else, and a
+        // name without one, is a plain `${VAR}`).
+        let colon = inner
+            .find(':')
+            .filter(|&i| matches!(inner.as_bytes().get(i + 1), Some(b'-' | b'?')));
+        let (name, op, arg) = match colon {
+            Some(i) => (&inner[..i], &inner[i + 1..i + 2], &inner[i + 2..]),
+            None => (inner, "", ""),
         };
-        match (lookup(name), default) {
-            (Some(v), _) => out.push_str(&v),
-            (None, Some(d)) => out.push_str(d),
-            (None, None) => missing.push(name.to_string()),
+        let value = lookup(name);
+        match op {
+            "-" => match value.filter(|v| !v.is_empty()) {
+                Some(v) => out.push_str(&v),
+                None => out.push_str(arg),
+            },
+            "?" => match value.filter(|v| !v.is_empty()) {
+                Some(v) => out.push_str(&v),
+                None => missing.push(Missing {
+                    name: name.to_string(),
+                    message: Some(arg.to_string()),
+                }),
+            },
+            _ => match value {
+                Some(v) => out.push_str(&v),
+                None => missing.push(Missing {
+                    name: name.to_string(),
+                    message: None,
+                }),
+            },
         }
         rest = &after[end + 1..];
     }
@@ -124,5 +220,75 @@ mod tests {
             errors[0].to_string(),
             "list[0]: environment variable MISSING is not set (use ${MISSING:-default} for a default)"
         );
+    }
+
+    fn env_with_empty(name: &str) -> Option<String> {
+        match name {
+            "EMPTY" => Some(String::new()),
+            "HOST" => Some("hub".into()),
+            _ => None,
+        }
+    }
+
+    fn expand_one(s: &str) -> (Value, Vec<String>) {
+        let mut v = Value::String(s.into());
+        let (mut errors, mut numeric) = (Vec::new(), Vec::new());
+        interpolate(&mut v, "x", &env_with_empty, &mut errors, &mut numeric);
+        (v, errors.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn default_applies_when_set_but_empty() {
+        assert_eq!(expand_one("${EMPTY:-d}").0, "d");
+        assert_eq!(expand_one("${UNSET:-d}").0, "d");
+        assert_eq!(expand_one("${HOST:-d}").0, "hub");
+        // Without `:-`, empty is a value.
+        assert_eq!(expand_one("a${EMPTY}b").0, "ab");
+        // A default may itself contain `:?` or `:-`.
+        assert_eq!(expand_one("${UNSET:-a:-b:?c}").0, "a:-b:?c");
+    }
+
+    #[test]
+    fn required_with_message_names_the_variable() {
+        assert_eq!(expand_one("${HOST:?set HOST}").0, "hub");
+        let (_, errors) = expand_one("ws://${UNSET:?the hub's address}/x");
+        assert_eq!(
+            errors,
+            vec!["x: environment variable UNSET is not set or empty: the hub's address"]
+        );
+        let (_, errors) = expand_one("${EMPTY:?must be set}");
+        assert_eq!(
+            errors,
+            vec!["x: environment variable EMPTY is not set or empty: must be set"]
+        );
+        let (_, errors) = expand_one("${EMPTY:?}");
+        assert_eq!(
+            errors,
+            vec!["x: environment variable EMPTY is not set or empty"]
+        );
+    }
+
+    #[test]
+    fn double_dollar_is_a_literal() {
+        assert_eq!(expand_one("$${HOST}").0, "${HOST}");
+        assert_eq!(expand_one("a $${UNSET} b ${HOST}").0, "a ${UNSET} b hub");
+        // Not a whole-string placeholder: stays a string.
+        let (v, errors) = expand_one("$${PORT}");
+        assert_eq!(v, "${PORT}");
+        assert!(errors.is_empty());
+    }
+
+    #[test]
+    fn placeholder_mode_keeps_unresolved_strings_and_records_them() {
+        let mut v = json!({"url": "ws://${UNSET}/x", "port": "${UNSET_PORT}", "h": "${HOST}"});
+        let mut found = Found::default();
+        interpolate_with(&mut v, "", &env, Unresolved::Placeholder, &mut found);
+        assert!(found.errors.is_empty());
+        assert_eq!(v["url"], "ws://${UNSET}/x");
+        assert_eq!(v["port"], 1);
+        assert_eq!(v["h"], "hub");
+        let mut paths: Vec<_> = found.placeholders.iter().map(|(p, _)| p.as_str()).collect();
+        paths.sort();
+        assert_eq!(paths, vec!["port", "url"]);
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::runtime::registry;
 
-pub use interpolate::interpolate;
+pub use interpolate::{interpolate, interpolate_with, Found, Unresolved};
 
 /// A validated config, with every enabled component built (not started).
 pub struct NodeConfig {
@@ -208,19 +208,135 @@ pub fn load_str(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<NodeConfig, Vec<ConfigError>> {
-    let mut value: Value = serde_json::from_str(text).map_err(|e| {
+    load_value(text, env, Unresolved::Error).0
+}
+
+/// What `check --no-env` found in a config that is valid apart from its
+/// unresolved variables.
+pub struct Placeheld {
+    /// The config, when no placeholder stood in the way of building it.
+    pub config: Option<NodeConfig>,
+    /// The variables without a value (`${VAR}` and auth `*_env`), each
+    /// once, in document order.
+    pub unresolved: Vec<String>,
+    /// The problems found only at a placeholder's path (a value the check
+    /// could not judge without the variable), one line each.
+    pub unchecked: Vec<ConfigError>,
+}
+
+/// `check --no-env`: validate structure and types with every `${VAR}`
+/// that has no value (and no default) taken as a placeholder, and auth
+/// blocks whose `*_env` variables are unset accepted. `Err` holds the
+/// problems that are not about a placeholder, as [`load`] reports them.
+pub fn load_no_env(path: &Path) -> Result<Placeheld, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
         vec![ConfigError::new(
-            "$",
-            format!(
-                "invalid JSON at line {} column {}: {e}",
-                e.line(),
-                e.column()
-            ),
+            path.display().to_string(),
+            format!("cannot read the config file: {e}"),
         )]
     })?;
-    let mut errors = Vec::new();
-    let mut numeric = Vec::new();
-    interpolate(&mut value, "", env, &mut errors, &mut numeric);
+    load_str_no_env(&text, &|name| std::env::var(name).ok())
+}
+
+/// [`load_no_env`] on config text with an explicit environment.
+pub fn load_str_no_env(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Placeheld, Vec<ConfigError>> {
+    let (result, placeholders) = load_value(text, env, Unresolved::Placeholder);
+    let mut unresolved: Vec<String> = Vec::new();
+    let mut note = |var: &str| {
+        if !unresolved.iter().any(|v| v == var) {
+            unresolved.push(var.to_string());
+        }
+    };
+    for (_, vars) in &placeholders {
+        for v in vars {
+            note(v);
+        }
+    }
+    let errors = match result {
+        Ok(cfg) => {
+            return Ok(Placeheld {
+                config: Some(cfg),
+                unresolved,
+                unchecked: Vec::new(),
+            })
+        }
+        Err(errors) => errors,
+    };
+    let under = |path: &str, p: &str| {
+        path == p
+            || path
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+    };
+    let mut real = Vec::new();
+    let mut unchecked = Vec::new();
+    for e in errors {
+        if placeholders.iter().any(|(p, _)| under(&e.path, p)) {
+            unchecked.push(e);
+        } else if let Some(var) = auth_env_unset(&e) {
+            note(var);
+        } else {
+            real.push(e);
+        }
+    }
+    if real.is_empty() {
+        Ok(Placeheld {
+            config: None,
+            unresolved,
+            unchecked,
+        })
+    } else {
+        Err(real)
+    }
+}
+
+/// The variable of an auth block's "`*_env`: environment variable X is
+/// not set" error.
+fn auth_env_unset(e: &ConfigError) -> Option<&str> {
+    if !e.path.ends_with("_env") {
+        return None;
+    }
+    e.message
+        .strip_prefix("environment variable ")?
+        .strip_suffix(" is not set")
+}
+
+/// Strings left unresolved: (path, the variables they name).
+type Placeholders = Vec<(String, Vec<String>)>;
+
+/// Parse, interpolate and build; also returns the placeholders left
+/// (for [`Unresolved::Placeholder`]).
+fn load_value(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    unresolved: Unresolved,
+) -> (Result<NodeConfig, Vec<ConfigError>>, Placeholders) {
+    let mut value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return (
+                Err(vec![ConfigError::new(
+                    "$",
+                    format!(
+                        "invalid JSON at line {} column {}: {e}",
+                        e.line(),
+                        e.column()
+                    ),
+                )]),
+                Vec::new(),
+            )
+        }
+    };
+    let mut found = Found::default();
+    interpolate_with(&mut value, "", env, unresolved, &mut found);
+    let Found {
+        mut errors,
+        mut numeric,
+        placeholders,
+    } = found;
 
     // A `"${VAR}"` that became a number but sits in a string field goes back
     // to being a string; retry until no such error remains.
@@ -246,7 +362,7 @@ pub fn load_str(
         numeric.retain(|(p, _)| !errs.iter().any(|e| &e.path == p));
         result = build(&value);
     }
-    match result {
+    let result = match result {
         Ok(cfg) if errors.is_empty() => Ok(cfg),
         Ok(_) => Err(errors),
         Err(mut errs) => {
@@ -254,7 +370,8 @@ pub fn load_str(
             errors.append(&mut errs);
             Err(errors)
         }
-    }
+    };
+    (result, placeholders)
 }
 
 fn set_at(root: &mut Value, path: &str, new: Value) {
