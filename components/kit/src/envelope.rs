@@ -113,6 +113,15 @@ fn check_id(env: Envelope) -> Result<Envelope, DecodeError> {
     Ok(env)
 }
 
+/// The most arrays and maps a MessagePack frame may nest, the envelope's
+/// own map included; its payload may nest one less. A deeper frame is a
+/// [`DecodeError::Msgpack`]. [`Envelope::encode_msgpack`] reads the payload
+/// back as a `serde_json::Value`, which holds at most 127 levels, and then
+/// writes it inside the envelope's map: with rmp_serde's own limit (1024)
+/// a deeper frame decoded, and its payload went out as `null` when
+/// re-encoded.
+pub const MAX_MSGPACK_DEPTH: usize = 127;
+
 const NULL: &[u8] = b"null";
 
 /// Current time in milliseconds since the Unix epoch.
@@ -258,8 +267,10 @@ impl Envelope {
         match Fields::of_members(text, &members) {
             Ok(fields) => Ok(fields
                 .into_envelope()
-                // An object that is not an envelope: the whole object is data.
-                .unwrap_or_else(|| Self::plain(Bytes::copy_from_slice(bytes)))),
+                // An object that is not an envelope: the whole object is
+                // data (without the whitespace around it, like any other
+                // value: a payload is a JSON value's text).
+                .unwrap_or_else(|| Self::plain(Bytes::copy_from_slice(trim(bytes))))),
             // An object with odd member types: still data.
             Err(NotFields::Odd) => Ok(Self::plain(Bytes::copy_from_slice(trim(bytes)))),
             Err(NotFields::AskSerde) => Self::decode_json_serde(bytes),
@@ -276,7 +287,7 @@ impl Envelope {
                 return Ok(env);
             }
             // An object that is not an envelope: the whole object is data.
-            return Ok(Self::plain(Bytes::copy_from_slice(bytes)));
+            return Ok(Self::plain(Bytes::copy_from_slice(trim(bytes))));
         }
         // Not an object (or an object with odd field types): any valid JSON
         // value is still data.
@@ -310,11 +321,24 @@ impl Envelope {
         )
     }
 
-    /// Decode a MessagePack binary frame, with the same rules as JSON.
+    /// Decode a MessagePack binary frame, with the same rules as JSON. A
+    /// frame nested deeper than [`MAX_MSGPACK_DEPTH`] is a
+    /// [`DecodeError::Msgpack`].
     pub fn decode_msgpack(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let value: serde_json::Value =
-            rmp_serde::from_slice(bytes).map_err(|e| DecodeError::Msgpack(e.to_string()))?;
-        check_id(Self::from_value(value))
+        let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+        // rmp_serde fails when its count reaches 0, so one more.
+        de.set_max_depth(MAX_MSGPACK_DEPTH + 1);
+        let value = serde_json::Value::deserialize(&mut de)
+            .map_err(|e| DecodeError::Msgpack(e.to_string()))?;
+        let env = Self::from_value(value);
+        // A value that is not an envelope is the payload whole.
+        if nesting(&env.payload) >= MAX_MSGPACK_DEPTH {
+            return Err(DecodeError::Msgpack(format!(
+                "depth limit exceeded (a payload nests at most {} arrays and maps)",
+                MAX_MSGPACK_DEPTH - 1
+            )));
+        }
+        check_id(env)
     }
 
     /// Build an envelope from an already-parsed JSON value (the MessagePack
@@ -660,6 +684,34 @@ fn as_millis(v: &serde_json::Value) -> Option<i64> {
     v.as_i64()
         .or_else(|| v.as_u64().map(|u| u as i64))
         .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+}
+
+/// The most arrays and objects open at once in `json` (valid JSON text).
+pub fn nesting(json: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    deepest
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {

@@ -38,8 +38,15 @@ impl Cursor {
         if lines.next()? != FORMAT {
             return None;
         }
-        let acked = lines.next()?.strip_prefix("acked ")?.parse().ok()?;
-        let next = lines.next()?.strip_prefix("next ")?.parse().ok()?;
+        let number = |line: Option<&str>, name: &str| {
+            line?
+                .strip_prefix(name)?
+                .parse::<u64>()
+                .ok()
+                .filter(|&n| n <= super::MAX_SEQ)
+        };
+        let acked = number(lines.next(), "acked ")?;
+        let next = number(lines.next(), "next ")?;
         if lines.next().is_some() {
             return None;
         }
@@ -102,6 +109,19 @@ mod tests {
             Cursor::decode("fednode-store-cursor 2\nacked 1\nnext 5\n"),
             None
         );
+        // Beyond MAX_SEQ (the log would count on from it and overflow).
+        let max = super::super::MAX_SEQ;
+        assert_eq!(
+            Cursor::decode(&format!("{FORMAT}\nacked {max}\nnext {max}\n")),
+            Some(Cursor {
+                acked: max,
+                next: max
+            })
+        );
+        for (acked, next) in [(max + 1, 5), (1, max + 1), (u64::MAX, u64::MAX)] {
+            let text = format!("{FORMAT}\nacked {acked}\nnext {next}\n");
+            assert_eq!(Cursor::decode(&text), None, "{text}");
+        }
     }
 
     #[test]

@@ -41,6 +41,15 @@ pub use open::{Cut, Recovery};
 pub use options::LogOptions;
 pub use segment::HEADER_BYTES;
 
+/// The largest sequence number read from disk (`i64::MAX`): a segment file
+/// named beyond it is not one of the log's (it is left alone, like any
+/// other file), and a cursor holding a larger number is unreadable (treated
+/// as absent). With the numbers read back bounded so, counting on from them
+/// (`first + count`, the next number to give out) cannot overflow. No log
+/// gets there by appending (that takes 2^63 records); only a damaged or
+/// hand-edited store holds such numbers.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
+
 use cursor::Cursor;
 use error::{io_error, sync_dir};
 use segment::{header, path_of, Segment};

@@ -37,13 +37,14 @@ pub fn path_of(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("{first:0NAME_DIGITS$}{NAME_SUFFIX}"))
 }
 
-/// The first sequence number a segment file name stands for, if it is one.
+/// The first sequence number a segment file name stands for, if it is one
+/// (at most [`MAX_SEQ`](super::MAX_SEQ)).
 pub fn parse_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(NAME_SUFFIX)?;
     if digits.len() != NAME_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    digits.parse().ok().filter(|&first| first <= super::MAX_SEQ)
 }
 
 /// What the log knows about one segment file.
@@ -245,6 +246,14 @@ mod tests {
         assert_eq!(parse_name("0000000000000000004x.seg"), None);
         assert_eq!(parse_name("00000000000000000042.seg.tmp"), None);
         assert_eq!(parse_name("cursor"), None);
+        // Beyond MAX_SEQ: counting on from it could overflow.
+        assert_eq!(
+            parse_name("09223372036854775807.seg"),
+            Some(super::super::MAX_SEQ)
+        );
+        assert_eq!(parse_name("09223372036854775808.seg"), None);
+        assert_eq!(parse_name("18446744073709551615.seg"), None);
+        assert_eq!(parse_name("99999999999999999999.seg"), None);
     }
 
     #[test]
