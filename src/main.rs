@@ -172,7 +172,14 @@ fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let (lines, warnings) = runtime::wiring_report(&cfg);
+    print_valid(&path, &cfg);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `check` prints for a valid config: a summary line, the wiring, and
+/// warnings on stderr.
+fn print_valid(path: &std::path::Path, cfg: &config::NodeConfig) {
+    let (lines, warnings) = runtime::wiring_report(cfg);
     println!(
         "config {} is valid: node {}, bus {:?}, {} components",
         path.display(),
@@ -186,7 +193,6 @@ fn check(path: PathBuf) -> anyhow::Result<ExitCode> {
     for w in warnings {
         eprintln!("warning: {w}");
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `check --no-env`: placeholders for what the environment does not give.
@@ -199,22 +205,7 @@ fn check_no_env(path: PathBuf) -> anyhow::Result<ExitCode> {
         }
     };
     match &checked.config {
-        Some(cfg) => {
-            let (lines, warnings) = runtime::wiring_report(cfg);
-            println!(
-                "config {} is valid: node {}, bus {:?}, {} components",
-                path.display(),
-                cfg.node.id,
-                cfg.bus.kind,
-                cfg.components.len()
-            );
-            for l in lines {
-                println!("{l}");
-            }
-            for w in warnings {
-                eprintln!("warning: {w}");
-            }
-        }
+        Some(cfg) => print_valid(&path, cfg),
         None => println!(
             "config {} is valid with placeholders (wiring not shown: it needs the variables)",
             path.display()

@@ -20,16 +20,25 @@ const READY: Duration = Duration::from_secs(30);
 const TOKEN: &str = "limits-test-token";
 const MIB: u64 = 1024 * 1024;
 
-/// The peak resident set (`VmHWM`) of a process, in bytes.
-fn peak_rss(pid: u32) -> u64 {
+/// A memory figure of a process from `/proc/PID/status` (`VmHWM`, the
+/// peak resident set, or `VmRSS`, the current one), in bytes.
+fn proc_bytes(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
     let kb: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .expect("VmHWM");
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"));
     kb * 1024
+}
+
+fn peak_rss(pid: u32) -> u64 {
+    proc_bytes(pid, "VmHWM")
+}
+
+fn rss(pid: u32) -> u64 {
+    proc_bytes(pid, "VmRSS")
 }
 
 fn http_node() -> Node {
@@ -332,18 +341,6 @@ fn admin_paths_need_http_auth_except_the_health_probes() {
             "{method} {path} with the token: {code} {answer}"
         );
     }
-}
-
-/// The resident set (`VmRSS`) of a process, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
 }
 
 type Peer = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
