@@ -289,6 +289,83 @@ async fn unsubscribe_on_drop(bus: Arc<dyn Bus>) {
     .await;
 }
 
+/// A queue group member that closes while messages stream in (a reloaded
+/// processor handing over to its successor): each message reaches exactly
+/// one of the two, none is lost, and the closed one reads to the end of
+/// what it had taken.
+async fn a_closing_group_member_hands_over(bus: Arc<dyn Bus>) {
+    const N: u32 = 20_000;
+    let opts = || SubscribeOptions {
+        queue_group: Some("handover".into()),
+        capacity: N as usize + 10,
+        ..Default::default()
+    };
+    let mut old = bus.subscribe("h", opts()).await.unwrap();
+    settle(&bus).await;
+    let (sent_tx, mut sent_rx) = tokio::sync::watch::channel(0u32);
+    let publisher = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            for i in 0..N {
+                let m = Message::new("h", Bytes::from(i.to_string()));
+                // Both ways in: without waiting, and the awaited path.
+                if i % 2 == 0 {
+                    if let fednode_kit::TryPublish::WouldWait(m) = bus.try_publish(m) {
+                        bus.publish(m).await.unwrap();
+                    }
+                } else {
+                    bus.publish(m).await.unwrap();
+                }
+                if i % 100 == 0 {
+                    sent_tx.send_replace(i);
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    };
+    sent_rx.wait_for(|&i| i >= N / 4).await.unwrap();
+    let mut new = bus.subscribe("h", opts()).await.unwrap();
+    sent_rx.wait_for(|&i| i >= N / 2).await.unwrap();
+    old.close();
+    let mut seen = vec![0u8; N as usize];
+    let mut from_old = 0;
+    while let Some(m) = tokio::time::timeout(T, old.next()).await.expect("old ends") {
+        seen[std::str::from_utf8(&m.payload)
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()] += 1;
+        from_old += 1;
+    }
+    publisher.await.unwrap();
+    settle(&bus).await;
+    bus.publish(Message::new("h", Bytes::from_static(b"end")))
+        .await
+        .unwrap();
+    loop {
+        let m = recv(&mut new).await;
+        if &m.payload[..] == b"end" {
+            break;
+        }
+        seen[std::str::from_utf8(&m.payload)
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()] += 1;
+    }
+    let lost: Vec<usize> = (0..N as usize).filter(|&i| seen[i] == 0).collect();
+    let twice: Vec<usize> = (0..N as usize).filter(|&i| seen[i] > 1).collect();
+    assert!(
+        lost.is_empty(),
+        "{} lost, first {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    assert!(twice.is_empty(), "{} delivered twice", twice.len());
+    assert!(
+        (N / 4..N).contains(&from_old),
+        "the old member took {from_old}"
+    );
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -320,6 +397,16 @@ suite!(
     full_queues_drop_and_count,
     unsubscribe_on_drop,
 );
+
+/// Memory bus only: the NATS client drops what is in flight to a
+/// subscription that ends (so the runtime does not hand over in a queue
+/// group there).
+#[tokio::test]
+async fn memory_bus_a_closing_group_member_hands_over() {
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    assert!(bus.closes_group_members_without_loss());
+    a_closing_group_member_hands_over(bus).await;
+}
 
 #[tokio::test]
 async fn nats_bus_reconnects_after_a_server_restart() {

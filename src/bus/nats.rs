@@ -6,6 +6,7 @@ use async_nats::header::HeaderMap;
 use async_nats::{Client, ConnectOptions, Event};
 use async_trait::async_trait;
 use bytes::Bytes;
+use fednode_kit::bus::{Closing, SubscriptionGuard};
 use fednode_kit::bus::{
     Origin, HEADER_ID, HEADER_NODE, HEADER_ORIGIN, HEADER_ORIGIN_REGION, HEADER_REPLAY,
     HEADER_TIMESTAMP,
@@ -32,6 +33,9 @@ pub struct NatsBus {
     echo: tokio::sync::Mutex<async_nats::Subscriber>,
     echo_subject: String,
     next_token: AtomicU64,
+    /// Since when, and why, the connection is down (set on a disconnect,
+    /// cleared on a connect).
+    down: Arc<parking_lot::Mutex<Option<(std::time::Instant, String)>>>,
 }
 
 /// How long a flush waits for the server's echo.
@@ -52,6 +56,9 @@ impl NatsBus {
             "NATS connection events (connected, disconnected, slow_consumer, …)",
             &["event"],
         );
+        let down: Arc<parking_lot::Mutex<Option<(std::time::Instant, String)>>> = Arc::default();
+        let down_events = down.clone();
+        let down_url = url.clone();
         let mut opts = ConnectOptions::new()
             .name("fednode")
             .subscription_capacity(NATS_SUBSCRIPTION_CAPACITY)
@@ -59,7 +66,29 @@ impl NatsBus {
             .max_reconnects(None)
             .event_callback(move |event| {
                 let events = events.clone();
+                let down = down_events.clone();
+                let url = down_url.clone();
                 async move {
+                    {
+                        let mut down = down.lock();
+                        match &event {
+                            Event::Connected => *down = None,
+                            Event::Disconnected => {
+                                *down = Some((
+                                    std::time::Instant::now(),
+                                    format!("disconnected from {url}; reconnecting"),
+                                ))
+                            }
+                            // Why the reconnects fail, while they do.
+                            Event::ServerError(_) | Event::ClientError(_) => {
+                                if let Some((_, why)) = down.as_mut() {
+                                    *why =
+                                        format!("disconnected from {url}; reconnecting: {event}");
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
                     let word = match &event {
                         Event::Connected => "connected",
                         Event::Disconnected => "disconnected",
@@ -122,6 +151,7 @@ impl NatsBus {
                 creds_file: cfg.creds_file.clone(),
             },
             dropped_total: Arc::new(AtomicU64::new(0)),
+            down,
         })
     }
 
@@ -227,10 +257,25 @@ impl Bus for NatsBus {
         let task_dropped = dropped.clone();
         let overflow = opts.overflow;
         let counter = opts.drop_counter.clone();
+        let (drain_tx, mut drain_rx) = tokio::sync::oneshot::channel::<()>();
         // Move messages from the NATS subscriber into the bounded queue the
-        // component reads, applying its overflow policy.
+        // component reads, applying its overflow policy. On `close`, ask
+        // the server to stop (`drain`) and forward what it had already sent
+        // until the stream ends.
         let task = tokio::spawn(async move {
-            while let Some(m) = sub.next().await {
+            let mut draining = false;
+            loop {
+                let next = tokio::select! {
+                    m = sub.next() => m,
+                    asked = &mut drain_rx, if !draining => {
+                        draining = true;
+                        if asked.is_ok() && sub.drain().await.is_ok() {
+                            continue;
+                        }
+                        break;
+                    }
+                };
+                let Some(m) = next else { break };
                 let m = from_nats(m);
                 match overflow {
                     Overflow::Block => {
@@ -251,12 +296,15 @@ impl Bus for NatsBus {
                     },
                 }
             }
-            // Dropping `sub` unsubscribes.
+            // Dropping `sub` unsubscribes; dropping `tx` ends the stream.
         });
         Ok(Subscription::new(
             rx,
             dropped,
-            Some(Box::new(AbortOnDrop(task))),
+            Some(Box::new(Forwarder {
+                task,
+                drain: Some(drain_tx),
+            })),
         ))
     }
 
@@ -317,6 +365,16 @@ impl Bus for NatsBus {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
+    fn problem(&self) -> Option<String> {
+        if self.is_connected() {
+            return None;
+        }
+        Some(match &*self.down.lock() {
+            Some((since, why)) => format!("{why} (down for {}s)", since.elapsed().as_secs()),
+            None => format!("not connected to {}", self.conn.url),
+        })
+    }
+
     fn kind(&self) -> &'static str {
         "nats"
     }
@@ -330,10 +388,24 @@ impl Bus for NatsBus {
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// The task moving one subscription's messages from NATS into its queue.
+struct Forwarder {
+    task: tokio::task::JoinHandle<()>,
+    drain: Option<tokio::sync::oneshot::Sender<()>>,
+}
 
-impl Drop for AbortOnDrop {
+impl SubscriptionGuard for Forwarder {
+    fn close(&mut self) -> Closing {
+        match self.drain.take().map(|tx| tx.send(())) {
+            Some(Ok(())) => Closing::WhenDrained,
+            // The task has ended: nothing more is on its way.
+            _ => Closing::Now,
+        }
+    }
+}
+
+impl Drop for Forwarder {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
     }
 }

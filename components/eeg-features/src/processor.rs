@@ -210,11 +210,10 @@ impl EegFeatures {
             }
             self.process(&mut batch, &mut out, &ctx, &c).await;
         }
-        loop {
-            batch.extend(std::iter::from_fn(|| sub.try_next()).take(BATCH));
-            if batch.is_empty() {
-                break;
-            }
+        // Take nothing new (a reloaded successor in the same queue group
+        // gets it), and process what is already on its way.
+        sub.close();
+        while sub.next_many(&mut batch, BATCH).await > 0 {
             self.process(&mut batch, &mut out, &ctx, &c).await;
         }
         tracing::debug!(component = %ctx.name, "eeg_features input drained");

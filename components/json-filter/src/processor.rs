@@ -158,11 +158,10 @@ impl JsonFilter {
             }
             self.process(&mut batch, &w).await;
         }
-        loop {
-            batch.extend(std::iter::from_fn(|| sub.try_next()).take(BATCH));
-            if batch.is_empty() {
-                break;
-            }
+        // Take nothing new (a reloaded successor in the same queue group
+        // gets it), and filter what is already on its way.
+        sub.close();
+        while sub.next_many(&mut batch, BATCH).await > 0 {
             self.process(&mut batch, &w).await;
         }
         tracing::debug!(component = %w.ctx.name, "json_filter input drained");

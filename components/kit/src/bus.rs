@@ -125,16 +125,37 @@ pub fn is_control(m: &Message) -> bool {
 pub const DEFAULT_CAPACITY: usize = 65_536;
 
 /// A live subscription: messages arrive in publish order per publisher.
-/// Dropping it unsubscribes.
+/// Dropping it unsubscribes (what is still queued is lost); [`close`]
+/// unsubscribes and keeps what is queued for reading.
+///
+/// [`close`]: Subscription::close
 pub struct Subscription {
     rx: mpsc::Receiver<Message>,
     dropped: Arc<std::sync::atomic::AtomicU64>,
     received: Option<IntCounter>,
     /// Skip control traffic ([`is_control`]).
     data_only: bool,
-    /// Keeps the transport side alive (a NATS forwarding task's abort
-    /// handle, for instance).
-    _guard: Option<Box<dyn Send + Sync>>,
+    /// The transport side (a registry entry, a NATS forwarding task).
+    guard: Option<Box<dyn SubscriptionGuard>>,
+}
+
+/// The transport's side of a [`Subscription`]: dropping it unsubscribes at
+/// once; `close` stops new messages but lets the ones already on their way
+/// arrive.
+pub trait SubscriptionGuard: Send + Sync {
+    /// Stop taking new messages.
+    fn close(&mut self) -> Closing;
+}
+
+/// How a closing subscription ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// Nothing more is on its way: close the receiver now (it still yields
+    /// what is queued).
+    Now,
+    /// The transport still forwards what was in flight and drops its
+    /// sender when done.
+    WhenDrained,
 }
 
 impl Subscription {
@@ -142,14 +163,32 @@ impl Subscription {
     pub fn new(
         rx: mpsc::Receiver<Message>,
         dropped: Arc<std::sync::atomic::AtomicU64>,
-        guard: Option<Box<dyn Send + Sync>>,
+        guard: Option<Box<dyn SubscriptionGuard>>,
     ) -> Self {
         Subscription {
             rx,
             dropped,
             received: None,
             data_only: false,
-            _guard: guard,
+            guard,
+        }
+    }
+
+    /// Unsubscribe without losing what is queued: nothing new arrives (a
+    /// queue group's messages go to its other members), and [`next`] and
+    /// [`next_many`] give what was already on its way, then `None` / 0.
+    /// A component stopping, or handing over to its reloaded successor,
+    /// closes and then reads to the end.
+    ///
+    /// [`next`]: Subscription::next
+    /// [`next_many`]: Subscription::next_many
+    pub fn close(&mut self) {
+        let how = match &mut self.guard {
+            Some(g) => g.close(),
+            None => Closing::Now,
+        };
+        if how == Closing::Now {
+            self.rx.close();
         }
     }
 
@@ -283,6 +322,21 @@ pub trait Bus: Send + Sync + 'static {
     /// Whether the transport is connected (always true in memory).
     fn is_connected(&self) -> bool;
 
+    /// Whether a queue group member that closes its subscription
+    /// ([`Subscription::close`]) loses nothing: what was routed to it is
+    /// still read, and what comes after goes to the other members. True
+    /// for the memory bus; the NATS client drops what is in flight to a
+    /// subscription that ends.
+    fn closes_group_members_without_loss(&self) -> bool {
+        false
+    }
+
+    /// Why the transport is not connected, for `/health` (`None` when it
+    /// is, or when it cannot tell).
+    fn problem(&self) -> Option<String> {
+        None
+    }
+
     /// `"memory"` or `"nats"`.
     fn kind(&self) -> &'static str;
 
@@ -319,6 +373,9 @@ pub struct BusHandle {
     received: IntCounter,
     subscriber_drops: IntCounter,
     requests: crate::metrics::LabelledCounter,
+    /// The queue group of subscriptions that name none (see
+    /// [`BusHandle::with_handover_group`]).
+    handover_group: Option<Arc<str>>,
 }
 
 impl BusHandle {
@@ -357,7 +414,22 @@ impl BusHandle {
                 "Bus requests sent by this component, by outcome",
                 &["outcome"],
             ),
+            handover_group: None,
         }
+    }
+
+    /// Subscribe in queue group `group` unless the subscription names its
+    /// own: the runtime gives a processor's instances one group per node
+    /// process, so that a reloaded processor starts beside the one it
+    /// replaces and each message goes to exactly one of them until the old
+    /// one has closed its subscriptions. With a single instance the group
+    /// changes nothing. Only on a bus that
+    /// [closes group members without loss](Bus::closes_group_members_without_loss):
+    /// elsewhere (NATS) both instances receive everything while they
+    /// overlap, a duplicate rather than a loss.
+    pub fn with_handover_group(mut self, group: &str) -> Self {
+        self.handover_group = Some(group.into());
+        self
     }
 
     /// This node as the origin of data that enters the bus here.
@@ -474,6 +546,9 @@ impl BusHandle {
     ) -> Result<Subscription, BusError> {
         let mut opts = opts;
         opts.drop_counter = Some(self.subscriber_drops.clone());
+        if opts.queue_group.is_none() && self.bus.closes_group_members_without_loss() {
+            opts.queue_group = self.handover_group.as_deref().map(str::to_string);
+        }
         let data_only = !opts.requests;
         let mut sub = self.bus.subscribe(pattern, opts).await?;
         sub.received = Some(self.received.clone());

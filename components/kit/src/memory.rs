@@ -21,7 +21,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::bus::{
-    Bus, BusError, Message, Meta, Overflow, SubscribeOptions, Subscription, TryPublish,
+    Bus, BusError, Closing, Message, Meta, Overflow, SubscribeOptions, Subscription,
+    SubscriptionGuard, TryPublish,
 };
 use crate::subject;
 
@@ -48,6 +49,18 @@ struct Route {
 impl Route {
     fn is_empty(&self) -> bool {
         self.plain.is_empty() && self.groups.is_empty()
+    }
+
+    /// Another member of `sub`'s queue group whose channel is open.
+    fn open_sibling(&self, sub: &Sub) -> Option<&Sub> {
+        let group = sub.queue_group.as_deref()?;
+        self.groups
+            .iter()
+            .find(|(members, _)| members[0].queue_group.as_deref() == Some(group))?
+            .0
+            .iter()
+            .map(|m| &**m)
+            .find(|m| m.id != sub.id && !m.tx.is_closed())
     }
 }
 
@@ -213,10 +226,17 @@ impl MemoryBus {
     }
 
     /// Deliver to one subscriber that never blocks.
-    fn deliver_now(&self, sub: &Sub, msg: Message) {
+    fn deliver_now(&self, route: &Route, sub: &Sub, msg: Message) {
         match sub.tx.try_send(msg) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => self.count_drop(sub),
+            Err(mpsc::error::TrySendError::Closed(msg)) => {
+                // A queue group member closing (a component handing over
+                // to its reloaded successor): another member takes it.
+                if let Some(other) = route.open_sibling(sub) {
+                    self.deliver_now(route, other, msg);
+                }
+            }
         }
     }
 
@@ -247,6 +267,7 @@ impl MemoryBus {
             // Full (or a wider route) takes the async path, which waits.
             return match (&route.plain[..], route.groups.is_empty()) {
                 ([only], true) => match only.tx.try_send(msg) {
+                    // Closed: a plain subscriber leaving; nobody else wants it.
                     Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => TryPublish::Sent,
                     Err(mpsc::error::TrySendError::Full(msg)) => TryPublish::WouldWait(msg),
                 },
@@ -256,22 +277,31 @@ impl MemoryBus {
         let mut targets = Targets::new();
         Self::targets(route, &mut targets);
         for (s, m) in copies(&targets, msg) {
-            self.deliver_now(s, m);
+            self.deliver_now(route, s, m);
         }
         TryPublish::Sent
     }
 
     async fn deliver(&self, sub: &Sub, msg: Message) {
-        match sub.tx.try_send(msg) {
-            Ok(()) => {}
+        let closed = match sub.tx.try_send(msg) {
+            Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(msg)) => match sub.overflow {
-                Overflow::Block => {
-                    let _ = sub.tx.send(msg).await;
-                }
-                Overflow::Drop => self.count_drop(sub),
+                Overflow::Block => match sub.tx.send(msg).await {
+                    Ok(()) => return,
+                    Err(mpsc::error::SendError(msg)) => msg,
+                },
+                Overflow::Drop => return self.count_drop(sub),
             },
-            // The subscription is being dropped; its guard removes it.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(msg)) => msg,
+        };
+        // Closed: a plain subscription is being dropped (its guard removes
+        // it), and its message goes nowhere, as on NATS. A queue group's
+        // message goes to another member, on the current route.
+        if sub.queue_group.is_some() {
+            let route = self.route(&closed.subject);
+            if let Some(other) = route.open_sibling(sub) {
+                Box::pin(self.deliver(other, closed)).await;
+            }
         }
     }
 }
@@ -299,19 +329,36 @@ fn copies<'t, 'a: 't>(
     })
 }
 
-/// Removes a subscription from the bus when the [`Subscription`] is dropped.
+/// Removes a subscription from the bus when the [`Subscription`] is
+/// closed or dropped.
 struct Unsubscribe {
     bus: Weak<Inner>,
     id: u64,
 }
 
-impl Drop for Unsubscribe {
-    fn drop(&mut self) {
+impl Unsubscribe {
+    fn remove(&self) {
         if let Some(inner) = self.bus.upgrade() {
             let mut st = inner.state.write();
             st.subs.retain(|s| s.id != self.id);
             st.cache.clear();
         }
+    }
+}
+
+impl SubscriptionGuard for Unsubscribe {
+    /// Leave every route first, then let the receiver close: a publisher
+    /// still holding an older route then finds the channel closed and
+    /// gives a queue group's message to another member.
+    fn close(&mut self) -> Closing {
+        self.remove();
+        Closing::Now
+    }
+}
+
+impl Drop for Unsubscribe {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
@@ -417,6 +464,10 @@ impl Bus for MemoryBus {
 
     async fn flush(&self) -> Result<(), BusError> {
         Ok(())
+    }
+
+    fn closes_group_members_without_loss(&self) -> bool {
+        true
     }
 
     fn is_connected(&self) -> bool {
