@@ -183,3 +183,127 @@ fn invalid_json_names_the_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid JSON at line 2"));
 }
+
+/// The error lines of `fednode check` on a config that must be refused.
+fn refused(json: &str, env: &[(&str, &str)]) -> Vec<String> {
+    let (_d, path) = write(json);
+    let out = fednode(&["check", &path], env);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    stderr.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn two_components_on_one_port_are_refused() {
+    let lines = refused(
+        r#"{"http": {"listen": "127.0.0.1:19090"}, "components": {
+      "a": {"type": "input", "name": "websocket_input", "config": {"http_port": 18080,
+            "ports": {"outputs": [{"name": "out", "subject": "raw"}]}}},
+      "b": {"type": "output", "name": "websocket", "config": {
+            "server": {"http_port": 18080, "bind": "127.0.0.1"},
+            "ports": {"inputs": [{"name": "in", "subject": "raw"}]}}},
+      "c": {"type": "input", "name": "http_input", "config": {"http_port": 19090,
+            "ports": {"outputs": [{"name": "out", "subject": "raw"}]}}},
+      "d": {"type": "input", "name": "udp", "config": {"port": 18080,
+            "ports": {"outputs": [{"name": "out", "subject": "raw"}]}}},
+      "e": {"type": "input", "name": "udp", "config": {"port": 18080, "bind": "127.0.0.1",
+            "ports": {"outputs": [{"name": "out", "subject": "raw"}]}}},
+      "f": {"type": "input", "name": "http_input", "config": {"http_port": 0,
+            "ports": {"outputs": [{"name": "out", "subject": "raw"}]}}},
+      "g": {"type": "input", "name": "websocket_input", "config": {"http_port": 0,
+            "ports": {"outputs": [{"name": "out", "subject": "raw"}]}}},
+      "h": {"type": "input", "name": "http_input", "config": {"http_port": 18081, "bind": "127.0.0.1",
+            "ports": {"outputs": [{"name": "out", "subject": "raw"}]}}},
+      "i": {"type": "input", "name": "http_input", "config": {"http_port": 18081, "bind": "127.0.0.2",
+            "ports": {"outputs": [{"name": "out", "subject": "raw"}]}}}
+    }}"#,
+        &[],
+    );
+    // UDP and TCP on one number, port 0 twice, and two distinct addresses
+    // on one port are all fine.
+    assert_eq!(
+        lines,
+        vec![
+            "components.b.config.server.http_port: port 18080 is already used by component \"a\" (TCP 0.0.0.0:18080)",
+            "components.c.config.http_port: port 19090 is already used by the admin server (TCP 127.0.0.1:19090)",
+            "components.e.config.port: port 18080 is already used by component \"d\" (UDP 0.0.0.0:18080)",
+        ]
+    );
+}
+
+#[test]
+fn a_block_for_the_other_websocket_mode_is_refused() {
+    let lines = refused(
+        r#"{"components": {
+      "pull": {"type": "input", "name": "websocket_input", "config": {
+            "mode": "client", "client": {"url": "ws://edge:8080/federation"},
+            "server": {"http_port": 8081},
+            "ports": {"outputs": [{"name": "out", "subject": "raw"}]}}},
+      "serve": {"type": "output", "name": "websocket", "config": {
+            "mode": "server", "server": {"http_port": 8080},
+            "client": {"url": "ws://hub:8081/ingest"},
+            "ports": {"inputs": [{"name": "in", "subject": "raw"}]}}}
+    }}"#,
+        &[],
+    );
+    assert_eq!(
+        lines,
+        vec![
+            "components.pull.config.server: only used when mode is \"server\"",
+            "components.serve.config.client: only used when mode is \"client\"",
+        ]
+    );
+}
+
+#[test]
+fn env_booleans_fill_boolean_fields() {
+    let (_d, path) = write(
+        r#"{"node": {"id": "${FEDNODE_T_ON}"}, "components": {
+      "u": {"type": "input", "name": "udp", "enabled": "${FEDNODE_T_UDP}", "config": {"port": 0,
+            "ports": {"outputs": [{"name": "out", "subject": "raw"}]}}},
+      "w": {"type": "input", "name": "websocket_input", "config": {"http_port": 0,
+            "backpressure": {"enabled": "${FEDNODE_T_ON}"},
+            "ports": {"outputs": [{"name": "out", "subject": "raw"}]}}}
+    }}"#,
+    );
+    let env = [("FEDNODE_T_ON", "true"), ("FEDNODE_T_UDP", "false")];
+    let out = fednode(&["check", &path], &env);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A string field keeps the value as a string.
+    assert!(stdout.contains("node true,"), "{stdout}");
+    assert!(stdout.contains("u (input udp) disabled"), "{stdout}");
+
+    let out = fednode(
+        &["check", &path],
+        &[("FEDNODE_T_ON", "true"), ("FEDNODE_T_UDP", "true")],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(stdout.lines().any(|l| l == "u (input udp)"), "{stdout}");
+}
+
+#[test]
+fn an_unset_variable_in_a_number_field_is_one_line() {
+    let lines = refused(
+        r#"{"components": {
+      "u": {"type": "input", "name": "udp", "config": {"port": "${FEDNODE_T_UNSET_A}",
+            "ports": {"outputs": [{"name": "out", "subject": "raw"}]}}},
+      "w": {"type": "input", "name": "websocket_input", "config": {
+            "http_port": "${FEDNODE_T_UNSET_B}",
+            "ports": {"outputs": [{"name": "out", "subject": "raw"}]}}}
+    }}"#,
+        &[],
+    );
+    assert_eq!(
+        lines,
+        vec![
+            "components.u.config.port: environment variable FEDNODE_T_UNSET_A is not set (use ${FEDNODE_T_UNSET_A:-default} for a default)",
+            "components.w.config.http_port: environment variable FEDNODE_T_UNSET_B is not set (use ${FEDNODE_T_UNSET_B:-default} for a default)",
+        ]
+    );
+}

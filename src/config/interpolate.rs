@@ -6,8 +6,10 @@
 //! empty expands to the empty string.
 //!
 //! A string that is exactly one `${VAR}` and whose value reads as a number
-//! becomes that number, so `"http_port": "${PORT}"` works; the loader turns it
-//! back into a string if the field wanted one.
+//! becomes that number, so `"http_port": "${PORT}"` works, and one whose
+//! value is `true` or `false` becomes that boolean, so `"enabled":
+//! "${FEATURE}"` works; the loader turns it back into a string if the field
+//! wanted one.
 
 use fednode_kit::config::{join, ConfigError};
 use serde_json::Value;
@@ -15,12 +17,14 @@ use serde_json::Value;
 /// What to do with a variable that has no value (and no default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unresolved {
-    /// A config error naming the variable (`run`, `check`).
+    /// A config error naming the variable (`run`, `check`). The string is
+    /// then a placeholder as below, so that the loader can drop the
+    /// problems that only follow from the missing value.
     Error,
     /// Keep the string as it is and record its path (`check --no-env`). A
-    /// string that is exactly one `${VAR}` becomes the number 1, so that a
-    /// number field accepts it; the loader turns it back into the string if
-    /// the field wanted one.
+    /// string that is exactly one `${VAR}` becomes a stand-in, the number
+    /// 1, so that a number field accepts it; the loader turns it back into
+    /// the string if the field wanted another type.
     Placeholder,
 }
 
@@ -29,26 +33,27 @@ pub enum Unresolved {
 pub struct Found {
     /// The problems: each missing variable, with its path.
     pub errors: Vec<ConfigError>,
-    /// Strings turned into numbers: (path, the string to restore).
-    pub numeric: Vec<(String, String)>,
-    /// [`Unresolved::Placeholder`]: the paths of strings left unresolved,
-    /// with the variables they name.
+    /// Strings turned into numbers or booleans (stand-ins included):
+    /// (path, the string to restore).
+    pub typed: Vec<(String, String)>,
+    /// The paths of strings left unresolved, with the variables they name.
     pub placeholders: Vec<(String, Vec<String>)>,
 }
 
 /// Replace every placeholder in `value`. Returns the problems (each missing
-/// variable, with its path) and the paths of strings turned into numbers.
+/// variable, with its path) and the paths of strings turned into numbers or
+/// booleans.
 pub fn interpolate(
     value: &mut Value,
     path: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     errors: &mut Vec<ConfigError>,
-    numeric: &mut Vec<(String, String)>,
+    typed: &mut Vec<(String, String)>,
 ) {
     let mut found = Found::default();
     interpolate_with(value, path, lookup, Unresolved::Error, &mut found);
     errors.append(&mut found.errors);
-    numeric.append(&mut found.numeric);
+    typed.append(&mut found.typed);
 }
 
 /// [`interpolate`], with a choice of what an unresolved variable does.
@@ -68,39 +73,30 @@ pub fn interpolate_with(
             match expand(s, lookup) {
                 Ok(expanded) => {
                     if whole {
-                        if let Ok(n) = expanded.trim().parse::<serde_json::Number>() {
-                            found.numeric.push((path.to_string(), expanded.clone()));
-                            *value = Value::Number(n);
+                        let typed = match expanded.trim() {
+                            "true" => Some(Value::Bool(true)),
+                            "false" => Some(Value::Bool(false)),
+                            t => t.parse::<serde_json::Number>().ok().map(Value::Number),
+                        };
+                        if let Some(v) = typed {
+                            found.typed.push((path.to_string(), expanded));
+                            *value = v;
                             return;
                         }
                     }
                     *s = expanded;
                 }
-                Err(missing) if unresolved == Unresolved::Placeholder => {
+                Err(missing) => {
+                    if unresolved == Unresolved::Error {
+                        report_missing(&missing, path, &mut found.errors);
+                    }
                     found.placeholders.push((
                         path.to_string(),
                         missing.into_iter().map(|m| m.name).collect(),
                     ));
                     if whole {
-                        found.numeric.push((path.to_string(), s.clone()));
+                        found.typed.push((path.to_string(), s.clone()));
                         *value = Value::Number(1.into());
-                    }
-                }
-                Err(missing) => {
-                    for m in missing {
-                        let var = m.name;
-                        let message = match m.message {
-                            None => format!(
-                                "environment variable {var} is not set (use ${{{var}:-default}} for a default)"
-                            ),
-                            Some(msg) if msg.is_empty() => {
-                                format!("environment variable {var} is not set or empty")
-                            }
-                            Some(msg) => {
-                                format!("environment variable {var} is not set or empty: {msg}")
-                            }
-                        };
-                        found.errors.push(ConfigError::new(path, message));
                     }
                 }
             }
@@ -116,6 +112,25 @@ pub fn interpolate_with(
             }
         }
         _ => {}
+    }
+}
+
+/// One error line per missing variable, at `path`.
+fn report_missing(missing: &[Missing], path: &str, errors: &mut Vec<ConfigError>) {
+    for m in missing {
+        let var = &m.name;
+        let message = match &m.message {
+            None => format!(
+                "environment variable {var} is not set (use ${{{var}:-default}} for a default)"
+            ),
+            Some(msg) if msg.is_empty() => {
+                format!("environment variable {var} is not set or empty")
+            }
+            Some(msg) => {
+                format!("environment variable {var} is not set or empty: {msg}")
+            }
+        };
+        errors.push(ConfigError::new(path, message));
     }
 }
 
@@ -197,6 +212,8 @@ mod tests {
         match name {
             "PORT" => Some("8081".into()),
             "HOST" => Some("hub".into()),
+            "ON" => Some("true".into()),
+            "OFF" => Some("false".into()),
             _ => None,
         }
     }
@@ -209,17 +226,65 @@ mod tests {
             "d": "${NOPE:-fallback}",
             "list": ["${MISSING}"]
         });
-        let (mut errors, mut numeric) = (Vec::new(), Vec::new());
-        interpolate(&mut v, "", &env, &mut errors, &mut numeric);
+        let (mut errors, mut typed) = (Vec::new(), Vec::new());
+        interpolate(&mut v, "", &env, &mut errors, &mut typed);
         assert_eq!(v["a"], "ws://hub:8081/x");
         assert_eq!(v["port"], 8081);
         assert_eq!(v["d"], "fallback");
-        assert_eq!(numeric, vec![("port".to_string(), "8081".to_string())]);
+        // The missing one is reported, and stands in as 1 like a
+        // `--no-env` placeholder (the loader drops what follows from it).
+        assert_eq!(v["list"][0], 1);
+        assert_eq!(
+            typed,
+            vec![
+                ("port".to_string(), "8081".to_string()),
+                ("list[0]".to_string(), "${MISSING}".to_string()),
+            ]
+        );
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].to_string(),
             "list[0]: environment variable MISSING is not set (use ${MISSING:-default} for a default)"
         );
+    }
+
+    #[test]
+    fn true_and_false_become_booleans() {
+        let mut v = json!({
+            "on": "${ON}", "off": "${OFF}", "d": "${UNSET:-false}",
+            "inside": "x${ON}", "word": "${HOST}"
+        });
+        let (mut errors, mut typed) = (Vec::new(), Vec::new());
+        interpolate(&mut v, "", &env, &mut errors, &mut typed);
+        assert!(errors.is_empty());
+        assert_eq!(v["on"], true);
+        assert_eq!(v["off"], false);
+        assert_eq!(v["d"], false);
+        // Only a whole-string placeholder changes type.
+        assert_eq!(v["inside"], "xtrue");
+        assert_eq!(v["word"], "hub");
+        let mut paths: Vec<_> = typed
+            .iter()
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            vec![("d", "false"), ("off", "false"), ("on", "true")]
+        );
+    }
+
+    #[test]
+    fn error_mode_records_the_unresolved_paths() {
+        let mut v = json!({"url": "ws://${UNSET}/x", "port": "${UNSET_PORT}"});
+        let mut found = Found::default();
+        interpolate_with(&mut v, "", &env, Unresolved::Error, &mut found);
+        assert_eq!(found.errors.len(), 2);
+        assert_eq!(v["url"], "ws://${UNSET}/x");
+        assert_eq!(v["port"], 1);
+        let mut paths: Vec<_> = found.placeholders.iter().map(|(p, _)| p.as_str()).collect();
+        paths.sort();
+        assert_eq!(paths, vec!["port", "url"]);
     }
 
     fn env_with_empty(name: &str) -> Option<String> {
@@ -232,8 +297,8 @@ mod tests {
 
     fn expand_one(s: &str) -> (Value, Vec<String>) {
         let mut v = Value::String(s.into());
-        let (mut errors, mut numeric) = (Vec::new(), Vec::new());
-        interpolate(&mut v, "x", &env_with_empty, &mut errors, &mut numeric);
+        let (mut errors, mut typed) = (Vec::new(), Vec::new());
+        interpolate(&mut v, "x", &env_with_empty, &mut errors, &mut typed);
         (v, errors.iter().map(|e| e.to_string()).collect())
     }
 

@@ -5,6 +5,7 @@
 
 mod interpolate;
 
+use fednode_kit::component::Listen;
 use fednode_kit::config::{parse_strict, AuthConfig, ConfigError, Credential};
 use fednode_kit::{BuildContext, Component, ComponentKind, NodeIdentity};
 use serde::Deserialize;
@@ -30,6 +31,9 @@ pub struct NodeConfig {
     pub shutdown_timeout: Duration,
     /// In config order.
     pub components: Vec<ComponentSpec>,
+    /// The top-level sections a reload cannot change (`node`, `bus`,
+    /// `http`, `data_dir`), as written (after `${VAR}` substitution).
+    pub fixed: Value,
 }
 
 /// One entry of `components`.
@@ -42,6 +46,9 @@ pub struct ComponentSpec {
     pub enabled: bool,
     /// Built when enabled.
     pub component: Option<Arc<dyn Component>>,
+    /// The entry as written (after `${VAR}` substitution): a reload
+    /// restarts the component when this changes.
+    pub source: Value,
 }
 
 /// Which bus to use (`bus`).
@@ -192,6 +199,9 @@ fn default_node_id() -> String {
         .unwrap_or_else(|| "fednode".into())
 }
 
+/// The top-level sections that only a restart applies.
+pub const FIXED_SECTIONS: [&str; 4] = ["node", "bus", "http", "data_dir"];
+
 /// Read and validate a config file; `Err` holds one line per problem.
 pub fn load(path: &Path) -> Result<NodeConfig, Vec<ConfigError>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -265,12 +275,6 @@ pub fn load_str_no_env(
         }
         Err(errors) => errors,
     };
-    let under = |path: &str, p: &str| {
-        path == p
-            || path
-                .strip_prefix(p)
-                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
-    };
     let mut real = Vec::new();
     let mut unchecked = Vec::new();
     for e in errors {
@@ -304,11 +308,21 @@ fn auth_env_unset(e: &ConfigError) -> Option<&str> {
         .strip_suffix(" is not set")
 }
 
+/// Whether the JSON path `path` is `p` or inside it.
+fn under(path: &str, p: &str) -> bool {
+    path == p
+        || path
+            .strip_prefix(p)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+}
+
 /// Strings left unresolved: (path, the variables they name).
 type Placeholders = Vec<(String, Vec<String>)>;
 
-/// Parse, interpolate and build; also returns the placeholders left
-/// (for [`Unresolved::Placeholder`]).
+/// Parse, interpolate and build; also returns the placeholders left.
+/// With [`Unresolved::Error`], a value that holds an unset variable has
+/// one problem, the variable: what building found at its path (a type
+/// error, a value that is not the real one) is dropped.
 fn load_value(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
@@ -334,22 +348,24 @@ fn load_value(
     interpolate_with(&mut value, "", env, unresolved, &mut found);
     let Found {
         mut errors,
-        mut numeric,
+        mut typed,
         placeholders,
     } = found;
 
-    // A `"${VAR}"` that became a number but sits in a string field goes back
-    // to being a string; retry until no such error remains.
-    let mut result = build(&value);
+    // A `"${VAR}"` that became a number or a boolean (or the stand-in for
+    // an unset one) but sits in a field of another type goes back to being
+    // a string; retry until no such error remains.
+    let mut result = build(&value, &placeholders);
     for _ in 0..8 {
         let Err(errs) = &result else { break };
-        let reverts: Vec<&(String, String)> = numeric
+        let reverts: Vec<&(String, String)> = typed
             .iter()
             .filter(|(p, _)| {
                 errs.iter().any(|e| {
                     &e.path == p
                         && (e.message.starts_with("invalid type: integer")
-                            || e.message.starts_with("invalid type: floating point"))
+                            || e.message.starts_with("invalid type: floating point")
+                            || e.message.starts_with("invalid type: boolean"))
                 })
             })
             .collect();
@@ -359,13 +375,16 @@ fn load_value(
         for (p, text) in reverts {
             set_at(&mut value, p, Value::String(text.clone()));
         }
-        numeric.retain(|(p, _)| !errs.iter().any(|e| &e.path == p));
-        result = build(&value);
+        typed.retain(|(p, _)| !errs.iter().any(|e| &e.path == p));
+        result = build(&value, &placeholders);
     }
     let result = match result {
         Ok(cfg) if errors.is_empty() => Ok(cfg),
         Ok(_) => Err(errors),
         Err(mut errs) => {
+            if unresolved == Unresolved::Error {
+                errs.retain(|e| !placeholders.iter().any(|(p, _)| under(&e.path, p)));
+            }
             // Missing variables first, in document order, then the rest.
             errors.append(&mut errs);
             Err(errors)
@@ -415,7 +434,9 @@ fn split_path(path: &str) -> Vec<Seg> {
     out
 }
 
-fn build(value: &Value) -> Result<NodeConfig, Vec<ConfigError>> {
+/// Build every enabled component and check the whole node. A port that
+/// is still a placeholder (in `placeholders`) is not compared with others.
+fn build(value: &Value, placeholders: &Placeholders) -> Result<NodeConfig, Vec<ConfigError>> {
     let raw: RawConfig = parse_strict(value, "")?;
     let mut errors = Vec::new();
 
@@ -563,8 +584,15 @@ fn build(value: &Value) -> Result<NodeConfig, Vec<ConfigError>> {
             factory: reg.name,
             enabled: entry.enabled,
             component,
+            source: value
+                .get("components")
+                .and_then(|c| c.get(instance))
+                .cloned()
+                .unwrap_or(Value::Null),
         });
     }
+
+    check_listens(http_listen, &components, placeholders, &mut errors);
 
     if errors.is_empty() {
         Ok(NodeConfig {
@@ -574,11 +602,154 @@ fn build(value: &Value) -> Result<NodeConfig, Vec<ConfigError>> {
             http_auth,
             shutdown_timeout: raw.shutdown_timeout,
             components,
+            fixed: FIXED_SECTIONS
+                .iter()
+                .map(|k| (k.to_string(), value.get(k).cloned().unwrap_or(Value::Null)))
+                .collect(),
         })
     } else {
         Err(errors)
     }
 }
 
+/// Each socket that would collide with one bound before it — the admin
+/// server's first, then the components' in config order — is an error at
+/// the key that set its port, naming who holds the port.
+fn check_listens(
+    http_listen: Option<SocketAddr>,
+    components: &[ComponentSpec],
+    placeholders: &Placeholders,
+    errors: &mut Vec<ConfigError>,
+) {
+    let mut bound: Vec<(String, Listen)> = Vec::new();
+    if let Some(addr) = http_listen {
+        bound.push(("the admin server".into(), Listen::tcp(addr, "http.listen")));
+    }
+    for spec in components {
+        let Some(component) = &spec.component else {
+            continue;
+        };
+        for listen in component.listens() {
+            let path = format!("components.{}.config.{}", spec.name, listen.field);
+            if placeholders.iter().any(|(p, _)| *p == path) {
+                continue;
+            }
+            if let Some((owner, other)) = bound.iter().find(|(_, b)| b.collides(&listen)) {
+                errors.push(ConfigError::new(
+                    path,
+                    format!(
+                        "port {} is already used by {owner} ({other})",
+                        listen.addr.port()
+                    ),
+                ));
+            }
+            bound.push((format!("component \"{}\"", spec.name), listen));
+        }
+    }
+}
+
 #[cfg(test)]
 mod reference;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        let v = match name {
+            "ON" => "true",
+            "OFF" => "false",
+            "PORT" => "8080",
+            _ => return None,
+        };
+        Some(v.into())
+    }
+
+    /// The error lines of an invalid config.
+    fn lines(text: &str) -> Vec<String> {
+        match load_str(text, &env) {
+            Ok(_) => panic!("valid: {text}"),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn udp(port: &str) -> String {
+        format!(
+            r#"{{"type": "input", "name": "udp", "config": {{"port": {port},
+               "ports": {{"outputs": [{{"name": "out", "subject": "raw"}}]}}}}}}"#
+        )
+    }
+
+    fn ws_in(server: &str) -> String {
+        format!(
+            r#"{{"type": "input", "name": "websocket_input", "config": {{{server},
+               "ports": {{"outputs": [{{"name": "out", "subject": "raw"}}]}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn listens_that_collide_are_refused_at_the_later_ones_port() {
+        let text = format!(
+            r#"{{"http": {{"listen": "127.0.0.1:9090"}}, "components": {{
+                "a": {}, "b": {}, "c": {}, "d": {}, "e": {}, "f": {}}}}}"#,
+            ws_in(r#""http_port": "${PORT}""#),
+            ws_in(r#""server": {"http_port": 8080, "bind": "127.0.0.1"}"#),
+            udp("8080"),
+            ws_in(r#""server": {"http_port": 9090, "bind": "::"}"#),
+            ws_in(r#""http_port": 0"#),
+            ws_in(r#""http_port": 0"#),
+        );
+        assert_eq!(
+            lines(&text),
+            vec![
+                "components.b.config.server.http_port: port 8080 is already used by \
+                 component \"a\" (TCP 0.0.0.0:8080)",
+                "components.d.config.server.http_port: port 9090 is already used by \
+                 the admin server (TCP 127.0.0.1:9090)",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unset_variable_is_the_one_problem_at_its_path() {
+        let text = format!(
+            r#"{{"components": {{"a": {}, "b": {}, "c": {}}}}}"#,
+            udp(r#""${UNSET_A}""#),
+            ws_in(r#""http_port": "${UNSET_B}""#),
+            // A stand-in port is not compared with others.
+            udp("1"),
+        );
+        assert_eq!(
+            lines(&text),
+            vec![
+                "components.a.config.port: environment variable UNSET_A is not set \
+                 (use ${UNSET_A:-default} for a default)",
+                "components.b.config.http_port: environment variable UNSET_B is not set \
+                 (use ${UNSET_B:-default} for a default)",
+            ]
+        );
+    }
+
+    #[test]
+    fn true_and_false_from_variables_fill_boolean_fields_only() {
+        let text = format!(
+            r#"{{"node": {{"id": "${{ON}}"}}, "components": {{
+                "a": {}, "b": {{"type": "input", "name": "udp", "enabled": "${{OFF}}", "config": {{"port": 0,
+                     "ports": {{"outputs": [{{"name": "out", "subject": "raw"}}]}}}}}}}}}}"#,
+            ws_in(r#""http_port": 0, "backpressure": {"enabled": "${OFF}"}"#),
+        );
+        let cfg = load_str(&text, &env).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(cfg.node.id, "true", "a string field keeps the string");
+        assert!(cfg.components[0].enabled && !cfg.components[1].enabled);
+
+        // Any other value stays a string, and a boolean field refuses it.
+        let text = text.replacen("${OFF}", "${PORT}", 1);
+        assert_eq!(
+            lines(&text),
+            vec![
+                "components.a.config.backpressure.enabled: invalid type: string \"8080\", \
+                  expected a boolean"
+            ]
+        );
+    }
+}

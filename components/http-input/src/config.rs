@@ -1,5 +1,6 @@
 //! The `http_input` config.
 
+use fednode_kit::component::Listen;
 use fednode_kit::config::{
     parse_checked, AuthConfig, ConfigError, Credential, PortRules, PortsConfig,
 };
@@ -48,6 +49,13 @@ impl Config {
         parse_checked(value, path, |cfg: Config| Self::resolve(cfg, path))
     }
 
+    /// The socket `start` binds (`None` only for a `bind` that
+    /// [`Config::parse`] refuses).
+    pub fn listen(&self) -> Option<Listen> {
+        let addr = format!("{}:{}", self.bind, self.http_port).parse().ok()?;
+        Some(Listen::tcp(addr, "http_port"))
+    }
+
     /// Check the parsed block (at JSON path `path`).
     fn resolve(cfg: Config, path: &str) -> Result<(Self, Credential), Vec<ConfigError>> {
         let mut errors = cfg
@@ -79,5 +87,24 @@ impl Config {
             Some(c) if errors.is_empty() => Ok((cfg, c)),
             _ => Err(errors),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_listen_is_tcp_on_bind_and_http_port() {
+        let (cfg, _) = Config::parse(
+            &json!({"http_port": 8082,
+                    "ports": {"outputs": [{"name": "out", "subject": "raw"}]}}),
+            "c",
+        )
+        .unwrap();
+        let listen = cfg.listen().unwrap();
+        assert_eq!(listen.to_string(), "TCP 0.0.0.0:8082");
+        assert_eq!(listen.field, "http_port");
     }
 }

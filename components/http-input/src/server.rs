@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use bytes::{Bytes, BytesMut};
+use fednode_kit::component::Listen;
 use fednode_kit::config::{Credential, PortsConfig};
 use fednode_kit::envelope::{new_id, now_millis};
 use fednode_kit::subject::Template;
@@ -55,6 +56,10 @@ impl HttpInput {
 impl Component for HttpInput {
     fn ports(&self) -> &PortsConfig {
         &self.cfg.ports
+    }
+
+    fn listens(&self) -> Vec<Listen> {
+        self.cfg.listen().into_iter().collect()
     }
 
     async fn start(self: Arc<Self>, ctx: Context) -> Result<(), StartError> {

@@ -10,6 +10,8 @@
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -178,6 +180,87 @@ pub enum AdminError {
     Unavailable(String),
 }
 
+/// The transport a component listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// `TCP` or `UDP`, as error messages show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+}
+
+/// A socket a component will bind when it starts, as its config names it.
+/// The node refuses a config in which two of them would collide, before
+/// anything binds (see [`Listen::collides`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub protocol: Protocol,
+    pub addr: SocketAddr,
+    /// The key that sets the port, relative to the component's `config`
+    /// block (`server.http_port`, `http_port`, `port`): where a collision
+    /// is reported.
+    pub field: &'static str,
+}
+
+impl Listen {
+    /// A TCP listener on `addr`, its port set by `field`.
+    pub fn tcp(addr: SocketAddr, field: &'static str) -> Self {
+        Listen {
+            protocol: Protocol::Tcp,
+            addr,
+            field,
+        }
+    }
+
+    /// A UDP socket on `addr`, its port set by `field`.
+    pub fn udp(addr: SocketAddr, field: &'static str) -> Self {
+        Listen {
+            protocol: Protocol::Udp,
+            addr,
+            field,
+        }
+    }
+
+    /// Whether binding both would fail (or, for UDP, split the datagrams):
+    /// same protocol and port (port 0 picks a free one, so never collides),
+    /// and addresses that overlap. An address overlaps itself; `0.0.0.0`
+    /// overlaps every IPv4 address; `::` overlaps every address, IPv4
+    /// included, as a dual-stack socket does on Linux by default.
+    /// `::1` and `0.0.0.0` do not overlap.
+    pub fn collides(&self, other: &Listen) -> bool {
+        if self.protocol != other.protocol
+            || self.addr.port() == 0
+            || self.addr.port() != other.addr.port()
+        {
+            return false;
+        }
+        let (a, b) = (
+            self.addr.ip().to_canonical(),
+            other.addr.ip().to_canonical(),
+        );
+        let covers = |wide: IpAddr, ip: IpAddr| match wide {
+            IpAddr::V6(w) => w.is_unspecified(),
+            IpAddr::V4(w) => w.is_unspecified() && ip.is_ipv4(),
+        };
+        a == b || covers(a, b) || covers(b, a)
+    }
+}
+
+impl fmt::Display for Listen {
+    /// `TCP 0.0.0.0:8080`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.protocol.as_str(), self.addr)
+    }
+}
+
 /// A running piece of the graph.
 #[async_trait]
 pub trait Component: Send + Sync + 'static {
@@ -189,6 +272,13 @@ pub trait Component: Send + Sync + 'static {
 
     /// Current health.
     fn health(&self) -> Health;
+
+    /// The sockets `start` will bind, from the config alone (no I/O): the
+    /// node checks them against each other and the admin server before
+    /// anything starts.
+    fn listens(&self) -> Vec<Listen> {
+        Vec::new()
+    }
 
     /// Extra detail for `GET /components` (connections, filters, …).
     fn describe(&self) -> Value {
@@ -211,5 +301,52 @@ pub trait Component: Send + Sync + 'static {
         Err(AdminError::NotSupported(
             "this component keeps no buffer".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(addr: &str) -> Listen {
+        Listen::tcp(addr.parse().unwrap(), "port")
+    }
+
+    #[test]
+    fn listens_collide_on_the_same_port_and_overlapping_addresses() {
+        // What Linux refuses (checked against real sockets, bindv6only=0).
+        for (a, b) in [
+            ("0.0.0.0:8080", "0.0.0.0:8080"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("127.0.0.1:8080", "0.0.0.0:8080"),
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("[::]:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "[::]:8080"),
+            ("[::]:8080", "[::1]:8080"),
+            ("[::1]:8080", "[::1]:8080"),
+            ("[::ffff:127.0.0.1]:8080", "127.0.0.1:8080"),
+        ] {
+            assert!(tcp(a).collides(&tcp(b)), "{a} and {b} should collide");
+        }
+        // What it allows.
+        for (a, b) in [
+            ("0.0.0.0:8080", "0.0.0.0:8081"),
+            ("127.0.0.1:8080", "127.0.0.2:8080"),
+            ("0.0.0.0:8080", "[::1]:8080"),
+            ("[::1]:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:0", "0.0.0.0:0"),
+        ] {
+            assert!(!tcp(a).collides(&tcp(b)), "{a} and {b} should not collide");
+        }
+    }
+
+    #[test]
+    fn tcp_and_udp_on_one_port_do_not_collide() {
+        let addr = "0.0.0.0:14550".parse().unwrap();
+        let (t, u) = (Listen::tcp(addr, "port"), Listen::udp(addr, "port"));
+        assert!(!t.collides(&u));
+        assert!(u.collides(&Listen::udp(addr, "port")));
+        assert_eq!(u.to_string(), "UDP 0.0.0.0:14550");
+        assert_eq!(tcp("[::]:80").to_string(), "TCP [::]:80");
     }
 }

@@ -1,5 +1,6 @@
 //! The `udp` input's config.
 
+use fednode_kit::component::Listen;
 use fednode_kit::config::{parse_checked, ConfigError, PortRules, PortsConfig};
 use serde::Deserialize;
 
@@ -34,6 +35,13 @@ impl Config {
         parse_checked(value, path, |cfg: Config| Self::resolve(cfg, path))
     }
 
+    /// The socket `start` binds (`None` only for a `bind` that
+    /// [`Config::parse`] refuses).
+    pub fn listen(&self) -> Option<Listen> {
+        let addr = format!("{}:{}", self.bind, self.port).parse().ok()?;
+        Some(Listen::udp(addr, "port"))
+    }
+
     /// Check the parsed block (at JSON path `path`).
     fn resolve(cfg: Config, path: &str) -> Result<Self, Vec<ConfigError>> {
         let mut errors = cfg
@@ -53,5 +61,24 @@ impl Config {
         } else {
             Err(errors)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_listen_is_udp_on_bind_and_port() {
+        let cfg = Config::parse(
+            &json!({"port": 14550, "bind": "127.0.0.1",
+                    "ports": {"outputs": [{"name": "out", "subject": "raw"}]}}),
+            "c",
+        )
+        .unwrap();
+        let listen = cfg.listen().unwrap();
+        assert_eq!(listen.to_string(), "UDP 127.0.0.1:14550");
+        assert_eq!(listen.field, "port");
     }
 }

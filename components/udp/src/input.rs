@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use fednode_kit::component::Listen;
 use fednode_kit::config::PortsConfig;
 use fednode_kit::envelope::{new_id, now_millis};
 use fednode_kit::log::LogThrottle;
@@ -45,6 +46,10 @@ impl UdpInput {
 impl Component for UdpInput {
     fn ports(&self) -> &PortsConfig {
         &self.cfg.ports
+    }
+
+    fn listens(&self) -> Vec<Listen> {
+        self.cfg.listen().into_iter().collect()
     }
 
     async fn start(self: Arc<Self>, ctx: Context) -> Result<(), StartError> {

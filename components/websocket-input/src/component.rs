@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use fednode_kit::bus::SubscribeOptions;
+use fednode_kit::component::Listen;
 use fednode_kit::config::{ConfigError, PortsConfig};
 use fednode_kit::{AdminError, AdminRequest, BuildContext, Component, Context, Health, StartError};
 use fednode_ws::config::Mode;
@@ -74,6 +75,10 @@ impl WebSocketInput {
 impl Component for WebSocketInput {
     fn ports(&self) -> &PortsConfig {
         &self.settings.ports
+    }
+
+    fn listens(&self) -> Vec<Listen> {
+        self.settings.listen.into_iter().collect()
     }
 
     async fn start(self: Arc<Self>, ctx: Context) -> Result<(), StartError> {

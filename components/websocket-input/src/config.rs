@@ -3,6 +3,7 @@
 //! `bidirectional`, `backpressure`, `delivery`) live in `fednode_ws::config`.
 //! Everything here is pure: no sockets, no DNS.
 
+use fednode_kit::component::Listen;
 use fednode_kit::config::{
     join, parse_checked, AuthConfig, ConfigError, Credential, PortRules, PortsConfig,
 };
@@ -81,6 +82,8 @@ fn default_dedup_window() -> usize {
 pub struct Settings {
     pub mode: Mode,
     pub server: Option<ServerConfig>,
+    /// Server mode: the address to bind, and the key that set its port.
+    pub listen: Option<Listen>,
     pub client: Option<ClientConfig>,
     /// Resolved from the environment at build time.
     pub credential: Credential,
@@ -212,6 +215,7 @@ impl Config {
         Ok(Settings {
             mode: endpoint.mode,
             server: endpoint.server,
+            listen: endpoint.listen,
             client: endpoint.client,
             credential,
             bidirectional: self.bidirectional,
@@ -328,6 +332,26 @@ mod tests {
         .unwrap();
         assert_eq!(s.data_subject.as_str(), "federated.data");
         assert_eq!(s.control_subject.as_deref(), Some("ctl"));
+    }
+
+    #[test]
+    fn the_listen_and_the_other_modes_block() {
+        let s = Config::parse(
+            &json!({"server": {"http_port": 8081, "bind": "127.0.0.1"}, "ports": data_port()}),
+            "c",
+        )
+        .unwrap();
+        let listen = s.listen.unwrap();
+        assert_eq!(listen.to_string(), "TCP 127.0.0.1:8081");
+        assert_eq!(listen.field, "server.http_port");
+        let lines = errs(json!({
+            "mode": "client", "client": {"url": "ws://edge:8080/federation"},
+            "server": {"http_port": 8081}, "ports": data_port()
+        }));
+        assert_eq!(
+            lines,
+            vec!["components.ws_in.config.server: only used when mode is \"server\""]
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use fednode_kit::component::Listen;
 use fednode_kit::config::PortsConfig;
 use fednode_kit::queue::OnFull;
 use fednode_kit::{
@@ -76,6 +77,10 @@ impl WebSocketOutput {
 impl Component for WebSocketOutput {
     fn ports(&self) -> &PortsConfig {
         &self.settings.ports
+    }
+
+    fn listens(&self) -> Vec<Listen> {
+        self.settings.listen.into_iter().collect()
     }
 
     async fn start(self: Arc<Self>, ctx: Context) -> Result<(), StartError> {

@@ -7,6 +7,7 @@
 //! Everything is checked here, before any socket exists; `Config::parse`
 //! turns the block into [`Settings`], the only form the runtime code reads.
 
+use fednode_kit::component::Listen;
 use fednode_kit::config::{
     join, parse_checked, AuthConfig, ConfigError, Credential, PortRules, PortsConfig,
 };
@@ -18,7 +19,6 @@ use fednode_ws::config::{
     ServerConfig,
 };
 use serde::Deserialize;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -172,8 +172,8 @@ pub struct Settings {
     pub mode: Mode,
     /// Server mode (the flat shorthand folded in).
     pub server: Option<ServerConfig>,
-    /// Server mode: the address to bind.
-    pub listen: Option<SocketAddr>,
+    /// Server mode: the address to bind, and the key that set its port.
+    pub listen: Option<Listen>,
     pub client: Option<ClientConfig>,
     /// Resolved from the environment at build time.
     pub credential: Credential,
@@ -366,7 +366,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.mode, Mode::Server);
-        assert_eq!(s.listen.unwrap().to_string(), "0.0.0.0:8080");
+        assert_eq!(s.listen.unwrap().to_string(), "TCP 0.0.0.0:8080");
+        assert_eq!(s.listen.unwrap().field, "http_port");
         assert_eq!(s.server.unwrap().path, "/federation");
         assert_eq!(s.buffer_size, 1000);
         assert_eq!(s.backpressure.queue_size, 1000);
@@ -383,6 +384,16 @@ mod tests {
         .unwrap();
         assert_eq!(s.mode, Mode::Client);
         assert!(s.listen.is_none());
+    }
+
+    #[test]
+    fn a_client_block_in_server_mode_is_refused() {
+        let l = lines(json!({
+            "mode": "server", "server": {"http_port": 8080},
+            "client": {"url": "ws://hub:8081/ingest"},
+            "ports": {"inputs": [{"name": "in", "subject": "a"}]}
+        }));
+        assert_eq!(l, vec!["c.client: only used when mode is \"client\""]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! [`Endpoint::resolve`] once; everything here is pure (no sockets, no DNS).
 
 use fednode_kit::backoff::ReconnectConfig;
+use fednode_kit::component::Listen;
 use fednode_kit::config::{join, ConfigError};
 use fednode_kit::queue::OnFull;
 use serde::{Deserialize, Serialize};
@@ -487,15 +488,17 @@ pub struct EndpointFields {
 pub struct Endpoint {
     pub mode: Mode,
     pub server: Option<ServerConfig>,
-    /// Server mode: the address to bind.
-    pub listen: Option<SocketAddr>,
+    /// Server mode: the address to bind, and the key that set its port
+    /// (`server.http_port`, or the flat `http_port`).
+    pub listen: Option<Listen>,
     pub client: Option<ClientConfig>,
 }
 
 impl Endpoint {
     /// Resolve the mode (written, or `client` when only a `client` block is
     /// given, else `server`), fold the flat shorthand into a `server` block,
-    /// and check the block the mode uses. Problems go to `errors` with their
+    /// and check the block the mode uses; the other mode's block is an
+    /// error, not silently ignored. Problems go to `errors` with their
     /// paths under `base`; `None` when there were any.
     pub fn resolve(
         fields: EndpointFields,
@@ -532,10 +535,12 @@ impl Endpoint {
                         ));
                         None
                     }
-                    (Some(s), false, _) => Some((s, at("server"))),
-                    (None, true, Some(port)) => {
-                        Some((ServerConfig::shorthand(port, fields.path), base.to_string()))
-                    }
+                    (Some(s), false, _) => Some((s, at("server"), "server.http_port")),
+                    (None, true, Some(port)) => Some((
+                        ServerConfig::shorthand(port, fields.path),
+                        base.to_string(),
+                        "http_port",
+                    )),
                     (None, true, None) => {
                         errors.push(ConfigError::new(
                             at("http_port"),
@@ -551,14 +556,28 @@ impl Endpoint {
                         None
                     }
                 };
-                if let Some((server, server_at)) = block {
+                if let Some((server, server_at, port_field)) = block {
                     let problems = server.validate(&server_at);
                     if problems.is_empty() {
                         let ip = parse_bind(&server.bind).expect("validated bind");
-                        endpoint.listen = Some(SocketAddr::new(ip, server.http_port));
+                        endpoint.listen = Some(Listen::tcp(
+                            SocketAddr::new(ip, server.http_port),
+                            port_field,
+                        ));
                     }
                     errors.extend(problems);
                     endpoint.server = Some(server);
+                }
+                if fields.client.is_some() {
+                    errors.push(ConfigError::new(
+                        at("client"),
+                        if fields.mode.is_some() {
+                            "only used when mode is \"client\""
+                        } else {
+                            "only used when mode is \"client\" (server settings are given, so the \
+                             mode is \"server\"; set \"mode\" to choose)"
+                        },
+                    ));
                 }
             }
             Mode::Client => {
@@ -575,6 +594,12 @@ impl Endpoint {
                 if flat {
                     errors.push(ConfigError::new(
                         at(flat_field),
+                        "only used when mode is \"server\"",
+                    ));
+                }
+                if fields.server.is_some() {
+                    errors.push(ConfigError::new(
+                        at("server"),
                         "only used when mode is \"server\"",
                     ));
                 }
@@ -615,7 +640,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(e.mode, Mode::Server);
-        assert_eq!(e.listen.unwrap().to_string(), "0.0.0.0:8080");
+        assert_eq!(e.listen.unwrap().to_string(), "TCP 0.0.0.0:8080");
+        assert_eq!(e.listen.unwrap().field, "http_port");
         assert_eq!(e.server.unwrap().path, "/federation");
     }
 
@@ -663,5 +689,64 @@ mod tests {
         })
         .unwrap_err();
         assert!(both[0].starts_with("c.http_port: use either"), "{both:?}");
+    }
+
+    #[test]
+    fn the_other_modes_block_is_refused() {
+        assert_eq!(
+            resolve(EndpointFields {
+                mode: Some(Mode::Client),
+                client: Some(client("ws://hub:8081/ingest")),
+                server: Some(ServerConfig::shorthand(8080, None)),
+                ..Default::default()
+            })
+            .unwrap_err(),
+            vec!["c.server: only used when mode is \"server\""]
+        );
+        assert_eq!(
+            resolve(EndpointFields {
+                mode: Some(Mode::Server),
+                server: Some(ServerConfig::shorthand(8080, None)),
+                client: Some(client("ws://hub:8081/ingest")),
+                ..Default::default()
+            })
+            .unwrap_err(),
+            vec!["c.client: only used when mode is \"client\""]
+        );
+        // Without `mode`, server settings make it server mode.
+        let implied = resolve(EndpointFields {
+            http_port: Some(8080),
+            client: Some(client("ws://hub:8081/ingest")),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(implied.len(), 1, "{implied:?}");
+        assert!(
+            implied[0].starts_with(
+                "c.client: only used when mode is \"client\" (server settings are given"
+            ),
+            "{implied:?}"
+        );
+    }
+
+    #[test]
+    fn the_listen_names_the_key_that_set_its_port() {
+        let e = resolve(EndpointFields {
+            server: Some(ServerConfig {
+                bind: "localhost".into(),
+                ..ServerConfig::shorthand(9000, None)
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+        let listen = e.listen.unwrap();
+        assert_eq!(listen.to_string(), "TCP 127.0.0.1:9000");
+        assert_eq!(listen.field, "server.http_port");
+        let client_mode = resolve(EndpointFields {
+            client: Some(client("ws://hub:8081/ingest")),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(client_mode.listen.is_none());
     }
 }
