@@ -24,6 +24,8 @@ pub fn router(rt: Arc<Runtime>, auth: Credential) -> Router {
         .route("/components", get(components))
         .route("/components/{name}/request", post(request))
         .route("/components/{name}/buffer", get(buffer))
+        .route("/reload", post(reload))
+        .route("/version", get(version))
         .route_layer(middleware::from_fn_with_state(Arc::new(auth), authorize));
     Router::new()
         .route("/health", get(health))
@@ -89,7 +91,12 @@ async fn health(State(rt): State<Arc<Runtime>>) -> Response {
     };
     (
         code,
-        Json(json!({"healthy": healthy, "components": components})),
+        Json(json!({
+            "healthy": healthy,
+            "config_generation": rt.generation(),
+            "bus": rt.bus_health(),
+            "components": components,
+        })),
     )
         .into_response()
 }
@@ -106,6 +113,42 @@ async fn ready(State(rt): State<Arc<Runtime>>) -> Response {
         Json(json!({"ready": ready, "bus": {"kind": rt.bus.kind(), "connected": rt.bus.is_connected()}})),
     )
         .into_response()
+}
+
+/// `GET /version`: the build this node runs.
+async fn version() -> Response {
+    Json(json!({"version": crate::VERSION, "git_sha": crate::GIT_SHA})).into_response()
+}
+
+/// `POST /reload`: what SIGHUP does, answered as JSON: 200 with what
+/// changed, 400 with the errors of a file that changes nothing, 500 when a
+/// component of the new config did not start.
+async fn reload(State(rt): State<Arc<Runtime>>) -> Response {
+    match rt.reload().await {
+        Ok(report) => {
+            let code = if report.failed.is_empty() {
+                StatusCode::OK
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            (code, Json(report.to_json())).into_response()
+        }
+        Err(crate::runtime::ReloadError::Invalid(errors)) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": "invalid_config",
+                "message": "the config was not reloaded; the running config is unchanged",
+                "errors": errors,
+                "config_generation": rt.generation(),
+            })),
+        )
+            .into_response(),
+        Err(crate::runtime::ReloadError::Stopping) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "stopping", "message": "the node is stopping"})),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(rt): State<Arc<Runtime>>) -> Response {

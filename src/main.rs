@@ -22,7 +22,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "fednode",
-    version,
+    version = fednode::LONG_VERSION,
     about = "A configurable edge-to-cloud federation node"
 )]
 struct Cli {
@@ -46,7 +46,8 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the graph until SIGINT/SIGTERM, then drain and stop.
+    /// Run the graph until SIGINT/SIGTERM, then drain and stop; SIGHUP
+    /// re-reads the config and applies what changed.
     Run {
         /// The node config (JSON).
         config: PathBuf,
@@ -94,6 +95,12 @@ enum Command {
         #[command(flatten)]
         auth: AuthArgs,
     },
+    /// Print a shell completion script (`fednode completions bash >
+    /// /etc/bash_completion.d/fednode`).
+    Completions {
+        /// `bash`, `zsh`, `fish`, `elvish` or `powershell`.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(clap::Args)]
@@ -114,6 +121,16 @@ impl AuthArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory as _;
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "fednode",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     if let Err(e) = init_logging(cli.log_format, &cli.log_level) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
@@ -147,6 +164,7 @@ fn main() -> ExitCode {
             } => request(&url, &method, &params, &auth, timeout).await,
             Command::Tail { url, filter, auth } => tail(&url, filter, &auth).await,
             Command::Send { url, auth } => send(&url, &auth).await,
+            Command::Completions { .. } => unreachable!("handled before the runtime starts"),
         }
     });
     match result {
@@ -224,6 +242,9 @@ fn check_no_env(path: PathBuf) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
+    // First, so that a SIGHUP during start-up is a reload request, not the
+    // default action (which kills the process without a drain).
+    let mut signals = Signals::install().context("installing signal handlers")?;
     let cfg = match config::load(&path) {
         Ok(c) => c,
         Err(errors) => {
@@ -242,7 +263,7 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
     let http = cfg.http_listen;
     let http_auth = cfg.http_auth.clone();
     let node_id = cfg.node.id.clone();
-    let rt = Arc::new(Runtime::new(cfg, bus, metrics));
+    let rt = Arc::new(Runtime::new(cfg, bus, metrics).with_config_path(path));
     let admin_cancel = CancellationToken::new();
     let admin = match http {
         Some(addr) => {
@@ -264,9 +285,16 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         admin_cancel.cancel();
         return Ok(ExitCode::FAILURE);
     }
-    tracing::info!(node = %node_id, "node running; SIGINT or SIGTERM stops it");
-    let mut signals = Signals::install().context("installing signal handlers")?;
-    let first = signals.next().await;
+    tracing::info!(
+        node = %node_id,
+        "node running; SIGHUP reloads the config, SIGINT or SIGTERM stops it"
+    );
+    let first = loop {
+        match signals.next().await {
+            Sig::Hup => reload(&rt).await,
+            stop => break stop,
+        }
+    };
     tracing::info!(
         signal = first.name(),
         "stopping; a second SIGINT or SIGTERM stops at once"
@@ -279,22 +307,53 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
         }
         clean
     };
-    let clean = tokio::select! {
-        clean = drain => clean,
-        second = signals.next() => {
-            // What is still held in memory is lost: that is what was asked.
-            tracing::error!(
-                signal = second.name(),
-                exit_code = second.exit_code(),
-                "second signal during the drain: stopping at once without finishing the drain"
-            );
-            std::process::exit(second.exit_code());
+    tokio::pin!(drain);
+    let clean = loop {
+        tokio::select! {
+            clean = &mut drain => break clean,
+            second = signals.next() => {
+                if let Sig::Hup = second {
+                    tracing::warn!("SIGHUP during the drain: not reloading, the node is stopping");
+                    continue;
+                }
+                // What is still held in memory is lost: that is what was asked.
+                tracing::error!(
+                    signal = second.name(),
+                    exit_code = second.exit_code(),
+                    "second signal during the drain: stopping at once without finishing the drain"
+                );
+                std::process::exit(second.exit_code());
+            }
         }
     };
     if !clean {
         tracing::warn!("some components did not stop within shutdown_timeout");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP: re-read the config; its problems are logged one per line.
+async fn reload(rt: &Runtime) {
+    tracing::info!("SIGHUP: reloading the config");
+    match rt.reload().await {
+        Ok(report) => {
+            for (name, error) in &report.failed {
+                tracing::error!(component = %name, "{error}");
+            }
+        }
+        Err(runtime::ReloadError::Invalid(errors)) => {
+            tracing::error!(
+                errors = errors.len(),
+                "config reload refused; the running config is unchanged"
+            );
+            for e in errors {
+                tracing::error!("{e}");
+            }
+        }
+        Err(runtime::ReloadError::Stopping) => {
+            tracing::warn!("config reload refused: the node is stopping");
+        }
+    }
 }
 
 async fn request(
@@ -365,16 +424,18 @@ async fn send(url: &str, auth: &AuthArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// SIGINT and SIGTERM, as they arrive.
+/// SIGINT, SIGTERM and SIGHUP, as they arrive.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 #[derive(Clone, Copy)]
 enum Sig {
     Int,
     Term,
+    Hup,
 }
 
 impl Sig {
@@ -382,13 +443,15 @@ impl Sig {
         match self {
             Sig::Int => "SIGINT",
             Sig::Term => "SIGTERM",
+            Sig::Hup => "SIGHUP",
         }
     }
 
-    /// 128 + the signal's number (SIGINT 2, SIGTERM 15), as shells report
-    /// a process killed by it: 130 or 143.
+    /// 128 + the signal's number (SIGHUP 1, SIGINT 2, SIGTERM 15), as
+    /// shells report a process killed by it: 130 or 143.
     fn exit_code(self) -> i32 {
         128 + match self {
+            Sig::Hup => 1,
             Sig::Int => 2,
             Sig::Term => 15,
         }
@@ -401,6 +464,7 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 
@@ -408,6 +472,7 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => Sig::Term,
             _ = self.int.recv() => Sig::Int,
+            _ = self.hup.recv() => Sig::Hup,
         }
     }
 }

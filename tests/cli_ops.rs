@@ -215,7 +215,7 @@ fn json_logs_are_one_object_per_line_with_level_and_message() {
         assert!(v["level"].is_string(), "{line}");
         assert!(v["message"].is_string(), "{line}");
         assert!(v["timestamp"].is_string(), "{line}");
-        if v["message"] == "node running; SIGINT or SIGTERM stops it" {
+        if v["message"] == "node running; SIGHUP reloads the config, SIGINT or SIGTERM stops it" {
             assert_eq!(v["level"], "INFO");
             assert_eq!(v["node"], "logs", "fields sit beside the message: {line}");
             running = true;

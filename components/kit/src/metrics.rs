@@ -123,6 +123,36 @@ impl Metrics {
         }
     }
 
+    /// A node-wide counter family, without the `component` label (reloads
+    /// of the node's config, for instance).
+    pub fn node_counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        match self.family(name, || {
+            Family::Counter(
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        }) {
+            Family::Counter(c) => c,
+            _ => panic!("metric {name} registered with another type"),
+        }
+    }
+
+    /// A node-wide gauge family, without the `component` label (the config
+    /// generation, build information).
+    pub fn node_int_gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        match self.family(name, || {
+            Family::IntGauge(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+        }) {
+            Family::IntGauge(g) => g,
+            _ => panic!("metric {name} registered with another type"),
+        }
+    }
+
+    /// Register a collector that builds its own families (the process's
+    /// CPU time, memory and file descriptors, for instance).
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) -> Result<(), String> {
+        self.registry.register(collector).map_err(|e| e.to_string())
+    }
+
     /// The metrics of one component instance.
     pub fn component(self: &Arc<Self>, component: &str) -> ComponentMetrics {
         ComponentMetrics {
