@@ -11,3 +11,17 @@ pub mod admin;
 pub mod bus;
 pub mod config;
 pub mod runtime;
+
+/// This binary's version (the crate's).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The commit this binary was built from (`unknown` without git).
+pub const GIT_SHA: &str = env!("FEDNODE_GIT_SHA");
+
+/// What `fednode --version` prints after the name.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("FEDNODE_GIT_SHA"),
+    ")"
+);
