@@ -92,7 +92,10 @@ fn default_ack_wait() -> Duration {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// PostgreSQL URL (`postgres://user:pass@host:5432/db`), usually
-    /// `"${DATABASE_URL}"`.
+    /// `"${DATABASE_URL}"`. Its query carries TLS: `sslmode` (`disable`,
+    /// `prefer`, `require`, `verify-ca`, `verify-full`), `sslrootcert`
+    /// (the CA file to verify the server with), `sslcert` and `sslkey` (a
+    /// client certificate).
     pub url: String,
     /// The generic table (`name` or `schema.name`), created when
     /// `manage_schema` is true.
@@ -198,6 +201,58 @@ impl Config {
             _ => Err(errors),
         }
     }
+}
+
+/// The certificate and key files the URL's query names (`sslrootcert`,
+/// `sslcert`, `sslkey`, or sqlx's spellings `ssl-root-cert`/`ssl-ca`,
+/// `ssl-cert`, `ssl-key`) as `(parameter, path)`, decoded as sqlx decodes
+/// them. `start` reads each before connecting, so that a missing file is
+/// named rather than reported by sqlx as "error communicating with
+/// database: No such file or directory".
+pub fn tls_files(url: &str) -> Vec<(&'static str, String)> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Vec::new();
+    };
+    let query = query.split('#').next().unwrap_or_default();
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let param = match form_decode(key).as_str() {
+                "sslrootcert" | "ssl-root-cert" | "ssl-ca" => "sslrootcert",
+                "sslcert" | "ssl-cert" => "sslcert",
+                "sslkey" | "ssl-key" => "sslkey",
+                _ => return None,
+            };
+            Some((param, form_decode(value)))
+        })
+        .collect()
+}
+
+/// `application/x-www-form-urlencoded` decoding (`+` is a space, `%XX` a
+/// byte), as the `url` crate's `query_pairs` that sqlx uses.
+fn form_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if bytes.len() >= i + 3
+                && bytes[i + 1].is_ascii_hexdigit()
+                && bytes[i + 2].is_ascii_hexdigit() =>
+            {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("0");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(0));
+                i += 3;
+                continue;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn duration(v: Option<&Value>) -> Option<Duration> {
@@ -478,6 +533,41 @@ mod tests {
             e.iter()
                 .any(|l| l
                     .starts_with("components.ts.config.max_buffered: must be at least batch_size")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn tls_files_are_read_from_the_query_as_sqlx_reads_them() {
+        assert!(tls_files("postgres://h/db").is_empty());
+        assert!(tls_files("postgres://h/db?sslmode=require").is_empty());
+        assert_eq!(
+            tls_files(
+                "postgres://u:p@h/db?sslmode=verify-full&sslrootcert=/etc/ca%20dir/ca.crt\
+                 &ssl-cert=/c+d.crt&sslkey=&x=1#frag"
+            ),
+            [
+                ("sslrootcert", "/etc/ca dir/ca.crt".to_string()),
+                ("sslcert", "/c d.crt".to_string()),
+                ("sslkey", String::new()),
+            ]
+        );
+        assert_eq!(
+            tls_files("postgres://h/db?ssl-ca=%2Fa%zz%4"),
+            [("sslrootcert", "/a%zz%4".to_string())]
+        );
+        // What sqlx makes of the same URL: the parse succeeds.
+        assert!("postgres://h/db?sslmode=verify-ca&sslrootcert=/x/ca.crt&sslcert=/x/c.crt&sslkey=/x/c.key"
+            .parse::<sqlx::postgres::PgConnectOptions>()
+            .is_ok());
+        let e = errors({
+            let mut v = base();
+            v["url"] = json!("postgres://h/db?sslmode=sometimes");
+            v
+        });
+        assert!(
+            e.iter()
+                .any(|l| l.starts_with("components.ts.config.url: invalid PostgreSQL URL")),
             "{e:?}"
         );
     }

@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, Connection};
 
 use crate::config::{Profile, RetryConfig};
-use crate::failure::{classify, Failure};
+use crate::failure::{classify, tls_hint, Failure};
 use crate::rows::{Item, Op};
 use crate::schema::{self, Layout, Resolved, SchemaError, TABLE_COUNT};
 use crate::table::{pg_time, Cell, ColumnArray, Ident};
@@ -35,11 +35,13 @@ pub struct Settings {
     pub spill: Option<PathBuf>,
 }
 
-/// Open a connection, bounded in time.
+/// Open a connection, bounded in time. TLS follows the URL's `sslmode`,
+/// `sslrootcert`, `sslcert` and `sslkey` (kept in `opts`); a failure that
+/// a TLS setting explains says which.
 pub async fn connect(opts: &PgConnectOptions) -> Result<PgConnection, Failure> {
     match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(opts)).await {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(classify(&e, false)),
+        Ok(Err(e)) => Err(classify(&e, false).with_hint(tls_hint(&e))),
         Err(_) => Err(Failure::Connection {
             message: format!("connecting timed out after {CONNECT_TIMEOUT:?}"),
             ambiguous: false,

@@ -71,6 +71,19 @@ impl Failure {
         }
     }
 
+    /// The same failure, its message followed by `; hint`.
+    pub fn with_hint(mut self, hint: Option<&str>) -> Failure {
+        if let Some(hint) = hint {
+            match &mut self {
+                Failure::Connection { message, .. } | Failure::Row { message, .. } => {
+                    *message = format!("{message}; {hint}");
+                }
+                Failure::Unique(m) | Failure::Other(m) => *m = format!("{m}; {hint}"),
+            }
+        }
+        self
+    }
+
     pub fn message(&self) -> &str {
         match self {
             Failure::Connection { message, .. } | Failure::Row { message, .. } => message,
@@ -115,6 +128,36 @@ pub fn classify(e: &sqlx::Error, committing: bool) -> Failure {
     }
 }
 
+/// What to change in the URL when a connect failed for a reason of TLS
+/// that the error's own words leave to be guessed.
+pub fn tls_hint(e: &sqlx::Error) -> Option<&'static str> {
+    let text = e.to_string();
+    match e {
+        // A `hostssl`-only server refusing a plain connection (28000).
+        sqlx::Error::Database(_) if text.contains("pg_hba.conf") && text.contains("no encryption") => {
+            Some("the server takes only TLS connections from this host: set sslmode=require, or verify-full with sslrootcert, in the URL")
+        }
+        // rustls reports it from the handshake's I/O, so sqlx may wrap it
+        // as `Io` ("error communicating with database: …") as well as `Tls`.
+        sqlx::Error::Tls(_) | sqlx::Error::Io(_)
+            if text.contains("invalid peer certificate: UnknownIssuer") =>
+        {
+            Some("the server's TLS certificate is signed neither by the CA in the URL's sslrootcert nor by a public CA")
+        }
+        // `hostssl … cert` in pg_hba.conf, or `clientcert=verify-…`.
+        sqlx::Error::Database(_) if text.contains("requires a valid client certificate") => {
+            Some("give a client certificate and its key as sslcert and sslkey in the URL")
+        }
+        sqlx::Error::Database(_) if text.contains("certificate authentication failed") => Some(
+            "the common name of the certificate in sslcert must be the user name of the URL",
+        ),
+        sqlx::Error::Tls(_) if text.contains("server does not support TLS") => Some(
+            "the server has ssl off: sslmode=prefer connects without TLS, or turn ssl on in the server",
+        ),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +192,28 @@ mod tests {
             classify(&sqlx::Error::RowNotFound, false),
             Failure::Other(_)
         ));
+    }
+
+    #[test]
+    fn tls_failures_get_a_hint() {
+        let unknown = sqlx::Error::Io(std::io::Error::other(
+            "invalid peer certificate: UnknownIssuer",
+        ));
+        let f = classify(&unknown, false).with_hint(tls_hint(&unknown));
+        assert!(matches!(f, Failure::Connection { .. }));
+        assert!(
+            f.message()
+                .ends_with("UnknownIssuer; the server's TLS certificate is signed neither by the CA in the URL's sslrootcert nor by a public CA"),
+            "{}",
+            f.message()
+        );
+        let unknown = sqlx::Error::Tls("invalid peer certificate: UnknownIssuer".into());
+        assert!(tls_hint(&unknown).is_some());
+        let off = sqlx::Error::Tls("server does not support TLS".into());
+        assert!(tls_hint(&off).is_some_and(|h| h.contains("ssl off")));
+        let refused = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(tls_hint(&refused), None);
+        assert_eq!(Failure::Other("m".into()).with_hint(None).message(), "m");
     }
 
     #[test]

@@ -156,6 +156,17 @@ impl Component for Timescale {
             )));
         }
         let settings = self.settings()?;
+        // The URL's certificate files, read now: sqlx reads them at each
+        // connect and, when one is missing, says only "error communicating
+        // with database: No such file or directory".
+        for (param, file) in config::tls_files(&c.url) {
+            if let Err(e) = tokio::fs::read(&file).await {
+                return Err(StartError::new(format!(
+                    "{who}: {}.url: {param} {file:?} cannot be read: {e}",
+                    self.path
+                )));
+            }
+        }
         let metrics = metrics::Metrics::new(&ctx.metrics);
         *self.metrics.lock().unwrap_or_else(|e| e.into_inner()) = Some(metrics.clone());
 

@@ -6,7 +6,10 @@
 //! - [`NatsServer`] (`nats.rs`): a `nats-server` child process, optionally
 //!   with JetStream and a store directory that survives [`NatsServer::restart`].
 //! - [`PgCluster`] (`postgres.rs`): a fresh `initdb` cluster served by a
-//!   `postgres` child process that the test owns by PID.
+//!   `postgres` child process that the test owns by PID; with
+//!   [`PgCluster::start_tls`], one that takes TCP clients over TLS only.
+//! - [`TestCa`] (`tls.rs`): a CA and the certificates it signs, made at
+//!   test time with the `openssl` command line.
 //! - [`loadgen`]: a WebSocket load generator that a benchmark runs as a
 //!   separate process (the benchmark re-runs its own executable).
 //! - `process.rs`: the plumbing both servers share (finding binaries,
@@ -44,11 +47,13 @@ mod nats;
 mod ports;
 mod postgres;
 mod process;
+mod tls;
 mod wait;
 
 pub use json::merge;
 pub use logs::{logged_addr, strip_ansi};
 pub use nats::NatsServer;
 pub use ports::{is_addr_in_use, rebind, ClosedPort, REBIND_TIMEOUT};
-pub use postgres::PgCluster;
+pub use postgres::{PgCluster, PgTlsAuth, PgTlsFiles};
+pub use tls::TestCa;
 pub use wait::{wait_until, wait_until_async, wait_until_blocking};

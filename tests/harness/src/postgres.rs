@@ -7,8 +7,12 @@
 //! user with `CommandExt::uid/gid`, which switches user inside the forked
 //! child before `exec` — unlike `runuser`/`su`, which fork and stay around as
 //! a parent that does not pass SIGKILL on.
+//!
+//! [`PgCluster::start_tls`] starts one that takes TCP clients over TLS only,
+//! with a CA and certificates made at start by `openssl` (`tls.rs`).
 
 use std::fs::{self, OpenOptions};
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +23,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::process::{self, POLL};
+use crate::tls::TestCa;
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// PostgreSQL cannot bind port 0 and report the port it got, so a port is
@@ -30,6 +35,36 @@ const MISSING_SERVER: &str = "PostgreSQL server binaries not found: install with
 const MISSING_PSQL: &str = "psql not found: install with `apt-get install -y postgresql-client` \
                             (scripts/test does this when run as root)";
 
+/// How a TLS cluster ([`PgCluster::start_tls_with`]) lets TCP clients in.
+/// Either way a plain (non-TLS) TCP connection is refused: `pg_hba.conf`
+/// has only `hostssl` lines for TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgTlsAuth {
+    /// `hostssl … trust`: any client over TLS, as any user.
+    Trust,
+    /// `hostssl … cert`: a client certificate signed by the cluster's CA
+    /// whose common name is the user name (see
+    /// [`PgTlsFiles::client_cert`]).
+    ClientCert,
+}
+
+/// The certificates of a TLS cluster, made by `openssl` at start in
+/// `<temp dir>/tls` (removed with the cluster).
+#[derive(Debug, Clone)]
+pub struct PgTlsFiles {
+    /// The CA that signed the server's and the client's certificates: a
+    /// client's `sslrootcert`.
+    pub ca_cert: PathBuf,
+    /// The server's certificate, for `localhost`, `127.0.0.1` and `::1`.
+    pub server_cert: PathBuf,
+    /// Its key (mode 0600, owned by the server's OS user).
+    pub server_key: PathBuf,
+    /// A client certificate for user `postgres`, signed by the CA: `sslcert`.
+    pub client_cert: PathBuf,
+    /// Its key (mode 0600): `sslkey`.
+    pub client_key: PathBuf,
+}
+
 /// A PostgreSQL cluster on 127.0.0.1 with trust auth for user `postgres`.
 /// Dropping it shuts the server down (fast) and deletes its files.
 ///
@@ -37,6 +72,15 @@ const MISSING_PSQL: &str = "psql not found: install with `apt-get install -y pos
 /// let pg = fednode_testkit::PgCluster::start();
 /// pg.create_database("metrics");
 /// let url = pg.url_for("metrics"); // "postgres://postgres@127.0.0.1:PORT/metrics"
+/// ```
+///
+/// With TLS ([`start_tls`](Self::start_tls)), TCP clients must use TLS;
+/// the CA to verify the server with is [`tls`](Self::tls)`().ca_cert`:
+///
+/// ```no_run
+/// let pg = fednode_testkit::PgCluster::start_tls();
+/// let ca = &pg.tls().expect("a TLS cluster").ca_cert;
+/// let url = format!("{}?sslmode=verify-full&sslrootcert={}", pg.url(), ca.display());
 /// ```
 pub struct PgCluster {
     /// The postmaster; `None` after `kill()`/`stop()` until `restart()`.
@@ -48,6 +92,8 @@ pub struct PgCluster {
     data: PathBuf,
     socket_dir: PathBuf,
     log: PathBuf,
+    /// The certificates, when TCP clients must use TLS.
+    tls: Option<PgTlsFiles>,
     /// Holds data, socket dir and log; removed on drop.
     dir: TempDir,
 }
@@ -60,6 +106,26 @@ impl PgCluster {
     /// holds it (the server logs "Address already in use" and exits), the
     /// server is started again on another port, up to 10 times.
     pub fn start() -> Self {
+        Self::start_inner(None)
+    }
+
+    /// Like [`start`](Self::start), but TCP clients must use TLS
+    /// (`ssl = on`, and `hostssl … trust` the only TCP line of
+    /// `pg_hba.conf`): a plain connection is refused with "no pg_hba.conf
+    /// entry … no encryption". A fresh CA signs the server's certificate
+    /// (for `localhost`, `127.0.0.1`, `::1`); see [`tls`](Self::tls).
+    /// [`psql`](Self::psql) goes through the Unix socket.
+    pub fn start_tls() -> Self {
+        Self::start_tls_with(PgTlsAuth::Trust)
+    }
+
+    /// [`start_tls`](Self::start_tls) with a choice of how TLS clients
+    /// authenticate.
+    pub fn start_tls_with(auth: PgTlsAuth) -> Self {
+        Self::start_inner(Some(auth))
+    }
+
+    fn start_inner(tls: Option<PgTlsAuth>) -> Self {
         let bins = pg_bins();
         let run_as = run_as();
         // As root, the dir must be traversable by `postgres`: keep it
@@ -91,9 +157,13 @@ impl PgCluster {
             data,
             socket_dir,
             log,
+            tls: None,
             dir,
         };
         cluster.initdb(&bins.initdb);
+        if let Some(auth) = tls {
+            cluster.tls = Some(cluster.configure_tls(auth));
+        }
         let mut taken = Vec::new();
         while taken.len() < START_ATTEMPTS {
             cluster.port = crate::ports::guess_port();
@@ -136,6 +206,11 @@ impl PgCluster {
         &self.log
     }
 
+    /// The certificates of a cluster started with TLS; `None` otherwise.
+    pub fn tls(&self) -> Option<&PgTlsFiles> {
+        self.tls.as_ref()
+    }
+
     /// `CREATE DATABASE "name"` (through `psql`).
     pub fn create_database(&self, name: &str) {
         let quoted = name.replace('"', "\"\"");
@@ -144,15 +219,28 @@ impl PgCluster {
 
     /// Runs `sql` in database `db` with `psql -XAtq -v ON_ERROR_STOP=1` and
     /// returns its trimmed output (one row per line, columns split by `|`).
-    /// Panics with psql's stderr if it fails.
+    /// Panics with psql's stderr if it fails. On a TLS cluster it connects
+    /// through the Unix socket, so that it does not depend on libpq's TLS
+    /// defaults (nor on a `~/.postgresql/root.crt`).
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let psql = pg_bins()
             .psql
             .as_ref()
             .unwrap_or_else(|| panic!("{MISSING_PSQL}"));
-        let out = Command::new(psql)
-            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(self.url_for(db))
+        let mut cmd = Command::new(psql);
+        cmd.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"]);
+        match self.tls {
+            None => cmd.arg("-d").arg(self.url_for(db)),
+            Some(_) => cmd.arg("-h").arg(&self.socket_dir).args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+            ]),
+        };
+        let out = cmd
             .args(["-c", sql])
             .env("PGCONNECT_TIMEOUT", "10")
             .stdin(Stdio::null())
@@ -239,6 +327,63 @@ impl PgCluster {
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
+        }
+    }
+
+    /// Makes the CA and the certificates in `<dir>/tls`, turns `ssl` on in
+    /// `postgresql.conf` and replaces `pg_hba.conf` with local (socket)
+    /// trust and `hostssl`-only TCP lines.
+    fn configure_tls(&self, auth: PgTlsAuth) -> PgTlsFiles {
+        let dir = self.dir.path().join("tls");
+        fs::create_dir(&dir).expect("create TLS dir");
+        let ca = TestCa::new(&dir, "ca");
+        let (server_cert, server_key) =
+            ca.issue_server(&dir, "server", &["localhost", "127.0.0.1", "::1"]);
+        let (client_cert, client_key) = ca.issue_client(&dir, "client", "postgres");
+        // The server reads these as `postgres`; it refuses a key that
+        // others can read (the key is 0600) or that another user owns.
+        if let Some((uid, gid)) = self.run_as {
+            for path in [&dir, ca.cert(), &server_cert, &server_key] {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                    .unwrap_or_else(|e| panic!("chown {} to postgres: {e}", path.display()));
+            }
+        }
+        let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "''"));
+        let mut conf = format!(
+            "\n# fednode-testkit: TLS\nssl = on\nssl_cert_file = {}\nssl_key_file = {}\n",
+            quote(&server_cert),
+            quote(&server_key)
+        );
+        let method = match auth {
+            PgTlsAuth::Trust => "trust",
+            PgTlsAuth::ClientCert => {
+                // The CA client certificates are checked against.
+                conf.push_str(&format!("ssl_ca_file = {}\n", quote(ca.cert())));
+                "cert"
+            }
+        };
+        let conf_path = self.data.join("postgresql.conf");
+        OpenOptions::new()
+            .append(true)
+            .open(&conf_path)
+            .and_then(|mut f| f.write_all(conf.as_bytes()))
+            .unwrap_or_else(|e| panic!("append to {}: {e}", conf_path.display()));
+        // No `host` line: a TCP connection without TLS matches nothing and
+        // is refused ("no pg_hba.conf entry … no encryption").
+        let hba = format!(
+            "# fednode-testkit: TCP clients over TLS only; psql uses the socket\n\
+             local   all  all                 trust\n\
+             hostssl all  all  127.0.0.1/32   {method}\n\
+             hostssl all  all  ::1/128        {method}\n"
+        );
+        let hba_path = self.data.join("pg_hba.conf");
+        fs::write(&hba_path, hba).unwrap_or_else(|e| panic!("write {}: {e}", hba_path.display()));
+        PgTlsFiles {
+            ca_cert: ca.cert().to_path_buf(),
+            server_cert,
+            server_key,
+            client_cert,
+            client_key,
         }
     }
 
