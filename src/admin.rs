@@ -39,9 +39,13 @@ pub fn router(rt: Arc<Runtime>, auth: Credential) -> Router {
 pub async fn serve(
     addr: SocketAddr,
     auth: Credential,
+    tls: Option<&fednode_ws::tls::ServerTls>,
     rt: Arc<Runtime>,
     cancel: CancellationToken,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
+) -> Result<Admin, String> {
+    let tls = tls
+        .map(|t| fednode_ws::tls::Acceptor::load(t, "http.tls"))
+        .transpose()?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("admin server cannot listen on {addr} (http.listen): {e}"))?;
@@ -51,10 +55,19 @@ pub async fn serve(
         listener,
         app,
         fednode_ws::config::default_handshake_timeout(),
+        tls.clone(),
         cancel,
         "admin server",
     ));
-    Ok((local, task))
+    Ok(Admin { local, task, tls })
+}
+
+/// A serving admin server.
+pub struct Admin {
+    pub local: SocketAddr,
+    pub task: tokio::task::JoinHandle<()>,
+    /// `http.tls`, whose files a reload reads again.
+    pub tls: Option<Arc<fednode_ws::tls::Acceptor>>,
 }
 
 /// 401 (closing the connection) unless the request carries the credential.

@@ -111,11 +111,36 @@ struct AuthArgs {
     /// Basic credentials to present, as USER:PASS.
     #[arg(long, value_name = "USER:PASS", conflicts_with = "token")]
     basic: Option<String>,
+    /// For wss://: trust this CA (PEM) instead of the system's roots.
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// For wss://: present this client certificate (PEM; with --key-file).
+    #[arg(long, value_name = "PEM", requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, value_name = "PEM", requires = "cert_file")]
+    key_file: Option<PathBuf>,
 }
 
 impl AuthArgs {
-    fn header(&self) -> Option<String> {
-        fednode_ws::peer::authorization(self.token.as_deref(), self.basic.as_deref())
+    /// The `Authorization` header, after setting up TLS for `wss://` when
+    /// a CA or client certificate was given.
+    fn header(&self) -> anyhow::Result<Option<String>> {
+        if self.ca_file.is_some() || self.cert_file.is_some() {
+            let tls = fednode_ws::tls::ClientTls {
+                ca_file: self.ca_file.clone(),
+                cert_file: self.cert_file.clone(),
+                key_file: self.key_file.clone(),
+            };
+            let config = tls
+                .config("--ca-file/--cert-file")
+                .map_err(anyhow::Error::msg)?;
+            fednode_ws::peer::use_tls(config);
+        }
+        Ok(fednode_ws::peer::authorization(
+            self.token.as_deref(),
+            self.basic.as_deref(),
+        ))
     }
 }
 
@@ -262,15 +287,27 @@ async fn run(path: PathBuf) -> anyhow::Result<ExitCode> {
     };
     let http = cfg.http_listen;
     let http_auth = cfg.http_auth.clone();
+    let http_tls = cfg.http_tls.clone();
     let node_id = cfg.node.id.clone();
     let rt = Arc::new(Runtime::new(cfg, bus, metrics).with_config_path(path));
     let admin_cancel = CancellationToken::new();
     let admin = match http {
         Some(addr) => {
-            match fednode::admin::serve(addr, http_auth, rt.clone(), admin_cancel.clone()).await {
-                Ok((local, task)) => {
-                    tracing::info!(%local, "admin server listening");
-                    Some(task)
+            match fednode::admin::serve(
+                addr,
+                http_auth,
+                http_tls.as_ref(),
+                rt.clone(),
+                admin_cancel.clone(),
+            )
+            .await
+            {
+                Ok(admin) => {
+                    tracing::info!(local = %admin.local, "admin server listening");
+                    if let Some(tls) = admin.tls {
+                        rt.set_admin_tls(tls);
+                    }
+                    Some(admin.task)
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -365,7 +402,7 @@ async fn request(
 ) -> anyhow::Result<ExitCode> {
     let params: serde_json::Value =
         serde_json::from_str(params).context("--params is not valid JSON")?;
-    match fednode_ws::peer::request(url, method, params, auth.header(), timeout).await {
+    match fednode_ws::peer::request(url, method, params, auth.header()?, timeout).await {
         Ok(reply) => {
             println!("{}", serde_json::to_string(&reply.to_value())?);
             Ok(if reply.is_ok() {
@@ -401,7 +438,7 @@ async fn tail(url: &str, filter: Option<Vec<String>>, auth: &AuthArgs) -> anyhow
         _ => None,
     };
     let stdout = std::io::stdout();
-    match fednode_ws::peer::tail(url, auth.header(), filter, stdout.lock()).await {
+    match fednode_ws::peer::tail(url, auth.header()?, filter, stdout.lock()).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("error: {e}");
@@ -412,7 +449,7 @@ async fn tail(url: &str, filter: Option<Vec<String>>, auth: &AuthArgs) -> anyhow
 
 async fn send(url: &str, auth: &AuthArgs) -> anyhow::Result<ExitCode> {
     let stdin = tokio::io::BufReader::new(tokio::io::stdin());
-    match fednode_ws::peer::send(url, auth.header(), stdin).await {
+    match fednode_ws::peer::send(url, auth.header()?, stdin).await {
         Ok(n) => {
             tracing::info!(messages = n, "sent");
             Ok(ExitCode::SUCCESS)

@@ -100,10 +100,7 @@ async fn an_edge_sending_at_least_once_to_a_hub_at_its_defaults_delivers_everyth
     fednode_testkit::wait_until_blocking(
         Duration::from_secs(20),
         edge.and_log("the edge to connect to the hub"),
-        || {
-            edge.get("/health")
-                .is_some_and(|(_, h)| h.contains("\"connected\""))
-        },
+        || edge.status_of("up").as_deref() == Some("connected"),
     );
     let ws_in = hub.described("ws_in");
     let conn = &ws_in["connections"][0];

@@ -75,8 +75,7 @@ fn relay(id: &str, region: &str, upstream: &str) -> Node {
 
 fn connected(node: &Node, what: &str) {
     fednode_testkit::wait_until_blocking(Duration::from_secs(20), node.and_log(what), || {
-        node.get("/health")
-            .is_some_and(|(_, h)| h.contains("\"connected\""))
+        node.status_of("up").as_deref() == Some("connected")
     });
 }
 

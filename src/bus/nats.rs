@@ -112,6 +112,15 @@ impl NatsBus {
         if let Some(t) = &cfg.token {
             opts = opts.token(t.clone());
         }
+        if let Some(tls) = &cfg.tls {
+            opts = opts.require_tls(true);
+            if let Some(ca) = &tls.ca_file {
+                opts = opts.add_root_certificates(ca.clone());
+            }
+            if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+                opts = opts.add_client_certificate(cert.clone(), key.clone());
+            }
+        }
         if let (Some(u), Some(p)) = (&cfg.user, &cfg.password) {
             opts = opts.user_and_password(u.clone(), p.clone());
         }
@@ -149,6 +158,11 @@ impl NatsBus {
                 user: cfg.user.clone(),
                 password: cfg.password.clone(),
                 creds_file: cfg.creds_file.clone(),
+                tls: cfg.tls.as_ref().map(|t| fednode_kit::bus::NatsTls {
+                    ca_file: t.ca_file.clone(),
+                    cert_file: t.cert_file.clone(),
+                    key_file: t.key_file.clone(),
+                }),
             },
             dropped_total: Arc::new(AtomicU64::new(0)),
             down,

@@ -8,6 +8,7 @@ mod interpolate;
 use fednode_kit::component::Listen;
 use fednode_kit::config::{parse_strict, AuthConfig, ConfigError, Credential};
 use fednode_kit::{BuildContext, Component, ComponentKind, NodeIdentity};
+use fednode_ws::tls::{ClientTls, ServerTls};
 use serde::Deserialize;
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -28,6 +29,8 @@ pub struct NodeConfig {
     /// The credential every admin path but the health probes needs
     /// (`http.auth`).
     pub http_auth: Credential,
+    /// `http.tls`: the admin server speaks HTTPS.
+    pub http_tls: Option<ServerTls>,
     pub shutdown_timeout: Duration,
     /// In config order.
     pub components: Vec<ComponentSpec>,
@@ -76,6 +79,10 @@ pub struct BusConfig {
     /// How long `run` waits for the first connection before giving up.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// TLS to the NATS server (`{ca_file?, cert_file?, key_file?}`): the
+    /// connection then requires TLS (also implied by a `tls://` URL).
+    #[serde(default)]
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for BusConfig {
@@ -88,6 +95,7 @@ impl Default for BusConfig {
             password: None,
             creds_file: None,
             connect_timeout: default_connect_timeout(),
+            tls: None,
         }
     }
 }
@@ -158,6 +166,9 @@ struct HttpSection {
     /// Protects every admin path except `GET /health` and `/health/ready`.
     #[serde(default)]
     auth: AuthConfig,
+    /// Serve the admin API over HTTPS.
+    #[serde(default)]
+    tls: Option<ServerTls>,
 }
 
 #[derive(Deserialize)]
@@ -183,6 +194,7 @@ fn default_http() -> Option<HttpSection> {
     Some(HttpSection {
         listen: default_listen(),
         auth: AuthConfig::default(),
+        tls: None,
     })
 }
 fn default_listen() -> Option<String> {
@@ -473,6 +485,13 @@ fn build(value: &Value, placeholders: &Placeholders) -> Result<NodeConfig, Vec<C
         }),
         None => Credential::None,
     };
+    let http_tls = raw.http.as_ref().and_then(|h| h.tls.clone());
+    if let Some(tls) = &http_tls {
+        errors.extend(tls.validate("http.tls"));
+    }
+    if let Some(tls) = &raw.bus.tls {
+        errors.extend(tls.validate("bus.tls"));
+    }
     let http_listen = match raw.http.and_then(|h| h.listen) {
         None => None,
         Some(addr) => match addr.parse::<SocketAddr>() {
@@ -600,6 +619,7 @@ fn build(value: &Value, placeholders: &Placeholders) -> Result<NodeConfig, Vec<C
             bus: raw.bus,
             http_listen,
             http_auth,
+            http_tls,
             shutdown_timeout: raw.shutdown_timeout,
             components,
             fixed: FIXED_SECTIONS

@@ -112,6 +112,8 @@ pub struct Runtime {
     started_at: Instant,
     reloads: prometheus::IntCounterVec,
     generation_gauge: prometheus::IntGauge,
+    /// The admin server's `http.tls`, whose files a reload reads again.
+    admin_tls: std::sync::OnceLock<Arc<fednode_ws::tls::Acceptor>>,
 }
 
 impl Runtime {
@@ -166,7 +168,13 @@ impl Runtime {
             started_at: Instant::now(),
             reloads,
             generation_gauge,
+            admin_tls: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The admin server's TLS, for reloads to read its files again.
+    pub fn set_admin_tls(&self, tls: Arc<fednode_ws::tls::Acceptor>) {
+        let _ = self.admin_tls.set(tls);
     }
 
     /// The config file that [`Runtime::reload`] re-reads.

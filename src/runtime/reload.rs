@@ -8,7 +8,11 @@
 //! successor starts. Added components start, removed ones drain and stop.
 //! Sections only a restart can change (`node`, `bus`, `http`, `data_dir`)
 //! make the whole reload invalid, so an operator never gets half of what
-//! they asked for without being told.
+//! they asked for without being told. Certificate files are read again:
+//! by restarted components as they start, by untouched ones and the admin
+//! server through [`Component::reread_certificates`].
+//!
+//! [`Component::reread_certificates`]: fednode_kit::Component::reread_certificates
 
 use fednode_kit::ComponentKind;
 use serde_json::{json, Value};
@@ -230,6 +234,28 @@ impl Runtime {
                     .collect(),
             )
         };
+        // Certificates are read again: restarted components read theirs
+        // at start, the untouched ones and the admin server now.
+        for e in graph
+            .entries
+            .iter()
+            .filter(|e| report.unchanged.contains(&e.name))
+        {
+            if let (Some(c), State::Running) = (&e.component, &*e.state.lock()) {
+                if let Err(why) = c.reread_certificates() {
+                    report.failed.push((
+                        e.name.clone(),
+                        format!("kept its previous certificate: {why}"),
+                    ));
+                }
+            }
+        }
+        if let Some(Err(why)) = self.admin_tls.get().map(|a| a.reread()) {
+            report.failed.push((
+                "http".into(),
+                format!("the admin server kept its previous certificate: {why}"),
+            ));
+        }
         *self.graph.write() = Arc::new(graph);
         *self.shutdown_timeout.lock() = cfg.shutdown_timeout;
         report.generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;

@@ -121,6 +121,14 @@ impl Node {
         self.logged_addr(" listening", Some(name))
     }
 
+    /// Component `name`'s `status` word in `/health` (`connected`,
+    /// `reconnecting`, `idle`…); `None` when the node does not answer.
+    pub fn status_of(&self, name: &str) -> Option<String> {
+        let (_, body) = self.get("/health")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["components"][name]["status"].as_str().map(str::to_string)
+    }
+
     /// A metric's value on the admin server's `/metrics` (`name{labels}`
     /// as Prometheus prints it); 0 when absent or unreachable.
     pub fn metric(&self, name_and_labels: &str) -> f64 {

@@ -24,6 +24,10 @@ pub struct Config {
     /// Larger bodies are answered 413.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Serve HTTPS with this certificate (`{cert_file, key_file,
+    /// client_ca_file?}`; client certificates required with the CA).
+    #[serde(default)]
+    pub tls: Option<fednode_ws::tls::ServerTls>,
     /// `outputs: [{name: "out", subject}]`; the subject may be a template.
     #[serde(default)]
     pub ports: PortsConfig,
@@ -61,6 +65,9 @@ impl Config {
         let mut errors = cfg
             .ports
             .validate(&format!("{path}.ports"), &PortRules::SOURCE);
+        if let Some(tls) = &cfg.tls {
+            errors.extend(tls.validate(&format!("{path}.tls")));
+        }
         if !cfg.path.starts_with('/') || cfg.path.contains(['{', '}', '*']) {
             errors.push(ConfigError::new(
                 format!("{path}.path"),

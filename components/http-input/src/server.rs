@@ -27,6 +27,8 @@ pub struct HttpInput {
     cfg: Config,
     credential: Credential,
     local: Mutex<Option<SocketAddr>>,
+    /// `tls`, once started.
+    tls: std::sync::OnceLock<Arc<fednode_ws::tls::Acceptor>>,
 }
 
 struct Shared {
@@ -43,6 +45,7 @@ impl HttpInput {
             cfg,
             credential,
             local: Mutex::new(None),
+            tls: std::sync::OnceLock::new(),
         }
     }
 
@@ -62,7 +65,23 @@ impl Component for HttpInput {
         self.cfg.listen().into_iter().collect()
     }
 
+    fn reread_certificates(&self) -> Result<(), String> {
+        self.tls.get().map_or(Ok(()), |a| a.reread())
+    }
+
     async fn start(self: Arc<Self>, ctx: Context) -> Result<(), StartError> {
+        let tls = self
+            .cfg
+            .tls
+            .as_ref()
+            .map(|t| {
+                fednode_ws::tls::Acceptor::load(t, &format!("components.{}.config.tls", ctx.name))
+            })
+            .transpose()
+            .map_err(StartError::new)?;
+        if let Some(a) = &tls {
+            let _ = self.tls.set(a.clone());
+        }
         let addr = format!("{}:{}", self.cfg.bind, self.cfg.http_port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
@@ -87,6 +106,7 @@ impl Component for HttpInput {
             listener,
             app,
             fednode_ws::config::default_handshake_timeout(),
+            tls,
             ctx.cancel.clone(),
             "http input",
         ));

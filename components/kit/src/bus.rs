@@ -359,6 +359,17 @@ pub struct NatsConnection {
     pub user: Option<String>,
     pub password: Option<String>,
     pub creds_file: Option<String>,
+    /// `bus.tls`: TLS required, with this CA (PEM) instead of the system's
+    /// roots and this client certificate and key, when given.
+    pub tls: Option<NatsTls>,
+}
+
+/// TLS settings of a NATS connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsTls {
+    pub ca_file: Option<std::path::PathBuf>,
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// A component's view of the bus, with its metrics and the node id.

@@ -268,6 +268,13 @@ pub trait Component: Send + Sync + 'static {
     fn ports(&self) -> &PortsConfig;
 
     /// Bind, subscribe, spawn; return once ready.
+    /// Read certificate files again (SIGHUP, `POST /reload`): connections
+    /// that follow use them, open ones keep theirs. On an error the
+    /// previous certificate stays. Components without TLS do nothing.
+    fn reread_certificates(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     async fn start(self: Arc<Self>, ctx: Context) -> Result<(), StartError>;
 
     /// Current health.

@@ -142,6 +142,17 @@ pub async fn connect_nats(
             .await
             .map_err(|e| format!("cannot read creds_file {f}: {e}"))?;
     }
+    // The bus's TLS (`bus.tls`), for this second connection to the same
+    // server.
+    if let Some(tls) = &c.tls {
+        opts = opts.require_tls(true);
+        if let Some(ca) = &tls.ca_file {
+            opts = opts.add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+            opts = opts.add_client_certificate(cert.clone(), key.clone());
+        }
+    }
     opts.connect(c.url.as_str())
         .await
         .map_err(|e| format!("cannot connect to NATS at {}: {e}", c.url))

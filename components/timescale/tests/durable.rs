@@ -64,6 +64,7 @@ impl Bus for NatsBacked {
             user: None,
             password: None,
             creds_file: None,
+            tls: None,
         })
     }
 }

@@ -81,11 +81,20 @@ impl Component for WebSocketInput {
         self.settings.listen.into_iter().collect()
     }
 
+    fn reread_certificates(&self) -> Result<(), String> {
+        self.running.get().map_or(Ok(()), |r| r.tls.reread())
+    }
+
     async fn start(self: Arc<Self>, ctx: Context) -> Result<(), StartError> {
         if self.running.get().is_some() {
             return Err(StartError::new("websocket_input started twice"));
         }
         let s = self.settings.clone();
+        let tls = fednode_ws::tls::EndpointTls::load(
+            &ctx.name,
+            s.server.as_ref().and_then(|v| v.tls.as_ref()),
+            s.client.as_ref().and_then(|v| v.tls.as_ref()),
+        )?;
         let listener = match (&s.mode, &s.server) {
             (Mode::Server, Some(srv)) => Some(server::bind(&srv.bind, srv.http_port).await?),
             _ => None,
@@ -107,7 +116,7 @@ impl Component for WebSocketInput {
         } else {
             None
         };
-        let run = Arc::new(Running::new(ctx.clone(), s.clone()));
+        let run = Arc::new(Running::new(ctx.clone(), s.clone(), tls.clone()));
         let _ = self.running.set(run.clone());
         let tracker = ctx.tracker.clone();
 
@@ -135,6 +144,7 @@ impl Component for WebSocketInput {
                     listener,
                     router,
                     timeout,
+                    tls.acceptor.clone(),
                     ctx.cancel.clone(),
                     "websocket_input server",
                 ));
@@ -234,6 +244,7 @@ impl Running {
                     "remote": c.remote,
                     "peer_node": c.peer.node,
                     "peer_region": c.peer.region,
+                    "peer_certificate": c.peer.certificate,
                     "acks": c.acks,
                     "connected_at": c.connected_at,
                     "messages_received": c.received.load(Ordering::Relaxed),
@@ -268,7 +279,7 @@ mod tests {
             "c",
         )
         .unwrap();
-        let run = Running::new(ctx, Arc::new(settings));
+        let run = Running::new(ctx, Arc::new(settings), Default::default());
         let h = run.health();
         assert!(h.healthy);
         assert_eq!(h.status, "idle");

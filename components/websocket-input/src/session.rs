@@ -212,6 +212,7 @@ impl Running {
             reconnect: c.reconnect.clone(),
             connect_timeout: c.connect_timeout,
             ws_config: self.ws_config,
+            tls: self.tls.client.clone(),
         };
         let on_state = {
             let run = self.clone();

@@ -113,10 +113,12 @@ pub struct Running {
     pub identity: Identity,
     /// Prefix of `<control>.request` / `<control>.send`.
     pub control_subject: String,
+    /// `server.tls` and `client.tls`.
+    pub tls: fednode_ws::tls::EndpointTls,
 }
 
 impl Running {
-    pub fn new(ctx: Context, settings: Arc<Settings>) -> Self {
+    pub fn new(ctx: Context, settings: Arc<Settings>, tls: fednode_ws::tls::EndpointTls) -> Self {
         let metrics = InputMetrics::new(&ctx.metrics);
         let state_gauge = (settings.mode == Mode::Client)
             .then(|| StateGauge::new(&ctx.metrics, "websocket_input"));
@@ -157,6 +159,7 @@ impl Running {
             ws_config,
             gate,
             control_subject: control_subject(&ctx, &settings),
+            tls,
             identity: Identity {
                 node: Some(ctx.node.id.as_str().into()),
                 region: ctx.node.region.as_deref().map(Arc::from),

@@ -20,6 +20,7 @@ pub(crate) async fn run(sh: Arc<Shared>, conn: Arc<Conn>) {
         reconnect: client.reconnect.clone(),
         connect_timeout: client.connect_timeout,
         ws_config: sh.ws_config,
+        tls: sh.tls.client.clone(),
     };
     let on_state = {
         let sh = sh.clone();

@@ -83,6 +83,10 @@ impl Component for WebSocketOutput {
         self.settings.listen.into_iter().collect()
     }
 
+    fn reread_certificates(&self) -> Result<(), String> {
+        self.running.get().map_or(Ok(()), |sh| sh.tls.reread())
+    }
+
     async fn start(self: Arc<Self>, ctx: Context) -> Result<(), StartError> {
         let s = self.settings.clone();
         // Bind first: nothing else is worth doing when the port is taken.
@@ -120,6 +124,11 @@ impl Component for WebSocketOutput {
             .bus
             .subscribe_all(&s.ports.input_subjects(), &opts)
             .await?;
+        let tls = fednode_ws::tls::EndpointTls::load(
+            &ctx.name,
+            s.server.as_ref().and_then(|v| v.tls.as_ref()),
+            s.client.as_ref().and_then(|v| v.tls.as_ref()),
+        )?;
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let metrics = OutputMetrics::new(&ctx.metrics, s.mode == Mode::Client);
         let spool = match &s.store {
@@ -163,6 +172,7 @@ impl Component for WebSocketOutput {
             },
             spool,
             metrics,
+            tls: tls.clone(),
             s,
         });
         if self.running.set(shared.clone()).is_err() {
@@ -188,6 +198,7 @@ impl Component for WebSocketOutput {
                     l,
                     router,
                     timeout,
+                    tls.acceptor.clone(),
                     ctx.cancel.clone(),
                     "websocket output server",
                 ));

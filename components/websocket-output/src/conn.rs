@@ -631,6 +631,7 @@ impl Conn {
             "remote_addr": self.remote.map(|a| a.to_string()),
             "peer_node": peer.node,
             "peer_region": peer.region,
+            "peer_certificate": peer.certificate,
             "peer_acks": !self.ack_fallback(),
             "connected_at": self.connected_at,
             "encoding": match self.encoding { Encoding::Json => "json", Encoding::Msgpack => "msgpack" },

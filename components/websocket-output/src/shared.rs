@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     pub client_state: Mutex<(ConnectionState, Option<String>)>,
     /// What this output announces on every handshake.
     pub identity: Identity,
+    /// `server.tls` and `client.tls`.
+    pub tls: fednode_ws::tls::EndpointTls,
     /// Client mode with a `store`: the log the hub connection is fed from.
     pub spool: Option<Arc<Spool>>,
 }

@@ -12,6 +12,7 @@
 use fednode_kit::backoff::ReconnectConfig;
 use fednode_kit::config::Credential;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -65,6 +66,7 @@ pub async fn connect(
     identity: &Identity,
     config: WebSocketConfig,
     timeout: Duration,
+    tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<(ClientStream, PeerInfo), ConnectError> {
     let invalid = |reason: String| ConnectError::InvalidUrl {
         url: url.to_string(),
@@ -81,7 +83,9 @@ pub async fn connect(
             .insert(http::header::AUTHORIZATION, value);
     }
     identity.apply(request.headers_mut());
-    let attempt = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+    let connector = tls.map(|c| tokio_tungstenite::Connector::Rustls(c.clone()));
+    let attempt =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
     match tokio::time::timeout(timeout, attempt).await {
         Err(_) => Err(ConnectError::Timeout {
             url: url.to_string(),
@@ -133,6 +137,10 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Frame limits and buffer sizes.
     pub ws_config: WebSocketConfig,
+    /// For `wss://`: `client.tls`, its files read again before each
+    /// attempt, so renewed certificates apply on the next connection
+    /// (`None`: the system's roots, no client certificate).
+    pub tls: Option<crate::tls::ClientTlsSource>,
 }
 
 /// One state change of the client.
@@ -213,7 +221,13 @@ where
         let attempt = tokio::select! {
             biased;
             _ = cancel.cancelled() => return state,
-            r = connect(url, auth.as_deref(), &opts.identity, opts.ws_config, opts.connect_timeout) => r,
+            r = async {
+                let tls = match opts.tls.as_ref().map(|t| t.load()).transpose() {
+                    Ok(tls) => tls,
+                    Err(reason) => return Err(ConnectError::Other { url: url.clone(), reason }),
+                };
+                connect(url, auth.as_deref(), &opts.identity, opts.ws_config, opts.connect_timeout, tls.as_ref()).await
+            } => r,
         };
         let (error, failed_attempt, fatal) = match attempt {
             Ok((ws, peer)) => {
@@ -332,6 +346,7 @@ mod tests {
             reconnect,
             connect_timeout: Duration::from_secs(5),
             ws_config: WebSocketConfig::default(),
+            tls: None,
         };
         let cancel = CancellationToken::new();
         let mut answered = Vec::new();

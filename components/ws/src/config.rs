@@ -90,6 +90,10 @@ pub struct ServerConfig {
     /// keep-alive connection between requests.
     #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// Serve `wss://` (and HTTPS) with this certificate; with
+    /// `client_ca_file`, clients must present a certificate of that CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 impl ServerConfig {
@@ -104,6 +108,7 @@ impl ServerConfig {
             write_buffer_size: default_write_buffer_size(),
             enable_compression: false,
             handshake_timeout: default_handshake_timeout(),
+            tls: None,
         }
     }
 
@@ -138,6 +143,9 @@ impl ServerConfig {
                 "must be longer than 0s",
             ));
         }
+        if let Some(tls) = &self.tls {
+            errors.extend(tls.validate(&join(base, "tls")));
+        }
         for (field, v) in [
             ("max_connections", self.max_connections),
             ("read_buffer_size", self.read_buffer_size),
@@ -168,6 +176,10 @@ pub struct ClientConfig {
     /// How long one connection attempt (TCP + TLS + handshake) may take.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// For `wss://`: the CA to trust instead of the system's roots, and a
+    /// client certificate for servers that require one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl ClientConfig {
@@ -205,6 +217,15 @@ impl ClientConfig {
             )),
         }
         errors.extend(self.reconnect.validate(&join(base, "reconnect")));
+        if let Some(tls) = &self.tls {
+            errors.extend(tls.validate(&join(base, "tls")));
+            if !self.targets().iter().any(|u| u.starts_with("wss://")) {
+                errors.push(ConfigError::new(
+                    join(base, "tls"),
+                    "applies to wss:// URLs only, and no URL here is wss://",
+                ));
+            }
+        }
         if self.connect_timeout.is_zero() {
             errors.push(ConfigError::new(
                 join(base, "connect_timeout"),

@@ -64,6 +64,9 @@ pub struct PeerInfo {
     pub region: Option<Arc<str>>,
     /// The peer sends data and wants every data envelope acked.
     pub wants_acks: bool,
+    /// The subject of the client certificate the peer presented (servers
+    /// with `tls.client_ca_file`), e.g. `CN=edge-01,O=acme`.
+    pub certificate: Option<Arc<str>>,
 }
 
 impl PeerInfo {
@@ -88,6 +91,7 @@ impl PeerInfo {
             node,
             region,
             wants_acks,
+            certificate: None,
         }
     }
 
@@ -138,6 +142,7 @@ mod tests {
             node: Some("edge-01".into()),
             region: Some("eu".into()),
             wants_acks: false,
+            certificate: None,
         };
         let far = Origin::from_wire(Some("sensor-9"), None);
         assert_eq!(edge.origin_of(far.clone()), far);

@@ -27,6 +27,8 @@
 //!   `max_concurrent_requests`, fail all on disconnect).
 //! - [`dedup`]: the window of recent data ids (`at_least_once`).
 //! - [`throughput`]: the rate meter behind `status`.
+//! - [`tls`]: the `tls` blocks of servers and clients (rustls), and the
+//!   subject of a client certificate.
 //! - [`state`] and [`metrics`]: the client connection state and the
 //!   families both components register under their own prefix.
 //! - [`peer`]: the peer client behind `fednode request|tail|send`.
@@ -43,5 +45,6 @@ pub mod pending;
 pub mod server;
 pub mod state;
 pub mod throughput;
+pub mod tls;
 
 pub use state::ConnectionState;

@@ -60,17 +60,33 @@ pub fn authorization(token: Option<&str>, basic: Option<&str>) -> Option<String>
     })
 }
 
+/// The CLI's TLS settings for `wss://` (`--ca-file`, `--cert-file`,
+/// `--key-file`), for every connection this process makes.
+static TLS: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+
+/// Trust `config`'s roots (and present its client certificate) on every
+/// `wss://` connection of this process; without it, the system's roots.
+/// Set once, before connecting.
+pub fn use_tls(config: std::sync::Arc<rustls::ClientConfig>) {
+    let _ = TLS.set(config);
+}
+
 /// One connection of the CLI peer (it announces no identity).
 async fn open(
     url: &str,
     auth: Option<&str>,
     timeout: Duration,
 ) -> Result<client::ClientStream, ConnectError> {
-    Ok(
-        client::connect(url, auth, &Identity::default(), config(), timeout)
-            .await?
-            .0,
+    Ok(client::connect(
+        url,
+        auth,
+        &Identity::default(),
+        config(),
+        timeout,
+        TLS.get(),
     )
+    .await?
+    .0)
 }
 
 fn config() -> WebSocketConfig {

@@ -191,7 +191,11 @@ where
         return bad_request(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing\n");
     };
     let accept = derive_accept_key(key.as_bytes());
-    let peer = PeerInfo::from_headers(headers);
+    let mut peer = PeerInfo::from_headers(headers);
+    peer.certificate = req
+        .extensions()
+        .get::<crate::tls::PeerCertificate>()
+        .map(|c| c.subject.clone());
     let Some(on) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return bad_request(
             StatusCode::UPGRADE_REQUIRED,
@@ -249,6 +253,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     handshake_timeout: Duration,
+    tls: Option<Arc<crate::tls::Acceptor>>,
     cancel: CancellationToken,
     name: &'static str,
 ) {
@@ -274,30 +279,86 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let router = router.clone();
-        let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(remote));
-            router.clone().call(req)
-        });
-        let conn = http
-            .serve_connection(TokioIo::new(tcp), service)
-            .with_upgrades();
+        let http = http.clone();
         let cancel = cancel.clone();
+        let tls = tls.as_ref().map(|a| a.get());
         connections.spawn(async move {
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = cancel.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            match tls {
+                None => {
+                    serve_one(http, TokioIo::new(tcp), remote, None, router, cancel, name).await
                 }
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, %remote, "{name} connection ended");
+                Some(acceptor) => {
+                    // The TLS handshake counts against the handshake
+                    // timeout too: a client that stalls in it is closed.
+                    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp))
+                        .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %remote, "{name}: TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%remote, "{name}: TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let peer = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|leaf| crate::tls::PeerCertificate::from_der(leaf.as_ref()));
+                    serve_one(
+                        http,
+                        TokioIo::new(stream),
+                        remote,
+                        peer,
+                        router,
+                        cancel,
+                        name,
+                    )
+                    .await
+                }
             }
         });
     }
     connections.close();
     connections.wait().await;
+}
+
+/// One connection: HTTP/1.1 with upgrades, until it ends or `cancel`
+/// asks for a graceful end.
+async fn serve_one<I>(
+    http: hyper::server::conn::http1::Builder,
+    io: I,
+    remote: SocketAddr,
+    peer: Option<crate::tls::PeerCertificate>,
+    router: Router,
+    cancel: CancellationToken,
+    name: &'static str,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(remote));
+        if let Some(p) = &peer {
+            req.extensions_mut().insert(p.clone());
+        }
+        router.clone().call(req)
+    });
+    let conn = http.serve_connection(io, service).with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = cancel.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, %remote, "{name} connection ended");
+    }
 }
 
 /// The pause after a failed `accept` (e.g. no file descriptor left).

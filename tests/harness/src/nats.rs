@@ -29,6 +29,8 @@ pub struct NatsServer {
     pid: u32,
     port: u16,
     jetstream: bool,
+    /// More command-line options (TLS, say), on every (re)start.
+    extra: Vec<String>,
     binary: PathBuf,
     log: PathBuf,
     /// Holds the log and the JetStream store; removed on drop.
@@ -38,16 +40,22 @@ pub struct NatsServer {
 impl NatsServer {
     /// A core NATS server (no JetStream).
     pub fn start() -> Self {
-        Self::launch(false)
+        Self::launch(false, &[])
+    }
+
+    /// A core NATS server with more options, e.g. TLS:
+    /// `["--tls", "--tlscert", cert, "--tlskey", key]`.
+    pub fn start_with_args(args: &[&str]) -> Self {
+        Self::launch(false, args)
     }
 
     /// A server with JetStream enabled, storing in its temp dir, so streams
     /// survive [`restart`](Self::restart).
     pub fn start_jetstream() -> Self {
-        Self::launch(true)
+        Self::launch(true, &[])
     }
 
-    fn launch(jetstream: bool) -> Self {
+    fn launch(jetstream: bool, extra: &[&str]) -> Self {
         let binary = find_nats_server();
         let dir = tempfile::Builder::new()
             .prefix("fednode-nats-")
@@ -60,6 +68,7 @@ impl NatsServer {
             // Unknown until the server has logged the port it picked.
             port: 0,
             jetstream,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
             binary,
             log,
             dir,
@@ -156,6 +165,7 @@ impl NatsServer {
                 .arg("-sd")
                 .arg(self.dir.path().join("jetstream"));
         }
+        cmd.args(&self.extra);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))

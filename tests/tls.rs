@@ -1,0 +1,405 @@
+//! TLS with certificates made for the test (openssl): a hub whose
+//! WebSocket input requires client certificates (mutual TLS) and whose
+//! output serves `wss://`; an edge pushing to it with `client.tls`; the
+//! CLI peer with `--ca-file`, `--cert-file` and `--key-file`. A client
+//! without a certificate, or one that does not trust the hub's CA, is
+//! refused.
+
+mod common;
+use common::{bin, http_with, Node};
+use fednode_testkit::wait_until_blocking;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const READY: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(20);
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (the tests make their certificates with it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, and certificates it signs: `name.pem` / `name.key`.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new(ca: &str) -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        openssl(
+            dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={ca}"),
+            ],
+        );
+        Pki { dir }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.path().join(file).to_str().unwrap().to_string()
+    }
+
+    /// A certificate for `subject` (`/CN=…/O=…`) with the given
+    /// subjectAltName (`DNS:localhost,IP:127.0.0.1`), or none.
+    fn issue(&self, name: &str, subject: &str, san: Option<&str>) -> (String, String) {
+        let d = self.dir.path();
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                subject,
+            ],
+        );
+        let ext = d.join(format!("{name}.ext"));
+        std::fs::write(
+            &ext,
+            match san {
+                Some(san) => format!("subjectAltName={san}\n"),
+                None => "extendedKeyUsage=clientAuth\n".to_string(),
+            },
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "2",
+                "-extfile",
+                ext.to_str().unwrap(),
+            ],
+        );
+        (
+            self.path(&format!("{name}.pem")),
+            self.path(&format!("{name}.key")),
+        )
+    }
+}
+
+fn hub_config(pki: &Pki, cert: &str, key: &str) -> String {
+    format!(
+        r#"{{
+      "node": {{"id": "tls-hub"}},
+      "http": {{"listen": "127.0.0.1:0"}},
+      "components": {{
+        "ws_in": {{"type": "input", "name": "websocket_input", "config": {{
+          "mode": "server",
+          "server": {{"http_port": 0, "bind": "127.0.0.1", "path": "/in",
+                     "tls": {{"cert_file": "{cert}", "key_file": "{key}",
+                             "client_ca_file": "{ca}"}}}},
+          "ports": {{"outputs": [{{"name": "ws_data", "subject": "tls.data"}}]}}
+        }}}},
+        "ws_out": {{"type": "output", "name": "websocket", "config": {{
+          "mode": "server",
+          "server": {{"http_port": 0, "bind": "127.0.0.1", "path": "/out",
+                     "tls": {{"cert_file": "{cert}", "key_file": "{key}"}}}},
+          "ports": {{"inputs": [{{"name": "in", "subject": "tls.>"}}]}}
+        }}}}
+      }}
+    }}"#,
+        ca = pki.path("ca.pem")
+    )
+}
+
+fn edge_config(pki: &Pki, hub_in: &str, cert: &str, key: &str) -> String {
+    format!(
+        r#"{{
+      "node": {{"id": "tls-edge"}},
+      "http": {{"listen": "127.0.0.1:0"}},
+      "components": {{
+        "http_in": {{"type": "input", "name": "http_input", "config": {{
+          "http_port": 0, "bind": "127.0.0.1", "path": "/ingest",
+          "ports": {{"outputs": [{{"name": "out", "subject": "edge.data"}}]}}
+        }}}},
+        "up": {{"type": "output", "name": "websocket", "config": {{
+          "mode": "client",
+          "client": {{"url": "{hub_in}",
+                     "tls": {{"ca_file": "{ca}", "cert_file": "{cert}", "key_file": "{key}"}}}},
+          "ports": {{"inputs": [{{"name": "in", "subject": "edge.>"}}]}}
+        }}}}
+      }}
+    }}"#,
+        ca = pki.path("ca.pem")
+    )
+}
+
+#[test]
+fn wss_with_a_test_ca_and_client_certificates() {
+    let pki = Pki::new("fednode test CA");
+    let (hub_cert, hub_key) = pki.issue("hub", "/CN=localhost", Some("DNS:localhost,IP:127.0.0.1"));
+    let (edge_cert, edge_key) = pki.issue("edge", "/CN=edge-01/O=fednode-test", None);
+    let mut hub = Node::start_with(&hub_config(&pki, &hub_cert, &hub_key), &[]);
+    hub.wait_ready(READY);
+    let hub_in = format!("wss://localhost:{}/in", hub.addr_of("ws_in").port());
+    let hub_out = format!("wss://localhost:{}/out", hub.addr_of("ws_out").port());
+    let ca = pki.path("ca.pem");
+
+    // A consumer that trusts the test CA reads the hub's output over wss.
+    let mut tail = bin()
+        .args(["tail", &hub_out, "--ca-file", &ca])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_blocking(WAIT, hub.and_log("the wss consumer to connect"), || {
+        hub.metric("websocket_output_connections_active{component=\"ws_out\"}") == 1.0
+    });
+    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+
+    // The CLI with a client certificate gets in; its data arrives.
+    let mut send = bin()
+        .args([
+            "send",
+            &hub_in,
+            "--ca-file",
+            &ca,
+            "--cert-file",
+            &edge_cert,
+            "--key-file",
+            &edge_key,
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(send.stdin.take().unwrap(), r#"{{"from":"cli","n":1}}"#).unwrap();
+    let out = send.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(got["from"], "cli");
+
+    // Without a client certificate, the input refuses the TLS handshake.
+    let mut refused = bin()
+        .args(["send", &hub_in, "--ca-file", &ca])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(refused.stdin.take().unwrap(), r#"{{"from":"nobody"}}"#).unwrap();
+    let out = refused.wait_with_output().unwrap();
+    assert!(
+        !out.status.success(),
+        "a client without a certificate got in"
+    );
+
+    // Without the test CA (the system's roots), the client refuses the hub.
+    let out = bin()
+        .args(["request", &hub_out, "status"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+    // An edge node pushes with `client.tls`; the hub shows who it is.
+    let mut edge = Node::start_with(&edge_config(&pki, &hub_in, &edge_cert, &edge_key), &[]);
+    edge.wait_ready(READY);
+    wait_until_blocking(WAIT, edge.and_log("the edge to connect over wss"), || {
+        edge.metric("websocket_output_connection_state{component=\"up\",state=\"connected\"}")
+            == 1.0
+    });
+    let ingest = edge.addr_of("http_in").to_string();
+    let (code, body) = http_with(
+        "POST",
+        &ingest,
+        "/ingest",
+        &[("Content-Type", "application/json")],
+        Some(r#"{"from":"edge","n":2}"#),
+    )
+    .unwrap();
+    assert_eq!(code, 202, "{body}");
+    let got: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(got["from"], "edge");
+    let conns = hub.described("ws_in")["connections"].clone();
+    let subjects: Vec<&str> = conns
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["peer_certificate"].as_str())
+        .collect();
+    assert_eq!(subjects, ["CN=edge-01,O=fednode-test"], "{conns}");
+    // Nothing from the refused client reached the bus.
+    assert_eq!(
+        hub.metric("websocket_input_messages_received_total{component=\"ws_in\"}"),
+        2.0
+    );
+
+    // New certificates, from another CA, replace the files; SIGHUP reads
+    // them again without restarting anything: new connections get the new
+    // certificate, the consumer's connection stays.
+    let pki2 = Pki::new("fednode second test CA");
+    let (cert2, key2) = pki2.issue("hub", "/CN=localhost", Some("DNS:localhost,IP:127.0.0.1"));
+    std::fs::copy(&cert2, &hub_cert).unwrap();
+    std::fs::copy(&key2, &hub_key).unwrap();
+    hub.signal("HUP");
+    wait_until_blocking(WAIT, hub.and_log("the reload"), || {
+        hub.metric("fednode_config_reloads_total{result=\"ok\"}") == 1.0
+    });
+    let status = |ca: &str| {
+        bin()
+            .args(["request", &hub_out, "status", "--ca-file", ca])
+            .output()
+            .unwrap()
+    };
+    let out = status(&pki2.path("ca.pem"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !status(&ca).status.success(),
+        "the old certificate is still served"
+    );
+    assert_eq!(
+        hub.metric("websocket_output_connections_total{component=\"ws_out\"}"),
+        2.0,
+        "the consumer and the status request, nothing reconnected"
+    );
+    assert_eq!(tail.try_wait().unwrap(), None, "the consumer was dropped");
+
+    let _ = tail.kill();
+    let _ = tail.wait();
+    for node in [&mut edge, &mut hub] {
+        node.signal("TERM");
+        assert!(node.wait_exit(WAIT).is_some());
+    }
+}
+
+#[test]
+fn a_tls_file_that_cannot_be_read_names_itself_at_start() {
+    let pki = Pki::new("fednode test CA");
+    let missing = PathBuf::from(pki.path("nope.pem"));
+    let config = hub_config(&pki, missing.to_str().unwrap(), &pki.path("ca.key"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.json");
+    std::fs::write(&path, config).unwrap();
+    let out = common::fednode(&["run", path.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config.server.tls.cert_file")
+            && err.contains("nope.pem: I/O error: No such file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_bus_over_tls_to_nats() {
+    let pki = Pki::new("fednode NATS test CA");
+    let (cert, key) = pki.issue("nats", "/CN=localhost", Some("DNS:localhost,IP:127.0.0.1"));
+    let nats = fednode_testkit::NatsServer::start_with_args(&[
+        "--tls",
+        "--tlscert",
+        &cert,
+        "--tlskey",
+        &key,
+    ]);
+    let config = |tls: &str| {
+        format!(
+            r#"{{
+      "node": {{"id": "tls-bus"}},
+      "http": {{"listen": "127.0.0.1:0"}},
+      "bus": {{"kind": "nats", "url": "nats://localhost:{port}", "connect_timeout": "3s"{tls}}},
+      "components": {{
+        "http_in": {{"type": "input", "name": "http_input", "config": {{
+          "http_port": 0, "bind": "127.0.0.1", "path": "/ingest",
+          "ports": {{"outputs": [{{"name": "out", "subject": "bus.data"}}]}}
+        }}}},
+        "ws_out": {{"type": "output", "name": "websocket", "config": {{
+          "mode": "server",
+          "server": {{"http_port": 0, "bind": "127.0.0.1", "path": "/out"}},
+          "ports": {{"inputs": [{{"name": "in", "subject": "bus.>"}}]}}
+        }}}}
+      }}
+    }}"#,
+            port = nats.port()
+        )
+    };
+
+    // Trusting the test CA, the node talks to NATS over TLS end to end.
+    let ca = pki.path("ca.pem");
+    let mut node = Node::start_with(&config(&format!(r#", "tls": {{"ca_file": "{ca}"}}"#)), &[]);
+    node.wait_ready(READY);
+    let mut tail = bin()
+        .args(["tail", &format!("ws://{}/out", node.addr_of("ws_out"))])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_blocking(WAIT, node.and_log("the consumer to connect"), || {
+        node.metric("websocket_output_connections_active{component=\"ws_out\"}") == 1.0
+    });
+    let ingest = node.addr_of("http_in").to_string();
+    let (code, body) =
+        http_with("POST", &ingest, "/ingest", &[], Some(r#"{"over":"tls"}"#)).unwrap();
+    assert_eq!(code, 202, "{body}");
+    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    let got: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(got["over"], "tls");
+    let _ = tail.kill();
+    let _ = tail.wait();
+    node.signal("TERM");
+    assert!(node.wait_exit(WAIT).is_some());
+
+    // Without the CA, the connection fails on the certificate, and says so.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.json");
+    std::fs::write(&path, config(r#", "tls": {}"#)).unwrap();
+    let out = common::fednode(&["run", path.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot connect to NATS") && err.to_lowercase().contains("certificate"),
+        "{err}"
+    );
+}
