@@ -1,4 +1,4 @@
-//! TLS with certificates made for the test (openssl): a hub whose
+//! TLS with certificates made for the test (the testkit's `TestCa`): a hub whose
 //! WebSocket input requires client certificates (mutual TLS) and whose
 //! output serves `wss://`; an edge pushing to it with `client.tls`; the
 //! CLI peer with `--ca-file`, `--cert-file` and `--key-file`. A client
@@ -9,116 +9,54 @@ mod common;
 use common::{bin, http_with, Node};
 use fednode_testkit::wait_until_blocking;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
 
 const READY: Duration = Duration::from_secs(30);
 const WAIT: Duration = Duration::from_secs(20);
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl (the tests make their certificates with it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA, and certificates it signs: `name.pem` / `name.key`.
+/// A CA of the test's own (the testkit's, made with openssl) and the
+/// certificates it signs, in a temp dir.
 struct Pki {
     dir: tempfile::TempDir,
+    ca: fednode_testkit::TestCa,
 }
 
 impl Pki {
-    fn new(ca: &str) -> Pki {
+    fn new(name: &str) -> Pki {
         let dir = tempfile::tempdir().unwrap();
-        openssl(
-            dir.path(),
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN={ca}"),
-            ],
-        );
-        Pki { dir }
+        let ca = fednode_testkit::TestCa::new(dir.path(), name);
+        Pki { dir, ca }
     }
 
+    /// The CA certificate (PEM).
+    fn ca(&self) -> String {
+        text(self.ca.cert())
+    }
+
+    /// A server certificate for `localhost` and 127.0.0.1: (cert, key).
+    fn server(&self, name: &str) -> (String, String) {
+        let (c, k) = self
+            .ca
+            .issue_server(self.dir.path(), name, &["localhost", "127.0.0.1"]);
+        (text(&c), text(&k))
+    }
+
+    /// A client certificate with common name `cn`: (cert, key).
+    fn client(&self, name: &str, cn: &str) -> (String, String) {
+        let (c, k) = self.ca.issue_client(self.dir.path(), name, cn);
+        (text(&c), text(&k))
+    }
+
+    /// A path in the temp dir (that may not exist).
     fn path(&self, file: &str) -> String {
-        self.dir.path().join(file).to_str().unwrap().to_string()
+        text(&self.dir.path().join(file))
     }
+}
 
-    /// A certificate for `subject` (`/CN=…/O=…`) with the given
-    /// subjectAltName (`DNS:localhost,IP:127.0.0.1`), or none.
-    fn issue(&self, name: &str, subject: &str, san: Option<&str>) -> (String, String) {
-        let d = self.dir.path();
-        openssl(
-            d,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                subject,
-            ],
-        );
-        let ext = d.join(format!("{name}.ext"));
-        std::fs::write(
-            &ext,
-            match san {
-                Some(san) => format!("subjectAltName={san}\n"),
-                None => "extendedKeyUsage=clientAuth\n".to_string(),
-            },
-        )
-        .unwrap();
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "2",
-                "-extfile",
-                ext.to_str().unwrap(),
-            ],
-        );
-        (
-            self.path(&format!("{name}.pem")),
-            self.path(&format!("{name}.key")),
-        )
-    }
+fn text(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
 }
 
 fn hub_config(pki: &Pki, cert: &str, key: &str) -> String {
@@ -142,7 +80,7 @@ fn hub_config(pki: &Pki, cert: &str, key: &str) -> String {
         }}}}
       }}
     }}"#,
-        ca = pki.path("ca.pem")
+        ca = pki.ca()
     )
 }
 
@@ -164,20 +102,20 @@ fn edge_config(pki: &Pki, hub_in: &str, cert: &str, key: &str) -> String {
         }}}}
       }}
     }}"#,
-        ca = pki.path("ca.pem")
+        ca = pki.ca()
     )
 }
 
 #[test]
 fn wss_with_a_test_ca_and_client_certificates() {
-    let pki = Pki::new("fednode test CA");
-    let (hub_cert, hub_key) = pki.issue("hub", "/CN=localhost", Some("DNS:localhost,IP:127.0.0.1"));
-    let (edge_cert, edge_key) = pki.issue("edge", "/CN=edge-01/O=fednode-test", None);
+    let pki = Pki::new("hub-ca");
+    let (hub_cert, hub_key) = pki.server("hub");
+    let (edge_cert, edge_key) = pki.client("edge", "edge-01");
     let mut hub = Node::start_with(&hub_config(&pki, &hub_cert, &hub_key), &[]);
     hub.wait_ready(READY);
     let hub_in = format!("wss://localhost:{}/in", hub.addr_of("ws_in").port());
     let hub_out = format!("wss://localhost:{}/out", hub.addr_of("ws_out").port());
-    let ca = pki.path("ca.pem");
+    let ca = pki.ca();
 
     // A consumer that trusts the test CA reads the hub's output over wss.
     let mut tail = bin()
@@ -266,7 +204,7 @@ fn wss_with_a_test_ca_and_client_certificates() {
         .iter()
         .filter_map(|c| c["peer_certificate"].as_str())
         .collect();
-    assert_eq!(subjects, ["CN=edge-01,O=fednode-test"], "{conns}");
+    assert_eq!(subjects, ["CN=edge-01"], "{conns}");
     // Nothing from the refused client reached the bus.
     assert_eq!(
         hub.metric("websocket_input_messages_received_total{component=\"ws_in\"}"),
@@ -276,8 +214,8 @@ fn wss_with_a_test_ca_and_client_certificates() {
     // New certificates, from another CA, replace the files; SIGHUP reads
     // them again without restarting anything: new connections get the new
     // certificate, the consumer's connection stays.
-    let pki2 = Pki::new("fednode second test CA");
-    let (cert2, key2) = pki2.issue("hub", "/CN=localhost", Some("DNS:localhost,IP:127.0.0.1"));
+    let pki2 = Pki::new("second-ca");
+    let (cert2, key2) = pki2.server("hub");
     std::fs::copy(&cert2, &hub_cert).unwrap();
     std::fs::copy(&key2, &hub_key).unwrap();
     hub.signal("HUP");
@@ -290,7 +228,7 @@ fn wss_with_a_test_ca_and_client_certificates() {
             .output()
             .unwrap()
     };
-    let out = status(&pki2.path("ca.pem"));
+    let out = status(&pki2.ca());
     assert!(
         out.status.success(),
         "{}",
@@ -317,9 +255,8 @@ fn wss_with_a_test_ca_and_client_certificates() {
 
 #[test]
 fn a_tls_file_that_cannot_be_read_names_itself_at_start() {
-    let pki = Pki::new("fednode test CA");
-    let missing = PathBuf::from(pki.path("nope.pem"));
-    let config = hub_config(&pki, missing.to_str().unwrap(), &pki.path("ca.key"));
+    let pki = Pki::new("ca");
+    let config = hub_config(&pki, &pki.path("nope.pem"), &pki.path("ca.key"));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hub.json");
     std::fs::write(&path, config).unwrap();
@@ -335,8 +272,8 @@ fn a_tls_file_that_cannot_be_read_names_itself_at_start() {
 
 #[test]
 fn the_bus_over_tls_to_nats() {
-    let pki = Pki::new("fednode NATS test CA");
-    let (cert, key) = pki.issue("nats", "/CN=localhost", Some("DNS:localhost,IP:127.0.0.1"));
+    let pki = Pki::new("nats-ca");
+    let (cert, key) = pki.server("nats");
     let nats = fednode_testkit::NatsServer::start_with_args(&[
         "--tls",
         "--tlscert",
@@ -367,7 +304,7 @@ fn the_bus_over_tls_to_nats() {
     };
 
     // Trusting the test CA, the node talks to NATS over TLS end to end.
-    let ca = pki.path("ca.pem");
+    let ca = pki.ca();
     let mut node = Node::start_with(&config(&format!(r#", "tls": {{"ca_file": "{ca}"}}"#)), &[]);
     node.wait_ready(READY);
     let mut tail = bin()
