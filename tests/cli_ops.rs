@@ -290,3 +290,44 @@ fn a_second_sigterm_during_a_slow_drain_stops_at_once() {
         p.log()
     );
 }
+
+#[test]
+fn log_fields_print_plainly() {
+    // Every component that listens, on port 0: each logs its address.
+    let config = r#"{
+  "node": {"id": "plain-logs"},
+  "http": {"listen": "127.0.0.1:0"},
+  "components": {
+    "udp_in": {"type": "input", "name": "udp", "config": {
+      "port": 0, "bind": "127.0.0.1",
+      "ports": {"outputs": [{"name": "out", "subject": "p.udp"}]}}},
+    "http_in": {"type": "input", "name": "http_input", "config": {
+      "http_port": 0, "bind": "127.0.0.1",
+      "ports": {"outputs": [{"name": "out", "subject": "p.http"}]}}},
+    "ws_in": {"type": "input", "name": "websocket_input", "config": {
+      "mode": "server", "server": {"http_port": 0, "bind": "127.0.0.1"},
+      "ports": {"outputs": [{"name": "ws_data", "subject": "p.ws"}]}}},
+    "ws_out": {"type": "output", "name": "websocket", "config": {
+      "mode": "server", "server": {"http_port": 0, "bind": "127.0.0.1"},
+      "ports": {"inputs": [{"name": "in", "subject": "p.>"}]}}}
+  }
+}"#;
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Proc::start(&[], config, &[], dir.path());
+    p.wait_log("node running", Duration::from_secs(20));
+    p.signal("TERM");
+    assert!(p.wait_exit(Duration::from_secs(20)).is_some());
+    let log = p.log();
+    let listening: Vec<&str> = log.lines().filter(|l| l.contains("listening")).collect();
+    assert_eq!(listening.len(), 5, "admin and four components:\n{log}");
+    for line in listening {
+        assert!(
+            line.contains("addr=127.0.0.1:") || line.contains("local=127.0.0.1:"),
+            "{line}"
+        );
+    }
+    assert!(
+        !log.contains("Some("),
+        "an Option printed with Debug:\n{log}"
+    );
+}

@@ -710,7 +710,7 @@ impl Drop for Writer {
             .inc_by(lost as u64);
         tracing::error!(
             rows = lost,
-            spill = ?self.spill.as_ref().map(|s| s.path().display().to_string()),
+            spill = %self.spill.as_ref().map_or_else(|| "none".to_string(), |s| s.path().display().to_string()),
             "stopped at the shutdown deadline with rows neither written to PostgreSQL nor spilled: they are lost \
              (give timescale a spill_path, or the node a data_dir, to keep them)"
         );

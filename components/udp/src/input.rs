@@ -58,7 +58,9 @@ impl Component for UdpInput {
             .await
             .map_err(|e| StartError::new(format!("cannot bind UDP {addr}: {e}")))?;
         *self.local.lock() = socket.local_addr().ok();
-        tracing::info!(component = %ctx.name, addr = ?socket.local_addr().ok(), "udp input listening");
+        if let Ok(addr) = socket.local_addr() {
+            tracing::info!(component = %ctx.name, %addr, "udp input listening");
+        }
         let subject = self.cfg.ports.output("out").expect("validated: out port");
         let me = self.clone();
         ctx.tracker

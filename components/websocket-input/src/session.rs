@@ -274,9 +274,11 @@ impl Running {
                 .request(&conn.out, "replay", json!({"after_id": &*after}), conn.encoding())
                 .await;
             if reply.is_ok() {
-                tracing::info!(component = %name, after_id = %after, result = ?reply.result, "replay requested");
+                let result = reply.result.as_ref().map_or_else(String::new, |r| r.to_string());
+                tracing::info!(component = %name, after_id = %after, %result, "replay requested");
             } else {
-                tracing::warn!(component = %name, after_id = %after, error = ?reply.error, "replay request failed");
+                let error = reply.error.as_ref().map_or_else(String::new, |e| format!("{}: {}", e.code, e.message));
+                tracing::warn!(component = %name, after_id = %after, %error, "replay request failed");
             }
         });
     }

@@ -184,8 +184,10 @@ impl Component for WebSocketOutput {
         ctx.tracker.spawn(gauges(shared.clone()));
         match listener {
             Some(l) => {
-                tracing::info!(component = %ctx.name, addr = ?l.local_addr().ok(),
-                    path = %shared.s.server.as_ref().map_or("/", |v| v.path.as_str()), "websocket output listening");
+                if let Ok(addr) = l.local_addr() {
+                    tracing::info!(component = %ctx.name, %addr,
+                        path = %shared.s.server.as_ref().map_or("/", |v| v.path.as_str()), "websocket output listening");
+                }
                 let router = server::router(shared.clone());
                 let timeout = shared
                     .s

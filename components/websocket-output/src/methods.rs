@@ -148,7 +148,8 @@ fn backpressure(sh: &Shared, conn: &Conn, params: &Map<String, Value>) -> ReplyP
     };
     let current = conn.meter.current();
     let adjusted = conn.set_rate_limit(limit);
-    tracing::info!(conn = %conn.id, rate_limit = ?limit, in_force = ?adjusted, "rate limit changed by peer");
+    let show = |r: Option<f64>| r.map_or_else(|| "none".to_string(), |r| r.to_string());
+    tracing::info!(conn = %conn.id, rate_limit = %show(limit), in_force = %show(adjusted), "rate limit changed by peer");
     ReplyPayload::ok(json!({"current_rate": current, "adjusted_to": adjusted}))
 }
 
