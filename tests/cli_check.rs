@@ -178,10 +178,43 @@ fn dangling_subjects_warn_on_stderr() {
 
 #[test]
 fn invalid_json_names_the_line() {
-    let (_d, path) = write("{\n  \"components\": {,\n}");
+    let (_d, path) = write("{\n  \"components\": {\"a\" 1}\n}");
     let out = fednode(&["check", &path], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid JSON at line 2"));
+}
+
+#[test]
+fn comments_and_trailing_commas_are_allowed_and_lines_stay_true() {
+    let config = r#"{
+  // The edge of the plant floor.
+  "node": {"id": "commented"},  /* a block
+     over two lines */
+  "http": {"listen": null},
+  "components": {
+    "sim": {"type": "input", "name": "eeg_simulator", "config": {
+      "sampling_rate": 50,   // slow, for a demo
+      "ports": {"outputs": [{"name": "out", "subject": "eeg.raw"}],},
+    }},
+    "out": {"type": "output", "name": "websocket", "config": {
+      "mode": "client",
+      "client": {"url": "ws://hub:8081/ingest"},  // the // in the URL stays
+      "ports": {"inputs": [{"name": "in", "subject": "eeg.>"}]},
+    }},
+  },
+}"#;
+    let (_d, path) = write(config);
+    let out = fednode(&["check", &path], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A mistake after comments is reported at its real line.
+    let (_d, path) = write("{\n  // one\n  /* two\n  three */\n  \"node\": {\"id\": \"x\"}}}\n");
+    let out = fednode(&["check", &path], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid JSON at line 5"), "{err}");
 }
 
 /// The error lines of `fednode check` on a config that must be refused.
