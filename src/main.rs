@@ -95,6 +95,8 @@ enum Command {
         #[command(flatten)]
         auth: AuthArgs,
     },
+    /// Print the JSON Schema of a config file (for editors and CI).
+    Schema,
     /// Print a shell completion script (`fednode completions bash >
     /// /etc/bash_completion.d/fednode`).
     Completions {
@@ -146,6 +148,14 @@ impl AuthArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Schema = cli.command {
+        use std::io::Write as _;
+        let schema = fednode::config::schema();
+        let text = serde_json::to_string_pretty(&schema).expect("a schema serialises");
+        // A closed pipe (`fednode schema | head`) is not an error.
+        let _ = writeln!(std::io::stdout(), "{text}");
+        return ExitCode::SUCCESS;
+    }
     if let Command::Completions { shell } = cli.command {
         use clap::CommandFactory as _;
         clap_complete::generate(
@@ -189,7 +199,9 @@ fn main() -> ExitCode {
             } => request(&url, &method, &params, &auth, timeout).await,
             Command::Tail { url, filter, auth } => tail(&url, filter, &auth).await,
             Command::Send { url, auth } => send(&url, &auth).await,
-            Command::Completions { .. } => unreachable!("handled before the runtime starts"),
+            Command::Completions { .. } | Command::Schema => {
+                unreachable!("handled before the runtime starts")
+            }
         }
     });
     match result {

@@ -188,6 +188,7 @@ fn invalid_json_names_the_line() {
 fn comments_and_trailing_commas_are_allowed_and_lines_stay_true() {
     let config = r#"{
   // The edge of the plant floor.
+  "$schema": "./fednode.schema.json",
   "node": {"id": "commented"},  /* a block
      over two lines */
   "http": {"listen": null},

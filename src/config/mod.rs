@@ -4,6 +4,7 @@
 //! I/O happens here beyond reading the file.
 
 mod interpolate;
+mod schema;
 
 use fednode_kit::component::Listen;
 use fednode_kit::config::{parse_strict, AuthConfig, ConfigError, Credential};
@@ -19,6 +20,7 @@ use std::time::Duration;
 use crate::runtime::registry;
 
 pub use interpolate::{interpolate, interpolate_with, Found, Unresolved};
+pub use schema::schema;
 
 /// A validated config, with every enabled component built (not started).
 pub struct NodeConfig {
@@ -55,7 +57,7 @@ pub struct ComponentSpec {
 }
 
 /// Which bus to use (`bus`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BusConfig {
     /// `memory` (in-process, the default) or `nats`.
@@ -77,6 +79,7 @@ pub struct BusConfig {
     #[serde(default)]
     pub creds_file: Option<String>,
     /// How long `run` waits for the first connection before giving up.
+    #[schemars(with = "String")]
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// TLS to the NATS server (`{ca_file?, cert_file?, key_file?}`): the
@@ -105,7 +108,7 @@ fn default_connect_timeout() -> Duration {
 }
 
 /// The bus transports.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BusKind {
     #[default]
@@ -113,9 +116,14 @@ pub enum BusKind {
     Nats,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    /// The JSON Schema editors check the file against (`fednode schema`
+    /// writes it); the node ignores it.
+    #[serde(rename = "$schema", default)]
+    #[allow(dead_code)]
+    schema: Option<String>,
     /// Who this node is.
     #[serde(default)]
     node: NodeSection,
@@ -126,6 +134,7 @@ struct RawConfig {
     #[serde(default = "default_http")]
     http: Option<HttpSection>,
     /// How long a stop may drain.
+    #[schemars(with = "String")]
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
     shutdown_timeout: Duration,
     /// Where components keep files (an output's `store`) unless their
@@ -137,7 +146,7 @@ struct RawConfig {
     components: serde_json::Map<String, Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct NodeSection {
     /// Stamped on everything this node publishes (`Fednode-Node`).
@@ -157,7 +166,7 @@ impl Default for NodeSection {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct HttpSection {
     /// Address of the admin server; `null` turns it off.
@@ -171,7 +180,7 @@ struct HttpSection {
     tls: Option<ServerTls>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ComponentEntry {
     /// `input`, `processor`, `output` or `storage`.

@@ -16,7 +16,7 @@ use crate::key::KeyPath;
 pub const MAX_WINDOW_VALUES: usize = 1 << 22;
 
 /// `components.<name>.config` of an `eeg_features` processor.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Samples per second of every stream (Hz). Sets the Welch segment
@@ -59,6 +59,7 @@ pub struct Config {
     pub key_path: String,
     /// A stream that receives no sample for this long is freed (its partial
     /// window is dropped; a later sample starts it afresh at index 0).
+    #[schemars(with = "String")]
     #[serde(default = "default_stream_idle_timeout", with = "humantime_serde")]
     pub stream_idle_timeout: Duration,
     /// Most streams alive at once; a sample that opens another evicts the

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 /// A named frequency band `[lo, hi]` in Hz (closed at both ends); written
 /// `{"name": "alpha", "lo": 8, "hi": 13}` in the config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Band {
     /// The key of this band in every output map (`band_powers`, …).

@@ -47,5 +47,6 @@ pub fn registration() -> Registration {
             let cfg = Config::parse(value, cx.path)?;
             Ok(Arc::new(EegFeatures::new(cfg)))
         },
+        schema: || schemars::schema_for!(Config),
     }
 }

@@ -4,7 +4,7 @@ use fednode_kit::config::{parse_checked, ConfigError, PortRules, PortsConfig};
 use serde::Deserialize;
 
 /// `components.<name>.config` of an `eeg_simulator` input.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Samples per second per user.
@@ -43,7 +43,7 @@ pub struct Config {
 }
 
 /// One sine: `amplitude · sin(2π · frequency · t + phase)`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SineComponent {
     /// Hz.
@@ -53,7 +53,7 @@ pub struct SineComponent {
 }
 
 /// How fast samples are produced.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Pacing {
     #[default]

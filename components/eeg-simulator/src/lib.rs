@@ -27,5 +27,6 @@ pub fn registration() -> Registration {
             let cfg = Config::parse(value, cx.path)?;
             Ok(Arc::new(Simulator::new(cfg)))
         },
+        schema: || schemars::schema_for!(Config),
     }
 }

@@ -7,7 +7,7 @@ use fednode_kit::config::{
 use serde::Deserialize;
 
 /// `components.<name>.config` of an `http_input`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// TCP port of the HTTP server (0 picks a free port).

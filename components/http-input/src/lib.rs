@@ -26,5 +26,6 @@ pub fn registration() -> Registration {
             let (cfg, credential) = Config::parse(value, cx.path)?;
             Ok(Arc::new(HttpInput::new(cfg, credential)))
         },
+        schema: || schemars::schema_for!(Config),
     }
 }

@@ -5,7 +5,7 @@ use fednode_kit::filter::{CriteriaSpec, Filter, FilterSpec, MatchMode};
 use serde::Deserialize;
 
 /// `components.<name>.config` of a `json_filter` processor.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// What a message must satisfy to pass: one `{path, operator, value}`

@@ -27,5 +27,6 @@ pub fn registration() -> Registration {
         aliases: &[],
         kinds: &[ComponentKind::Processor],
         build: |cx, value| Ok(Arc::new(JsonFilter::build(value, cx.path)?)),
+        schema: || schemars::schema_for!(Config),
     }
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// The `reconnect` block of a client-mode WebSocket component.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReconnectConfig {
     /// Reconnect at all after a drop or a failed attempt.
@@ -17,9 +17,11 @@ pub struct ReconnectConfig {
     #[serde(default, deserialize_with = "zero_when_null")]
     pub max_retries: u32,
     /// First delay.
+    #[schemars(with = "String")]
     #[serde(default = "default_initial", with = "humantime_serde")]
     pub initial_interval: Duration,
     /// Largest delay.
+    #[schemars(with = "String")]
     #[serde(default = "default_max", with = "humantime_serde")]
     pub max_interval: Duration,
     /// Growth factor per attempt.

@@ -90,6 +90,8 @@ pub struct Registration {
     pub kinds: &'static [ComponentKind],
     /// Validate the `config` block and build the component.
     pub build: fn(&BuildContext<'_>, &Value) -> BuildResult,
+    /// The JSON Schema of the `config` block (`fednode schema`).
+    pub schema: fn() -> schemars::Schema,
 }
 
 /// Everything a started component may use.

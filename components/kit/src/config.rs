@@ -357,7 +357,7 @@ fn remove_at(root: &mut Value, segs: &[String], field: Option<&str>) -> bool {
 }
 
 /// A port as written in `config.ports.inputs` / `outputs`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortConfig {
     /// The port's name (`in`, `out`, `ws_data`, …), which the component
@@ -375,7 +375,7 @@ pub struct PortConfig {
 }
 
 /// The `ports` block.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortsConfig {
     /// Subjects the component reads.
@@ -526,7 +526,7 @@ impl PortsConfig {
 /// The `auth` block of the WebSocket and HTTP components. The
 /// secrets themselves come from the environment variables it names, never
 /// from the config file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// `none`, `bearer` or `basic`.
@@ -541,7 +541,9 @@ pub struct AuthConfig {
 }
 
 /// Which credential is checked or presented.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthKind {
     #[default]
@@ -551,7 +553,7 @@ pub enum AuthKind {
 }
 
 /// Where the basic-auth credentials are read from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuthConfig {
     /// Environment variable holding the user name.
@@ -669,7 +671,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Deserialize, schemars::JsonSchema)]
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     struct Inner {
@@ -679,7 +681,7 @@ mod tests {
         mode: Mode,
     }
 
-    #[derive(Debug, Deserialize, Default)]
+    #[derive(Debug, Deserialize, Default, schemars::JsonSchema)]
     #[serde(rename_all = "lowercase")]
     enum Mode {
         #[default]
@@ -687,7 +689,7 @@ mod tests {
         Client,
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Deserialize, schemars::JsonSchema)]
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     struct Outer {

@@ -46,7 +46,9 @@ impl Kind {
 }
 
 /// Which codec a frame used; a reply goes back in the encoding of its request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     /// Text frames holding JSON.

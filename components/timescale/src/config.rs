@@ -13,7 +13,9 @@ use crate::path::KeyPath;
 use crate::table::Ident;
 
 /// Which tables messages go to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
     /// Every message becomes one row of the generic `table`.
@@ -26,13 +28,15 @@ pub enum Profile {
 }
 
 /// Retry delays after a failed write.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// First delay after a failure; doubles (with jitter) per failure.
+    #[schemars(with = "String")]
     #[serde(default = "default_retry_initial", with = "humantime_serde")]
     pub initial_interval: Duration,
     /// Longest delay between two attempts while the database stays down.
+    #[schemars(with = "String")]
     #[serde(default = "default_retry_max", with = "humantime_serde")]
     pub max_interval: Duration,
 }
@@ -54,7 +58,7 @@ fn default_retry_max() -> Duration {
 }
 
 /// The JetStream side of `durable: true`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JetStreamConfig {
     /// Stream to read from. When absent, a stream already holding the input
@@ -69,6 +73,7 @@ pub struct JetStreamConfig {
     pub consumer: Option<String>,
     /// How long the server waits for the ack of a delivered message before
     /// delivering it again (after a crash, the time until redelivery).
+    #[schemars(with = "String")]
     #[serde(default = "default_ack_wait", with = "humantime_serde")]
     pub ack_wait: Duration,
 }
@@ -88,7 +93,7 @@ fn default_ack_wait() -> Duration {
 }
 
 /// The `config` block of a `timescale` component.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// PostgreSQL URL (`postgres://user:pass@host:5432/db`), usually
@@ -115,6 +120,7 @@ pub struct Config {
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// Longest time a row waits for its batch to fill.
+    #[schemars(with = "String")]
     #[serde(default = "default_flush_interval", with = "humantime_serde")]
     pub flush_interval: Duration,
     /// Rows held in memory while the database is slow or down; beyond this

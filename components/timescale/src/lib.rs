@@ -52,6 +52,7 @@ pub fn registration() -> Registration {
         aliases: &[],
         kinds: &[ComponentKind::Storage],
         build,
+        schema: || schemars::schema_for!(Config),
     }
 }
 

@@ -5,7 +5,7 @@ use fednode_kit::config::{parse_checked, ConfigError, PortRules, PortsConfig};
 use serde::Deserialize;
 
 /// `components.<name>.config` of a `udp` input.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// UDP port to receive JSON datagrams on (0 picks a free port).

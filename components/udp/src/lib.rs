@@ -24,5 +24,6 @@ pub fn registration() -> Registration {
             let cfg = Config::parse(value, cx.path)?;
             Ok(Arc::new(UdpInput::new(cfg)))
         },
+        schema: || schemars::schema_for!(Config),
     }
 }

@@ -24,7 +24,7 @@ pub const PORT_CONTROL: &str = "ws_control";
 pub const PORT_OUT: &str = "out";
 
 /// The whole `config` block.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `server` (listen for peers) or `client` (connect to one peer). May be

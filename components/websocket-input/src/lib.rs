@@ -47,6 +47,7 @@ pub fn registration() -> Registration {
         aliases: &[],
         kinds: &[ComponentKind::Input],
         build: build_component,
+        schema: || schemars::schema_for!(Config),
     }
 }
 

@@ -26,7 +26,7 @@ use std::time::Duration;
 const MIN_STORE_BYTES: u64 = 1 << 20;
 
 /// `components.<name>.config` of a `websocket` output.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `server`: peers connect to this node; `client`: this node connects to
@@ -67,6 +67,7 @@ pub struct Config {
     pub delivery: Delivery,
     /// At-least-once: data not acknowledged this long after it was written
     /// is sent again.
+    #[schemars(with = "String")]
     #[serde(default = "default_ack_timeout", with = "humantime_serde")]
     pub ack_timeout: Duration,
     /// At-least-once: unacknowledged data kept at most; sending pauses when
@@ -101,7 +102,7 @@ pub struct Config {
 }
 
 /// The `store` block.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// The log's directory; defaults to `<data_dir>/<component name>/store`
@@ -114,6 +115,7 @@ pub struct StoreConfig {
     #[serde(default = "default_store_max_bytes")]
     pub max_bytes: u64,
     /// Longest time between two fsyncs of what was written.
+    #[schemars(with = "String")]
     #[serde(default = "default_sync_interval", with = "humantime_serde")]
     pub sync_interval: Duration,
 }
@@ -126,7 +128,7 @@ fn default_sync_interval() -> Duration {
 }
 
 /// The `replay` block.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayConfig {
     /// Newest data messages kept for `replay` (0 keeps none).

@@ -53,5 +53,6 @@ pub fn registration() -> Registration {
             settings.resolve_store(cx.path, cx.instance, cx.node.data_dir.as_deref())?;
             Ok(Arc::new(WebSocketOutput::new(settings)))
         },
+        schema: || schemars::schema_for!(Config),
     }
 }

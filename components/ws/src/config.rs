@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// Listen for peers or connect to one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Accept WebSocket peers on `server.http_port`.
@@ -34,7 +34,9 @@ impl Mode {
 }
 
 /// The delivery guarantee on a link.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Delivery {
     /// No acks; what is lost in flight is lost.
@@ -56,7 +58,7 @@ impl Delivery {
 }
 
 /// The `server` block.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// TCP port to listen on (0 picks a free one).
@@ -88,6 +90,7 @@ pub struct ServerConfig {
     /// A connection that has not sent its whole HTTP request head (the
     /// upgrade request) within this time is closed, as is an idle
     /// keep-alive connection between requests.
+    #[schemars(with = "String")]
     #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
     pub handshake_timeout: Duration,
     /// Serve `wss://` (and HTTPS) with this certificate; with
@@ -160,7 +163,7 @@ impl ServerConfig {
 }
 
 /// The `client` block.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     /// The peer's `ws://` or `wss://` URL.
@@ -174,6 +177,7 @@ pub struct ClientConfig {
     #[serde(default)]
     pub reconnect: ReconnectConfig,
     /// How long one connection attempt (TCP + TLS + handshake) may take.
+    #[schemars(with = "String")]
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// For `wss://`: the CA to trust instead of the system's roots, and a
@@ -237,13 +241,14 @@ impl ClientConfig {
 }
 
 /// The `bidirectional` block: requests over the socket.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BidirectionalConfig {
     /// Answer and send requests; when off, peers' requests get `unavailable`.
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// How long a request may wait for its reply before it fails with `timeout`.
+    #[schemars(with = "String")]
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Requests in flight per connection and direction; one more answers
@@ -285,7 +290,7 @@ impl BidirectionalConfig {
 /// The `backpressure` block: a bounded queue and what a full one does. The
 /// input has one queue between its sockets and the bus; the output one per
 /// connection, so a slow peer never slows the others.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackpressureConfig {
     /// Input: apply `on_full` (when off, the queue never drops and readers
@@ -350,13 +355,15 @@ impl BackpressureConfig {
 /// one on which nothing at all arrived for `timeout` is closed (a client
 /// then reconnects). This catches half-open links: a frozen peer, a dropped
 /// NAT entry. `null` turns it off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatConfig {
     /// How often a WebSocket Ping goes out while nothing else is read.
+    #[schemars(with = "String")]
     #[serde(default = "default_heartbeat_interval", with = "humantime_serde")]
     pub interval: Duration,
     /// Silence after which the connection is closed.
+    #[schemars(with = "String")]
     #[serde(default = "default_heartbeat_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }

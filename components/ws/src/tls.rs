@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// `tls` of a server: `{cert_file, key_file, client_ca_file?}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerTls {
     /// The server's certificate chain (PEM), leaf first.
@@ -31,7 +31,7 @@ pub struct ServerTls {
 }
 
 /// `tls` of a client: `{ca_file?, cert_file?, key_file?}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientTls {
     /// Trust only this CA (PEM) instead of the system's roots.

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::error::{kind, FilterError};
 
 /// One criterion as written in config or in `subscribe` params.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Criterion {
     /// A JSONPath such as `$.a.b`, `$.a[0]`, `$.a[*].b` or `$['a b']`.
@@ -50,7 +50,7 @@ fn deserialize_present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>,
 ///
 /// The shape is remembered so that error paths point at the right place
 /// (`criteria.operator` for one object, `criteria[1].operator` for a list).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum CriteriaSpec {
     /// A single criterion object.
@@ -107,7 +107,9 @@ impl<'de> Deserialize<'de> for CriteriaSpec {
 }
 
 /// How the criteria of a filter combine. Written `"all"` or `"any"`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MatchMode {
     /// Every criterion must hold (the default).
