@@ -340,3 +340,85 @@ fn the_bus_over_tls_to_nats() {
         "{err}"
     );
 }
+
+/// One HTTPS request (`request` is the raw HTTP/1.1 text) to `addr`,
+/// trusting `ca`; the whole answer.
+async fn https(addr: std::net::SocketAddr, ca: &str, request: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = fednode_ws::tls::ClientTls {
+        ca_file: Some(ca.into()),
+        ..Default::default()
+    }
+    .config("test")?;
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    tls.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    tls.read_to_string(&mut answer)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(answer)
+}
+
+#[tokio::test]
+async fn the_admin_server_and_http_input_speak_https() {
+    let pki = Pki::new("https-ca");
+    let (cert, key) = pki.server("node");
+    let config = format!(
+        r#"{{
+      "node": {{"id": "https"}},
+      "http": {{"listen": "127.0.0.1:0",
+               "tls": {{"cert_file": "{cert}", "key_file": "{key}"}}}},
+      "components": {{
+        "http_in": {{"type": "input", "name": "http_input", "config": {{
+          "http_port": 0, "bind": "127.0.0.1", "path": "/ingest",
+          "tls": {{"cert_file": "{cert}", "key_file": "{key}"}},
+          "ports": {{"outputs": [{{"name": "out", "subject": "https.data"}}]}}
+        }}}}
+      }}
+    }}"#
+    );
+    let node = Node::start_with(&config, &[]);
+    let admin: std::net::SocketAddr = node.admin().parse().unwrap();
+    let ca = pki.ca();
+    let get = "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    // The admin server answers 503 until every component has started.
+    let answer = std::sync::Mutex::new(String::new());
+    fednode_testkit::wait_until_async(
+        READY,
+        "the admin server to answer 200 over HTTPS",
+        || async {
+            let got = https(admin, &ca, get).await.unwrap_or_else(|e| e);
+            let ok = got.starts_with("HTTP/1.1 200");
+            *answer.lock().unwrap() = got;
+            ok
+        },
+    )
+    .await;
+    let answer = answer.into_inner().unwrap();
+    assert!(answer.contains("\"config_generation\":1"), "{answer}");
+    // Plain HTTP to the HTTPS port gets no answer.
+    assert!(common::http("GET", &admin.to_string(), "/health", None).is_none_or(|(c, _)| c != 200));
+
+    let body = r#"{"over":"https"}"#;
+    let post = format!(
+        "POST /ingest HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = https(node.addr_of("http_in"), &ca, &post).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    // A client that does not trust the CA is refused in the handshake.
+    let other = Pki::new("other-ca");
+    let e = https(node.addr_of("http_in"), &other.ca(), &post)
+        .await
+        .unwrap_err();
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+}
