@@ -205,15 +205,13 @@ impl Running {
             .client
             .clone()
             .expect("client mode has a client block");
-        let opts = ClientOptions {
-            urls: c.targets(),
-            identity: self.identity.clone(),
-            credential: self.settings.credential.clone(),
-            reconnect: c.reconnect.clone(),
-            connect_timeout: c.connect_timeout,
-            ws_config: self.ws_config,
-            tls: self.tls.client.clone(),
-        };
+        let opts = ClientOptions::for_component(
+            &c,
+            self.identity.clone(),
+            self.settings.credential.clone(),
+            self.ws_config,
+            self.tls.client.clone(),
+        );
         let on_state = {
             let run = self.clone();
             move |change: &StateChange| run.on_client_state(change)

@@ -13,15 +13,13 @@ use crate::shared::Shared;
 
 pub(crate) async fn run(sh: Arc<Shared>, conn: Arc<Conn>) {
     let client = sh.s.client.clone().expect("client mode has a client block");
-    let opts = ClientOptions {
-        urls: client.targets(),
-        identity: sh.identity.clone(),
-        credential: sh.s.credential.clone(),
-        reconnect: client.reconnect.clone(),
-        connect_timeout: client.connect_timeout,
-        ws_config: sh.ws_config,
-        tls: sh.tls.client.clone(),
-    };
+    let opts = ClientOptions::for_component(
+        &client,
+        sh.identity.clone(),
+        sh.s.credential.clone(),
+        sh.ws_config,
+        sh.tls.client.clone(),
+    );
     let on_state = {
         let sh = sh.clone();
         move |change: &fednode_ws::client::StateChange| sh.on_state(change)

@@ -143,6 +143,28 @@ pub struct ClientOptions {
     pub tls: Option<crate::tls::ClientTlsSource>,
 }
 
+impl ClientOptions {
+    /// The options of a client-mode component: its `client` block, what it
+    /// announces, the credential it presents, its frame limits and TLS.
+    pub fn for_component(
+        client: &crate::config::ClientConfig,
+        identity: Identity,
+        credential: Credential,
+        ws_config: WebSocketConfig,
+        tls: Option<crate::tls::ClientTlsSource>,
+    ) -> ClientOptions {
+        ClientOptions {
+            urls: client.targets(),
+            identity,
+            credential,
+            reconnect: client.reconnect.clone(),
+            connect_timeout: client.connect_timeout,
+            ws_config,
+            tls,
+        }
+    }
+}
+
 /// One state change of the client.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateChange {
