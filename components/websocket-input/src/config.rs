@@ -24,14 +24,13 @@ pub const PORT_CONTROL: &str = "ws_control";
 pub const PORT_OUT: &str = "out";
 
 /// The whole `config` block.
-///
-/// The endpoint fields (`mode`, `server`, `client`, the flat shorthand,
-/// `auth`, `backpressure`, `bidirectional`, `heartbeat`, `delivery`,
-/// `max_message_bytes`) are declared here and again in the websocket output's
-/// `Config` on purpose: serde's `flatten` cannot be combined with
-/// `deny_unknown_fields`, which gives every typo its own error line, and
-/// each component documents and defaults them for its own role. What they
-/// mean is decided once, in `fednode_ws::config::Endpoint::resolve`.
+// The endpoint fields (`mode`, `server`, `client`, the flat shorthand,
+// `auth`, `backpressure`, `bidirectional`, `heartbeat`, `delivery`,
+// `max_message_bytes`) are declared here and again in the websocket output's
+// `Config` on purpose: serde's `flatten` cannot be combined with
+// `deny_unknown_fields`, which gives every typo its own error line, and
+// each component documents and defaults them for its own role. What they
+// mean is decided once, in `fednode_ws::config::Endpoint::resolve`.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

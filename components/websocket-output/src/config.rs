@@ -26,14 +26,13 @@ use std::time::Duration;
 const MIN_STORE_BYTES: u64 = 1 << 20;
 
 /// `components.<name>.config` of a `websocket` output.
-///
-/// The endpoint fields (`mode`, `server`, `client`, the flat shorthand,
-/// `auth`, `backpressure`, `bidirectional`, `heartbeat`, `delivery`,
-/// `max_message_bytes`) are declared here and again in the websocket_input's
-/// `Config` on purpose: serde's `flatten` cannot be combined with
-/// `deny_unknown_fields`, which gives every typo its own error line, and
-/// each component documents and defaults them for its own role. What they
-/// mean is decided once, in `fednode_ws::config::Endpoint::resolve`.
+// The endpoint fields (`mode`, `server`, `client`, the flat shorthand,
+// `auth`, `backpressure`, `bidirectional`, `heartbeat`, `delivery`,
+// `max_message_bytes`) are declared here and again in the websocket_input's
+// `Config` on purpose: serde's `flatten` cannot be combined with
+// `deny_unknown_fields`, which gives every typo its own error line, and
+// each component documents and defaults them for its own role. What they
+// mean is decided once, in `fednode_ws::config::Endpoint::resolve`.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
