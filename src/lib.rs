@@ -4,10 +4,13 @@
 //! - [`bus`]: connect the memory or NATS bus.
 //! - [`runtime`]: the registry of factories, the wiring graph, start/stop.
 //! - [`admin`]: the admin HTTP server (health, metrics, components).
+//! - [`admin_client`]: `fednode request` against a component of a
+//!   running node's admin server.
 //!
 //! `main.rs` holds only the command line.
 
 pub mod admin;
+pub mod admin_client;
 pub mod bus;
 pub mod config;
 pub mod runtime;

@@ -62,9 +62,12 @@ enum Command {
         /// The node config (JSON).
         config: PathBuf,
     },
-    /// Send one request to a WebSocket peer and print the reply payload.
+    /// Send one request to a WebSocket peer and print the reply payload;
+    /// or, given a component's URL on a node's admin server, have that
+    /// component send it to its peers (one with `--connection`).
     Request {
-        /// The peer's WebSocket URL (`ws://host:port/path`).
+        /// A peer's WebSocket URL (`ws://host:port/path`), or a component
+        /// on an admin server (`http://hub:9090/components/ws_in`).
         url: String,
         /// `status`, `backpressure`, `subscribe`, `unsubscribe`, `replay`, `announce`, …
         method: String,
@@ -73,6 +76,10 @@ enum Command {
         params: String,
         #[command(flatten)]
         auth: AuthArgs,
+        /// With an admin URL: the peer to ask, by connection id or by the
+        /// node id it announced (`edge-01`); every peer when left out.
+        #[arg(long)]
+        connection: Option<String>,
         /// How long to wait for the reply (connecting included).
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
@@ -128,21 +135,30 @@ impl AuthArgs {
     /// The `Authorization` header, after setting up TLS for `wss://` when
     /// a CA or client certificate was given.
     fn header(&self) -> anyhow::Result<Option<String>> {
-        if self.ca_file.is_some() || self.cert_file.is_some() {
-            let tls = fednode_ws::tls::ClientTls {
-                ca_file: self.ca_file.clone(),
-                cert_file: self.cert_file.clone(),
-                key_file: self.key_file.clone(),
-            };
-            let config = tls
-                .config("--ca-file/--cert-file")
-                .map_err(anyhow::Error::msg)?;
+        if let Some(config) = self.tls()? {
             fednode_ws::peer::use_tls(config);
         }
-        Ok(fednode_ws::peer::authorization(
-            self.token.as_deref(),
-            self.basic.as_deref(),
-        ))
+        Ok(self.authorization())
+    }
+
+    /// The `Authorization` header of `--token` or `--basic`.
+    fn authorization(&self) -> Option<String> {
+        fednode_ws::peer::authorization(self.token.as_deref(), self.basic.as_deref())
+    }
+
+    /// The TLS settings of `--ca-file`, `--cert-file` and `--key-file`.
+    fn tls(&self) -> anyhow::Result<Option<std::sync::Arc<rustls::ClientConfig>>> {
+        if self.ca_file.is_none() && self.cert_file.is_none() {
+            return Ok(None);
+        }
+        let tls = fednode_ws::tls::ClientTls {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+        };
+        tls.config("--ca-file/--cert-file")
+            .map(Some)
+            .map_err(anyhow::Error::msg)
     }
 }
 
@@ -195,8 +211,19 @@ fn main() -> ExitCode {
                 method,
                 params,
                 auth,
+                connection,
                 timeout,
-            } => request(&url, &method, &params, &auth, timeout).await,
+            } => {
+                request(
+                    &url,
+                    &method,
+                    &params,
+                    &auth,
+                    connection.as_deref(),
+                    timeout,
+                )
+                .await
+            }
             Command::Tail { url, filter, auth } => tail(&url, filter, &auth).await,
             Command::Send { url, auth } => send(&url, &auth).await,
             Command::Completions { .. } | Command::Schema => {
@@ -410,10 +437,45 @@ async fn request(
     method: &str,
     params: &str,
     auth: &AuthArgs,
+    connection: Option<&str>,
     timeout: std::time::Duration,
 ) -> anyhow::Result<ExitCode> {
     let params: serde_json::Value =
         serde_json::from_str(params).context("--params is not valid JSON")?;
+    if url.starts_with("http://") || url.starts_with("https://") {
+        let header = auth.authorization();
+        let tls = auth.tls()?;
+        return match fednode::admin_client::request(
+            url,
+            method,
+            params,
+            connection,
+            header.as_deref(),
+            tls,
+            timeout,
+        )
+        .await
+        {
+            Ok(answer) => {
+                println!("{}", serde_json::to_string(&answer.body)?);
+                Ok(if answer.is_ok() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                Ok(ExitCode::FAILURE)
+            }
+        };
+    }
+    if connection.is_some() {
+        anyhow::bail!(
+            "--connection needs the URL of a component on an admin server \
+             (http://hub:9090/components/ws_in)"
+        );
+    }
     match fednode_ws::peer::request(url, method, params, auth.header()?, timeout).await {
         Ok(reply) => {
             println!("{}", serde_json::to_string(&reply.to_value())?);

@@ -2,8 +2,10 @@
 //! regional hub (`configs/regional-hub.json`) takes data from its edges and
 //! pushes it on, acknowledged and stored on disk, to a central hub
 //! (`configs/hub.json`: NATS bus, durable timescale), whose consumers and
-//! storage see where each message came from. Only environment variables
-//! differ from the files: ports 0, the test's own NATS and PostgreSQL.
+//! storage see where each message came from; an operator steers the
+//! regional hub through the central hub's admin server. Only environment
+//! variables differ from the files: ports 0, the test's own NATS and
+//! PostgreSQL.
 
 mod common;
 use common::{bin, Node};
@@ -105,6 +107,52 @@ fn a_regional_hub_pushes_to_the_central_hub_which_stores_and_serves() {
     wait_until_blocking(WAIT, regional.and_log("the store to drain"), || {
         regional.metric("websocket_output_store_messages{component=\"central\"}") == 0.0
     });
+
+    // The operator steers the regional hub through the central one: by
+    // the node id it announced, then every peer at once.
+    let through = format!("http://{}/components/ws_in", central.admin());
+    let out = bin()
+        .args(["request", &through, "status", "--connection", "regional-eu"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["status"], "ok", "{reply}");
+    assert_eq!(reply["result"]["node"]["id"], "regional-eu", "{reply}");
+    let out = bin()
+        .args([
+            "request",
+            &through,
+            "backpressure",
+            "--params",
+            r#"{"rate_limit": 500}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replies: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all = replies["replies"].as_object().unwrap();
+    assert_eq!(all.len(), 1, "{replies}");
+    assert_eq!(all.values().next().unwrap()["result"]["adjusted_to"], 500.0);
+    assert_eq!(
+        regional.described("central")["connections"][0]["rate_limit"],
+        500.0
+    );
+    // A peer that is not there is named in the error, exit 1.
+    let out = bin()
+        .args(["request", &through, "status", "--connection", "edge-99"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no connection named edge-99"));
 
     let _ = tail.kill();
     let _ = tail.wait();
