@@ -92,6 +92,14 @@ enum Command {
         /// when it parses, else as a string), e.g. `--filter '$.value' '>' 50`.
         #[arg(long, num_args = 3, value_names = ["PATH", "OP", "VALUE"])]
         filter: Option<Vec<String>>,
+        /// Ask the peer to replay from its buffer first, with these params:
+        /// `{"count": 100}`, `{"after_id": "…"}` or `{"start_time": …}`.
+        #[arg(long, value_name = "JSON")]
+        replay: Option<String>,
+        /// Exit when the connection ends instead of connecting again (and
+        /// asking for what was missed).
+        #[arg(long)]
+        once: bool,
         #[command(flatten)]
         auth: AuthArgs,
     },
@@ -224,7 +232,13 @@ fn main() -> ExitCode {
                 )
                 .await
             }
-            Command::Tail { url, filter, auth } => tail(&url, filter, &auth).await,
+            Command::Tail {
+                url,
+                filter,
+                replay,
+                once,
+                auth,
+            } => tail(&url, filter, replay.as_deref(), once, &auth).await,
             Command::Send { url, auth } => send(&url, &auth).await,
             Command::Completions { .. } | Command::Schema => {
                 unreachable!("handled before the runtime starts")
@@ -492,7 +506,17 @@ async fn request(
     }
 }
 
-async fn tail(url: &str, filter: Option<Vec<String>>, auth: &AuthArgs) -> anyhow::Result<ExitCode> {
+async fn tail(
+    url: &str,
+    filter: Option<Vec<String>>,
+    replay: Option<&str>,
+    once: bool,
+    auth: &AuthArgs,
+) -> anyhow::Result<ExitCode> {
+    let replay = replay
+        .map(serde_json::from_str::<serde_json::Value>)
+        .transpose()
+        .context("--replay is not valid JSON")?;
     use fednode_kit::filter::{Criterion, Filter, FilterSpec};
     let filter = match filter.as_deref() {
         Some([path, op, value]) => {
@@ -512,7 +536,12 @@ async fn tail(url: &str, filter: Option<Vec<String>>, auth: &AuthArgs) -> anyhow
         _ => None,
     };
     let stdout = std::io::stdout();
-    match fednode_ws::peer::tail(url, auth.header()?, filter, stdout.lock()).await {
+    let opts = fednode_ws::peer::TailOptions {
+        filter,
+        replay,
+        reconnect: !once,
+    };
+    match fednode_ws::peer::tail_with(url, auth.header()?, opts, stdout.lock()).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("error: {e}");

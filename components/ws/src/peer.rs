@@ -166,25 +166,120 @@ pub async fn tail(
     url: &str,
     auth: Option<String>,
     filter: Option<Filter>,
+    out: impl std::io::Write,
+) -> Result<(), PeerError> {
+    let opts = TailOptions {
+        filter,
+        ..TailOptions::default()
+    };
+    tail_with(url, auth, opts, out).await
+}
+
+/// What `tail` does besides printing.
+#[derive(Default)]
+pub struct TailOptions {
+    /// Print only the payloads that match.
+    pub filter: Option<Filter>,
+    /// Ask for `replay` with these params once connected (`{"count": 100}`,
+    /// `{"after_id": …}`, `{"start_time": …}`): the replayed data is
+    /// printed before, and among, the live data.
+    pub replay: Option<serde_json::Value>,
+    /// When an established connection ends (the node restarts, the network
+    /// drops), connect again with backoff, forever, and ask for a replay
+    /// after the last id printed so that nothing the peer still buffers is
+    /// missed. A first connection that fails is still an error.
+    pub reconnect: bool,
+}
+
+/// [`tail`] with replay and reconnects.
+pub async fn tail_with(
+    url: &str,
+    auth: Option<String>,
+    opts: TailOptions,
     mut out: impl std::io::Write,
 ) -> Result<(), PeerError> {
-    let mut ws = open(url, auth.as_deref(), CONNECT_TIMEOUT).await?;
-    while let Some(msg) = ws.next().await {
-        let msg = msg.map_err(|e| broken(url, e))?;
-        match classify(msg) {
-            Incoming::Envelope(env, _) if env.kind == Kind::Data => {
-                if let Some(f) = &filter {
-                    if !f.matches_bytes(&env.payload) {
-                        continue;
+    let mut backoff = fednode_kit::backoff::Backoff::new(
+        Duration::from_millis(200),
+        Duration::from_secs(10),
+        2.0,
+    );
+    let mut last_id: Option<String> = None;
+    let mut connected_once = false;
+    loop {
+        let mut ws = match open(url, auth.as_deref(), CONNECT_TIMEOUT).await {
+            Ok(ws) => ws,
+            Err(e) if !connected_once => return Err(e.into()),
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%url, error = %e, retry_in = %humantime::format_duration(delay), "tail: reconnecting");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        };
+        if connected_once {
+            tracing::info!(%url, "tail: connected again");
+        }
+        connected_once = true;
+        backoff.reset();
+        // Replay: what was asked for on the first connection; after a
+        // reconnect, what came after the last message printed.
+        let replay = match (&last_id, &opts.replay) {
+            (Some(id), _) => Some(serde_json::json!({"after_id": id})),
+            (None, r) => r.clone(),
+        };
+        let mut replay_id = None;
+        if let Some(params) = replay {
+            let env = Envelope::request("replay", &params);
+            replay_id = Some(env.id.clone());
+            ws.send(frame::encode(&env, Encoding::Json))
+                .await
+                .map_err(|e| broken(url, e))?;
+        }
+        let ended = loop {
+            let Some(msg) = ws.next().await else {
+                break "the connection ended".to_string();
+            };
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) if opts.reconnect => break e.to_string(),
+                Err(e) => return Err(broken(url, e)),
+            };
+            match classify(msg) {
+                Incoming::Envelope(env, _) if env.kind == Kind::Data => {
+                    if !env.id.is_empty() {
+                        last_id = Some(env.id.to_string());
+                    }
+                    if let Some(f) = &opts.filter {
+                        if !f.matches_bytes(&env.payload) {
+                            continue;
+                        }
+                    }
+                    write_line(&mut out, &env.payload).map_err(PeerError::Output)?;
+                }
+                Incoming::Envelope(env, _)
+                    if env.kind == Kind::Reply && replay_id.as_ref() == Some(&env.id) =>
+                {
+                    let reply = crate::pending::parse_reply(&env.payload);
+                    if !reply.is_ok() {
+                        tracing::warn!(%url, reply = %serde_json::to_string(&reply.to_value()).unwrap_or_default(), "tail: replay refused");
                     }
                 }
-                write_line(&mut out, &env.payload).map_err(PeerError::Output)?;
+                Incoming::Close(f) => {
+                    break frame_parts(f).map_or_else(
+                        || "closed".to_string(),
+                        |(c, r)| format!("closed ({c}: {r})"),
+                    )
+                }
+                _ => {}
             }
-            Incoming::Close(_) => return Ok(()),
-            _ => {}
+        };
+        if !opts.reconnect {
+            return Ok(());
         }
+        let delay = backoff.next_delay();
+        tracing::warn!(%url, reason = %ended, retry_in = %humantime::format_duration(delay), "tail: connection lost; reconnecting");
+        tokio::time::sleep(delay).await;
     }
-    Ok(())
 }
 
 /// One payload as one line (a pretty-printed payload is compacted).
