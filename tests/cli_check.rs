@@ -45,6 +45,31 @@ fn every_config_in_configs_dir_is_valid() {
 }
 
 #[test]
+fn every_config_in_configs_dir_passes_check_no_env_with_an_empty_environment() {
+    let dir = common::root().join("configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let out = common::bin()
+                .args(["check", "--no-env", path.to_str().unwrap()])
+                .current_dir(common::root())
+                .env_clear()
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{} fails check --no-env without an environment:\n{}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 7, "only {n} configs");
+}
+
+#[test]
 fn typo_wrong_enum_and_missing_env_each_get_a_line() {
     let (_d, path) = write(
         r#"{
