@@ -471,17 +471,10 @@ async fn request(
         .await
         {
             Ok(answer) => {
-                println!("{}", serde_json::to_string(&answer.body)?);
-                Ok(if answer.is_ok() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                })
+                let ok = answer.is_ok();
+                print_answer(Ok((answer.body, ok)))
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                Ok(ExitCode::FAILURE)
-            }
+            Err(e) => print_answer(Err(e)),
         };
     }
     if connection.is_some() {
@@ -491,9 +484,18 @@ async fn request(
         );
     }
     match fednode_ws::peer::request(url, method, params, auth.header()?, timeout).await {
-        Ok(reply) => {
-            println!("{}", serde_json::to_string(&reply.to_value())?);
-            Ok(if reply.is_ok() {
+        Ok(reply) => print_answer(Ok((reply.to_value(), reply.is_ok()))),
+        Err(e) => print_answer(Err(e.to_string())),
+    }
+}
+
+/// What `request` prints: the answer as one JSON line on stdout (exit 0
+/// when it is ok, else 1), or the reason it failed on stderr (exit 1).
+fn print_answer(answer: Result<(serde_json::Value, bool), String>) -> anyhow::Result<ExitCode> {
+    match answer {
+        Ok((body, ok)) => {
+            println!("{}", serde_json::to_string(&body)?);
+            Ok(if ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -5,9 +5,7 @@
 mod common;
 use common::{bin, http_with, Node};
 use fednode_testkit::wait_until_blocking;
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -47,21 +45,6 @@ fn post(node: &Node, n: u32) {
     assert_eq!(code, 202, "{body}");
 }
 
-/// The payloads a `fednode tail` prints, as they come.
-fn lines(child: &mut std::process::Child) -> mpsc::Receiver<serde_json::Value> {
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
 #[test]
 fn replay_first_then_live_and_a_restarted_node_is_followed() {
     let mut first = node(0);
@@ -85,7 +68,7 @@ fn replay_first_then_live_and_a_restarted_node_is_followed() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let rx = lines(&mut tail);
+    let rx = common::json_lines(&mut tail);
     // The last three buffered, replayed, then what comes live.
     for n in 2..5 {
         assert_eq!(rx.recv_timeout(WAIT).unwrap()["n"], n);

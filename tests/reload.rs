@@ -13,7 +13,7 @@ mod common;
 use common::{bin, http, Node};
 use fednode_testkit::wait_until_blocking;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc;
@@ -73,16 +73,7 @@ fn tail(url: &str) -> (Child, mpsc::Receiver<serde_json::Value>) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
-                return;
-            }
-        }
-    });
+    let rx = common::json_lines(&mut child);
     (child, rx)
 }
 

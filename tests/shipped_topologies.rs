@@ -111,34 +111,24 @@ fn a_regional_hub_pushes_to_the_central_hub_which_stores_and_serves() {
     // The operator steers the regional hub through the central one: by
     // the node id it announced, then every peer at once.
     let through = format!("http://{}/components/ws_in", central.admin());
-    let out = bin()
-        .args(["request", &through, "status", "--connection", "regional-eu"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ask = |args: &[&str]| -> serde_json::Value {
+        let out = bin()
+            .arg("request")
+            .arg(&through)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let reply = ask(&["status", "--connection", "regional-eu"]);
     assert_eq!(reply["status"], "ok", "{reply}");
     assert_eq!(reply["result"]["node"]["id"], "regional-eu", "{reply}");
-    let out = bin()
-        .args([
-            "request",
-            &through,
-            "backpressure",
-            "--params",
-            r#"{"rate_limit": 500}"#,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let replies: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let replies = ask(&["backpressure", "--params", r#"{"rate_limit": 500}"#]);
     let all = replies["replies"].as_object().unwrap();
     assert_eq!(all.len(), 1, "{replies}");
     assert_eq!(all.values().next().unwrap()["result"]["adjusted_to"], 500.0);

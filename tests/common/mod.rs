@@ -282,3 +282,20 @@ pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// Each line a child prints on stdout (`fednode tail`), parsed as JSON and
+/// sent to the returned channel as it comes.
+pub fn json_lines(child: &mut Child) -> std::sync::mpsc::Receiver<serde_json::Value> {
+    use std::io::BufRead;
+    let out = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
