@@ -654,7 +654,9 @@ fn same_credential(given: &str, expected: &str) -> bool {
     }
 }
 
-fn constant_eq(a: &str, b: &str) -> bool {
+/// Whether two secrets are equal, in time that depends only on their
+/// lengths.
+pub fn constant_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
         return false;

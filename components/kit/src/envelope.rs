@@ -155,6 +155,16 @@ impl Envelope {
         }
     }
 
+    /// Data that came as a plain JSON value, not wrapped in an envelope
+    /// (no id, timestamp or origin).
+    pub fn is_plain(&self) -> bool {
+        self.kind == Kind::Data
+            && self.id.is_empty()
+            && self.timestamp.is_none()
+            && self.origin.is_none()
+            && !self.replay
+    }
+
     /// A request envelope with a fresh id.
     pub fn request(method: &str, params: &serde_json::Value) -> Self {
         let payload = serde_json::to_vec(&RequestPayload {

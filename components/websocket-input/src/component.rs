@@ -116,6 +116,15 @@ impl Component for WebSocketInput {
         } else {
             None
         };
+        let downstream_sub = match &s.downstream_subject {
+            Some(subject) => Some(
+                ctx.bus
+                    .subscribe(subject, SubscribeOptions::default())
+                    .await
+                    .map_err(|e| StartError::new(format!("cannot subscribe to {subject}: {e}")))?,
+            ),
+            None => None,
+        };
         let run = Arc::new(Running::new(ctx.clone(), s.clone(), tls.clone()));
         let _ = self.running.set(run.clone());
         let tracker = ctx.tracker.clone();
@@ -123,6 +132,9 @@ impl Component for WebSocketInput {
         tracker.spawn(run.clone().publish_loop());
         if let Some(sub) = control_sub {
             tracker.spawn(run.clone().control_send_loop(sub));
+        }
+        if let Some(sub) = downstream_sub {
+            tracker.spawn(run.clone().downstream_loop(sub));
         }
         match s.mode {
             Mode::Server => {
@@ -247,7 +259,15 @@ impl Running {
                     "peer_certificate": c.peer.certificate,
                     "acks": c.acks,
                     "connected_at": c.connected_at,
+                    "last_seen": match c.last_seen.load(Ordering::Relaxed) {
+                        0 => Value::Null,
+                        t => json!(t),
+                    },
                     "messages_received": c.received.load(Ordering::Relaxed),
+                    "messages_per_second": c.meter.current(),
+                    "downstream_sent": c.sent_down.load(Ordering::Relaxed),
+                    "user_id": c.session.get().map(|s| &*s.user_id),
+                    "session_id": c.session.get().map(|s| s.session_id.as_str()),
                     "requests_in_flight": c.pending.in_flight(),
                 })
             })

@@ -7,6 +7,7 @@ use fednode_kit::component::Listen;
 use fednode_kit::config::{
     join, parse_checked, AuthConfig, ConfigError, Credential, PortRules, PortsConfig,
 };
+use fednode_kit::json::ValuePath;
 use fednode_kit::queue::OnFull;
 use fednode_kit::subject::Template;
 use fednode_ws::config::{
@@ -15,6 +16,7 @@ use fednode_ws::config::{
     ServerConfig,
 };
 use serde::Deserialize;
+use std::time::Duration;
 
 /// The output port carrying data payloads.
 pub const PORT_DATA: &str = "ws_data";
@@ -22,6 +24,12 @@ pub const PORT_DATA: &str = "ws_data";
 pub const PORT_CONTROL: &str = "ws_control";
 /// Accepted instead of `ws_data`.
 pub const PORT_OUT: &str = "out";
+/// The optional input port whose data goes back to the peers.
+pub const PORT_DOWNSTREAM: &str = "ws_downstream";
+/// The optional output port for session start and end events.
+pub const PORT_SESSIONS: &str = "ws_sessions";
+/// The member a relay's first message binds its connection to.
+pub const BOUND_MEMBER: &str = "user_id";
 
 /// The whole `config` block.
 // The endpoint fields (`mode`, `server`, `client`, the flat shorthand,
@@ -75,13 +83,104 @@ pub struct Config {
     /// nothing arrived for the timeout; `null` turns it off.
     #[serde(default = "default_heartbeat")]
     pub heartbeat: Option<HeartbeatConfig>,
-    /// Output ports: `ws_data` (or `out`) for data, `ws_control` for control.
+    /// Server mode: every connection must first send
+    /// `{"type":"auth","api_key","user_id","device_info"}`; the connection
+    /// is then bound to that user.
+    #[serde(default)]
+    pub auth_message: Option<AuthMessageConfig>,
+    /// The member of a data message that names its stream (a user):
+    /// `ws_downstream` data goes to the connection that sent data with the
+    /// same value (or was bound to it by `auth_message`).
+    #[serde(default = "default_downstream_key")]
+    pub downstream_key: String,
+    /// Output ports: `ws_data` (or `out`) for data, `ws_control` for
+    /// control, `ws_sessions` for session events. Input port:
+    /// `ws_downstream`, data to send back to the peers.
     #[serde(default)]
     pub ports: PortsConfig,
 }
 
+/// The `auth_message` block: the API keys a relay's first message may
+/// carry.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthMessageConfig {
+    /// Keys written in the config.
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+    /// An environment variable holding keys, separated by commas.
+    #[serde(default)]
+    pub api_keys_env: Option<String>,
+    /// How long a new connection has to send its auth message.
+    #[schemars(with = "String")]
+    #[serde(default = "default_auth_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// A resolved `auth_message` block.
+#[derive(Debug, Clone)]
+pub struct AuthMessage {
+    pub keys: Vec<String>,
+    pub timeout: Duration,
+}
+
 fn default_dedup_window() -> usize {
     10_000
+}
+
+fn default_downstream_key() -> String {
+    "$.user_id".into()
+}
+
+fn default_auth_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl AuthMessageConfig {
+    fn resolve(&self, base: &str) -> Result<AuthMessage, Vec<ConfigError>> {
+        let mut keys: Vec<String> = self.api_keys.clone();
+        let mut errors = Vec::new();
+        if let Some(name) = &self.api_keys_env {
+            match std::env::var(name) {
+                Ok(v) => keys.extend(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(String::from),
+                ),
+                Err(_) => errors.push(ConfigError::new(
+                    join(base, "api_keys_env"),
+                    format!("environment variable {name} is not set"),
+                )),
+            }
+        }
+        if let Some(i) = self.api_keys.iter().position(|k| k.trim().is_empty()) {
+            errors.push(ConfigError::new(
+                format!("{}[{i}]", join(base, "api_keys")),
+                "an API key cannot be empty",
+            ));
+        }
+        if self.timeout.is_zero() {
+            errors.push(ConfigError::new(
+                join(base, "timeout"),
+                "must be more than 0",
+            ));
+        }
+        if errors.is_empty() && keys.is_empty() {
+            errors.push(ConfigError::new(
+                base,
+                "no API key: list api_keys or name api_keys_env (comma-separated keys)",
+            ));
+        }
+        if errors.is_empty() {
+            Ok(AuthMessage {
+                keys,
+                timeout: self.timeout,
+            })
+        } else {
+            Err(errors)
+        }
+    }
 }
 
 /// A validated configuration, with everything resolved that `start` needs.
@@ -107,6 +206,14 @@ pub struct Settings {
     /// `ws_control` port names one; else the node's own
     /// `_fednode.<node>.<component>.control`.
     pub control_subject: Option<String>,
+    /// Relays authenticate with a first message.
+    pub auth_message: Option<AuthMessage>,
+    /// Names a data message's stream, for routing `ws_downstream` data.
+    pub downstream_key: ValuePath,
+    /// The `ws_downstream` port's subject.
+    pub downstream_subject: Option<String>,
+    /// The `ws_sessions` port's subject.
+    pub sessions_subject: Option<Template>,
 }
 
 impl Settings {
@@ -158,13 +265,14 @@ impl Config {
             ));
         }
 
-        // Ports: ws_data (or out) and an optional ws_control.
+        // Ports: ws_data (or out), optional ws_control and ws_sessions, and
+        // an optional ws_downstream input.
         let ports_at = at("ports");
         errors.extend(self.ports.validate(
             &ports_at,
             &PortRules {
-                inputs: &[],
-                outputs: &[PORT_DATA, PORT_CONTROL, PORT_OUT],
+                inputs: &[PORT_DOWNSTREAM],
+                outputs: &[PORT_DATA, PORT_CONTROL, PORT_OUT, PORT_SESSIONS],
                 required_inputs: &[],
                 required_outputs: &[],
                 any_input_name: false,
@@ -197,6 +305,31 @@ impl Config {
             }
         }
 
+        let downstream_key = match ValuePath::parse(&self.downstream_key) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errors.push(ConfigError::new(at("downstream_key"), e));
+                None
+            }
+        };
+        let auth_message = match &self.auth_message {
+            None => None,
+            Some(a) => match a.resolve(&at("auth_message")) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    errors.extend(e);
+                    None
+                }
+            },
+        };
+        if self.auth_message.is_some() && endpoint.as_ref().is_some_and(|e| e.mode == Mode::Client)
+        {
+            errors.push(ConfigError::new(
+                at("auth_message"),
+                "only for server mode: relays connecting to this node send it",
+            ));
+        }
+
         let credential = match self.auth.resolve(&at("auth")) {
             Ok(c) => c,
             Err(e) => {
@@ -219,7 +352,13 @@ impl Config {
             .iter()
             .find(|p| p.name == PORT_CONTROL)
             .map(|p| p.subject.clone());
+        let downstream_subject = self.ports.input(PORT_DOWNSTREAM).map(String::from);
+        let sessions_subject = self.ports.output(PORT_SESSIONS);
         Ok(Settings {
+            auth_message,
+            downstream_key: downstream_key.expect("no errors: the key parsed"),
+            downstream_subject,
+            sessions_subject,
             mode: endpoint.mode,
             server: endpoint.server,
             listen: endpoint.listen,

@@ -20,14 +20,20 @@
 //! - `control`: requests from peers (`status` answered here, the rest
 //!   forwarded to `<ws_control>.request`) and requests this node sends (the
 //!   admin API, `<ws_control>.send`).
+//! - `downstream`: the way back — data on the `ws_downstream` subject goes
+//!   to the peer that streams its key (a user).
+//! - `relay`: relays that authenticate with their first message
+//!   (`auth_message`) and their sessions (`ws_sessions`).
 //! - `shared`: the state those files share.
 //! - [`metrics`]: the `websocket_input_*` families.
 
 mod component;
 pub mod config;
 mod control;
+mod downstream;
 pub mod metrics;
 mod publish;
+mod relay;
 mod session;
 mod shared;
 

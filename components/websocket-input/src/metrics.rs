@@ -25,6 +25,24 @@ pub struct InputMetrics {
     pub dropped_queue_full: IntCounter,
     /// `errors{type="parse_error"}`, cached for the hot path.
     pub parse_errors: IntCounter,
+    /// `ws_downstream` data sent to a peer.
+    pub downstream_sent: IntCounter,
+    downstream_dropped: LabelledCounter,
+    /// Relays' auth messages, by result.
+    auth_messages: LabelledCounter,
+}
+
+/// Why `ws_downstream` data reached no peer (`reason` label of
+/// `websocket_input_downstream_dropped_total`).
+pub mod downstream {
+    /// No connection has sent data with the message's key (or it left).
+    pub const NO_ROUTE: &str = "no_route";
+    /// The message has no key (`downstream_key` does not resolve to text).
+    pub const NO_KEY: &str = "no_key";
+    /// The peer's outgoing queue was full.
+    pub const PEER_FULL: &str = "peer_full";
+    /// Client mode: the link is down.
+    pub const NOT_CONNECTED: &str = "not_connected";
 }
 
 /// Why data was dropped (`reason` label).
@@ -39,6 +57,8 @@ pub mod reason {
     pub const UNKNOWN_REPLY: &str = "unknown_reply";
     /// An ack/nack sent to an input, which sends no data.
     pub const UNEXPECTED_ACK: &str = "unexpected_ack";
+    /// A relay bound to one user sent data naming another.
+    pub const USER_MISMATCH: &str = "user_mismatch";
 }
 
 /// Error kinds (`type` label).
@@ -108,6 +128,20 @@ impl InputMetrics {
             errors,
             dropped_queue_full,
             parse_errors,
+            downstream_sent: m.counter(
+                "websocket_input_downstream_sent_total",
+                "Messages from the ws_downstream subject sent to a peer",
+            ),
+            downstream_dropped: m.counter_vec(
+                "websocket_input_downstream_dropped_total",
+                "Messages from the ws_downstream subject that reached no peer, by reason",
+                &["reason"],
+            ),
+            auth_messages: m.counter_vec(
+                "websocket_input_auth_messages_total",
+                "Relays' first (auth) messages, by result: ok, invalid_key, invalid_message, timeout",
+                &["result"],
+            ),
         }
     }
 
@@ -119,5 +153,15 @@ impl InputMetrics {
     /// Count an error.
     pub fn error(&self, kind: &str) -> IntCounter {
         self.errors.with(&[kind])
+    }
+
+    /// Count `ws_downstream` data that reached no peer.
+    pub fn downstream_dropped(&self, reason: &str) -> IntCounter {
+        self.downstream_dropped.with(&[reason])
+    }
+
+    /// Count an auth message by result.
+    pub fn auth_message(&self, result: &str) -> IntCounter {
+        self.auth_messages.with(&[result])
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::metrics::{error_type, reason};
+use crate::relay::Checked;
 use crate::shared::{AckTo, Conn, Item, Running};
 
 /// How long shutdown keeps trying to hand queued data to the bus.
@@ -25,13 +26,27 @@ impl Running {
     /// One data frame of a burst: `burst` frames (this one included) are
     /// not counted yet, and the publisher not woken, until the burst ends.
     pub async fn on_data(
-        &self,
-        conn: &Conn,
-        env: Envelope,
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        mut env: Envelope,
         encoding: Encoding,
         out: &Outbound,
         burst: &mut u64,
     ) {
+        if self.settings.auth_message.is_some() {
+            match self.check_relay_data(conn, env.payload, out).await {
+                Checked::Publish(p) => env.payload = p,
+                Checked::Handled => {
+                    // Not data: it takes no place in the burst.
+                    *burst -= 1;
+                    return;
+                }
+            }
+        } else if self.routes_downstream() {
+            if let Some(key) = self.key_of(&env.payload) {
+                self.note_key(conn, &key);
+            }
+        }
         let had_id = !env.id.is_empty();
         let id: Arc<str> = if had_id { env.id } else { Arc::from(new_id()) };
         if had_id && self.settings.mode == Mode::Client {
@@ -69,7 +84,9 @@ impl Running {
     pub fn count_received(&self, conn: &Conn, n: u64) {
         self.metrics.received.inc_by(n);
         self.meter.record(n);
+        conn.meter.record(n);
         conn.received.fetch_add(n, Ordering::Relaxed);
+        conn.last_seen.store(now_millis(), Ordering::Relaxed);
     }
 
     /// Queue without waking the publisher (the session does, once per

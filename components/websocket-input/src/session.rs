@@ -12,10 +12,13 @@ use fednode_ws::identity::PeerInfo;
 use fednode_ws::pending::PendingRequests;
 use fednode_ws::server;
 use fednode_ws::state::ConnectionState;
+use fednode_ws::throughput::RateMeter;
+use parking_lot::Mutex;
 use serde_json::json;
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
@@ -90,8 +93,21 @@ impl FrameHandler for Session {
         if encoding == Encoding::Msgpack {
             self.conn.msgpack.store(true, Ordering::Relaxed);
         }
+        if self.run.settings.auth_message.is_some()
+            && self.conn.session.get().is_none()
+            && env.kind != Kind::Data
+        {
+            // Nothing but the auth message before the auth message.
+            self.run.refuse_before_auth(&self.conn, out);
+            return;
+        }
         match env.kind {
             Kind::Data => {
+                if self.conn.received.load(Ordering::Relaxed) == 0 && self.burst == 0 {
+                    // Answer in kind: a peer whose first data is plain
+                    // JSON gets plain JSON back.
+                    self.conn.plain.store(env.is_plain(), Ordering::Relaxed);
+                }
                 self.burst += 1;
                 self.run
                     .on_data(&self.conn, env, encoding, out, &mut self.burst)
@@ -160,6 +176,13 @@ impl Running {
             received: AtomicU64::new(0),
             forwarding: AtomicUsize::new(0),
             msgpack: AtomicBool::new(false),
+            plain: AtomicBool::new(false),
+            last_seen: AtomicI64::new(0),
+            meter: RateMeter::new(),
+            session: OnceLock::new(),
+            keys: Mutex::new(HashSet::new()),
+            last_key: Mutex::new(None),
+            sent_down: AtomicU64::new(0),
         });
         {
             let mut conns = self.conns.lock();
@@ -170,6 +193,9 @@ impl Running {
         tracing::info!(component = %self.ctx.name, conn = %conn.id, remote = %conn.remote,
             peer_node = conn.peer.node.as_deref(), acks = conn.acks, "peer connected");
         on_open(&conn);
+        let ended = tokio_util::sync::CancellationToken::new();
+        let _ended = ended.clone().drop_guard();
+        self.watch_auth_timeout(&conn, ended);
         let opts = DriveOptions {
             label: format!("{} {}", conn.id, conn.remote),
             close_timeout: CLOSE_TIMEOUT,
@@ -188,6 +214,8 @@ impl Running {
             conns.remove(&conn.id);
             self.metrics.connections_active.set(conns.len() as i64);
         }
+        self.forget_keys(&conn);
+        self.publish_session(&conn, "session_end").await;
         match &end {
             ConnectionEnd::TooLarge(_) => self.metrics.error(error_type::TOO_LARGE).inc(),
             ConnectionEnd::Dropped(_) => self.metrics.error(error_type::CONNECTION).inc(),

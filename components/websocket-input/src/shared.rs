@@ -18,9 +18,10 @@ use fednode_ws::server::Gate;
 use fednode_ws::state::ConnectionState;
 use fednode_ws::throughput::RateMeter;
 use parking_lot::Mutex;
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +67,31 @@ pub struct Conn {
     pub forwarding: AtomicUsize,
     /// The peer speaks MessagePack: send our requests that way too.
     pub msgpack: AtomicBool,
+    /// The peer sends plain JSON, not envelopes: `ws_downstream` data goes
+    /// to it as plain JSON too.
+    pub plain: AtomicBool,
+    /// When data last arrived (ms since the epoch; 0: never).
+    pub last_seen: AtomicI64,
+    /// Data rate of this connection.
+    pub meter: RateMeter,
+    /// `auth_message`: the relay's session, once its first message passed.
+    pub session: OnceLock<RelaySession>,
+    /// The keys (users) whose `ws_downstream` data goes to this connection.
+    pub keys: Mutex<HashSet<Arc<str>>>,
+    /// The key of the last data message, so routing is updated only when it
+    /// changes.
+    pub last_key: Mutex<Option<Arc<str>>>,
+    /// `ws_downstream` data sent to this peer.
+    pub sent_down: AtomicU64,
+}
+
+/// A relay that authenticated with its first message.
+pub struct RelaySession {
+    pub user_id: Arc<str>,
+    pub session_id: String,
+    pub device_info: serde_json::Value,
+    /// ms since the epoch.
+    pub started_at: i64,
 }
 
 impl Conn {
@@ -115,7 +141,14 @@ pub struct Running {
     pub control_subject: String,
     /// `server.tls` and `client.tls`.
     pub tls: fednode_ws::tls::EndpointTls,
+    /// Where `ws_downstream` data for a key goes: the connection that last
+    /// sent data with it, or was bound to it by `auth_message`.
+    pub routes: Mutex<HashMap<Arc<str>, Arc<Conn>>>,
 }
+
+/// The most keys routed at once; beyond it new keys are not remembered
+/// (their `ws_downstream` data counts as `no_route`).
+pub const MAX_ROUTES: usize = 100_000;
 
 impl Running {
     pub fn new(ctx: Context, settings: Arc<Settings>, tls: fednode_ws::tls::EndpointTls) -> Self {
@@ -160,6 +193,7 @@ impl Running {
             gate,
             control_subject: control_subject(&ctx, &settings),
             tls,
+            routes: Mutex::new(HashMap::new()),
             identity: Identity {
                 node: Some(ctx.node.id.as_str().into()),
                 region: ctx.node.region.as_deref().map(Arc::from),

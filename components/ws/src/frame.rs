@@ -48,6 +48,9 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// A text frame that is not UTF-8.
     pub const INVALID_PAYLOAD: u16 = 1007;
+    /// The peer broke a rule of this endpoint (a relay's missing or wrong
+    /// auth message).
+    pub const POLICY: u16 = 1008;
     /// A frame larger than `max_message_bytes`.
     pub const TOO_BIG: u16 = 1009;
 }

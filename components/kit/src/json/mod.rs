@@ -25,17 +25,20 @@
 //! - [`elements`]: the elements of an array already validated (numbers
 //!   of a sample list, rows of a batch), each as its JSON text.
 //! - [`small_integer`]: an integer token's value, eight digits at a time.
+//! - [`bind_member`]: add a missing top-level member to an object.
 //! - [`parse_query`] and [`ValuePath`]: JSONPaths for the whole node, and
 //!   the single-value kind that names one value (a stream or row key).
 //!
 //! [`Envelope::decode_json`]: crate::envelope::Envelope::decode_json
 
+mod bind;
 mod elements;
 mod lexer;
 mod path;
 mod scan;
 mod span;
 
+pub use bind::{bind_member, Bound};
 pub use elements::{elements, numbers, Elements, Numbers};
 pub use lexer::small_integer;
 pub use path::{parse_query, Step, ValuePath};

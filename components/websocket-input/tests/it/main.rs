@@ -11,4 +11,5 @@ mod delivery;
 mod frames;
 mod lifecycle;
 mod peer_cli;
+mod relays;
 mod shutdown;
