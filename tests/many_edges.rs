@@ -32,7 +32,7 @@ fn edge_id(i: usize) -> String {
 }
 
 fn region(i: usize) -> &'static str {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         "eu-west"
     } else {
         "us-east"

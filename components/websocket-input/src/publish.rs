@@ -53,8 +53,15 @@ impl Running {
             // Where a replay resumes after a reconnect.
             *self.last_received_id.lock() = Some(id.clone());
         }
+        // Data a peer replays was asked for: in server mode by an operator
+        // (`replay` through this input), so it is published again although
+        // its ids were seen. In client mode this input asks for replays
+        // itself, after a reconnect, and wants only what it has not seen.
+        let fresh = |id: &Arc<str>| {
+            (env.replay && self.settings.mode == Mode::Server) || self.dedup.lock().insert(id)
+        };
         let ack = if had_id && conn.acks {
-            if !self.dedup.lock().insert(&id) {
+            if !fresh(&id) {
                 self.metrics.dropped(reason::DUPLICATE).inc();
                 // Published before; the sender missed our ack.
                 out.try_send(frame::encode(&Envelope::ack(&id, None), encoding));
