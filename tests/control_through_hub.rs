@@ -493,7 +493,7 @@ fn status_reaches_one_edge_by_node_id_or_all_of_them() {
     assert!(result["queue_depth"].is_u64(), "{reply}");
     assert!(result["uptime_seconds"].is_u64(), "{reply}");
     assert_eq!(result["connections"]["active"], 1, "{reply}");
-    // The edge's store shows in its status (SPEC 8.4).
+    // The edge's store shows in its status.
     assert!(result["store"]["messages"].is_u64(), "{reply}");
 
     // Another edge, by name: that one answers, not edge-a.
