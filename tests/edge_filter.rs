@@ -1,6 +1,6 @@
-//! The edge example (`configs/edge.json`) end to end, with the built binary: UDP datagrams
+//! The edge example (`configs/edge-pull.json`) end to end, with the built binary: UDP datagrams
 //! → json_filter `$.value > 50` → websocket output, read by `fednode tail`
-//! and by a hub node (`configs/cloud.json`) pulling in client mode.
+//! and by a hub node (`configs/hub-pull.json`) pulling in client mode.
 
 mod common;
 use common::{metric, Node};
@@ -13,7 +13,7 @@ use std::time::Duration;
 fn udp_filter_websocket_and_a_hub_pulling_from_it() {
     // Every server on port 0; the ports it got are read from the log.
     let mut edge = Node::start(
-        "configs/edge.json",
+        "configs/edge-pull.json",
         &[
             ("FEDNODE_ADMIN", "127.0.0.1:0"),
             ("FEDNODE_UDP_PORT", "0"),
@@ -32,7 +32,7 @@ fn udp_filter_websocket_and_a_hub_pulling_from_it() {
         .spawn()
         .unwrap();
     let mut hub = Node::start(
-        "configs/cloud.json",
+        "configs/hub-pull.json",
         &[
             ("FEDNODE_ADMIN", "127.0.0.1:0"),
             ("FEDNODE_EDGE_URL", url.as_str()),

@@ -337,6 +337,26 @@ fn under(path: &str, p: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
 }
 
+/// A config file's text as plain JSON: `//` and `/* */` comments and
+/// trailing commas are blanked out in place, so line and column numbers
+/// stay the file's.
+pub fn strip_comments(text: &str) -> Result<String, String> {
+    let mut stripped = text.to_string();
+    json_strip_comments::strip(&mut stripped).map_err(|e| e.to_string())?;
+    // The stripper blanks a block comment's line breaks too: put them back
+    // (whitespace either way), so errors name the file's own lines.
+    let mut bytes = stripped.into_bytes();
+    if bytes.len() == text.len() {
+        for (now, was) in bytes.iter_mut().zip(text.bytes()) {
+            if was == b'\n' && *now == b' ' {
+                *now = b'\n';
+            }
+        }
+    }
+    // Only ASCII spaces became line breaks: still UTF-8.
+    Ok(String::from_utf8(bytes).expect("UTF-8 in, UTF-8 out"))
+}
+
 /// Strings left unresolved: (path, the variables they name).
 type Placeholders = Vec<(String, Vec<String>)>;
 
@@ -349,28 +369,14 @@ fn load_value(
     env: &dyn Fn(&str) -> Option<String>,
     unresolved: Unresolved,
 ) -> (Result<NodeConfig, Vec<ConfigError>>, Placeholders) {
-    // JSON with comments: `//` and `/* */` comments and trailing commas
-    // are blanked out in place, so line and column numbers stay the file's.
-    let mut stripped = text.to_string();
-    if let Err(e) = json_strip_comments::strip(&mut stripped) {
-        return (
-            Err(vec![ConfigError::new("$", format!("invalid JSON: {e}"))]),
-            Vec::new(),
-        );
-    }
-    // The stripper blanks a block comment's line breaks too: put them back
-    // (whitespace either way), so errors name the file's own lines.
-    let text = {
-        let mut bytes = stripped.into_bytes();
-        if bytes.len() == text.len() {
-            for (now, was) in bytes.iter_mut().zip(text.bytes()) {
-                if was == b'\n' && *now == b' ' {
-                    *now = b'\n';
-                }
-            }
+    let text = match strip_comments(text) {
+        Ok(t) => t,
+        Err(e) => {
+            return (
+                Err(vec![ConfigError::new("$", format!("invalid JSON: {e}"))]),
+                Vec::new(),
+            )
         }
-        // Only ASCII spaces became line breaks: still UTF-8.
-        String::from_utf8(bytes).expect("UTF-8 in, UTF-8 out")
     };
     let mut value: Value = match serde_json::from_str(&text) {
         Ok(v) => v,

@@ -26,7 +26,7 @@ async fn started(
     (filter, ctx, bus, metrics)
 }
 
-/// The edge filter of `configs/edge.json` with a configurable criteria block.
+/// The edge filter of `configs/edge-pull.json` with a configurable criteria block.
 fn config(criteria: Value) -> Value {
     json!({
         "criteria": criteria,

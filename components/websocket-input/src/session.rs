@@ -123,6 +123,9 @@ impl FrameHandler for Session {
                     tracing::debug!(conn = %self.conn.id, id = %env.id, "reply for an unknown request dropped");
                 }
             }
+            // A peer that acks what it receives acks the downstream data
+            // too; that data goes at most once, so there is nothing to do.
+            Kind::Ack | Kind::Nack if self.run.settings.downstream_subject.is_some() => {}
             Kind::Ack | Kind::Nack => {
                 self.run.metrics.dropped(reason::UNEXPECTED_ACK).inc();
             }
