@@ -120,6 +120,7 @@ fn corruption_inside_an_older_segment_keeps_what_precedes_it() {
     let opts = LogOptions {
         max_bytes: 1 << 30,
         segment_bytes: 10 * RECORD,
+        retain_acked: false,
     };
     write_log(dir.path(), opts, 35);
     let segs = segment_files(dir.path());
@@ -158,6 +159,7 @@ fn child_appends_until_killed() {
     let opts = LogOptions {
         max_bytes: 1 << 30,
         segment_bytes: 256 << 10,
+        retain_acked: false,
     };
     let (mut log, _) = Log::open(dir, opts).unwrap();
     let mut out = std::io::stdout().lock();

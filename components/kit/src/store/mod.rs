@@ -22,7 +22,8 @@
 //!
 //! Space is given back a whole segment at a time: acknowledging frees the
 //! segments whose records are all acknowledged (the segment being written
-//! stays), and an append that would take the log past `max_bytes` deletes
+//! stays; with [`LogOptions::retain_acked`] they stay until their room is
+//! needed, so the log is also a history to read again), and an append that would take the log past `max_bytes` deletes
 //! the oldest segments, acknowledged or not, and reports how many
 //! unacknowledged records went with them. With segments of at most an
 //! eighth of `max_bytes` (the default), that is at most an eighth of the
@@ -205,7 +206,13 @@ impl Log {
         let reclaimable = if self.segments.len() == 1 && active.end() <= self.acked + 1 {
             active.len
         } else {
-            0
+            // Retained segments of acknowledged records go first.
+            self.segments
+                .iter()
+                .take(self.segments.len() - 1)
+                .take_while(|s| s.end() <= self.acked + 1)
+                .map(|s| s.len)
+                .sum()
         };
         self.bytes - reclaimable + HEADER_BYTES + len as u64 > self.opts.max_bytes
     }
@@ -351,8 +358,12 @@ impl Log {
         Ok(lost)
     }
 
-    /// Deletes the closed segments holding only acknowledged records.
+    /// Deletes the closed segments holding only acknowledged records
+    /// (unless they are retained).
     fn release_acked(&mut self) -> Result<(), StoreError> {
+        if self.opts.retain_acked {
+            return Ok(());
+        }
         while self.segments.len() > 1 && self.segments[0].end() <= self.acked + 1 {
             self.delete_oldest()?;
         }

@@ -13,6 +13,10 @@ pub struct LogOptions {
     /// A segment is closed and a new one started once it would pass this
     /// size; it is also how much space is freed at a time.
     pub segment_bytes: u64,
+    /// Keep acknowledged records until `max_bytes` needs their room (a log
+    /// that is also a history to replay from), instead of freeing their
+    /// segments as soon as they are acknowledged.
+    pub retain_acked: bool,
 }
 
 impl LogOptions {
@@ -21,6 +25,15 @@ impl LogOptions {
         LogOptions {
             max_bytes,
             segment_bytes: (max_bytes / 8).clamp(1, 64 * MIB),
+            retain_acked: false,
+        }
+    }
+
+    /// The same, keeping acknowledged records while there is room.
+    pub fn retaining(self) -> Self {
+        LogOptions {
+            retain_acked: true,
+            ..self
         }
     }
 

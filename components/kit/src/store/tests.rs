@@ -9,6 +9,7 @@ fn opts(segment_bytes: u64, max_bytes: u64) -> LogOptions {
     LogOptions {
         max_bytes,
         segment_bytes,
+        retain_acked: false,
     }
 }
 
@@ -301,4 +302,42 @@ fn drop_syncs_what_was_appended() {
 fn a_log_moves_to_a_blocking_thread() {
     fn send<T: Send + 'static>() {}
     send::<Log>();
+}
+
+#[test]
+fn retained_acked_records_stay_readable_until_their_room_is_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4 records per segment (18 bytes each), room for 11 records.
+    let opts = LogOptions {
+        retain_acked: true,
+        ..opts(72, 200)
+    };
+    let (mut log, _) = Log::open(dir.path(), opts).unwrap();
+    for seq in 1..=8 {
+        log.append(&body(seq)).unwrap();
+    }
+    log.ack_through(8).unwrap();
+    // Acknowledged, yet kept and readable.
+    assert_eq!(log.messages(), 0);
+    assert_eq!(log.oldest_seq(), 1);
+    let all = log.read_batch(1, 100, u64::MAX).unwrap();
+    assert_eq!(all.len(), 8);
+    assert_eq!(&all[0].1[..], &body(1)[..]);
+    for seq in 9..=11 {
+        assert_eq!(log.append(&body(seq)).unwrap().dropped, 0);
+    }
+    // Full, but the acknowledged records' room counts as free: appending
+    // loses nothing unacknowledged.
+    assert!(!log.would_exceed(10));
+    // The append takes the oldest acknowledged segment.
+    assert_eq!(log.append(&body(12)).unwrap().dropped, 0);
+    assert_eq!(log.oldest_seq(), 5);
+    assert_eq!(log.messages(), 4);
+    // After a reopen the retained history is still there.
+    log.sync().unwrap();
+    drop(log);
+    let (mut log, _) = Log::open(dir.path(), opts).unwrap();
+    assert_eq!(log.oldest_seq(), 5);
+    assert_eq!(log.first_unacked(), 9);
+    assert_eq!(log.read_batch(5, 100, u64::MAX).unwrap().len(), 8);
 }
