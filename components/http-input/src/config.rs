@@ -4,6 +4,7 @@ use fednode_kit::component::Listen;
 use fednode_kit::config::{
     parse_checked, AuthConfig, ConfigError, Credential, PortRules, PortsConfig,
 };
+use fednode_ws::server::PathTemplate;
 use serde::Deserialize;
 
 /// `components.<name>.config` of an `http_input`.
@@ -12,7 +13,9 @@ use serde::Deserialize;
 pub struct Config {
     /// TCP port of the HTTP server (0 picks a free port).
     pub http_port: u16,
-    /// Requests to `POST {path}` and `POST {path}/{anything}` are accepted.
+    /// Requests to `POST {path}` and `POST {path}/{anything}` are accepted;
+    /// a path with `{name}` segments (`/predictions/{user_id}`) accepts
+    /// exactly the paths it matches and adds each bound member to the body.
     #[serde(default = "default_path")]
     pub path: String,
     /// Address to bind.
@@ -53,6 +56,20 @@ impl Config {
         parse_checked(value, path, |cfg: Config| Self::resolve(cfg, path))
     }
 
+    /// `path` without its trailing `/` (`/` itself for the root).
+    pub fn base_path(&self) -> &str {
+        match self.path.trim_end_matches('/') {
+            "" => "/",
+            base => base,
+        }
+    }
+
+    /// `path` as a template (`None` only for a path [`Config::parse`]
+    /// refuses).
+    pub fn template(&self) -> Option<PathTemplate> {
+        PathTemplate::parse(self.base_path()).ok()
+    }
+
     /// The socket `start` binds (`None` only for a `bind` that
     /// [`Config::parse`] refuses).
     pub fn listen(&self) -> Option<Listen> {
@@ -68,11 +85,16 @@ impl Config {
         if let Some(tls) = &cfg.tls {
             errors.extend(tls.validate(&format!("{path}.tls")));
         }
-        if !cfg.path.starts_with('/') || cfg.path.contains(['{', '}', '*']) {
+        if !cfg.path.starts_with('/') || cfg.path.contains('*') {
             errors.push(ConfigError::new(
                 format!("{path}.path"),
-                format!("expected a URL path starting with '/', got {:?}", cfg.path),
+                format!(
+                    "expected a URL path starting with '/' and without '*', got {:?}",
+                    cfg.path
+                ),
             ));
+        } else if let Err(why) = PathTemplate::parse(cfg.base_path()) {
+            errors.push(ConfigError::new(format!("{path}.path"), why));
         }
         if format!("{}:{}", cfg.bind, cfg.http_port)
             .parse::<std::net::SocketAddr>()
@@ -113,5 +135,36 @@ mod tests {
         let listen = cfg.listen().unwrap();
         assert_eq!(listen.to_string(), "TCP 0.0.0.0:8082");
         assert_eq!(listen.field, "http_port");
+    }
+
+    #[test]
+    fn path_placeholders_are_whole_segments() {
+        let parse = |p: &str| {
+            Config::parse(
+                &json!({"http_port": 1, "path": p,
+                        "ports": {"outputs": [{"name": "out", "subject": "raw"}]}}),
+                "c",
+            )
+        };
+        let (cfg, _) = parse("/predictions/{user_id}/").unwrap();
+        let t = cfg.template().unwrap();
+        assert_eq!(t.as_str(), "/predictions/{user_id}");
+        assert_eq!(&*t.names()[0], "user_id");
+        assert!(parse("/ingest").unwrap().0.template().unwrap().is_literal());
+        for (p, why) in [
+            ("/a{b}", "mixes text and braces"),
+            ("/x/{}", "without a name"),
+            ("/{id}/{id}", "appears twice"),
+            ("/x/*", "without '*'"),
+            ("x", "starting with '/'"),
+        ] {
+            let e = parse(p).unwrap_err();
+            assert_eq!(e.len(), 1, "{e:?}");
+            let line = e[0].to_string();
+            assert!(
+                line.starts_with("c.path: ") && line.contains(why),
+                "{p}: {line}"
+            );
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! The `http_input`: `POST {path}/{suffix…}` with a JSON body
 //! publishes the body on the `out` subject and answers 202; a body that is
-//! not JSON gets 400 with the reason. The REST route for producers that
+//! not JSON gets 400 with the reason. A `path` with placeholders
+//! (`/predictions/{user_id}`) accepts exactly the paths it matches and
+//! binds their values into the body. The REST route for producers that
 //! cannot hold a socket.
 //!
 //! - `config.rs`: the config block.

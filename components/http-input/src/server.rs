@@ -1,4 +1,5 @@
-//! The HTTP server: auth, body checks, publish, 202.
+//! The HTTP server: auth, body checks, the members a templated path binds,
+//! publish, 202.
 
 use async_trait::async_trait;
 use axum::body::Body;
@@ -11,8 +12,10 @@ use bytes::{Bytes, BytesMut};
 use fednode_kit::component::Listen;
 use fednode_kit::config::{Credential, PortsConfig};
 use fednode_kit::envelope::{new_id, now_millis};
+use fednode_kit::json::{bind_member, Bound};
 use fednode_kit::subject::Template;
 use fednode_kit::{Component, Context, Health, Message, Meta, StartError};
+use fednode_ws::server::PathTemplate;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde_json::json;
@@ -34,6 +37,8 @@ pub struct HttpInput {
 struct Shared {
     ctx: Context,
     credential: Credential,
+    /// `path`; its placeholders bind members of the body.
+    template: PathTemplate,
     subject: Template,
     max_body: usize,
     metrics: Metrics,
@@ -88,18 +93,27 @@ impl Component for HttpInput {
             .map_err(|e| StartError::new(format!("cannot listen on {addr}: {e}")))?;
         let local = listener.local_addr().ok();
         *self.local.lock() = local;
+        let template = self.cfg.template().expect("validated: path");
+        let literal = template.is_literal();
         let shared = Arc::new(Shared {
+            template,
             credential: self.credential.clone(),
             subject: self.cfg.ports.output("out").expect("validated: out port"),
             max_body: self.cfg.max_body_bytes,
             metrics: Metrics::new(&ctx),
             ctx: ctx.clone(),
         });
-        let base = self.cfg.path.trim_end_matches('/').to_string();
-        let app = Router::new()
-            .route(if base.is_empty() { "/" } else { &base }, post(ingest))
-            .route(&format!("{base}/{{*suffix}}"), post(ingest))
-            .with_state(shared);
+        let app = if literal {
+            let base = self.cfg.path.trim_end_matches('/').to_string();
+            Router::new()
+                .route(if base.is_empty() { "/" } else { &base }, post(ingest))
+                .route(&format!("{base}/{{*suffix}}"), post(ingest))
+                .with_state(shared)
+        } else {
+            // Matched here, not by axum, whose router reads `{name}` as
+            // its own syntax.
+            Router::new().fallback(templated).with_state(shared)
+        };
         let addr = local.map_or(addr, |a| a.to_string());
         tracing::info!(component = %ctx.name, %addr, path = %self.cfg.path, "http input listening");
         ctx.tracker.spawn(fednode_ws::server::serve(
@@ -160,9 +174,28 @@ async fn read_limited(body: Body, limit: usize) -> Result<Option<Bytes>, axum::E
     Ok(Some(buf.freeze()))
 }
 
-/// Auth first, then the declared length, then the body read up to the
-/// limit: nothing of a refused request's body is ever read or held.
+/// A literal `path`: `POST {path}` and `POST {path}/{anything}`.
 async fn ingest(State(s): State<Arc<Shared>>, request: Request) -> Response {
+    receive(&s, request, Vec::new()).await
+}
+
+/// A `path` with placeholders: only the paths it matches (404 otherwise,
+/// 405 for another method), binding its values.
+async fn templated(State(s): State<Arc<Shared>>, request: Request) -> Response {
+    let Some(values) = s.template.matches(request.uri().path()) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if request.method() != http::Method::POST {
+        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_response();
+    }
+    receive(&s, request, values).await
+}
+
+/// Auth first, then the declared length, then the body read up to the
+/// limit: nothing of a refused request's body is ever read or held. Then
+/// the body must be JSON and, for each of `bound` (the path's placeholder
+/// values), hold that member or get it.
+async fn receive(s: &Shared, request: Request, bound: Vec<String>) -> Response {
     let (parts, body) = request.into_parts();
     let auth = parts
         .headers
@@ -171,7 +204,7 @@ async fn ingest(State(s): State<Arc<Shared>>, request: Request) -> Response {
     if !s.credential.accepts(auth) {
         s.metrics.errors.with(&["unauthorized"]).inc();
         return refuse(
-            &s,
+            s,
             StatusCode::UNAUTHORIZED,
             json!({"error": "unauthorized"}),
         );
@@ -182,31 +215,63 @@ async fn ingest(State(s): State<Arc<Shared>>, request: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(len) = declared.filter(|&len| len > s.max_body as u64) {
-        return too_large(&s, &format!("body is {len} bytes, more"));
+        return too_large(s, &format!("body is {len} bytes, more"));
     }
     let body = match read_limited(body, s.max_body).await {
         Ok(Some(body)) => body,
-        Ok(None) => return too_large(&s, "body is longer"),
+        Ok(None) => return too_large(s, "body is longer"),
         Err(e) => {
             s.metrics.errors.with(&["read_error"]).inc();
             return refuse(
-                &s,
+                s,
                 StatusCode::BAD_REQUEST,
                 json!({"error": "read_error", "message": format!("the body could not be read: {e}")}),
             );
         }
     };
-    let value: serde_json::Value = match serde_json::from_slice(&body) {
+    let mut value: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
             s.metrics.errors.with(&["parse_error"]).inc();
             return answer(
-                &s,
+                s,
                 StatusCode::BAD_REQUEST,
                 json!({"error": "invalid_json", "message": format!("the body is not JSON: {e}")}),
             );
         }
     };
+    let mut body = body;
+    for (name, bound) in s.template.names().iter().zip(bound) {
+        match bind_member(&body, name, &bound) {
+            Bound::Added(with) => {
+                body = with;
+                if let serde_json::Value::Object(members) = &mut value {
+                    members.insert(name.to_string(), serde_json::Value::String(bound));
+                }
+            }
+            Bound::Present(given) if given == bound => {}
+            Bound::Present(given) => {
+                s.metrics.errors.with(&["bound_mismatch"]).inc();
+                return answer(
+                    s,
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "bound_mismatch", "message": format!(
+                        "the path binds {name} to {bound:?}, but the body has {name} {given:?}"
+                    )}),
+                );
+            }
+            Bound::NotAnObject => {
+                s.metrics.errors.with(&["not_an_object"]).inc();
+                return answer(
+                    s,
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "not_an_object", "message": format!(
+                        "the path binds {name} to {bound:?}, so the body must be a JSON object (it gets {name} when missing)"
+                    )}),
+                );
+            }
+        }
+    }
     let id = new_id();
     let subject = s.subject.render(&value, Some(s.ctx.bus.origin()));
     let msg = Message::new(subject, body).with_meta(Meta {
@@ -219,16 +284,12 @@ async fn ingest(State(s): State<Arc<Shared>>, request: Request) -> Response {
     match s.ctx.bus.publish_retrying(msg, &s.ctx.cancel).await {
         Ok(_) => {
             s.metrics.published.inc();
-            answer(
-                &s,
-                StatusCode::ACCEPTED,
-                json!({"accepted": true, "id": id}),
-            )
+            answer(s, StatusCode::ACCEPTED, json!({"accepted": true, "id": id}))
         }
         Err(e) => {
             s.metrics.errors.with(&["publish_error"]).inc();
             answer(
-                &s,
+                s,
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"error": "unavailable", "message": e.to_string()}),
             )

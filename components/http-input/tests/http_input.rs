@@ -7,13 +7,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn post(addr: std::net::SocketAddr, path: &str, body: &str, auth: Option<&str>) -> (u16, String) {
+    request(addr, "POST", path, body, auth)
+}
+
+fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    auth: Option<&str>,
+) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     let auth = auth
         .map(|a| format!("Authorization: {a}\r\n"))
         .unwrap_or_default();
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -112,4 +122,83 @@ fn missing_token_env_is_a_config_error() {
         err[0].to_string(),
         "components.h.config.auth.bearer_token_env: environment variable HTTP_INPUT_SURELY_UNSET is not set"
     );
+}
+
+#[tokio::test]
+async fn a_templated_path_binds_its_values_into_the_body() {
+    let (input, ctx, bus) = start(json!({"http_port": 0, "bind": "127.0.0.1",
+        "path": "/predictions/{user_id}",
+        "ports": {"outputs": [{"name": "out", "subject": "predictions.{user_id}"}]}}))
+    .await;
+    let mut sub = bus
+        .subscribe("predictions.>", SubscribeOptions::default())
+        .await
+        .unwrap();
+    let addr = input.local_addr().unwrap();
+    let call = move |method: &'static str, path: &'static str, body: &'static str| {
+        tokio::task::spawn_blocking(move || request(addr, method, path, body, None))
+    };
+    // The member is added when missing, first, and the rest kept as sent.
+    let (code, body) = call("POST", "/predictions/jamie", r#"{"score": 0.9}"#)
+        .await
+        .unwrap();
+    assert_eq!(code, 202, "{body}");
+    let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&*m.subject, "predictions.jamie");
+    assert_eq!(&m.payload[..], br#"{"user_id":"jamie","score": 0.9}"#);
+    // Present and equal: the body goes unchanged; the value is decoded.
+    let (code, body) = call(
+        "POST",
+        "/predictions/j%C3%A9r%C3%B4me",
+        r#"{"user_id":"jérôme","score":1}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 202, "{body}");
+    let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&*m.subject, "predictions.jérôme");
+    assert_eq!(
+        &m.payload[..],
+        r#"{"user_id":"jérôme","score":1}"#.as_bytes()
+    );
+    // Another user's data, or a body with nowhere to put the member: 400.
+    let (code, body) = call("POST", "/predictions/jamie", r#"{"user_id":"alex"}"#)
+        .await
+        .unwrap();
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("bound_mismatch"), "{body}");
+    assert!(
+        body.contains(r#"\"jamie\""#) && body.contains(r#"\"alex\""#),
+        "{body}"
+    );
+    let (code, body) = call("POST", "/predictions/jamie", "[1,2]").await.unwrap();
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("not_an_object"), "{body}");
+    // Only the paths the template matches.
+    for path in [
+        "/predictions",
+        "/predictions/",
+        "/predictions/jamie/more",
+        "/other/jamie",
+    ] {
+        let (code, body) = call("POST", path, "{}").await.unwrap();
+        assert_eq!(code, 404, "{path}: {body}");
+    }
+    let (code, _) = call("GET", "/predictions/jamie", "").await.unwrap();
+    assert_eq!(code, 405);
+    // Nothing refused was published: the next message is this one.
+    let (code, _) = call("POST", "/predictions/last", "{}").await.unwrap();
+    assert_eq!(code, 202);
+    let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&*m.subject, "predictions.last");
+    testing::stop(&ctx).await;
 }

@@ -206,7 +206,7 @@ impl Component for WebSocketOutput {
                 ));
             }
             None => {
-                let conn = shared.open_conn(None);
+                let conn = shared.open_conn(None, None);
                 if let Some(sp) = &shared.spool {
                     ctx.tracker
                         .spawn(feed(sp.clone(), conn.clone(), ctx.cancel.clone()));

@@ -18,6 +18,7 @@ use fednode_ws::config::{
     BidirectionalConfig, ClientConfig, Delivery, Endpoint, EndpointFields, HeartbeatConfig, Mode,
     ServerConfig,
 };
+use fednode_ws::server::PathTemplate;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -183,6 +184,9 @@ pub struct Settings {
     pub server: Option<ServerConfig>,
     /// Server mode: the address to bind, and the key that set its port.
     pub listen: Option<Listen>,
+    /// Server mode: `server.path` (or the flat `path`) as a template; its
+    /// `{name}` placeholders bind each connection to the values in its URL.
+    pub path: Option<PathTemplate>,
     pub client: Option<ClientConfig>,
     /// Resolved from the environment at build time.
     pub credential: Credential,
@@ -321,6 +325,18 @@ impl Config {
                 "a store keeps what a hub has not acknowledged, so it needs client mode (server mode replays from replay.buffer_size)",
             ));
         }
+        // The path's placeholders (its leading "/" is checked with the
+        // rest of the server block).
+        let path = endpoint.as_ref().and_then(|e| {
+            let server = e.server.as_ref()?;
+            let field = match e.listen.as_ref()?.field {
+                "http_port" => "path",
+                _ => "server.path",
+            };
+            PathTemplate::parse(&server.path)
+                .map_err(|why| errors.push(ConfigError::new(at(field), why)))
+                .ok()
+        });
         let endpoint = match endpoint {
             Some(e) if errors.is_empty() => e,
             _ => return Err(errors),
@@ -329,6 +345,7 @@ impl Config {
             mode: endpoint.mode,
             server: endpoint.server,
             listen: endpoint.listen,
+            path,
             client: endpoint.client,
             credential,
             on_full: self.backpressure.policy(self.delivery),
@@ -461,6 +478,36 @@ mod tests {
         assert!(l.iter().any(|x| x.starts_with("c.server.path: ")), "{l:?}");
         let l = lines(json!({"server": {"http_port": 1}, "http_port": 2, "ports": ports}));
         assert!(l[0].starts_with("c.http_port: use either"), "{l:?}");
+    }
+
+    #[test]
+    fn path_placeholders_are_checked_at_config_time() {
+        let ports = json!({"inputs": [{"name": "a", "subject": "x"}]});
+        let s = Config::parse(
+            &json!({"server": {"http_port": 1, "path": "/subscribe/{user_id}"}, "ports": ports}),
+            "c",
+        )
+        .unwrap();
+        let path = s.path.unwrap();
+        assert_eq!(path.as_str(), "/subscribe/{user_id}");
+        assert_eq!(&*path.names()[0], "user_id");
+        let l = lines(json!({"server": {"http_port": 1, "path": "/a{b}"}, "ports": ports}));
+        assert_eq!(l.len(), 1, "{l:?}");
+        assert!(
+            l[0].starts_with(
+                "c.server.path: the segment \"a{b}\" of \"/a{b}\" mixes text and braces"
+            ),
+            "{l:?}"
+        );
+        let l = lines(json!({"http_port": 1, "path": "/x/{}", "ports": ports}));
+        assert_eq!(l.len(), 1, "{l:?}");
+        assert!(l[0].starts_with("c.path: "), "{l:?}");
+        assert!(l[0].contains("without a name"), "{l:?}");
+        let l = lines(json!({"http_port": 1, "path": "/{id}/x/{id}", "ports": ports}));
+        assert!(
+            l[0].starts_with("c.path: ") && l[0].contains("twice"),
+            "{l:?}"
+        );
     }
 
     #[test]

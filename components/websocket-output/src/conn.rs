@@ -1,5 +1,5 @@
-//! One peer connection's state: its own bounded queue, rate limit, filters
-//! and announced capabilities. Nothing here is shared between connections,
+//! One peer connection's state: its own bounded queue, rate limit, filters,
+//! announced capabilities, and the values its URL path bound it to. Nothing here is shared between connections,
 //! which is what keeps a slow peer from slowing the others: the fan-out
 //! hands each connection its share without waiting (only `on_full: block`
 //! makes it wait for room, and then after every connection had its share).
@@ -33,7 +33,7 @@ use fednode_ws::pending::PendingRequests;
 use crate::inflight::{nack_is_retryable, AckLimits, Due, InFlight, Nacked};
 use crate::item::Item;
 use crate::metrics::OutputMetrics;
-use crate::routing::{build_limiter, Limits, Routing};
+use crate::routing::{build_limiter, Binding, Limits, Routing};
 use crate::spool::Spool;
 
 /// What waits to be written to a peer.
@@ -170,6 +170,21 @@ impl Conn {
             spool: std::sync::OnceLock::new(),
             error_log: Mutex::new(LogThrottle::default()),
         }
+    }
+
+    /// Bind the connection to the values of its URL path's placeholders:
+    /// a routing condition no request removes.
+    pub fn with_binding(self, bound: Option<Binding>) -> Self {
+        self.routing.store(Arc::new(Routing {
+            bound: bound.map(Arc::new),
+            ..Routing::default()
+        }));
+        self
+    }
+
+    /// The values the connection's URL path bound it to, if any.
+    pub fn binding(&self) -> Option<Arc<Binding>> {
+        self.routing.load().bound.clone()
     }
 
     /// Track every data frame until the peer acks it.
@@ -544,6 +559,7 @@ impl Conn {
         let mut subs = cur.subscriptions.clone();
         subs.push((id.clone(), filter));
         self.routing.store(Arc::new(Routing {
+            bound: cur.bound.clone(),
             subscriptions: subs,
             message_types: cur.message_types.clone(),
         }));
@@ -558,6 +574,7 @@ impl Conn {
             return false;
         }
         self.routing.store(Arc::new(Routing {
+            bound: cur.bound.clone(),
             subscriptions: cur
                 .subscriptions
                 .iter()
@@ -581,6 +598,7 @@ impl Conn {
             let _edit = self.routing_edit.lock();
             let cur = self.routing.load();
             self.routing.store(Arc::new(Routing {
+                bound: cur.bound.clone(),
                 subscriptions: cur.subscriptions.clone(),
                 message_types,
             }));
@@ -635,6 +653,7 @@ impl Conn {
             "peer_acks": !self.ack_fallback(),
             "connected_at": self.connected_at,
             "encoding": match self.encoding { Encoding::Json => "json", Encoding::Msgpack => "msgpack" },
+            "bound": routing.bound.as_ref().map(|b| b.describe()),
             "filters": routing.subscriptions.iter().map(|(id, f)| json!({
                 "subscription_id": id,
                 "filter": f.spec(),

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::item::Item;
-use crate::routing::Routing;
+use crate::routing::{Keys, Routing};
 use crate::shared::{Cmd, Shared};
 
 /// Messages taken from the bus at once.
@@ -130,13 +130,16 @@ async fn dispatch(
     // that changes meanwhile applies from the next one.
     let routing: Vec<Arc<Routing>> = conns.iter().map(|c| c.routing.load_full()).collect();
     shares.resize_with(conns.len(), Vec::new);
+    let names = sh.placeholders();
     for m in buf.drain(..) {
         *seq += 1;
         let item = Arc::new(Item::from_message(*seq, m).share_frames(share));
         sh.buffer.push(&item);
+        // Routing reads the bound members and parses the payload at most
+        // once each, for everyone.
+        let keys = Keys::new(names, &item);
         for (to, routing) in shares.iter_mut().zip(&routing) {
-            // Routing parses the payload at most once, for everyone.
-            match routing.route(&item) {
+            match routing.route(&item, &keys) {
                 Outcome::Match => to.push(item.clone()),
                 Outcome::OverBudget => sh.metrics.filter_over_budget.inc(),
                 Outcome::NoMatch => {}
@@ -184,14 +187,16 @@ fn handle(sh: &Shared, cmd: Cmd) {
             let mut items: Vec<Arc<Item>> = selection
                 .items
                 .into_iter()
-                .filter(|i| match routing.route(i) {
-                    Outcome::Match => true,
-                    Outcome::OverBudget => {
-                        sh.metrics.filter_over_budget.inc();
-                        false
-                    }
-                    Outcome::NoMatch => false,
-                })
+                .filter(
+                    |i| match routing.route(i, &Keys::new(sh.placeholders(), i)) {
+                        Outcome::Match => true,
+                        Outcome::OverBudget => {
+                            sh.metrics.filter_over_budget.inc();
+                            false
+                        }
+                        Outcome::NoMatch => false,
+                    },
+                )
                 .collect();
             if let Some(count) = params.count {
                 let skip = items.len().saturating_sub(count);

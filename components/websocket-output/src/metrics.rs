@@ -15,6 +15,9 @@ pub mod reason {
     pub const QUEUE_FULL: &str = "queue_full";
     /// Data from a peer with no `ws_upstream` port configured.
     pub const NO_UPSTREAM: &str = "no_upstream";
+    /// Data from a connection bound by its URL path (`/subscribe/{user_id}`)
+    /// that holds another value for a bound member, or is not an object.
+    pub const BOUND_MISMATCH: &str = "bound_mismatch";
     /// The hub refused it (`nack`, at-least-once).
     pub const NACK: &str = "nack";
     /// Still queued when the shutdown drain time ran out.

@@ -19,12 +19,18 @@
 //! is reported once, and the connection falls back to at-most-once rather
 //! than stalling at `max_in_flight`.
 //!
+//! Data the peer sends is published on `ws_upstream` ([`upstream`]), with
+//! the members a bound connection's URL path holds; what is not published
+//! (no `ws_upstream`, another value for a bound member) is answered with
+//! an error reply or a nack, without ever making the connection wait.
+//!
 //! On shutdown the pump drains the connection's queue for a short while,
 //! then asks `drive` to close with 1001.
 
 use bytes::Bytes;
 use fednode_kit::envelope::{new_id, now_millis};
-use fednode_kit::{Encoding, Envelope, Kind, Meta};
+use fednode_kit::json::{bind_member, Bound};
+use fednode_kit::{Encoding, Envelope, ErrorCode, Kind, Meta, ReplyPayload};
 use fednode_ws::frame::{
     drive, outbound, ConnectionEnd, DriveOptions, FrameHandler, Outbound, WsMessage, OUTBOUND_BYTES,
 };
@@ -39,6 +45,7 @@ use crate::conn::{Conn, Out};
 use crate::inflight::Nacked;
 use crate::methods;
 use crate::metrics::{error_type, reason};
+use crate::routing::Binding;
 use crate::shared::Shared;
 use fednode_ws::config::Delivery;
 
@@ -522,18 +529,42 @@ fn nack_reason(payload: &[u8]) -> String {
 }
 
 /// Data a peer sent (predictions, commands flowing back): published on
-/// `ws_upstream` when there is one, else dropped and counted.
-async fn upstream(sh: &Shared, conn: &Conn, env: Envelope, encoding: Encoding, out: &Outbound) {
+/// `ws_upstream` when there is one, and from a connection bound by its URL
+/// path, with each bound member added where it is missing. What is not
+/// published is counted and answered ([`refuse`]): without `ws_upstream`,
+/// and when the data carries another value for a bound member (or is not
+/// an object the member could be added to).
+async fn upstream(sh: &Shared, conn: &Conn, mut env: Envelope, encoding: Encoding, out: &Outbound) {
     let ack =
         (sh.s.delivery == Delivery::AtLeastOnce || conn.peer().wants_acks) && !env.id.is_empty();
     let Some(subject) = &sh.upstream else {
         sh.metrics.dropped(reason::NO_UPSTREAM).inc();
-        if ack {
-            out.send_envelope(&Envelope::ack(&env.id, Some(reason::NO_UPSTREAM)), encoding)
-                .await;
-        }
+        let refusal = Refusal {
+            reason: reason::NO_UPSTREAM,
+            code: ErrorCode::Unavailable,
+            message: NO_UPSTREAM_MESSAGE.to_string(),
+        };
+        refuse(out, &env.id, ack, encoding, refusal).await;
         return;
     };
+    if let Some(bound) = conn.binding() {
+        match bind(&env.payload, &bound) {
+            Ok(payload) => env.payload = payload,
+            Err(message) => {
+                sh.metrics.dropped(reason::BOUND_MISMATCH).inc();
+                if let Some(suppressed) = conn.log_error() {
+                    tracing::warn!(conn = %conn.id, id = %env.id, suppressed, %message, "upstream data refused");
+                }
+                let refusal = Refusal {
+                    reason: reason::BOUND_MISMATCH,
+                    code: ErrorCode::InvalidParams,
+                    message,
+                };
+                refuse(out, &env.id, ack, encoding, refusal).await;
+                return;
+            }
+        }
+    }
     let origin = conn.peer().origin_of(env.origin.clone());
     let subject = subject.render_bytes(
         &env.payload,
@@ -571,4 +602,82 @@ async fn upstream(sh: &Shared, conn: &Conn, env: Envelope, encoding: Encoding, o
             }
         }
     }
+}
+
+/// The error a peer gets for data sent to an output without `ws_upstream`.
+const NO_UPSTREAM_MESSAGE: &str =
+    "this output has no ws_upstream port; data sent to it is not published";
+
+/// Why data from a peer was not published.
+struct Refusal {
+    /// The nack reason (and the `messages_dropped_total` reason).
+    reason: &'static str,
+    /// The error reply's code.
+    code: ErrorCode,
+    message: String,
+}
+
+/// Answer data that was not published: a nack with the reason when the
+/// peer wants acks (and the data has an id), else an error reply whose id
+/// is the data's id — empty when the data had none: no id is made up,
+/// since it would name nothing the sender knows. The reply is queued only
+/// if there is room now, so a peer flooding refused data never makes the
+/// connection wait; what finds no room goes unanswered (it is counted
+/// either way).
+async fn refuse(out: &Outbound, id: &str, ack: bool, encoding: Encoding, why: Refusal) {
+    if ack {
+        out.send_envelope(&Envelope::ack(id, Some(why.reason)), encoding)
+            .await;
+    } else {
+        let reply = Envelope::reply(id, &ReplyPayload::error(why.code, why.message));
+        if !out.try_send(fednode_ws::frame::encode(&reply, encoding)) {
+            return;
+        }
+    }
+    let_writer_take(out).await;
+}
+
+/// How often a refusal yields so that the socket writer takes its answer.
+const ANSWER_YIELDS: usize = 8;
+
+/// Let the socket writer take an answer just queued before the next frame
+/// is read. A peer may close right after the data it sent, and once its
+/// close has been read nothing more may be written on the socket (the
+/// WebSocket protocol forbids it): an answer still queued then would be
+/// lost. The writer runs in the session's task beside the reader
+/// (`fednode_ws::frame::drive`), so a yield lets it run; a writer held up
+/// by a full socket is not waited for.
+async fn let_writer_take(out: &Outbound) {
+    for _ in 0..ANSWER_YIELDS {
+        if out.room() >= OUTBOUND_CAPACITY || out.is_closed() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// `payload` with every member `bound` holds, added where missing; an
+/// error message when it holds another value for one, or is not a JSON
+/// object.
+fn bind(payload: &Bytes, bound: &Binding) -> Result<Bytes, String> {
+    let mut payload = payload.clone();
+    for (name, value) in bound.pairs() {
+        match bind_member(&payload, name, value) {
+            Bound::Added(with) => payload = with,
+            Bound::Present(v) if v == *value => {}
+            Bound::Present(v) => {
+                return Err(format!(
+                    "this connection is bound to {name} = {value:?} by its URL path; \
+                     data with {name} = {v:?} is not published"
+                ))
+            }
+            Bound::NotAnObject => {
+                return Err(format!(
+                    "this connection is bound to {name} = {value:?} by its URL path; \
+                     data sent on it must be a JSON object (it gets {name} when missing)"
+                ))
+            }
+        }
+    }
+    Ok(payload)
 }

@@ -30,6 +30,7 @@ use crate::config::Settings;
 use crate::conn::{Conn, Out};
 use crate::inflight::AckLimits;
 use crate::metrics::OutputMetrics;
+use crate::routing::Binding;
 use crate::spool::Spool;
 
 /// Work for the fan-out task besides data.
@@ -86,8 +87,15 @@ impl Shared {
         self.conns.load_full()
     }
 
-    /// A new connection, registered with the fan-out.
-    pub fn open_conn(&self, remote: Option<SocketAddr>) -> Arc<Conn> {
+    /// The placeholders of the server path (none in client mode, or for a
+    /// path without any).
+    pub fn placeholders(&self) -> &[Arc<str>] {
+        self.s.path.as_ref().map_or(&[], |p| p.names())
+    }
+
+    /// A new connection, bound to the values of its URL path's
+    /// placeholders (when the path has any), registered with the fan-out.
+    pub fn open_conn(&self, remote: Option<SocketAddr>, bound: Option<Binding>) -> Arc<Conn> {
         let n = self.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
         let id = match self.s.mode {
             Mode::Server => format!("conn-{n}"),
@@ -119,7 +127,8 @@ impl Shared {
             .with_acks(self.acked().then_some(AckLimits {
                 timeout: self.s.ack_timeout,
                 max_in_flight: self.s.max_in_flight,
-            })),
+            }))
+            .with_binding(bound),
         );
         if let Some(sp) = &self.spool {
             conn.set_spool(sp.clone());

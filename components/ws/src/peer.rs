@@ -43,6 +43,15 @@ pub enum PeerError {
     /// Writing the output failed.
     #[error("cannot write the output: {0}")]
     Output(std::io::Error),
+    /// The peer answered some of the data `send` sent with an error reply
+    /// or a nack.
+    #[error("{url}: the peer refused {refused} of {sent} messages; first: {first}")]
+    Refused {
+        url: String,
+        refused: u64,
+        sent: u64,
+        first: String,
+    },
 }
 
 /// The `Authorization` header value for `--token T` (bearer) or
@@ -299,6 +308,12 @@ fn write_line(out: &mut impl std::io::Write, payload: &[u8]) -> std::io::Result<
 /// [`PeerError::InvalidInput`]). Frames are batched and flushed whenever the
 /// input has nothing more ready. When the input ends, waits until every
 /// frame is flushed, closes with 1000, and returns how many were sent.
+///
+/// Meanwhile the peer's frames are read, until its close: error replies
+/// (a `websocket` output without `ws_upstream` answers data that way) and
+/// nacks are refusals, and when there was any, `send` fails with
+/// [`PeerError::Refused`] once the close handshake is done (what was not
+/// refused has been sent all the same).
 pub async fn send(
     url: &str,
     auth: Option<String>,
@@ -314,7 +329,7 @@ pub async fn send(
         let r = write_lines(url, &mut sink, &mut input).await;
         let reason = if r.is_ok() { "done" } else { "input error" };
         let close = WsMessage::Close(Some(frame::close_frame(close_code::NORMAL, reason)));
-        let sent = tokio::time::timeout(Duration::from_secs(2), sink.send(close)).await;
+        let sent = tokio::time::timeout(CLOSE_WAIT, sink.send(close)).await;
         if matches!(sent, Ok(Ok(()))) && r.is_ok() {
             close_sent.store(true, std::sync::atomic::Ordering::Release);
         }
@@ -323,44 +338,104 @@ pub async fn send(
             (Ok(_), Ok(Err(e))) => Err(broken(url, e)),
             (Ok(_), Err(_)) => Err(PeerError::Timeout {
                 url: url.to_string(),
-                after: Duration::from_secs(2),
+                after: CLOSE_WAIT,
             }),
             (r, _) => r,
         }
     };
-    // Read what the peer sends (acks, its close) so it never blocks on us.
+    // Read what the peer sends (replies, acks, its close) so it never
+    // blocks on us, until its close: once our close is out, the peer
+    // answers what came before it and then closes too.
     let reader = async {
+        let mut answers = Answers::default();
+        let mut deadline = None;
         loop {
-            tokio::select! {
-                m = stream.next() => match m {
-                    None | Some(Err(_)) => return None,
-                    Some(Ok(WsMessage::Close(f))) => return Some(frame_parts(f)),
-                    Some(Ok(_)) => {}
-                },
-                _ = done.cancelled() => {
+            let next = tokio::select! {
+                m = stream.next() => m,
+                _ = done.cancelled(), if deadline.is_none() => {
                     if !close_sent.load(std::sync::atomic::Ordering::Acquire) {
-                        return None;
+                        return answers;
                     }
-                    // Our close is out: wait briefly for the peer's reply.
-                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                        while let Some(Ok(m)) = stream.next().await {
-                            if m.is_close() {
-                                break;
-                            }
-                        }
-                    })
-                    .await;
-                    return None;
+                    // Our close is out: wait a while for the peer's.
+                    deadline = Some(tokio::time::Instant::now() + CLOSE_WAIT);
+                    continue;
                 }
+                _ = sleep_until_opt(deadline), if deadline.is_some() => return answers,
+            };
+            match next {
+                None | Some(Err(_)) => return answers,
+                Some(Ok(WsMessage::Close(f))) => {
+                    answers.close = Some(frame_parts(f));
+                    return answers;
+                }
+                Some(Ok(m)) => answers.note(m),
             }
         }
     };
-    let (sent, peer_close) = futures::future::join(writer, reader).await;
-    match (sent, peer_close) {
+    let (sent, answers) = futures::future::join(writer, reader).await;
+    match (sent, answers) {
+        (Ok(n), a) if a.refused > 0 => Err(PeerError::Refused {
+            url: url.to_string(),
+            refused: a.refused,
+            sent: n,
+            first: a.first.unwrap_or_default(),
+        }),
         (Ok(n), _) => Ok(n),
         // The peer closed first (e.g. 1009 for an oversized line): say so.
-        (Err(PeerError::Connection { .. }), Some(frame)) => Err(closed(url, frame)),
+        (
+            Err(PeerError::Connection { .. }),
+            Answers {
+                close: Some(frame), ..
+            },
+        ) => Err(closed(url, frame)),
         (Err(e), _) => Err(e),
+    }
+}
+
+/// How long `send` waits for its close frame to go out, and then for the
+/// peer's.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the peer answered to `send`.
+#[derive(Default)]
+struct Answers {
+    /// Error replies and nacks.
+    refused: u64,
+    /// The first of them, as `code: message` (`nack: reason`).
+    first: Option<String>,
+    /// The peer's close frame, when it sent one.
+    close: Option<Option<(u16, String)>>,
+}
+
+impl Answers {
+    fn note(&mut self, msg: WsMessage) {
+        let Incoming::Envelope(env, _) = classify(msg) else {
+            return;
+        };
+        let why = match env.kind {
+            Kind::Reply => match crate::pending::parse_reply(&env.payload) {
+                r if r.is_ok() => return,
+                ReplyPayload { error: Some(e), .. } => format!("{}: {}", e.code, e.message),
+                r => format!("status {:?}", r.status),
+            },
+            Kind::Nack => {
+                let reason = serde_json::from_slice::<serde_json::Value>(&env.payload)
+                    .ok()
+                    .and_then(|v| v["reason"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| "no reason given".to_string());
+                format!("nack: {reason}")
+            }
+            _ => return,
+        };
+        self.refused += 1;
+        self.first.get_or_insert(why);
     }
 }
 

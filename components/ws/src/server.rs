@@ -13,6 +13,10 @@
 //! - [`bind`] turns "port in use" into a `StartError` naming the port;
 //!   [`serve`] runs a router until cancellation (stop accepting; open
 //!   WebSocket tasks are the caller's to close).
+//! - [`PathTemplate`]: a server path whose segments may be `{name}`
+//!   placeholders (`/subscribe/{user_id}`), checked at config time and
+//!   matched against a request's path, for the `websocket` output and the
+//!   `http_input`.
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
@@ -363,3 +367,214 @@ async fn serve_one<I>(
 
 /// The pause after a failed `accept` (e.g. no file descriptor left).
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// A server path whose segments are literal text or one `{name}`
+/// placeholder each, such as `/subscribe/{user_id}`.
+///
+/// A request path matches when it has as many segments, its literal
+/// segments are equal (byte for byte, as written in the URL), and every
+/// placeholder segment is non-empty; the placeholders' values are
+/// percent-decoded (a value that does not decode to UTF-8 text does not
+/// match). A path without placeholders matches only itself, exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate {
+    raw: String,
+    segments: Vec<PathSegment>,
+    names: Vec<Arc<str>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PathSegment {
+    Literal(String),
+    /// The index of the placeholder in `names`.
+    Placeholder(usize),
+}
+
+impl PathTemplate {
+    /// Parse a path starting with `/`. An error says what is wrong in a
+    /// sentence meant for a config error line: a segment that mixes text and
+    /// braces (`/a{b}`), a placeholder without a name (`{}`) or with other
+    /// characters than letters, digits, `_` and `-`, a name used twice.
+    pub fn parse(path: &str) -> Result<Self, String> {
+        let Some(rest) = path.strip_prefix('/') else {
+            return Err(format!("must start with \"/\", got {path:?}"));
+        };
+        let mut segments = Vec::new();
+        let mut names: Vec<Arc<str>> = Vec::new();
+        for segment in rest.split('/') {
+            let name = segment
+                .strip_prefix('{')
+                .and_then(|s| s.strip_suffix('}'))
+                .filter(|n| !n.contains(['{', '}']));
+            match name {
+                None if segment.contains(['{', '}']) => {
+                    return Err(format!(
+                        "the segment {segment:?} of {path:?} mixes text and braces: a segment is \
+                         either literal text or exactly one placeholder such as {{user_id}}"
+                    ))
+                }
+                None => segments.push(PathSegment::Literal(segment.to_string())),
+                Some("") => {
+                    return Err(format!(
+                        "{path:?} has a placeholder without a name: write one such as {{user_id}}"
+                    ))
+                }
+                Some(n)
+                    if !n
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+                {
+                    return Err(format!(
+                        "the placeholder {{{n}}} of {path:?} may hold only letters, digits, \"_\" \
+                         and \"-\""
+                    ))
+                }
+                Some(n) if names.iter().any(|m| &**m == n) => {
+                    return Err(format!(
+                        "the placeholder {{{n}}} appears twice in {path:?}; each name binds one segment"
+                    ))
+                }
+                Some(n) => {
+                    segments.push(PathSegment::Placeholder(names.len()));
+                    names.push(n.into());
+                }
+            }
+        }
+        Ok(PathTemplate {
+            raw: path.to_string(),
+            segments,
+            names,
+        })
+    }
+
+    /// The path as written.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// The placeholders' names, in the order they appear.
+    pub fn names(&self) -> &[Arc<str>] {
+        &self.names
+    }
+
+    /// Whether the path holds no placeholder.
+    pub fn is_literal(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// When the request path `path` (as in the URL, without the query)
+    /// matches: each placeholder's decoded value, in the order of
+    /// [`names`](Self::names) (empty for a literal path).
+    pub fn matches(&self, path: &str) -> Option<Vec<String>> {
+        if self.is_literal() {
+            return (path == self.raw).then(Vec::new);
+        }
+        let mut parts = path.strip_prefix('/')?.split('/');
+        let mut values = vec![String::new(); self.names.len()];
+        for segment in &self.segments {
+            let part = parts.next()?;
+            match segment {
+                PathSegment::Literal(text) if text == part => {}
+                PathSegment::Literal(_) => return None,
+                PathSegment::Placeholder(i) => values[*i] = percent_decode(part)?,
+            }
+        }
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(values)
+    }
+}
+
+impl std::fmt::Display for PathTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+/// `%XX` escapes decoded; `None` for an empty segment, a broken escape, or
+/// bytes that are not UTF-8 text.
+fn percent_decode(segment: &str) -> Option<String> {
+    if segment.is_empty() {
+        return None;
+    }
+    if !segment.contains('%') {
+        return Some(segment.to_string());
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PathTemplate;
+
+    #[test]
+    fn placeholders_bind_whole_segments() {
+        let t = PathTemplate::parse("/subscribe/{user_id}").unwrap();
+        assert_eq!(t.names().len(), 1);
+        assert_eq!(&*t.names()[0], "user_id");
+        assert!(!t.is_literal());
+        assert_eq!(t.matches("/subscribe/jamie"), Some(vec!["jamie".into()]));
+        assert_eq!(
+            t.matches("/subscribe/j%C3%A9r%C3%B4me%2Fx"),
+            Some(vec!["jérôme/x".into()])
+        );
+        for no in [
+            "/subscribe/",
+            "/subscribe",
+            "/subscribe/a/b",
+            "/other/jamie",
+            "/subscribe/%zz",
+            "/subscribe/%ff",
+            "subscribe/jamie",
+        ] {
+            assert_eq!(t.matches(no), None, "{no}");
+        }
+        let t = PathTemplate::parse("/u/{user}/s/{session}").unwrap();
+        assert_eq!(t.matches("/u/a/s/b"), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(t.matches("/u/a/x/b"), None);
+    }
+
+    #[test]
+    fn a_literal_path_matches_only_itself() {
+        for path in ["/", "/ws", "/ws/"] {
+            let t = PathTemplate::parse(path).unwrap();
+            assert!(t.is_literal());
+            assert_eq!(t.matches(path), Some(vec![]));
+        }
+        let t = PathTemplate::parse("/ws").unwrap();
+        assert_eq!(t.matches("/ws/"), None);
+        assert_eq!(t.matches("/"), None);
+    }
+
+    #[test]
+    fn bad_segments_are_refused_with_a_reason() {
+        for (path, why) in [
+            ("/a{b}", "mixes text and braces"),
+            ("/{a}b", "mixes text and braces"),
+            ("/{{a}}", "mixes text and braces"),
+            ("/x/}", "mixes text and braces"),
+            ("/x/{}", "without a name"),
+            ("/x/{a b}", "only letters, digits"),
+            ("/{id}/{id}", "appears twice"),
+            ("x/{id}", "must start with"),
+        ] {
+            let e = PathTemplate::parse(path).unwrap_err();
+            assert!(e.contains(why), "{path}: {e}");
+        }
+    }
+}

@@ -30,6 +30,14 @@ fn conn() -> Conn {
     )
 }
 
+/// Whether the connection's routing takes `item` (no path placeholders).
+fn routes(c: &Conn, item: &Item) -> bool {
+    c.routing
+        .load()
+        .route(item, &crate::routing::Keys::new(&[], item))
+        .is_match()
+}
+
 fn seqs(c: &Conn) -> Vec<(Option<u64>, bool)> {
     let mut buf = Vec::new();
     c.take_script(&mut buf, usize::MAX);
@@ -125,10 +133,10 @@ fn replay_takes_waiting_data_once_and_in_order() {
 #[test]
 fn routing_needs_both_types_and_any_subscription() {
     let c = conn();
-    assert!(c.routing.load().route(&item(1)).is_match());
+    assert!(routes(&c, &item(1)));
     c.announce(json!({}), Some(["t1".to_string()].into()), None);
-    assert!(c.routing.load().route(&item(1)).is_match());
-    assert!(!c.routing.load().route(&item(2)).is_match());
+    assert!(routes(&c, &item(1)));
+    assert!(!routes(&c, &item(2)));
     let filter = |v: Value| Filter::from_value(&json!({ "filter": v })).unwrap();
     let id = c
         .subscribe(
@@ -150,13 +158,13 @@ fn routing_needs_both_types_and_any_subscription() {
         None
     );
     assert_eq!(c.subscription_count(), 2);
-    assert!(c.routing.load().route(&item(1)).is_match());
-    assert!(!c.routing.load().route(&item(3)).is_match());
-    assert!(c.routing.load().route(&item(5)).is_match());
-    assert!(!c.routing.load().route(&item(4)).is_match());
+    assert!(routes(&c, &item(1)));
+    assert!(!routes(&c, &item(3)));
+    assert!(routes(&c, &item(5)));
+    assert!(!routes(&c, &item(4)));
     assert!(c.unsubscribe(&id));
     assert!(!c.unsubscribe(&id));
-    assert!(!c.routing.load().route(&item(5)).is_match());
+    assert!(!routes(&c, &item(5)));
 }
 
 #[test]
@@ -169,4 +177,63 @@ fn the_lower_limit_applies() {
     assert!(c.limiter.load().is_some());
     c.announce(json!({}), None, None);
     assert!(c.limiter.load().is_none());
+}
+
+#[test]
+fn a_binding_is_anded_with_subscriptions_and_outlives_them() {
+    let names: Vec<Arc<str>> = vec!["user_id".into()];
+    let c = conn().with_binding(Some(crate::routing::Binding::new(
+        &names,
+        vec!["jamie".into()],
+    )));
+    let payload = |p: &'static str| {
+        Arc::new(Item::from_message(
+            1,
+            Message::new("s", Bytes::from_static(p.as_bytes())),
+        ))
+    };
+    let takes = |c: &Conn, p: &'static str| {
+        let item = payload(p);
+        c.routing
+            .load()
+            .route(&item, &crate::routing::Keys::new(&names, &item))
+            .is_match()
+    };
+    assert!(takes(&c, r#"{"user_id":"jamie","n":1}"#));
+    assert!(
+        takes(&c, r#"{"n":1,"user_id":"ja\u006die"}"#),
+        "decoded text"
+    );
+    assert!(!takes(&c, r#"{"user_id":"alex","n":1}"#));
+    assert!(!takes(&c, r#"{"n":1}"#));
+    assert!(
+        !takes(&c, r#"{"user":{"user_id":"jamie"}}"#),
+        "top level only"
+    );
+    assert!(!takes(&c, r#"["jamie"]"#));
+    assert!(!takes(&c, r#"{"user_id":["jamie"]}"#));
+    let filter = |v: Value| Filter::from_value(&json!({ "filter": v })).unwrap();
+    let id = c
+        .subscribe(
+            filter(json!({"path": "$.n", "operator": ">", "value": 3})),
+            4,
+        )
+        .unwrap();
+    assert!(!takes(&c, r#"{"user_id":"jamie","n":1}"#), "the filter too");
+    assert!(takes(&c, r#"{"user_id":"jamie","n":5}"#));
+    assert!(!takes(&c, r#"{"user_id":"alex","n":5}"#), "and the binding");
+    c.announce(json!({}), None, None);
+    assert!(c.unsubscribe(&id));
+    assert!(takes(&c, r#"{"user_id":"jamie","n":1}"#));
+    assert!(
+        !takes(&c, r#"{"user_id":"alex","n":5}"#),
+        "survives unsubscribe"
+    );
+    assert_eq!(c.describe()["bound"], json!({"user_id": "jamie"}));
+    // A number binds by its JSON text.
+    let n = conn().with_binding(Some(crate::routing::Binding::new(&names, vec!["7".into()])));
+    assert!(takes(&n, r#"{"user_id":7}"#));
+    assert!(takes(&n, r#"{"user_id":"7"}"#));
+    assert!(!takes(&n, r#"{"user_id":7.0}"#));
+    assert_eq!(conn().describe()["bound"], Value::Null);
 }

@@ -123,6 +123,14 @@ impl Peer {
         })
     }
 
+    /// A peer on a stream already open.
+    pub fn wrap(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Peer {
+        Peer {
+            ws,
+            backlog: VecDeque::new(),
+        }
+    }
+
     /// Connect and wait until the output has registered this connection
     /// (a `status` round trip), so no data published afterwards is missed.
     pub async fn ready(url: &str) -> Peer {
