@@ -163,17 +163,7 @@ fn walk_edges(admin: &str) -> (bool, Vec<String>) {
 fn simulator_edge_hub_consumer_and_the_operators_walk() {
     let nats = fednode_testkit::NatsServer::start_jetstream();
     let pg = fednode_testkit::PgCluster::start();
-    let mut hub = Node::start(
-        "configs/hub.json",
-        &[
-            ("NATS_URL", nats.url().as_str()),
-            ("DATABASE_URL", pg.url().as_str()),
-            ("FEDNODE_ADMIN", "127.0.0.1:0"),
-            ("FEDNODE_INGEST_PORT", "0"),
-            ("FEDNODE_FEED_PORT", "0"),
-        ],
-    );
-    hub.wait_ready(READY);
+    let mut hub = common::shipped_hub(&nats.url(), &pg.url(), READY);
     let admin = hub.admin().to_string();
 
     // No edge yet: the walk says so.

@@ -77,17 +77,7 @@ fn batches(user: &str) -> Vec<Value> {
 fn twenty_edges_push_to_one_hub_and_predictions_find_their_device() {
     let nats = NatsServer::start_jetstream();
     let pg = PgCluster::start();
-    let mut hub = Node::start(
-        "configs/hub.json",
-        &[
-            ("NATS_URL", nats.url().as_str()),
-            ("DATABASE_URL", pg.url().as_str()),
-            ("FEDNODE_ADMIN", "127.0.0.1:0"),
-            ("FEDNODE_INGEST_PORT", "0"),
-            ("FEDNODE_FEED_PORT", "0"),
-        ],
-    );
-    hub.wait_ready(READY);
+    let hub = common::shipped_hub(&nats.url(), &pg.url(), READY);
     let ingest = format!("ws://{}/ingest", hub.addr_of("ws_in"));
     let feed = format!("ws://{}/feed", hub.addr_of("ws_out"));
 

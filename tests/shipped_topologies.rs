@@ -22,17 +22,7 @@ const N: usize = 200;
 fn a_regional_hub_pushes_to_the_central_hub_which_stores_and_serves() {
     let nats = fednode_testkit::NatsServer::start_jetstream();
     let pg = fednode_testkit::PgCluster::start();
-    let mut central = Node::start(
-        "configs/hub.json",
-        &[
-            ("NATS_URL", nats.url().as_str()),
-            ("DATABASE_URL", pg.url().as_str()),
-            ("FEDNODE_ADMIN", "127.0.0.1:0"),
-            ("FEDNODE_INGEST_PORT", "0"),
-            ("FEDNODE_FEED_PORT", "0"),
-        ],
-    );
-    central.wait_ready(READY);
+    let mut central = common::shipped_hub(&nats.url(), &pg.url(), READY);
     let central_in = format!("ws://{}/ingest", central.addr_of("ws_in"));
     let data = tempfile::tempdir().unwrap();
     let mut regional = Node::start(

@@ -299,3 +299,20 @@ pub fn json_lines(child: &mut Child) -> std::sync::mpsc::Receiver<serde_json::Va
     });
     rx
 }
+
+/// `configs/hub.json` as shipped, on the given NATS and PostgreSQL, with
+/// every port 0; returns once it is ready.
+pub fn shipped_hub(nats_url: &str, pg_url: &str, within: Duration) -> Node {
+    let mut hub = Node::start(
+        "configs/hub.json",
+        &[
+            ("NATS_URL", nats_url),
+            ("DATABASE_URL", pg_url),
+            ("FEDNODE_ADMIN", "127.0.0.1:0"),
+            ("FEDNODE_INGEST_PORT", "0"),
+            ("FEDNODE_FEED_PORT", "0"),
+        ],
+    );
+    hub.wait_ready(within);
+    hub
+}
