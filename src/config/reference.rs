@@ -44,6 +44,10 @@ fn blocks() -> Vec<Block> {
         block::<ws::BidirectionalConfig>("websocket_input", "bidirectional."),
         block::<ws::BackpressureConfig>("websocket_input", "backpressure."),
         block::<ws::HeartbeatConfig>("websocket_input", "heartbeat."),
+        block::<fednode_websocket_input::config::AuthMessageConfig>(
+            "websocket_input",
+            "auth_message.",
+        ),
         block::<fednode_websocket_output::Config>("websocket", ""),
         block::<ws::ServerConfig>("websocket", "server."),
         block::<ws::ClientConfig>("websocket", "client."),
