@@ -20,11 +20,15 @@ impl Span {
 
     /// The text of a string value: borrowed from the input when it has no
     /// escapes, decoded by serde_json when it has (rare). `None` when the
-    /// escapes do not decode to text (a lone surrogate such as `\ud800`),
-    /// which is also when serde_json refuses to read it as a `str`.
+    /// value is not a string, or its escapes do not decode to text (a lone
+    /// surrogate such as `\ud800`), which is also when serde_json refuses
+    /// to read it as a `str`.
     #[inline]
     pub fn string_text(self, text: &str) -> Option<Cow<'_, str>> {
         let raw = self.raw(text);
+        if !raw.starts_with('"') {
+            return None;
+        }
         if self.escaped {
             serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
         } else {

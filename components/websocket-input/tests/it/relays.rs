@@ -116,12 +116,22 @@ async fn a_relay_authenticates_first_and_its_data_is_bound_to_its_user() {
         .unwrap()
         .unwrap();
     assert_eq!(&*m.subject, "user.jamie.features");
+    // Members of any type are fine where text is looked for.
+    send(&mut ws, text(&json!({"type": 5, "user_id": 7}))).await;
+    let e = next_json(&mut ws).await;
+    assert_eq!(e["type"], "error", "user 7 is not jamie: {e}");
+    send(&mut ws, text(&json!({"type": 5}))).await;
+    let m = tokio::time::timeout(SOON, raw.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&*m.subject, "user.jamie.5");
     assert_eq!(
         node.metric(
             "websocket_input_messages_dropped_total",
             &[("reason", "user_mismatch")]
         ),
-        1.0
+        2.0
     );
     let described = node.comp.describe();
     assert_eq!(
@@ -137,7 +147,7 @@ async fn a_relay_authenticates_first_and_its_data_is_bound_to_its_user() {
     let ended: Value = serde_json::from_slice(&ended.payload).unwrap();
     assert_eq!(ended["type"], "session_end");
     assert_eq!(ended["session_id"], started["session_id"]);
-    assert_eq!(ended["messages"], 2);
+    assert_eq!(ended["messages"], 3);
     node.stop().await;
 }
 
