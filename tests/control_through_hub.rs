@@ -21,8 +21,10 @@
 //!   rate; the same for all edges at once;
 //! - `subscribe`: only matching data of that edge crosses its link
 //!   afterwards, the others are untouched (and `unsubscribe` undoes it);
+//!   the same for every edge at once;
 //! - `replay`: the edge sends buffered data to the hub again, marked as
-//!   replayed, and the hub publishes it.
+//!   replayed, and the hub publishes it; to every edge at once, each
+//!   replays its own.
 //!
 //! Each test builds its own topology; they run one at a time (a 2-core
 //! machine runs five processes per topology).
@@ -729,6 +731,32 @@ fn subscribe_limits_one_edge_to_matching_data_and_leaves_the_others_alone() {
                 .any(|x| x.n > a1 && x.kind == "drop")
         },
     );
+
+    // The same filter for every edge at once.
+    let filter = json!({"filter": {"path": "$.kind", "operator": "==", "value": "keep"}});
+    for (node, reply) in t.ask_all("subscribe", filter) {
+        assert_eq!(reply["result"]["filter_applied"], true, "{node}: {reply}");
+    }
+    let (a2, b2) = (a.sent(), b.sent());
+    wait_until_blocking(
+        WAIT,
+        t.hub
+            .and_log("more data of both edges after the subscribe to all"),
+        || {
+            let top = |e: &str| t.observer.from(e).iter().map(|x| x.n).max().unwrap_or(0);
+            top("edge-a") >= a2 + AFTER && top("edge-b") >= b2 + AFTER
+        },
+    );
+    for (e, from) in [("edge-a", a2), ("edge-b", b2)] {
+        let leaked: Vec<u64> = t
+            .observer
+            .from(e)
+            .iter()
+            .filter(|x| x.n > from && x.kind != "keep")
+            .map(|x| x.n)
+            .collect();
+        assert!(leaked.is_empty(), "{e} sent non-matching data: {leaked:?}");
+    }
 }
 
 #[test]
@@ -825,4 +853,39 @@ fn replay_resends_an_edges_buffered_data_to_the_hub() {
             "{e} replayed without being asked"
         );
     }
+
+    // Every edge at once: each replays its own newest 3 (edge-c has sent
+    // nothing).
+    let available: Vec<(String, Value)> = t
+        .ask_all("replay", json!({"count": 3}))
+        .into_iter()
+        .map(|(node, reply)| (node, reply["result"]["messages_available"].clone()))
+        .collect();
+    assert_eq!(
+        available,
+        vec![
+            ("edge-a".to_string(), json!(3)),
+            ("edge-b".to_string(), json!(3)),
+            ("edge-c".to_string(), json!(0)),
+        ]
+    );
+    wait_until_blocking(
+        WAIT,
+        Evidence(&t, "the replay to every edge at the hub"),
+        || {
+            replayed(&t).len() as u64 >= COUNT + 5 + 3
+                && t.observer
+                    .from("edge-b")
+                    .iter()
+                    .filter(|x| x.replay)
+                    .count()
+                    >= 3
+        },
+    );
+    let third: Vec<u64> = replayed(&t)[(COUNT + 5) as usize..]
+        .iter()
+        .map(|x| x.n)
+        .collect();
+    assert_eq!(third, vec![48, 49, 50], "edge-a's newest 3");
+    assert!(t.observer.from("edge-c").iter().all(|x| !x.replay));
 }
