@@ -283,3 +283,89 @@ async fn a_full_store_drops_the_oldest_and_counts_them() {
     );
     assert!((seen.len() as u64) < SENT, "the store held everything?");
 }
+
+/// The store is also the history `replay` reads: after the edge restarts
+/// (its replay buffer empty) a replay asked through the hub still reaches
+/// back, from the store on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_through_the_hub_reaches_back_into_the_store_after_a_restart() {
+    const SENT: u64 = 50;
+    const COUNT: u64 = 20;
+    let data_dir = tempfile::tempdir().unwrap();
+    let (consumer_url, mut got) = consumer().await;
+    let mut hub = hub(0, &consumer_url);
+    hub.wait_ready(Duration::from_secs(20));
+    let hub_url = format!("ws://{}/ingest", hub.addr_of("ws_in"));
+    // A replay buffer of 5: anything further back comes from the store.
+    let small_buffer = r#" "replay": {"buffer_size": 5},"#;
+    let mut first = edge_with(&hub_url, data_dir.path(), 64 << 20, small_buffer);
+    first.wait_ready(Duration::from_secs(20));
+    let (mut device, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/device", first.addr_of("device")))
+            .await
+            .expect("connect to the edge");
+    for n in 1..=SENT {
+        let frame = format!(r#"{{"type":"data","id":"m{n}","payload":{{"n":{n}}}}}"#);
+        device.send(WsMessage::Text(frame.into())).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    while (seen.len() as u64) < SENT {
+        seen.push(next_n(&mut got, seen.len()).await);
+    }
+    assert_eq!(seen, (1..=SENT).collect::<Vec<_>>());
+    fednode_testkit::wait_until_blocking(
+        Duration::from_secs(20),
+        first.and_log("every message acked and synced"),
+        || {
+            let s = store(&first);
+            s["messages"] == 0 && s["synced_through"].as_u64() >= Some(SENT)
+        },
+    );
+    drop(device);
+    first.signal("KILL");
+    first
+        .wait_exit(Duration::from_secs(10))
+        .expect("the edge died");
+
+    // Back on the same data_dir, connected again; its buffer is empty.
+    let edge = edge_with(&hub_url, data_dir.path(), 64 << 20, small_buffer);
+    fednode_testkit::wait_until_blocking(
+        Duration::from_secs(20),
+        hub.and_log("the edge back at the hub"),
+        || {
+            hub.described("ws_in")["connections"]
+                .as_array()
+                .is_some_and(|c| c.len() == 1)
+        },
+    );
+    let ask = |params: &str| -> serde_json::Value {
+        let body = format!(r#"{{"method":"replay","params":{params},"connection":"edge-01"}}"#);
+        let (status, text) = common::http(
+            "POST",
+            hub.admin(),
+            "/components/ws_in/request",
+            Some(&body),
+        )
+        .expect("the hub answers");
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).unwrap()
+    };
+    let reply = ask(&format!(r#"{{"count":{COUNT}}}"#));
+    assert_eq!(reply["status"], "ok", "{reply}");
+    assert_eq!(reply["result"]["messages_available"], COUNT, "{reply}");
+    let mut again = Vec::new();
+    while (again.len() as u64) < COUNT {
+        again.push(next_n(&mut got, again.len()).await);
+    }
+    assert_eq!(again, (SENT - COUNT + 1..=SENT).collect::<Vec<_>>());
+
+    // After an id, from the store too.
+    let reply = ask(r#"{"after_id":"m45"}"#);
+    assert_eq!(reply["result"]["messages_available"], 5, "{reply}");
+    let mut after = Vec::new();
+    while after.len() < 5 {
+        after.push(next_n(&mut got, after.len()).await);
+    }
+    assert_eq!(after, vec![46, 47, 48, 49, 50]);
+    drop(edge);
+}

@@ -83,6 +83,11 @@ impl ReplayBuffer {
         self.items.lock().bytes
     }
 
+    /// The timestamp of the oldest message held.
+    pub fn oldest_timestamp(&self) -> Option<i64> {
+        self.items.lock().q.front().map(|i| i.timestamp)
+    }
+
     /// Messages after `after_id` with `timestamp >= start_time`, oldest
     /// first (`count` is applied by the caller, after the connection's
     /// filters).

@@ -11,7 +11,7 @@
 //! duplicate).
 
 use fednode_kit::filter::Outcome;
-use fednode_kit::{Envelope, Message, ReplyPayload, Subscription};
+use fednode_kit::{Encoding, Envelope, Message, ReplyPayload, Subscription};
 use fednode_ws::frame::encode;
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
@@ -21,12 +21,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+use crate::buffer::ReplayParams;
+use crate::conn::Conn;
 use crate::item::Item;
 use crate::routing::{Keys, Routing};
 use crate::shared::{Cmd, Shared};
 
 /// Messages taken from the bus at once.
 pub(crate) const BATCH: usize = 256;
+/// A replay from the store without `count` sends at most this many (or
+/// `replay.buffer_size`, when larger), the oldest first.
+const STORE_REPLAY_MIN: usize = 1000;
 
 /// The input subscriptions: one is read directly (the common case), several
 /// are merged.
@@ -174,7 +179,7 @@ async fn dispatch(
     sh.throughput.record(n as u64);
 }
 
-fn handle(sh: &Shared, cmd: Cmd) {
+fn handle(sh: &Arc<Shared>, cmd: Cmd) {
     match cmd {
         Cmd::Replay {
             conn,
@@ -183,37 +188,82 @@ fn handle(sh: &Shared, cmd: Cmd) {
             params,
         } => {
             let selection = sh.buffer.select(&params);
-            let routing = conn.routing.load();
-            let mut items: Vec<Arc<Item>> = selection
-                .items
-                .into_iter()
-                .filter(
-                    |i| match routing.route(i, &Keys::new(sh.placeholders(), i)) {
-                        Outcome::Match => true,
-                        Outcome::OverBudget => {
-                            sh.metrics.filter_over_budget.inc();
-                            false
+            let reaches_back = selection.after_id_missing
+                || params
+                    .start_time
+                    .is_some_and(|t| sh.buffer.oldest_timestamp().is_none_or(|o| o > t))
+                || params.count.is_some_and(|c| selection.items.len() < c);
+            match &sh.spool {
+                // The buffer does not reach back far enough: the store does.
+                Some(spool) if reaches_back => {
+                    let (sh, spool) = (sh.clone(), spool.clone());
+                    tokio::spawn(async move {
+                        let cap = params.count.unwrap_or(sh.s.buffer_size.max(STORE_REPLAY_MIN));
+                        let mut read = spool.history(&params, cap).await;
+                        let found = read.as_ref().is_none_or(|(_, found)| *found);
+                        if !found {
+                            // As with the buffer: from the oldest kept.
+                            let from_oldest = ReplayParams {
+                                after_id: None,
+                                ..params.clone()
+                            };
+                            read = spool.history(&from_oldest, cap).await;
                         }
-                        Outcome::NoMatch => false,
-                    },
-                )
-                .collect();
-            if let Some(count) = params.count {
-                let skip = items.len().saturating_sub(count);
-                items.drain(..skip);
+                        let items = read.map(|(items, _)| items).unwrap_or_default();
+                        start_replay(&sh, &conn, &request_id, encoding, &params, items, !found);
+                    });
+                }
+                _ => start_replay(
+                    sh,
+                    &conn,
+                    &request_id,
+                    encoding,
+                    &params,
+                    selection.items,
+                    selection.after_id_missing,
+                ),
             }
-            let n = items.len();
-            let mut result = json!({"messages_available": n, "replay_started": n > 0});
-            if selection.after_id_missing {
-                result["after_id_found"] = json!(false);
-            }
-            let reply = encode(
-                &Envelope::reply(&request_id, &ReplyPayload::ok(result)),
-                encoding,
-            );
-            conn.install_replay(reply, items);
-            conn.replays_pending.fetch_sub(1, Ordering::AcqRel);
-            tracing::debug!(conn = %conn.id, messages = n, "replay started");
         }
     }
+}
+
+/// Send the reply and then `selected` (what passes the connection's
+/// routing, the newest `count`) to `conn`.
+fn start_replay(
+    sh: &Shared,
+    conn: &Arc<Conn>,
+    request_id: &str,
+    encoding: Encoding,
+    params: &ReplayParams,
+    selected: Vec<Arc<Item>>,
+    after_id_missing: bool,
+) {
+    let routing = conn.routing.load();
+    let mut items: Vec<Arc<Item>> = selected
+        .into_iter()
+        .filter(|i| match routing.route(i, &Keys::new(sh.placeholders(), i)) {
+            Outcome::Match => true,
+            Outcome::OverBudget => {
+                sh.metrics.filter_over_budget.inc();
+                false
+            }
+            Outcome::NoMatch => false,
+        })
+        .collect();
+    if let Some(count) = params.count {
+        let skip = items.len().saturating_sub(count);
+        items.drain(..skip);
+    }
+    let n = items.len();
+    let mut result = json!({"messages_available": n, "replay_started": n > 0});
+    if after_id_missing {
+        result["after_id_found"] = json!(false);
+    }
+    let reply = encode(
+        &Envelope::reply(request_id, &ReplyPayload::ok(result)),
+        encoding,
+    );
+    conn.install_replay(reply, items);
+    conn.replays_pending.fetch_sub(1, Ordering::AcqRel);
+    tracing::debug!(conn = %conn.id, messages = n, "replay started");
 }

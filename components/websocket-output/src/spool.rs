@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
+use crate::buffer::ReplayParams;
 use crate::config::StoreConfig;
 use crate::item::Item;
 use crate::metrics::{reason::STORE_FAILED, OutputMetrics};
@@ -48,6 +49,8 @@ enum Op {
     Read(u64, oneshot::Sender<Vec<(u64, bytes::Bytes)>>),
     /// The fan-out has stopped: sync and close.
     Close(oneshot::Sender<()>),
+    /// The oldest sequence number kept and the next one to be given.
+    Bounds(oneshot::Sender<(u64, u64)>),
 }
 
 /// What the rest of the output holds of the store.
@@ -95,7 +98,10 @@ impl Spool {
         cancel: &CancellationToken,
     ) -> Result<Arc<Spool>, StartError> {
         let path = cfg.path.clone().expect("resolved at build");
-        let (log, recovery) = Log::open(&path, LogOptions::with_max_bytes(cfg.max_bytes))
+        // Acknowledged messages stay until their room is needed: the log is
+        // also the history `replay` reads.
+        let opts = LogOptions::with_max_bytes(cfg.max_bytes).retaining();
+        let (log, recovery) = Log::open(&path, opts)
             .map_err(|e| StartError::new(format!("store: {e}")))?;
         for cut in &recovery.cuts {
             tracing::warn!(component = name, path = %cut.path.display(), offset = cut.offset,
@@ -242,6 +248,52 @@ impl Spool {
                 return Some(items);
             }
         }
+    }
+}
+
+impl Spool {
+    /// `replay` from the log, which reaches back further than the replay
+    /// buffer (to before a restart, and as far as `max_bytes` keeps):
+    /// after `after_id`, from `start_time`, at most `cap` messages from
+    /// there; or, with only `count`, the newest `count`. `None` when the log
+    /// task is gone; the flag says whether `after_id` was found.
+    pub async fn history(&self, p: &ReplayParams, cap: usize) -> Option<(Vec<Arc<Item>>, bool)> {
+        let (tx, rx) = oneshot::channel();
+        self.ops.send(Op::Bounds(tx)).await.ok()?;
+        let (oldest, next) = rx.await.ok()?;
+        let only_count = p.after_id.is_none() && p.start_time.is_none();
+        let mut from = match (only_count, p.count) {
+            (true, Some(n)) => next.saturating_sub(n as u64).max(oldest),
+            _ => oldest,
+        };
+        let mut found = p.after_id.is_none();
+        let mut items = Vec::new();
+        while from < next && items.len() < cap {
+            let (tx, rx) = oneshot::channel();
+            self.ops.send(Op::Read(from, tx)).await.ok()?;
+            let records = rx.await.ok()?;
+            let Some(last) = records.last().map(|(seq, _)| *seq) else {
+                break;
+            };
+            for (seq, body) in records {
+                if seq >= next || items.len() >= cap {
+                    break;
+                }
+                let Some(item) = Item::from_record(seq, &body) else {
+                    continue;
+                };
+                if !found {
+                    found = p.after_id.as_deref() == Some(&*item.id);
+                    continue;
+                }
+                if p.start_time.is_some_and(|t| item.timestamp < t) {
+                    continue;
+                }
+                items.push(Arc::new(item));
+            }
+            from = last + 1;
+        }
+        Some((items, found))
     }
 }
 
@@ -417,6 +469,9 @@ fn apply(
                 let _ = reply.send(records);
             }
             Op::Close(reply) => parked.push(Op::Close(reply)),
+            Op::Bounds(reply) => {
+                let _ = reply.send((log.oldest_seq(), log.next_seq()));
+            }
             Op::Append(records, reply) => {
                 // Under `block`, wait for room rather than drop what the
                 // hub has not acknowledged (an empty log takes anything).
