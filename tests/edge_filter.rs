@@ -12,9 +12,13 @@ use std::time::Duration;
 #[test]
 fn udp_filter_websocket_and_a_hub_pulling_from_it() {
     // Every server on port 0; the ports it got are read from the log.
+    let data = tempfile::tempdir().unwrap();
+    let edge_dir = data.path().join("edge");
+    let hub_dir = data.path().join("hub");
     let mut edge = Node::start(
         "configs/edge-pull.json",
         &[
+            ("FEDNODE_DATA_DIR", edge_dir.to_str().unwrap()),
             ("FEDNODE_ADMIN", "127.0.0.1:0"),
             ("FEDNODE_UDP_PORT", "0"),
             ("FEDNODE_WS_PORT", "0"),
@@ -34,6 +38,7 @@ fn udp_filter_websocket_and_a_hub_pulling_from_it() {
     let mut hub = Node::start(
         "configs/hub-pull.json",
         &[
+            ("FEDNODE_DATA_DIR", hub_dir.to_str().unwrap()),
             ("FEDNODE_ADMIN", "127.0.0.1:0"),
             ("FEDNODE_EDGE_URL", url.as_str()),
         ],

@@ -24,6 +24,8 @@
 //!   to the peer that streams its key (a user).
 //! - `relay`: relays that authenticate with their first message
 //!   (`auth_message`) and their sessions (`ws_sessions`).
+//! - `resume`: client mode, where a replay resumes after a restart (the
+//!   last published id, kept under `data_dir`).
 //! - `shared`: the state those files share.
 //! - [`metrics`]: the `websocket_input_*` families.
 
@@ -34,6 +36,7 @@ mod downstream;
 pub mod metrics;
 mod publish;
 mod relay;
+mod resume;
 mod session;
 mod shared;
 

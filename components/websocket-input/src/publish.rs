@@ -224,6 +224,9 @@ impl Running {
             acks.clear();
             return;
         }
+        if let (Some(resume), Some((_, last))) = (&self.resume, acks.last()) {
+            resume.note(last.clone());
+        }
         for (ack, id) in acks.drain(..) {
             ack.out
                 .try_send(frame::encode(&Envelope::ack(&id, None), ack.encoding));
@@ -280,7 +283,11 @@ impl Running {
         self.conn_tracker.wait().await;
         self.queue.close();
         tokio::select! {
-            _ = self.publisher_done.cancelled() => {}
+            _ = self.publisher_done.cancelled() => {
+                if let Some(r) = &self.resume {
+                    r.flush();
+                }
+            }
             _ = tokio::time::sleep(FLUSH_GRACE) => {
                 tracing::warn!(component = %self.ctx.name, left = self.queue.len(), "bus did not take the queued data in time");
                 self.flush_abort.cancel();

@@ -144,6 +144,9 @@ pub struct Running {
     /// Where `ws_downstream` data for a key goes: the connection that last
     /// sent data with it, or was bound to it by `auth_message`.
     pub routes: Mutex<HashMap<Arc<str>, Arc<Conn>>>,
+    /// Client mode with a `data_dir`: where a replay resumes after a
+    /// restart.
+    pub resume: Option<crate::resume::ResumePoint>,
 }
 
 /// The most keys routed at once; beyond it new keys are not remembered
@@ -163,6 +166,9 @@ impl Running {
                 .read_buffer_size(s.read_buffer_size)
                 .write_buffer_size(s.write_buffer_size);
         }
+        let resume = (settings.mode == Mode::Client)
+            .then(|| crate::resume::ResumePoint::new(ctx.node.data_dir.as_deref(), &ctx.name))
+            .flatten();
         let gate = settings
             .server
             .as_ref()
@@ -183,7 +189,8 @@ impl Running {
                 last_error: None,
                 retry: 0,
             }),
-            last_received_id: Mutex::new(None),
+            last_received_id: Mutex::new(resume.as_ref().and_then(|r| r.load())),
+            resume,
             full_flag: AtomicBool::new(false),
             full_since: Mutex::new(None),
             conn_tracker: TaskTracker::new(),

@@ -135,6 +135,7 @@ impl Component for WebSocketOutput {
             Some(cfg) => Some(Spool::open(
                 &ctx.name,
                 cfg,
+                s.mode == Mode::Server,
                 s.on_full == OnFull::Block,
                 &metrics,
                 &ctx.tracker,

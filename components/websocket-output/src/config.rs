@@ -319,12 +319,6 @@ impl Config {
                 Credential::None
             }
         };
-        if self.store.is_some() && endpoint.as_ref().is_some_and(|e| e.mode == Mode::Server) {
-            errors.push(ConfigError::new(
-                at("store"),
-                "a store keeps what a hub has not acknowledged, so it needs client mode (server mode replays from replay.buffer_size)",
-            ));
-        }
         // The path's placeholders (its leading "/" is checked with the
         // rest of the server block).
         let path = endpoint.as_ref().and_then(|e| {

@@ -26,12 +26,14 @@ use crate::conn::Conn;
 use crate::item::Item;
 use crate::routing::{Keys, Routing};
 use crate::shared::{Cmd, Shared};
+use fednode_ws::config::Mode;
 
 /// Messages taken from the bus at once.
 pub(crate) const BATCH: usize = 256;
 /// A replay from the store without `count` sends at most this many (or
-/// `replay.buffer_size`, when larger), the oldest first.
-const STORE_REPLAY_MIN: usize = 1000;
+/// `replay.buffer_size`, when larger), the oldest first: enough for a hub
+/// that pulls to catch up after a restart, bounded in memory.
+const STORE_REPLAY_MIN: usize = 100_000;
 
 /// The input subscriptions: one is read directly (the common case), several
 /// are merged.
@@ -136,10 +138,14 @@ async fn dispatch(
     let routing: Vec<Arc<Routing>> = conns.iter().map(|c| c.routing.load_full()).collect();
     shares.resize_with(conns.len(), Vec::new);
     let names = sh.placeholders();
+    let mut batch = Vec::new();
     for m in buf.drain(..) {
         *seq += 1;
         let item = Arc::new(Item::from_message(*seq, m).share_frames(share));
         sh.buffer.push(&item);
+        if sh.spool.is_some() {
+            batch.push(item.clone());
+        }
         // Routing reads the bound members and parses the payload at most
         // once each, for everyone.
         let keys = Keys::new(names, &item);
@@ -151,13 +157,17 @@ async fn dispatch(
             }
         }
     }
-    if let Some(spool) = &sh.spool {
+    if let Some(spool) = sh.feeder() {
         // Client mode with a store: the one connection is fed from it.
         for items in shares.iter_mut() {
             spool.append(items).await;
         }
         sh.throughput.record(n as u64);
         return;
+    }
+    if let Some(spool) = &sh.spool {
+        // Server mode with a store: every message goes into the history.
+        spool.append(&mut batch).await;
     }
     let mut full = Vec::new();
     for (c, items) in conns.iter().zip(shares.iter_mut()) {
@@ -198,8 +208,11 @@ fn handle(sh: &Arc<Shared>, cmd: Cmd) {
                 Some(spool) if reaches_back => {
                     let (sh, spool) = (sh.clone(), spool.clone());
                     tokio::spawn(async move {
-                        let cap = params.count.unwrap_or(sh.s.buffer_size.max(STORE_REPLAY_MIN));
-                        let mut read = spool.history(&params, cap).await;
+                        let cap = params
+                            .count
+                            .unwrap_or(sh.s.buffer_size.max(STORE_REPLAY_MIN));
+                        let own = sh.s.mode == Mode::Client;
+                        let mut read = spool.history(&params, cap, own).await;
                         let found = read.as_ref().is_none_or(|(_, found)| *found);
                         if !found {
                             // As with the buffer: from the oldest kept.
@@ -207,7 +220,7 @@ fn handle(sh: &Arc<Shared>, cmd: Cmd) {
                                 after_id: None,
                                 ..params.clone()
                             };
-                            read = spool.history(&from_oldest, cap).await;
+                            read = spool.history(&from_oldest, cap, own).await;
                         }
                         let items = read.map(|(items, _)| items).unwrap_or_default();
                         start_replay(&sh, &conn, &request_id, encoding, &params, items, !found);
@@ -241,14 +254,16 @@ fn start_replay(
     let routing = conn.routing.load();
     let mut items: Vec<Arc<Item>> = selected
         .into_iter()
-        .filter(|i| match routing.route(i, &Keys::new(sh.placeholders(), i)) {
-            Outcome::Match => true,
-            Outcome::OverBudget => {
-                sh.metrics.filter_over_budget.inc();
-                false
-            }
-            Outcome::NoMatch => false,
-        })
+        .filter(
+            |i| match routing.route(i, &Keys::new(sh.placeholders(), i)) {
+                Outcome::Match => true,
+                Outcome::OverBudget => {
+                    sh.metrics.filter_over_budget.inc();
+                    false
+                }
+                Outcome::NoMatch => false,
+            },
+        )
         .collect();
     if let Some(count) = params.count {
         let skip = items.len().saturating_sub(count);

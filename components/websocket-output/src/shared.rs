@@ -93,6 +93,12 @@ impl Shared {
         self.s.path.as_ref().map_or(&[], |p| p.names())
     }
 
+    /// The store that feeds the connection (client mode); a server-mode
+    /// store is only the history `replay` reads.
+    pub fn feeder(&self) -> Option<&Arc<Spool>> {
+        self.spool.as_ref().filter(|_| self.s.mode == Mode::Client)
+    }
+
     /// A new connection, bound to the values of its URL path's
     /// placeholders (when the path has any), registered with the fan-out.
     pub fn open_conn(&self, remote: Option<SocketAddr>, bound: Option<Binding>) -> Arc<Conn> {
@@ -103,7 +109,7 @@ impl Shared {
         };
         // Fed from the store, the queue only waits for room: the store is
         // where `on_full` applies.
-        let on_full = match self.spool {
+        let on_full = match self.feeder() {
             Some(_) => fednode_kit::queue::OnFull::Block,
             None => self.s.on_full,
         };
@@ -122,7 +128,7 @@ impl Shared {
                     self.s.bidirectional.request_timeout,
                     Some(self.metrics.requests.clone()),
                 ),
-                !self.acked() && self.spool.is_none(),
+                !self.acked() && self.feeder().is_none(),
             )
             .with_acks(self.acked().then_some(AckLimits {
                 timeout: self.s.ack_timeout,
@@ -130,7 +136,7 @@ impl Shared {
             }))
             .with_binding(bound),
         );
-        if let Some(sp) = &self.spool {
+        if let Some(sp) = self.feeder() {
             conn.set_spool(sp.clone());
         }
         let _edit = self.conns_edit.lock();

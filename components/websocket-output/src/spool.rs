@@ -88,10 +88,13 @@ struct Book {
 }
 
 impl Spool {
-    /// Open (and recover) the log at `cfg.path` and start its task.
+    /// Open (and recover) the log at `cfg.path` and start its task. A
+    /// `history` log (server mode) feeds no connection: every message is
+    /// done with once appended, and the log is only what `replay` reads.
     pub fn open(
         name: &str,
         cfg: &StoreConfig,
+        history: bool,
         block: bool,
         metrics: &OutputMetrics,
         tracker: &tokio_util::task::TaskTracker,
@@ -101,15 +104,15 @@ impl Spool {
         // Acknowledged messages stay until their room is needed: the log is
         // also the history `replay` reads.
         let opts = LogOptions::with_max_bytes(cfg.max_bytes).retaining();
-        let (log, recovery) = Log::open(&path, opts)
-            .map_err(|e| StartError::new(format!("store: {e}")))?;
+        let (log, recovery) =
+            Log::open(&path, opts).map_err(|e| StartError::new(format!("store: {e}")))?;
         for cut in &recovery.cuts {
             tracing::warn!(component = name, path = %cut.path.display(), offset = cut.offset,
                 bytes = cut.bytes, reason = cut.reason, "store: cut a damaged tail at the last whole record");
         }
         let first = log.first_unacked();
         let waiting = log.next_seq() - first;
-        if waiting > 0 {
+        if waiting > 0 && !history {
             tracing::info!(component = name, messages = waiting, path = %path.display(),
                 "store: unacknowledged messages from before go first");
         }
@@ -129,7 +132,8 @@ impl Spool {
             oldest: AtomicI64::new(0),
             synced_through: AtomicU64::new(first - 1),
             failed: std::sync::atomic::AtomicBool::new(false),
-            release_to: AtomicU64::new(first - 1),
+            // A history is released as it is written.
+            release_to: AtomicU64::new(if history { u64::MAX } else { first - 1 }),
             release_ready: Notify::new(),
             cancel: cancel.clone(),
         });
@@ -257,7 +261,16 @@ impl Spool {
     /// after `after_id`, from `start_time`, at most `cap` messages from
     /// there; or, with only `count`, the newest `count`. `None` when the log
     /// task is gone; the flag says whether `after_id` was found.
-    pub async fn history(&self, p: &ReplayParams, cap: usize) -> Option<(Vec<Arc<Item>>, bool)> {
+    ///
+    /// With `own_numbers`, items keep their place in the log as `seq` (the
+    /// connection was fed from the log, client mode); else their `seq` is
+    /// 0, outside the fan-out's numbering (server mode).
+    pub async fn history(
+        &self,
+        p: &ReplayParams,
+        cap: usize,
+        own_numbers: bool,
+    ) -> Option<(Vec<Arc<Item>>, bool)> {
         let (tx, rx) = oneshot::channel();
         self.ops.send(Op::Bounds(tx)).await.ok()?;
         let (oldest, next) = rx.await.ok()?;
@@ -279,7 +292,7 @@ impl Spool {
                 if seq >= next || items.len() >= cap {
                     break;
                 }
-                let Some(item) = Item::from_record(seq, &body) else {
+                let Some(item) = Item::from_record(if own_numbers { seq } else { 0 }, &body) else {
                     continue;
                 };
                 if !found {
