@@ -47,6 +47,41 @@ fn hub(nats_url: &str, edge_url: &str, data_dir: &std::path::Path) -> Node {
     )
 }
 
+/// What a timeout names: the messages missing at the hub, the edge's drop
+/// counters, and the hub's log.
+struct Missing<'a> {
+    got: &'a Mutex<BTreeSet<u64>>,
+    edge: &'a Node,
+    hub: &'a Node,
+}
+
+impl std::fmt::Display for Missing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let have = self.got.lock().clone();
+        let missing: Vec<u64> = (1..=SENT).filter(|n| !have.contains(n)).collect();
+        let counters = self
+            .edge
+            .get("/metrics")
+            .map(|(_, text)| {
+                text.lines()
+                    .filter(|l| {
+                        !l.starts_with('#') && (l.contains("dropped") || l.contains("replay"))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default();
+        write!(
+            f,
+            "every message at the hub after its restart: {} of {SENT} missing, the first {:?}\n\
+             the edge's counters:\n{counters}\nthe hub logged:\n{}",
+            missing.len(),
+            &missing[..missing.len().min(20)],
+            self.hub.log()
+        )
+    }
+}
+
 #[test]
 fn a_hub_pulling_from_an_edge_loses_nothing_across_its_own_restart() {
     let nats = NatsServer::start();
@@ -119,7 +154,11 @@ fn a_hub_pulling_from_an_edge_loses_nothing_across_its_own_restart() {
     }
     wait_until_blocking(
         WAIT,
-        second.and_log("every message at the hub after its restart"),
+        Missing {
+            got: &got,
+            edge: &edge,
+            hub: &second,
+        },
         || got.lock().len() as u64 == SENT,
     );
     let all: Vec<u64> = got.lock().iter().copied().collect();

@@ -217,12 +217,18 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The input queue's policy: `block` when backpressure is disabled.
+    /// The input queue's policy: `block` when backpressure is disabled;
+    /// else `on_full`, by default `block` under `at_least_once` (a burst,
+    /// such as a replay, waits rather than being dropped) and `drop_oldest`
+    /// otherwise.
     pub fn queue_policy(&self) -> OnFull {
-        if self.backpressure.enabled {
-            self.backpressure.on_full.unwrap_or_default()
-        } else {
-            OnFull::Block
+        if !self.backpressure.enabled {
+            return OnFull::Block;
+        }
+        match (self.backpressure.on_full, self.delivery) {
+            (Some(policy), _) => policy,
+            (None, Delivery::AtLeastOnce) => OnFull::Block,
+            (None, Delivery::AtMostOnce) => OnFull::default(),
         }
     }
 }
