@@ -27,8 +27,7 @@
 //! `http.auth` (bearer). Exit 0 when every edge asked answered `ok`, 1
 //! otherwise or when the admin server cannot be reached.
 
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use fednode::admin_client;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -65,56 +64,9 @@ fn parse_args() -> Result<Options, String> {
     Ok(opts)
 }
 
-/// One HTTP/1.1 exchange with the admin server; the status and the JSON
-/// body.
-async fn http(
-    opts: &Options,
-    method: http::Method,
-    path: &str,
-    body: Option<Value>,
-) -> Result<(u16, Value), String> {
-    let url = format!("{}{path}", opts.admin);
-    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(format!("{url}: expected an http:// URL"));
-    }
-    let host = uri.host().ok_or_else(|| format!("{url}: no host"))?;
-    let port = uri.port_u16().unwrap_or(80);
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(uri.path())
-        .header(http::header::HOST, format!("{host}:{port}"))
-        .header(http::header::CONTENT_TYPE, "application/json");
-    if let Some(t) = &opts.token {
-        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    let body = body.map_or_else(String::new, |b| b.to_string());
-    let req = req
-        .body(Full::new(bytes::Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let exchange = async {
-        let tcp = tokio::net::TcpStream::connect((host, port))
-            .await
-            .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| json!({"error": String::from_utf8_lossy(&bytes)}));
-        Ok::<_, String>((status, body))
-    };
-    tokio::time::timeout(TIMEOUT, exchange)
-        .await
-        .map_err(|_| format!("no answer from {url} within {TIMEOUT:?}"))?
+/// The `Authorization` header for `--token`.
+fn authorization(opts: &Options) -> Option<String> {
+    opts.token.as_ref().map(|t| format!("Bearer {t}"))
 }
 
 fn now_ms() -> i64 {
@@ -168,7 +120,15 @@ fn status_summary(reply: &Value) -> (bool, String) {
 }
 
 async fn walk(opts: &Options) -> Result<bool, String> {
-    let (code, all) = http(opts, http::Method::GET, "/components", None).await?;
+    let auth = authorization(opts);
+    let answer = admin_client::get(
+        &format!("{}/components", opts.admin),
+        auth.as_deref(),
+        None,
+        TIMEOUT,
+    )
+    .await?;
+    let (code, all) = (answer.status, answer.body);
     if code != 200 {
         return Err(format!(
             "GET {}/components answered {code}: {all}",
@@ -216,11 +176,22 @@ async fn walk(opts: &Options) -> Result<bool, String> {
                 continue;
             };
             let target = if per_node[node] == 1 { node } else { id };
-            let body = json!({"method": "status", "params": {}, "connection": target});
-            let path = format!("/components/{name}/request");
-            let (ok, summary) = match http(opts, http::Method::POST, &path, Some(body)).await {
-                Ok((200, reply)) => status_summary(&reply),
-                Ok((code, body)) => (false, format!("status not asked: HTTP {code} {body}")),
+            let asked = admin_client::request(
+                &format!("{}/components/{name}", opts.admin),
+                "status",
+                json!({}),
+                Some(target),
+                auth.as_deref(),
+                None,
+                TIMEOUT,
+            )
+            .await;
+            let (ok, summary) = match asked {
+                Ok(a) if a.status == 200 => status_summary(&a.body),
+                Ok(a) => (
+                    false,
+                    format!("status not asked: HTTP {} {}", a.status, a.body),
+                ),
                 Err(e) => (false, format!("status not asked: {e}")),
             };
             all_ok &= ok;

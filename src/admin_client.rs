@@ -46,24 +46,10 @@ pub async fn request(
     tls: Option<Arc<rustls::ClientConfig>>,
     timeout: Duration,
 ) -> Result<Answer, String> {
-    let uri: http::Uri = component_url
-        .parse()
+    let path = component_url
+        .parse::<http::Uri>()
+        .map(|u| u.path().trim_end_matches('/').to_string())
         .map_err(|e| format!("invalid URL {component_url}: {e}"))?;
-    let https = match uri.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
-        _ => {
-            return Err(format!(
-                "{component_url}: expected an http:// or https:// URL"
-            ))
-        }
-    };
-    let host = uri
-        .host()
-        .ok_or_else(|| format!("{component_url}: no host"))?
-        .to_string();
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let path = uri.path().trim_end_matches('/');
     if !path.starts_with("/components/") || path.len() <= "/components/".len() {
         return Err(format!(
             "{component_url}: expected the URL of a component on the admin server, \
@@ -74,14 +60,62 @@ pub async fn request(
     if let Some(c) = connection {
         body["connection"] = json!(c);
     }
-    let mut req = http::Request::post(format!("{path}/request"))
+    let url = format!("{}/request", component_url.trim_end_matches('/'));
+    exchange(
+        http::Method::POST,
+        &url,
+        Some(body),
+        authorization,
+        tls,
+        timeout,
+    )
+    .await
+}
+
+/// `GET <url>` on an admin server (`/components`, `/health`, …), with the
+/// same credentials and TLS as [`request`].
+pub async fn get(
+    url: &str,
+    authorization: Option<&str>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+) -> Result<Answer, String> {
+    exchange(http::Method::GET, url, None, authorization, tls, timeout).await
+}
+
+/// One HTTP/1.1 exchange with an admin server over `http://` or
+/// `https://`; the body, when there is one, is JSON.
+async fn exchange(
+    method: http::Method,
+    url: &str,
+    body: Option<Value>,
+    authorization: Option<&str>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+) -> Result<Answer, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("invalid URL {url}: {e}"))?;
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(format!("{url}: expected an http:// or https:// URL")),
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("{url}: no host"))?
+        .to_string();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
         .header(http::header::HOST, format!("{host}:{port}"))
         .header(http::header::CONTENT_TYPE, "application/json");
     if let Some(a) = authorization {
         req = req.header(http::header::AUTHORIZATION, a);
     }
+    let body = body.map_or_else(String::new, |b| b.to_string());
     let req = req
-        .body(Full::new(bytes::Bytes::from(body.to_string())))
+        .body(Full::new(bytes::Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     let exchange = async {
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
