@@ -36,13 +36,13 @@
 //! `system=bare|fednode` runs one chain; `delivery=at_least_once` sets
 //! the edge's link; `FEDNODE_BIN=path` uses another `fednode` binary.)
 
+#[path = "support/process.rs"]
+mod process;
 use fednode_testkit::loadgen::{self, Generator};
 use futures::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use process::Node;
+use serde_json::json;
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -184,157 +184,6 @@ where
             return;
         }
     }
-}
-
-// ---- fednode processes ------------------------------------------------------
-
-/// The `fednode` binary: `FEDNODE_BIN`, else `target/release/fednode`
-/// beside this example's directory.
-fn fednode_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("FEDNODE_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("fednode"))
-        .expect("target dir");
-    assert!(
-        bin.exists(),
-        "{} not found: build it with `cargo build --release --bin fednode --examples`",
-        bin.display()
-    );
-    bin
-}
-
-/// A `fednode run` process on a config in a temp dir, killed on drop.
-struct Node {
-    child: Child,
-    log: PathBuf,
-    admin: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn start(config: &Value) -> Node {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("node.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
-        let log = dir.path().join("fednode.log");
-        let child = Command::new(fednode_bin())
-            .arg("run")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn fednode");
-        let mut node = Node {
-            child,
-            log,
-            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
-            _dir: dir,
-        };
-        node.admin = node.logged("admin server listening", None);
-        node
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The address on the node's first log line with `message` (and
-    /// `component=NAME`), waiting up to 20 s for it.
-    fn logged(&mut self, message: &str, component: Option<&str>) -> SocketAddr {
-        let t0 = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if let Some(a) = fednode_testkit::logged_addr(&text, message, component) {
-                return a;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "fednode exited with {status}:\n{}",
-                    fednode_testkit::strip_ansi(&text)
-                );
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "fednode did not log {message:?}:\n{}",
-                fednode_testkit::strip_ansi(&text)
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// The sum of a metric family's values on `/metrics` whose labels
-    /// contain every `labels` pair.
-    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let Some(text) = http_get(self.admin, "/metrics") else {
-            return 0.0;
-        };
-        metric_sum(&text, name, labels)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The body of `GET path` (HTTP/1.1, one request per connection).
-fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((len, more)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
-            if n == 0 || more.len() < n {
-                break;
-            }
-            out.push_str(&more[..n]);
-            rest = more[n..].trim_start_matches("\r\n");
-        }
-        Some(out)
-    } else {
-        Some(body.to_string())
-    }
-}
-
-/// The sum of the samples of family `name` in Prometheus text whose labels
-/// include each of `labels`.
-fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let rest = l.strip_prefix(name)?;
-            let (labelset, value) = match rest.strip_prefix('{') {
-                Some(r) => r.split_once("} ")?,
-                None => ("", rest.strip_prefix(' ')?),
-            };
-            labels
-                .iter()
-                .all(|(k, v)| labelset.contains(&format!("{k}=\"{v}\"")))
-                .then(|| value.trim().parse::<f64>().ok())?
-        })
-        .sum()
 }
 
 /// CPU time (user + system) of process `pid` so far, in seconds, from

@@ -48,13 +48,12 @@
 //! `max_step=M` ends the ramp at 256 Hz × M; `phase=N` runs one phase;
 //! `delivery=plain`; `FEDNODE_BIN=path` uses another `fednode` binary.)
 
+#[path = "support/process.rs"]
+mod process;
 use fednode_testkit::{loadgen, NatsServer, PgCluster};
 use futures::{SinkExt, StreamExt};
+use process::{metric_sum, Node};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,164 +78,7 @@ const RAMP: [f64; 17] = [
     1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0,
 ];
 
-// ---- fednode processes, metrics, /proc -----------------------------------------
-
-/// The `fednode` binary: `FEDNODE_BIN`, else `target/release/fednode`
-/// beside this example's directory.
-fn fednode_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("FEDNODE_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("fednode"))
-        .expect("target dir");
-    assert!(
-        bin.exists(),
-        "{} not found: build it with `cargo build --release --bin fednode --examples`",
-        bin.display()
-    );
-    bin
-}
-
-/// A `fednode run` process on a config in a temp dir, killed on drop.
-struct Node {
-    child: Child,
-    log: PathBuf,
-    admin: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn start(config: &Value) -> Node {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("node.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
-        let log = dir.path().join("fednode.log");
-        let child = Command::new(fednode_bin())
-            .arg("run")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn fednode");
-        let mut node = Node {
-            child,
-            log,
-            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
-            _dir: dir,
-        };
-        node.admin = node.logged("admin server listening", None);
-        node
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log_text(&self) -> String {
-        fednode_testkit::strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
-    }
-
-    /// The address on the node's first log line with `message` (and
-    /// `component=NAME`), waiting up to 30 s for it.
-    fn logged(&mut self, message: &str, component: Option<&str>) -> SocketAddr {
-        let t0 = Instant::now();
-        loop {
-            let text = self.log_text();
-            if let Some(a) = fednode_testkit::logged_addr(&text, message, component) {
-                return a;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("fednode exited with {status}:\n{text}");
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "fednode did not log {message:?}:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Until `/health/ready` answers 200.
-    fn wait_ready(&mut self) {
-        let t0 = Instant::now();
-        while !matches!(http_get(self.admin, "/health/ready"), Some((200, _))) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("fednode exited with {status}:\n{}", self.log_text());
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "fednode not ready:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// `/metrics` as text ("" when the node does not answer).
-    fn metrics(&self) -> String {
-        http_get(self.admin, "/metrics").map_or(String::new(), |(_, b)| b)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Status and body of `GET path` (HTTP/1.1, one request per connection).
-fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    if !head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return Some((status, body.to_string()));
-    }
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((len, more)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
-        if n == 0 || more.len() < n {
-            break;
-        }
-        out.push_str(&more[..n]);
-        rest = more[n..].trim_start_matches("\r\n");
-    }
-    Some((status, out))
-}
-
-/// The sum of the samples of family `name` in Prometheus text.
-fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let rest = l.strip_prefix(name)?;
-            let value = match rest.strip_prefix('{') {
-                Some(r) => r.split_once("} ")?.1,
-                None => rest.strip_prefix(' ')?,
-            };
-            value.trim().parse::<f64>().ok()
-        })
-        .sum()
-}
+// ---- /proc ----------------------------------------------------------------------
 
 /// (CPU seconds so far, parent pid) of process `pid`, from `/proc/PID/stat`
 /// (USER_HZ = 100).
@@ -536,7 +378,7 @@ struct Snapshot {
 
 fn snapshot(hub: &Node, fleet: Option<&Fleet>, pids: &Pids) -> Snapshot {
     let text = hub.metrics();
-    let m = |n: &str| metric_sum(&text, n);
+    let m = |n: &str| metric_sum(&text, n, &[]);
     let f = |a: Option<&AtomicU64>| a.map_or(0.0, |a| a.load(Ordering::Relaxed) as f64);
     Snapshot {
         at: Instant::now(),
@@ -687,7 +529,11 @@ fn measure(
     let mut depths = Vec::new();
     while t0.elapsed() + Duration::from_millis(1500) < window {
         std::thread::sleep(Duration::from_secs(1));
-        depths.push(metric_sum(&hub.metrics(), "websocket_input_queue_depth"));
+        depths.push(metric_sum(
+            &hub.metrics(),
+            "websocket_input_queue_depth",
+            &[],
+        ));
     }
     std::thread::sleep(window.saturating_sub(t0.elapsed()));
     let b = snapshot(hub, fleet, pids);
@@ -813,7 +659,7 @@ fn real_edge(name: &str, users: usize, hub: &str) -> Node {
 /// Until the hub's input has `n` connections.
 fn wait_connections(hub: &Node, n: f64) {
     let t0 = Instant::now();
-    while metric_sum(&hub.metrics(), "websocket_input_connections_active") != n {
+    while metric_sum(&hub.metrics(), "websocket_input_connections_active", &[]) != n {
         assert!(
             t0.elapsed() < Duration::from_secs(30),
             "the hub never had {n} connections"
@@ -830,11 +676,11 @@ fn wait_drained(hub: &Node) {
     loop {
         let text = hub.metrics();
         let (q, p, s) = (
-            metric_sum(&text, "websocket_input_queue_depth"),
-            metric_sum(&text, "websocket_input_messages_published_total"),
-            metric_sum(&text, "eeg_features_samples_total"),
+            metric_sum(&text, "websocket_input_queue_depth", &[]),
+            metric_sum(&text, "websocket_input_messages_published_total", &[]),
+            metric_sum(&text, "eeg_features_samples_total", &[]),
         );
-        if q == 0.0 && p == last && s >= p - metric_sum(&text, "bus_messages_dropped_total") {
+        if q == 0.0 && p == last && s >= p - metric_sum(&text, "bus_messages_dropped_total", &[]) {
             return;
         }
         last = p;
