@@ -107,6 +107,7 @@ async fn an_edge_sending_at_least_once_to_a_hub_at_its_defaults_delivers_everyth
     assert_eq!(conn["peer_node"], "edge-01", "{ws_in}");
     assert_eq!(conn["peer_region"], "eu-west", "{ws_in}");
     assert_eq!(conn["acks"], true, "the edge asked for acks: {ws_in}");
+    assert_eq!(conn["batch_acks"], true, "one ack frame per round: {ws_in}");
 
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let feed = tokio::spawn(read_feed(

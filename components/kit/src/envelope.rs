@@ -625,14 +625,7 @@ pub fn encode_json_parts(
     out.extend_from_slice(b"{\"type\":\"");
     out.extend_from_slice(kind.as_str().as_bytes());
     out.extend_from_slice(b"\",\"id\":");
-    if id.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        // Nothing to escape (ids are usually UUIDs or similar).
-        out.push(b'"');
-        out.extend_from_slice(id.as_bytes());
-        out.push(b'"');
-    } else {
-        serde_json::to_writer(&mut out, id).expect("string serialises");
-    }
+    push_json_str(&mut out, id);
     if let Some(ts) = timestamp {
         out.extend_from_slice(b",\"timestamp\":");
         out.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
@@ -650,6 +643,18 @@ pub fn encode_json_parts(
     }
     out.push(b'}');
     out
+}
+
+/// `text` as a JSON string.
+fn push_json_str(out: &mut Vec<u8>, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        // Nothing to escape (ids are usually UUIDs or similar).
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(out, text).expect("string serialises");
+    }
 }
 
 /// A member that serde reads as an `Option<Cow<str>>`: absent or null is
@@ -738,5 +743,6 @@ fn trim(bytes: &[u8]) -> &[u8] {
     &bytes[start..end]
 }
 
+mod acks;
 #[cfg(test)]
 mod tests;

@@ -258,6 +258,7 @@ impl Running {
                     "peer_region": c.peer.region,
                     "peer_certificate": c.peer.certificate,
                     "acks": c.acks,
+                    "batch_acks": c.acks && c.peer.batch_acks,
                     "connected_at": c.connected_at,
                     "last_seen": match c.last_seen.load(Ordering::Relaxed) {
                         0 => Value::Null,

@@ -21,6 +21,9 @@ const FLUSH_GRACE: Duration = Duration::from_secs(5);
 const NACK_UNAVAILABLE: &str = "unavailable";
 /// Data taken from the queue per publisher round.
 const PUBLISH_BATCH: usize = 256;
+/// Most ids in one batched ack frame (256 KiB at the longest ids, well
+/// within a peer's `max_message_bytes`).
+const MAX_ACK_BATCH: usize = 1024;
 
 impl Running {
     /// One data frame of a burst: `burst` frames (this one included) are
@@ -70,6 +73,7 @@ impl Running {
             Some(AckTo {
                 out: out.clone(),
                 encoding,
+                batch: conn.peer.batch_acks,
             })
         } else {
             None
@@ -227,10 +231,28 @@ impl Running {
         if let (Some(resume), Some((_, last))) = (&self.resume, acks.last()) {
             resume.note(last.clone());
         }
-        for (ack, id) in acks.drain(..) {
-            ack.out
-                .try_send(frame::encode(&Envelope::ack(&id, None), ack.encoding));
+        // One frame per connection for a peer that takes batched acks (its
+        // ids in the order published), one per message for any other.
+        acks.sort_by_key(|(to, _)| to.out.key());
+        let mut rest = &acks[..];
+        while let Some((to, id)) = rest.first() {
+            let run = if to.batch {
+                rest.iter()
+                    .take(MAX_ACK_BATCH)
+                    .take_while(|(other, _)| other.out.key() == to.out.key())
+                    .count()
+            } else {
+                1
+            };
+            let env = if run == 1 {
+                Envelope::ack(id, None)
+            } else {
+                Envelope::acks(rest[..run].iter().map(|(_, id)| &**id))
+            };
+            to.out.try_send(frame::encode(&env, to.encoding));
+            rest = &rest[run..];
         }
+        acks.clear();
     }
 
     /// Publish one item; returns where to ack it once the round is flushed.

@@ -48,6 +48,8 @@ pub struct Item {
 pub struct AckTo {
     pub out: Outbound,
     pub encoding: Encoding,
+    /// The peer takes one ack frame for many envelopes.
+    pub batch: bool,
 }
 
 /// One open connection.
@@ -205,6 +207,7 @@ impl Running {
                 node: Some(ctx.node.id.as_str().into()),
                 region: ctx.node.region.as_deref().map(Arc::from),
                 wants_acks: false,
+                batch_acks: false,
             },
             ctx,
             settings,

@@ -170,6 +170,7 @@ impl Component for WebSocketOutput {
                 node: Some(ctx.node.id.as_str().into()),
                 region: ctx.node.region.as_deref().map(Arc::from),
                 wants_acks: s.delivery == Delivery::AtLeastOnce,
+                batch_acks: true,
             },
             spool,
             metrics,

@@ -462,19 +462,21 @@ impl Conn {
         queued
     }
 
-    /// An ack for `id`: whether it freed data in flight.
-    pub fn ack(&self, id: &str) -> bool {
-        let freed = self.in_flight.lock().ack(id);
-        match freed {
-            Some(item) => {
-                if self.room_wanted.swap(false, Ordering::AcqRel) {
-                    self.in_flight_changed.notify_one();
-                }
-                self.done_with(item.seq);
-                true
-            }
-            None => false,
+    /// An ack for `ids` (one, or a batch): how many of them freed data in
+    /// flight.
+    pub fn ack<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> usize {
+        let mut freed = Vec::new();
+        {
+            let mut book = self.in_flight.lock();
+            freed.extend(ids.into_iter().filter_map(|id| book.ack(id)));
         }
+        if !freed.is_empty() && self.room_wanted.swap(false, Ordering::AcqRel) {
+            self.in_flight_changed.notify_one();
+        }
+        for item in &freed {
+            self.done_with(item.seq);
+        }
+        freed.len()
     }
 
     /// A nack for `id` with `reason`.

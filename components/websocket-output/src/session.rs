@@ -487,11 +487,16 @@ impl FrameHandler for Handler {
                     tracing::debug!(conn = %conn.id, id = %env.id, "reply to no pending request; dropped");
                 }
             }
-            Kind::Ack => {
-                if conn.ack(&env.id) {
-                    sh.metrics.acks.inc();
+            Kind::Ack => match env.acked_ids() {
+                Some(ids) => {
+                    let freed = conn.ack(ids.iter().map(|id| &**id));
+                    sh.metrics.acks.inc_by(freed as u64);
                 }
-            }
+                None => {
+                    sh.metrics.error(error_type::INVALID_ENVELOPE).inc();
+                    tracing::debug!(conn = %conn.id, id = %env.id, "ack whose payload lists no ids; ignored");
+                }
+            },
             Kind::Nack => {
                 let why = nack_reason(&env.payload);
                 match conn.nack(&env.id, &why) {

@@ -175,6 +175,12 @@ impl Outbound {
         &self.senders.queue
     }
 
+    /// Tells connections apart: clones of one `Outbound` share it, and no
+    /// two live connections do.
+    pub fn key(&self) -> usize {
+        Arc::as_ptr(&self.senders) as usize
+    }
+
     /// Queue a frame, waiting for room; false once the connection is gone.
     pub async fn send(&self, msg: WsMessage) -> bool {
         matches!(self.queue().push(msg).await, Pushed::Queued)

@@ -6,6 +6,10 @@
 //! - `Fednode-Delivery: at_least_once`: the side that sends data wants an
 //!   ack for each data envelope. A fednode receiver acks that connection's
 //!   data whatever its own `delivery` says, so one side is enough.
+//! - `Fednode-Acks: batch`: the side that sends data also takes one ack
+//!   frame for many data envelopes (`{"type":"ack","id":"<last>",
+//!   "payload":{"ids":[…]}}`). A receiver sends those only to a peer that
+//!   announced it; any other gets one ack frame per envelope.
 //!
 //! A peer that sends no `Fednode-Node` is not a fednode node (a device, a
 //! browser, a script): its data gets the receiving node as origin.
@@ -22,6 +26,11 @@ pub const REGION: HeaderName = HeaderName::from_static("fednode-region");
 pub const DELIVERY: HeaderName = HeaderName::from_static("fednode-delivery");
 /// The value of [`DELIVERY`] asking for acks.
 pub const AT_LEAST_ONCE: &str = "at_least_once";
+/// The header announcing that batched acks are understood; its one value
+/// is [`BATCH`].
+pub const ACKS: HeaderName = HeaderName::from_static("fednode-acks");
+/// The value of [`ACKS`].
+pub const BATCH: &str = "batch";
 /// Longest node id or region accepted from a peer; a longer one is ignored
 /// (the peer is then treated as anonymous).
 pub const MAX_NAME_BYTES: usize = 128;
@@ -33,6 +42,8 @@ pub struct Identity {
     pub region: Option<Arc<str>>,
     /// This side sends data and wants each data envelope acked.
     pub wants_acks: bool,
+    /// This side takes batched acks (announced with `wants_acks` only).
+    pub batch_acks: bool,
 }
 
 impl Identity {
@@ -52,6 +63,9 @@ impl Identity {
         }
         if self.wants_acks {
             put(DELIVERY, AT_LEAST_ONCE);
+            if self.batch_acks {
+                put(ACKS, BATCH);
+            }
         }
     }
 }
@@ -64,6 +78,8 @@ pub struct PeerInfo {
     pub region: Option<Arc<str>>,
     /// The peer sends data and wants every data envelope acked.
     pub wants_acks: bool,
+    /// The peer takes one ack frame for many data envelopes.
+    pub batch_acks: bool,
     /// The subject of the client certificate the peer presented (servers
     /// with `tls.client_ca_file`), e.g. `CN=edge-01,O=acme`.
     pub certificate: Option<Arc<str>>,
@@ -87,10 +103,16 @@ impl PeerInfo {
             .get(DELIVERY)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case(AT_LEAST_ONCE));
+        let batch_acks = wants_acks
+            && headers
+                .get(ACKS)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case(BATCH));
         PeerInfo {
             node,
             region,
             wants_acks,
+            batch_acks,
             certificate: None,
         }
     }
@@ -124,16 +146,36 @@ mod tests {
             node: Some("edge-01".into()),
             region: Some("eu-west".into()),
             wants_acks: true,
+            batch_acks: true,
         };
         let mut h = HeaderMap::new();
         me.apply(&mut h);
         assert_eq!(h.get("Fednode-Node").unwrap(), "edge-01");
         assert_eq!(h.get("Fednode-Region").unwrap(), "eu-west");
         assert_eq!(h.get("Fednode-Delivery").unwrap(), "at_least_once");
+        assert_eq!(h.get("Fednode-Acks").unwrap(), "batch");
         let peer = PeerInfo::from_headers(&h);
         assert_eq!(peer.node.as_deref(), Some("edge-01"));
         assert_eq!(peer.region.as_deref(), Some("eu-west"));
-        assert!(peer.wants_acks && peer.is_fednode());
+        assert!(peer.wants_acks && peer.batch_acks && peer.is_fednode());
+    }
+
+    #[test]
+    fn batched_acks_go_only_with_acknowledged_delivery() {
+        let mut h = HeaderMap::new();
+        h.insert(ACKS, HeaderValue::from_static(BATCH));
+        assert!(
+            !PeerInfo::from_headers(&h).batch_acks,
+            "no Fednode-Delivery"
+        );
+        let mut h = HeaderMap::new();
+        Identity {
+            wants_acks: true,
+            ..Identity::default()
+        }
+        .apply(&mut h);
+        let peer = PeerInfo::from_headers(&h);
+        assert!(peer.wants_acks && !peer.batch_acks, "not announced");
     }
 
     #[test]
@@ -141,8 +183,7 @@ mod tests {
         let edge = PeerInfo {
             node: Some("edge-01".into()),
             region: Some("eu".into()),
-            wants_acks: false,
-            certificate: None,
+            ..PeerInfo::default()
         };
         let far = Origin::from_wire(Some("sensor-9"), None);
         assert_eq!(edge.origin_of(far.clone()), far);
@@ -159,7 +200,7 @@ mod tests {
         Identity {
             node: Some("x".repeat(MAX_NAME_BYTES + 1).into()),
             region: Some("r".into()),
-            wants_acks: false,
+            ..Identity::default()
         }
         .apply(&mut h);
         let peer = PeerInfo::from_headers(&h);

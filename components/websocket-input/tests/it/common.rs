@@ -125,11 +125,23 @@ pub async fn try_connect(
     url: &str,
     auth: Option<&str>,
 ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let auth = auth.map(|a| ("authorization", a));
+    try_connect_with(url, auth.as_slice()).await
+}
+
+/// Connect as a raw peer that puts `headers` on its upgrade request.
+pub async fn connect_with(url: &str, headers: &[(&'static str, &str)]) -> Ws {
+    try_connect_with(url, headers).await.expect("connect")
+}
+
+pub async fn try_connect_with(
+    url: &str,
+    headers: &[(&'static str, &str)],
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut req = url.into_client_request().unwrap();
-    if let Some(a) = auth {
-        req.headers_mut()
-            .insert(http::header::AUTHORIZATION, a.parse().unwrap());
+    for (name, value) in headers {
+        req.headers_mut().insert(*name, value.parse().unwrap());
     }
     tokio_tungstenite::connect_async(req)
         .await

@@ -1,5 +1,6 @@
 //! at_least_once: acks after publishing, duplicates dropped by id (and
-//! acked again), nacks for data the queue refused; at_most_once sends none.
+//! acked again), nacks for data the queue refused; at_most_once sends none;
+//! one ack frame for many envelopes to a peer that announced it takes them.
 
 use crate::common::*;
 use fednode_kit::bus::{Overflow, SubscribeOptions};
@@ -101,4 +102,89 @@ async fn refused_data_is_nacked_and_may_be_resent() {
     send(&mut ws, data("d3", json!({"n": 3}))).await;
     assert_eq!(json_of(&next_msg(&mut sub).await)["n"], 3);
     node.stop().await;
+}
+
+/// Ten envelopes, most of them published in one round: the ids each ack
+/// frame names, in the order the frames came.
+async fn ack_frames(headers: &[(&'static str, &str)]) -> Vec<Vec<String>> {
+    let node = start(server_config(json!({}))).await;
+    // Hold the publisher: a subscriber with room for one, not read yet.
+    let mut sub = node
+        .bus
+        .subscribe(
+            "data",
+            SubscribeOptions {
+                capacity: 1,
+                overflow: Overflow::Block,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut ws = connect_with(&node.url(), headers).await;
+    let received = |n: f64| node.metric("websocket_input_messages_received_total", &[]) == n;
+    // d0 waits in the subscription, d1 in the publisher, d2..d9 in the queue.
+    send(&mut ws, data("d0", json!({"n": 0}))).await;
+    node.wait_metric("websocket_input_messages_published_total", &[], 1.0)
+        .await;
+    send(&mut ws, data("d1", json!({"n": 1}))).await;
+    wait_until(SOON, "d1 taken off the queue", || {
+        received(2.0) && node.queue_depth() == 0
+    })
+    .await;
+    for n in 2..10 {
+        send(&mut ws, data(&format!("d{n}"), json!({"n": n}))).await;
+    }
+    wait_until(SOON, "d2..d9 queued", || {
+        received(10.0) && node.queue_depth() == 8
+    })
+    .await;
+    for n in 0..10 {
+        assert_eq!(json_of(&next_msg(&mut sub).await)["n"], n);
+    }
+    let mut frames = Vec::new();
+    let mut acked = 0;
+    while acked < 10 {
+        let ack = next_of(&mut ws, Kind::Ack).await;
+        let ids: Vec<String> = ack
+            .acked_ids()
+            .unwrap()
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(
+            ids.last().map(String::as_str),
+            Some(&*ack.id),
+            "id names the last"
+        );
+        acked += ids.len();
+        frames.push(ids);
+    }
+    let all: Vec<String> = frames.concat();
+    let want: Vec<String> = (0..10).map(|n| format!("d{n}")).collect();
+    assert_eq!(all, want, "every id acked once, in the order published");
+    node.stop().await;
+    frames
+}
+
+const FEDNODE_PEER: [(&str, &str); 2] = [
+    ("fednode-node", "edge-01"),
+    ("fednode-delivery", "at_least_once"),
+];
+
+#[tokio::test]
+async fn a_peer_that_takes_batched_acks_gets_one_frame_per_round() {
+    let mut headers = FEDNODE_PEER.to_vec();
+    headers.push(("fednode-acks", "batch"));
+    let frames = ack_frames(&headers).await;
+    assert!(
+        frames.iter().any(|ids| ids.len() == 8),
+        "d2..d9, published in one round, acked in one frame: {frames:?}"
+    );
+}
+
+#[tokio::test]
+async fn any_other_peer_gets_one_ack_per_envelope() {
+    let frames = ack_frames(&FEDNODE_PEER).await;
+    assert!(frames.iter().all(|ids| ids.len() == 1), "{frames:?}");
 }
