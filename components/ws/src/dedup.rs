@@ -1,7 +1,9 @@
 //! A window of recently seen data ids (`at_least_once` duplicate dropping),
 //! bounded in count and in bytes.
 
-use std::collections::{HashMap, VecDeque};
+use hashbrown::HashTable;
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// Per-table random seeds (no fixed hash a peer could aim ids at), and far
@@ -11,6 +13,14 @@ type Seeded = foldhash::fast::RandomState;
 /// The default bound on the bytes of the ids in a window: 4 MiB, room for
 /// the default 10,000 ids even at the longest valid id (256 bytes).
 pub const DEFAULT_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// One id in the window: its hash (computed once, when it came), the id,
+/// and the insertion that put it there.
+struct Seen {
+    hash: u64,
+    id: Arc<str>,
+    seq: u64,
+}
 
 /// Remembers the last `capacity` ids, as long as their bytes (the sum of
 /// their lengths) stay within `max_bytes`; older ones are forgotten in order.
@@ -22,8 +32,10 @@ pub struct RecentIds {
     /// memory is held until they leave it).
     bytes: usize,
     seq: u64,
-    order: VecDeque<(Arc<str>, u64)>,
-    seen: HashMap<Arc<str>, u64, Seeded>,
+    order: VecDeque<Seen>,
+    /// The ids remembered now, each with the `seq` of its entry in `order`.
+    seen: HashTable<(Arc<str>, u64)>,
+    hasher: Seeded,
 }
 
 impl RecentIds {
@@ -42,7 +54,8 @@ impl RecentIds {
             bytes: 0,
             seq: 0,
             order: VecDeque::with_capacity(capacity.min(4096)),
-            seen: HashMap::with_capacity_and_hasher(capacity.min(4096), Seeded::default()),
+            seen: HashTable::with_capacity(capacity.min(4096)),
+            hasher: Seeded::default(),
         }
     }
 
@@ -50,33 +63,46 @@ impl RecentIds {
     ///
     /// An id longer than the whole byte bound is not remembered (true: a
     /// duplicate of it will pass); room is made for any other by forgetting
-    /// the oldest ids.
+    /// the oldest ids. The id is hashed once; forgetting an old one finds
+    /// it by its kept hash and the identity of its entry.
     pub fn insert(&mut self, id: &Arc<str>) -> bool {
-        if self.seen.contains_key(id) {
+        let hash = self.hasher.hash_one(&**id);
+        if self.seen.find(hash, |(k, _)| **k == **id).is_some() {
             return false;
         }
         if id.len() > self.max_bytes {
             return true;
         }
         while self.order.len() >= self.capacity || self.bytes + id.len() > self.max_bytes {
-            let Some((old, seq)) = self.order.pop_front() else {
+            let Some(old) = self.order.pop_front() else {
                 break;
             };
-            self.bytes -= old.len();
-            if self.seen.get(&old) == Some(&seq) {
-                self.seen.remove(&old);
+            self.bytes -= old.id.len();
+            if let Ok(entry) = self.seen.find_entry(old.hash, |(k, seq)| {
+                *seq == old.seq && Arc::ptr_eq(k, &old.id)
+            }) {
+                entry.remove();
             }
         }
         self.seq += 1;
         self.bytes += id.len();
-        self.order.push_back((id.clone(), self.seq));
-        self.seen.insert(id.clone(), self.seq);
+        self.order.push_back(Seen {
+            hash,
+            id: id.clone(),
+            seq: self.seq,
+        });
+        let hasher = &self.hasher;
+        self.seen
+            .insert_unique(hash, (id.clone(), self.seq), |(k, _)| hasher.hash_one(&**k));
         true
     }
 
     /// Forget `id` (its message was not delivered, so a resend must pass).
     pub fn forget(&mut self, id: &str) {
-        self.seen.remove(id);
+        let hash = self.hasher.hash_one(id);
+        if let Ok(entry) = self.seen.find_entry(hash, |(k, _)| **k == *id) {
+            entry.remove();
+        }
     }
 
     /// Ids remembered now.
