@@ -13,7 +13,7 @@
 //! from one that is only slow.
 
 use fednode_kit::backoff::Backoff;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,8 +67,10 @@ pub(crate) struct Due {
 }
 
 pub(crate) struct InFlight {
-    by_seq: BTreeMap<u64, Flight>,
-    seq_of: HashMap<Arc<str>, u64, foldhash::fast::RandomState>,
+    /// By sequence number, which is the order first sent: data is written
+    /// in that order, so acks (which come in the order the peer published)
+    /// nearly always free the front, and a new item goes at the back.
+    flights: VecDeque<Flight>,
     /// Any ack or nack during the current session.
     heard: bool,
     nack_backoff: Backoff,
@@ -77,8 +79,7 @@ pub(crate) struct InFlight {
 impl Default for InFlight {
     fn default() -> Self {
         InFlight {
-            by_seq: BTreeMap::new(),
-            seq_of: HashMap::default(),
+            flights: VecDeque::new(),
             heard: false,
             nack_backoff: Backoff::new(NACK_INITIAL, NACK_MAX, 2.0),
         }
@@ -87,28 +88,34 @@ impl Default for InFlight {
 
 impl InFlight {
     pub fn len(&self) -> usize {
-        self.by_seq.len()
+        self.flights.len()
     }
 
     /// `item` was just written: due again at `due` unless acked.
     pub fn track(&mut self, item: &Arc<Item>, due: Instant) {
-        match self.by_seq.get_mut(&item.seq) {
-            Some(f) => {
-                f.due = due;
-                f.nacked = false;
-            }
-            None => {
-                self.seq_of.insert(item.id.clone(), item.seq);
-                self.by_seq.insert(
-                    item.seq,
-                    Flight {
-                        item: item.clone(),
-                        due,
-                        nacked: false,
-                    },
-                );
-            }
+        let flight = Flight {
+            item: item.clone(),
+            due,
+            nacked: false,
+        };
+        if self.flights.back().is_none_or(|f| f.item.seq < item.seq) {
+            self.flights.push_back(flight);
+            return;
         }
+        // A resend, or replayed data older than what is in flight.
+        match self.flights.binary_search_by_key(&item.seq, |f| f.item.seq) {
+            Ok(i) => self.flights[i] = flight,
+            Err(i) => self.flights.insert(i, flight),
+        }
+    }
+
+    /// Where the data with `id` is: the front for an ack in order, else
+    /// found by a scan (at most `max_in_flight` entries).
+    fn position(&self, id: &str) -> Option<usize> {
+        if self.flights.front().is_some_and(|f| &*f.item.id == id) {
+            return Some(0);
+        }
+        self.flights.iter().position(|f| &*f.item.id == id)
     }
 
     /// An ack: the item it frees (none for an unknown or repeated ack).
@@ -125,11 +132,11 @@ impl InFlight {
     /// when `id` is not in flight.
     pub fn retry_later(&mut self, id: &str, now: Instant) -> bool {
         self.heard = true;
-        let Some(seq) = self.seq_of.get(id) else {
+        let Some(i) = self.position(id) else {
             return false;
         };
         let delay = self.nack_backoff.next_delay();
-        let f = self.by_seq.get_mut(seq).expect("indexes agree");
+        let f = &mut self.flights[i];
         f.due = now + delay;
         f.nacked = true;
         true
@@ -142,15 +149,15 @@ impl InFlight {
     }
 
     fn remove(&mut self, id: &str) -> Option<Arc<Item>> {
-        let seq = self.seq_of.remove(id)?;
-        self.by_seq.remove(&seq).map(|f| f.item)
+        let i = self.position(id)?;
+        self.flights.remove(i).map(|f| f.item)
     }
 
     /// Everything due by `now`, oldest first; each is parked until it is
     /// written again.
     pub fn take_due(&mut self, now: Instant) -> Due {
         let mut due = Due::default();
-        for f in self.by_seq.values_mut().filter(|f| f.due <= now) {
+        for f in self.flights.iter_mut().filter(|f| f.due <= now) {
             due.timed_out |= !f.nacked;
             due.items.push(f.item.clone());
             f.due = now + PARKED;
@@ -160,14 +167,14 @@ impl InFlight {
 
     /// When the next item falls due.
     pub fn next_due(&self) -> Option<Instant> {
-        self.by_seq.values().map(|f| f.due).min()
+        self.flights.iter().map(|f| f.due).min()
     }
 
     /// Everything still unacknowledged, oldest first (a reconnect resends
     /// it), parked until written again.
     pub fn take_all(&mut self, now: Instant) -> Vec<Arc<Item>> {
-        self.by_seq
-            .values_mut()
+        self.flights
+            .iter_mut()
             .map(|f| {
                 f.due = now + PARKED;
                 f.item.clone()
@@ -178,8 +185,7 @@ impl InFlight {
     /// Forget everything (the peer does not ack); returns their sequence
     /// numbers.
     pub fn clear(&mut self) -> Vec<u64> {
-        self.seq_of.clear();
-        std::mem::take(&mut self.by_seq).into_keys().collect()
+        self.flights.drain(..).map(|f| f.item.seq).collect()
     }
 
     /// A new session: nothing heard from this peer yet.
