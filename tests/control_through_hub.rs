@@ -262,6 +262,7 @@ fn hub(nats_url: &str) -> Node {
           "ws_in": {{"type": "input", "name": "websocket_input", "config": {{
             "mode": "server",
             "server": {{"http_port": 0, "bind": "127.0.0.1", "path": "/ingest"}},
+            "peer_status_interval": "200ms",
             "ports": {{"outputs": [{{"name": "ws_data", "subject": "edges.{{$origin.node}}.data"}}]}}
           }}}}
         }}
@@ -579,6 +580,32 @@ fn backpressure_caps_what_one_edge_or_every_edge_pushes_and_lifting_it_restores_
     assert!(
         held.as_u64().is_some_and(|m| m > 100),
         "edge-a holds the excess in its store: {held}"
+    );
+    // The hub shows each edge's backlog, asked every peer_status_interval.
+    let backlog = |edge: &str| {
+        let ws_in = t.hub.described("ws_in");
+        ws_in["connections"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["peer_node"] == edge))
+            .map(|c| c["peer_status"].clone())
+            .unwrap_or_else(|| panic!("no connection from {edge}: {ws_in}"))
+    };
+    fednode_testkit::wait_until_blocking(
+        Duration::from_secs(10),
+        t.hub.and_log("the hub to see edge-a's backlog"),
+        || {
+            backlog("edge-a")["store_messages"]
+                .as_u64()
+                .is_some_and(|m| m > 100)
+        },
+    );
+    let a = backlog("edge-a");
+    assert!(a["updated_at"].is_i64() && a["error"].is_null(), "{a}");
+    assert!(a["in_flight"].is_u64() && a["queue_depth"].is_u64(), "{a}");
+    let b = backlog("edge-b");
+    assert!(
+        b["store_messages"].as_u64().is_some_and(|m| m < 100),
+        "edge-b keeps up: {b}"
     );
 
     // Lifted (null): edge-a is back at (or above, draining) the source rate.

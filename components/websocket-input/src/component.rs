@@ -259,6 +259,7 @@ impl Running {
                     "peer_certificate": c.peer.certificate,
                     "acks": c.acks,
                     "batch_acks": c.acks && c.peer.batch_acks,
+                    "peer_status": c.peer.is_fednode().then(|| c.peer_status.lock().describe()),
                     "connected_at": c.connected_at,
                     "last_seen": match c.last_seen.load(Ordering::Relaxed) {
                         0 => Value::Null,

@@ -93,6 +93,12 @@ pub struct Config {
     /// same value (or was bound to it by `auth_message`).
     #[serde(default = "default_downstream_key")]
     pub downstream_key: String,
+    /// Server mode: how often to ask each connected fednode peer for its
+    /// `status` (its queue depth, data in flight and store backlog), shown
+    /// per connection in `/components`; `"0s"` turns it off.
+    #[schemars(with = "String")]
+    #[serde(default = "default_peer_status_interval", with = "humantime_serde")]
+    pub peer_status_interval: Duration,
     /// Output ports: `ws_data` (or `out`) for data, `ws_control` for
     /// control, `ws_sessions` for session events. Input port:
     /// `ws_downstream`, data to send back to the peers.
@@ -115,6 +121,10 @@ pub struct AuthMessageConfig {
     #[schemars(with = "String")]
     #[serde(default = "default_auth_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+}
+
+fn default_peer_status_interval() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// A resolved `auth_message` block.
@@ -214,6 +224,8 @@ pub struct Settings {
     pub downstream_subject: Option<String>,
     /// The `ws_sessions` port's subject.
     pub sessions_subject: Option<Template>,
+    /// Server mode: how often each fednode peer is asked for its `status`.
+    pub peer_status_interval: Option<Duration>,
 }
 
 impl Settings {
@@ -365,6 +377,9 @@ impl Config {
             downstream_key: downstream_key.expect("no errors: the key parsed"),
             downstream_subject,
             sessions_subject,
+            peer_status_interval: (endpoint.mode == Mode::Server
+                && !self.peer_status_interval.is_zero())
+            .then_some(self.peer_status_interval),
             mode: endpoint.mode,
             server: endpoint.server,
             listen: endpoint.listen,

@@ -140,6 +140,10 @@ impl Running {
                 "total": self.metrics.connections_total.get(),
             },
             "node": {"id": self.ctx.node.id, "region": self.ctx.node.region},
+            "peers": self.conns.lock().values()
+                .filter(|c| c.peer.is_fednode())
+                .map(|c| c.peer_summary())
+                .collect::<Vec<_>>(),
         })
     }
 

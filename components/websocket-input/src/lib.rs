@@ -24,6 +24,9 @@
 //!   to the peer that streams its key (a user).
 //! - `relay`: relays that authenticate with their first message
 //!   (`auth_message`) and their sessions (`ws_sessions`).
+//! - `peer_status`: server mode, what each connected fednode peer says of
+//!   itself (queue depth, in flight, store backlog), asked every
+//!   `peer_status_interval`.
 //! - `resume`: client mode, where a replay resumes after a restart (the
 //!   last published id, kept under `data_dir`).
 //! - `shared`: the state those files share.
@@ -34,6 +37,7 @@ pub mod config;
 mod control;
 mod downstream;
 pub mod metrics;
+mod peer_status;
 mod publish;
 mod relay;
 mod resume;

@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::metrics::{error_type, reason};
-use crate::shared::{Conn, Running};
+use crate::shared::{Conn, PeerStatus, Running};
 
 /// How long a closing connection waits for the peer's close reply.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -186,6 +186,7 @@ impl Running {
             keys: Mutex::new(HashSet::new()),
             last_key: Mutex::new(None),
             sent_down: AtomicU64::new(0),
+            peer_status: Mutex::new(PeerStatus::default()),
         });
         {
             let mut conns = self.conns.lock();
@@ -198,7 +199,8 @@ impl Running {
         on_open(&conn);
         let ended = tokio_util::sync::CancellationToken::new();
         let _ended = ended.clone().drop_guard();
-        self.watch_auth_timeout(&conn, ended);
+        self.watch_auth_timeout(&conn, ended.clone());
+        self.watch_peer_status(&conn, ended);
         let opts = DriveOptions {
             label: format!("{} {}", conn.id, conn.remote),
             close_timeout: CLOSE_TIMEOUT,

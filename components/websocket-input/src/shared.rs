@@ -85,6 +85,18 @@ pub struct Conn {
     pub last_key: Mutex<Option<Arc<str>>>,
     /// `ws_downstream` data sent to this peer.
     pub sent_down: AtomicU64,
+    /// Server mode: what the peer (a fednode node) last said of itself.
+    pub peer_status: Mutex<PeerStatus>,
+}
+
+/// A fednode peer's last answer to `status`, and whether the last ask
+/// failed (server mode, `peer_status_interval`).
+#[derive(Default)]
+pub struct PeerStatus {
+    /// The figures of the last good answer, with `updated_at`.
+    pub last: Option<serde_json::Value>,
+    /// Why the latest ask got no answer (cleared by the next good one).
+    pub error: Option<String>,
 }
 
 /// A relay that authenticated with its first message.

@@ -299,3 +299,79 @@ async fn peer_requests_status_locally_and_forward_the_rest() {
     assert_eq!(r.payload_value()["error"]["code"], "invalid_params");
     node.stop().await;
 }
+
+/// The peer's next request, skipping anything else.
+async fn next_request(ws: &mut Ws) -> Envelope {
+    next_of(ws, Kind::Request).await
+}
+
+#[tokio::test]
+async fn fednode_peers_are_asked_for_their_status_and_shown_with_it() {
+    let node = start(server_config(json!({"peer_status_interval": "100ms"}))).await;
+    let mut edge = connect_with(&node.url(), &[("fednode-node", "edge-01")]).await;
+    let mut device = connect(&node.url(), None).await;
+
+    // The edge is asked at once; the device, not a fednode node, never.
+    let ask = next_request(&mut edge).await;
+    assert_eq!(ask.payload_value()["method"], "status");
+    let status = json!({
+        "queue_depth": 7,
+        "throughput": {"current": 12.5},
+        "connection": {"in_flight": 3},
+        "store": {"messages": 420, "bytes": 84000, "dropped": 0, "oldest_timestamp": 1}
+    });
+    reply(&mut edge, &ask.id, &ReplyPayload::ok(status)).await;
+    let shown = |node: &Node, peer: &str| {
+        node.comp.describe()["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["peer_node"] == peer)
+            .map(|c| c["peer_status"].clone())
+    };
+    wait_until(SOON, "the edge's answer in /components", || {
+        shown(&node, "edge-01").is_some_and(|s| s["store_messages"] == 420)
+    })
+    .await;
+    let s = shown(&node, "edge-01").unwrap();
+    assert_eq!(
+        (
+            &s["queue_depth"],
+            &s["in_flight"],
+            &s["store_bytes"],
+            &s["rate"]
+        ),
+        (&json!(7), &json!(3), &json!(84000), &json!(12.5)),
+        "{s}"
+    );
+    assert!(s["updated_at"].is_i64() && s["error"].is_null(), "{s}");
+    let conns = node.comp.describe()["connections"].clone();
+    assert!(
+        conns
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["peer_node"].is_null() && c["peer_status"].is_null()),
+        "the device has no peer_status: {conns}"
+    );
+
+    // An error answer is shown beside the last good figures.
+    let ask = next_request(&mut edge).await;
+    let refused = ReplyPayload::error(fednode_kit::ErrorCode::Unavailable, "busy");
+    reply(&mut edge, &ask.id, &refused).await;
+    wait_until(SOON, "the error in /components", || {
+        shown(&node, "edge-01").is_some_and(|s| s["error"] == "unavailable: busy")
+    })
+    .await;
+    assert_eq!(shown(&node, "edge-01").unwrap()["store_messages"], 420);
+
+    // The input's own status lists its fednode peers.
+    let id = request(&mut device, "status", json!({}), Encoding::Json).await;
+    let r = next_of(&mut device, Kind::Reply).await;
+    assert_eq!(&*r.id, id);
+    let peers = r.payload_value()["result"]["peers"].clone();
+    assert_eq!(peers.as_array().map(Vec::len), Some(1), "{peers}");
+    assert_eq!(peers[0]["node"], "edge-01", "{peers}");
+    assert_eq!(peers[0]["status"]["store_messages"], 420, "{peers}");
+    node.stop().await;
+}
