@@ -454,9 +454,27 @@ impl<'a> WireOrigin<'a> {
 /// The origin of a data envelope from its raw JSON; anything but an object
 /// with a usable `node` is as if there were none.
 fn origin_of_raw(raw: &str) -> Option<Origin> {
+    if let Some((node, region)) = canonical_origin(raw) {
+        return Origin::from_wire(Some(node), region);
+    }
     serde_json::from_str::<WireOrigin<'_>>(raw)
         .ok()
         .and_then(|w| w.origin())
+}
+
+/// The node and region of an origin written exactly as
+/// [`encode_json_parts`] writes one (no spaces, no escapes), as every
+/// fednode hop sends it; anything else is for serde.
+fn canonical_origin(raw: &str) -> Option<(&str, Option<&str>)> {
+    let (node, rest) = raw.strip_prefix(r#"{"node":""#)?.split_once('"')?;
+    if node.contains('\\') {
+        return None;
+    }
+    if rest == "}" {
+        return Some((node, None));
+    }
+    let (region, rest) = rest.strip_prefix(r#","region":""#)?.split_once('"')?;
+    (rest == "}" && !region.contains('\\')).then_some((node, Some(region)))
 }
 
 fn origin_of_value(v: &serde_json::Value) -> Option<Origin> {
@@ -632,8 +650,14 @@ pub fn encode_json_parts(
         out.extend_from_slice(b",\"replay\":true");
     }
     if let Some(origin) = origin {
-        out.extend_from_slice(b",\"origin\":");
-        serde_json::to_writer(&mut out, &WireOrigin::of(origin)).expect("origin serialises");
+        // As serde writes `WireOrigin`, without its machinery per message.
+        out.extend_from_slice(b",\"origin\":{\"node\":");
+        push_json_str(&mut out, &origin.node);
+        if let Some(region) = &origin.region {
+            out.extend_from_slice(b",\"region\":");
+            push_json_str(&mut out, region);
+        }
+        out.push(b'}');
     }
     if !(matches!(kind, Kind::Ack) && payload == NULL) {
         out.extend_from_slice(b",\"payload\":");
@@ -647,9 +671,9 @@ pub fn encode_json_parts(
 /// control character). Written without an early exit, so the compiler
 /// checks many bytes at once: ids are short and nearly always plain.
 fn needs_no_escape(text: &str) -> bool {
-    !text
-        .bytes()
-        .fold(false, |odd, b| odd | (b < 0x20) | (b == b'"') | (b == b'\\'))
+    !text.bytes().fold(false, |odd, b| {
+        odd | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
 }
 
 /// `text` as a JSON string.

@@ -4,15 +4,12 @@
 //! Everything here is pure: no sockets, no DNS.
 
 use fednode_kit::component::Listen;
-use fednode_kit::config::{
-    join, parse_checked, AuthConfig, ConfigError, Credential, PortRules, PortsConfig,
-};
+use fednode_kit::config::{join, parse_checked, ConfigError, Credential, PortRules, PortsConfig};
 use fednode_kit::json::ValuePath;
 use fednode_kit::queue::OnFull;
 use fednode_kit::subject::Template;
 use fednode_ws::config::{
-    default_heartbeat, default_max_message_bytes, validate_max_message_bytes, BackpressureConfig,
-    BidirectionalConfig, ClientConfig, Delivery, Endpoint, EndpointFields, HeartbeatConfig, Mode,
+    BackpressureConfig, BidirectionalConfig, ClientConfig, Delivery, HeartbeatConfig, Mode,
     ServerConfig,
 };
 use serde::Deserialize;
@@ -31,79 +28,35 @@ pub const PORT_SESSIONS: &str = "ws_sessions";
 /// The member a relay's first message binds its connection to.
 pub const BOUND_MEMBER: &str = "user_id";
 
-/// The whole `config` block.
-// The endpoint fields (`mode`, `server`, `client`, the flat shorthand,
-// `auth`, `backpressure`, `bidirectional`, `heartbeat`, `delivery`,
-// `max_message_bytes`) are declared here and again in the websocket output's
-// `Config` on purpose: serde's `flatten` cannot be combined with
-// `deny_unknown_fields`, which gives every typo its own error line, and
-// each component documents and defaults them for its own role. What they
-// mean is decided once, in `fednode_ws::config::Endpoint::resolve`.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// `server` (listen for peers) or `client` (connect to one peer). May be
-    /// left out: `client` when only a `client` block is given, else `server`.
-    #[serde(default)]
-    pub mode: Option<Mode>,
-    /// Server-mode settings.
-    #[serde(default)]
-    pub server: Option<ServerConfig>,
-    /// Shorthand for `server.http_port`.
-    #[serde(default)]
-    pub http_port: Option<u16>,
-    /// Shorthand for `server.path`.
-    #[serde(default)]
-    pub path: Option<String>,
-    /// Client-mode settings.
-    #[serde(default)]
-    pub client: Option<ClientConfig>,
-    /// Server mode: the credential peers must present. Client mode: the
-    /// credential this node presents.
-    #[serde(default)]
-    pub auth: AuthConfig,
-    /// Request/reply over the socket.
-    #[serde(default)]
-    pub bidirectional: BidirectionalConfig,
-    /// The queue between socket readers and the bus.
-    #[serde(default)]
-    pub backpressure: BackpressureConfig,
-    /// Largest accepted frame; a larger one closes the connection with 1009.
-    #[serde(default = "default_max_message_bytes")]
-    pub max_message_bytes: usize,
-    /// `at_most_once` (no acks) or `at_least_once` (ack each published data
-    /// envelope, drop duplicate ids, ask for `replay` after a reconnect).
-    #[serde(default)]
-    pub delivery: Delivery,
-    /// How many recent data ids are remembered to drop duplicates
-    /// (`at_least_once` only).
-    #[serde(default = "default_dedup_window")]
-    pub dedup_window: usize,
-    /// Ping every connection while it is quiet and close one on which
-    /// nothing arrived for the timeout; `null` turns it off.
-    #[serde(default = "default_heartbeat")]
-    pub heartbeat: Option<HeartbeatConfig>,
-    /// Server mode: every connection must first send
-    /// `{"type":"auth","api_key","user_id","device_info"}`; the connection
-    /// is then bound to that user.
-    #[serde(default)]
-    pub auth_message: Option<AuthMessageConfig>,
-    /// The member of a data message that names its stream (a user):
-    /// `ws_downstream` data goes to the connection that sent data with the
-    /// same value (or was bound to it by `auth_message`).
-    #[serde(default = "default_downstream_key")]
-    pub downstream_key: String,
-    /// Server mode: how often to ask each connected fednode peer for its
-    /// `status` (its queue depth, data in flight and store backlog), shown
-    /// per connection in `/components`; `"0s"` turns it off.
-    #[schemars(with = "String")]
-    #[serde(default = "default_peer_status_interval", with = "humantime_serde")]
-    pub peer_status_interval: Duration,
-    /// Output ports: `ws_data` (or `out`) for data, `ws_control` for
-    /// control, `ws_sessions` for session events. Input port:
-    /// `ws_downstream`, data to send back to the peers.
-    #[serde(default)]
-    pub ports: PortsConfig,
+fednode_ws::endpoint_config! {
+    /// The whole `config` block.
+    pub struct Config {
+        /// How many recent data ids are remembered to drop duplicates
+        /// (`at_least_once` only).
+        #[serde(default = "default_dedup_window")]
+        pub dedup_window: usize,
+        /// Server mode: every connection must first send
+        /// `{"type":"auth","api_key","user_id","device_info"}`; the connection
+        /// is then bound to that user.
+        #[serde(default)]
+        pub auth_message: Option<AuthMessageConfig>,
+        /// The member of a data message that names its stream (a user):
+        /// `ws_downstream` data goes to the connection that sent data with the
+        /// same value (or was bound to it by `auth_message`).
+        #[serde(default = "default_downstream_key")]
+        pub downstream_key: String,
+        /// Server mode: how often to ask each connected fednode peer for its
+        /// `status` (its queue depth, data in flight and store backlog), shown
+        /// per connection in `/components`; `"0s"` turns it off.
+        #[schemars(with = "String")]
+        #[serde(default = "default_peer_status_interval", with = "humantime_serde")]
+        pub peer_status_interval: Duration,
+        /// Output ports: `ws_data` (or `out`) for data, `ws_control` for
+        /// control, `ws_sessions` for session events. Input port:
+        /// `ws_downstream`, data to send back to the peers.
+        #[serde(default)]
+        pub ports: PortsConfig,
+    }
 }
 
 /// The `auth_message` block: the API keys a relay's first message may
@@ -253,29 +206,10 @@ impl Config {
     }
 
     /// Validate the parsed block (`base` is its JSON path) and resolve it.
-    fn resolve(self, base: &str) -> Result<Settings, Vec<ConfigError>> {
+    fn resolve(mut self, base: &str) -> Result<Settings, Vec<ConfigError>> {
         let at = |f: &str| join(base, f);
         let mut errors = Vec::new();
-        let endpoint = Endpoint::resolve(
-            EndpointFields {
-                mode: self.mode,
-                server: self.server,
-                client: self.client,
-                http_port: self.http_port,
-                path: self.path,
-            },
-            base,
-            &mut errors,
-        );
-        errors.extend(self.backpressure.validate(&at("backpressure")));
-        errors.extend(self.bidirectional.validate(&at("bidirectional")));
-        if let Some(h) = &self.heartbeat {
-            errors.extend(h.validate(&at("heartbeat")));
-        }
-        errors.extend(validate_max_message_bytes(
-            self.max_message_bytes,
-            &at("max_message_bytes"),
-        ));
+        let endpoint = self.resolve_endpoint(base, &mut errors);
         if self.delivery == Delivery::AtLeastOnce && self.dedup_window == 0 {
             errors.push(ConfigError::new(
                 at("dedup_window"),

@@ -8,14 +8,11 @@
 //! turns the block into [`Settings`], the only form the runtime code reads.
 
 use fednode_kit::component::Listen;
-use fednode_kit::config::{
-    join, parse_checked, AuthConfig, ConfigError, Credential, PortRules, PortsConfig,
-};
+use fednode_kit::config::{join, parse_checked, ConfigError, Credential, PortRules, PortsConfig};
 use fednode_kit::queue::OnFull;
 use fednode_kit::Encoding;
 use fednode_ws::config::{
-    default_heartbeat, default_max_message_bytes, validate_max_message_bytes, BackpressureConfig,
-    BidirectionalConfig, ClientConfig, Delivery, Endpoint, EndpointFields, HeartbeatConfig, Mode,
+    BackpressureConfig, BidirectionalConfig, ClientConfig, Delivery, HeartbeatConfig, Mode,
     ServerConfig,
 };
 use fednode_ws::server::PathTemplate;
@@ -26,87 +23,41 @@ use std::time::Duration;
 /// Smallest `store.max_bytes`.
 const MIN_STORE_BYTES: u64 = 1 << 20;
 
-/// `components.<name>.config` of a `websocket` output.
-// The endpoint fields (`mode`, `server`, `client`, the flat shorthand,
-// `auth`, `backpressure`, `bidirectional`, `heartbeat`, `delivery`,
-// `max_message_bytes`) are declared here and again in the websocket_input's
-// `Config` on purpose: serde's `flatten` cannot be combined with
-// `deny_unknown_fields`, which gives every typo its own error line, and
-// each component documents and defaults them for its own role. What they
-// mean is decided once, in `fednode_ws::config::Endpoint::resolve`.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// `server`: peers connect to this node; `client`: this node connects to
-    /// a hub's `websocket_input` server and pushes to it. Defaults to
-    /// `client` when only a `client` block is given, else `server`.
-    #[serde(default)]
-    pub mode: Option<Mode>,
-    /// Server mode: where to listen.
-    #[serde(default)]
-    pub server: Option<ServerConfig>,
-    /// Client mode: where to connect and how to reconnect.
-    #[serde(default)]
-    pub client: Option<ClientConfig>,
-    /// Shorthand for `server.http_port`.
-    #[serde(default)]
-    pub http_port: Option<u16>,
-    /// Shorthand for `server.path`.
-    #[serde(default)]
-    pub path: Option<String>,
-    /// Server mode: the credential peers must present; client mode: the
-    /// credential this node presents to the hub.
-    #[serde(default)]
-    pub auth: AuthConfig,
-    /// Each connection's own queue, so a slow peer never slows the others.
-    #[serde(default)]
-    pub backpressure: BackpressureConfig,
-    /// The buffer `replay` and `GET …/buffer` read from.
-    #[serde(default)]
-    pub replay: ReplayConfig,
-    /// Data frames as JSON text (`json`) or MessagePack binary (`msgpack`);
-    /// replies always use their request's encoding.
-    #[serde(default)]
-    pub encoding: Encoding,
-    /// `at_most_once` (default) or `at_least_once`: announce it on the
-    /// handshake, keep data until the peer acknowledges it, resend it after
-    /// `ack_timeout` and after a reconnect.
-    #[serde(default)]
-    pub delivery: Delivery,
-    /// At-least-once: data not acknowledged this long after it was written
-    /// is sent again.
-    #[schemars(with = "String")]
-    #[serde(default = "default_ack_timeout", with = "humantime_serde")]
-    pub ack_timeout: Duration,
-    /// At-least-once: unacknowledged data kept at most; sending pauses when
-    /// this many are unacknowledged.
-    #[serde(default = "default_max_in_flight")]
-    pub max_in_flight: usize,
-    /// Requests this node sends to peers (`POST /components/{name}/request`).
-    #[serde(default)]
-    pub bidirectional: BidirectionalConfig,
-    /// A frame from a peer larger than this closes its connection with 1009.
-    #[serde(default = "default_max_message_bytes")]
-    pub max_message_bytes: usize,
-    /// Ping every connection while it is quiet and close one on which
-    /// nothing arrived for the timeout; `null` turns it off.
-    #[serde(default = "default_heartbeat")]
-    pub heartbeat: Option<HeartbeatConfig>,
-    /// Store and forward: keep data in an append-only log on disk until the
-    /// peer acknowledges it (client mode, `at_least_once`).
-    #[serde(default)]
-    pub store: Option<StoreConfig>,
-    /// Subscriptions one connection may hold; a `subscribe` beyond them is
-    /// refused.
-    #[serde(default = "default_max_subscriptions")]
-    pub max_subscriptions: usize,
-    /// The largest filter a `subscribe` may send (its params as JSON).
-    #[serde(default = "default_max_filter_bytes")]
-    pub max_filter_bytes: usize,
-    /// `inputs`: the subjects served (any names, at least one);
-    /// `outputs`: optional `ws_upstream`, where data sent by peers goes.
-    #[serde(default)]
-    pub ports: PortsConfig,
+fednode_ws::endpoint_config! {
+    /// `components.<name>.config` of a `websocket` output.
+    pub struct Config {
+        /// The buffer `replay` and `GET …/buffer` read from.
+        #[serde(default)]
+        pub replay: ReplayConfig,
+        /// Data frames as JSON text (`json`) or MessagePack binary (`msgpack`);
+        /// replies always use their request's encoding.
+        #[serde(default)]
+        pub encoding: Encoding,
+        /// At-least-once: data not acknowledged this long after it was written
+        /// is sent again.
+        #[schemars(with = "String")]
+        #[serde(default = "default_ack_timeout", with = "humantime_serde")]
+        pub ack_timeout: Duration,
+        /// At-least-once: unacknowledged data kept at most; sending pauses when
+        /// this many are unacknowledged.
+        #[serde(default = "default_max_in_flight")]
+        pub max_in_flight: usize,
+        /// Store and forward: keep data in an append-only log on disk until the
+        /// peer acknowledges it (client mode, `at_least_once`).
+        #[serde(default)]
+        pub store: Option<StoreConfig>,
+        /// Subscriptions one connection may hold; a `subscribe` beyond them is
+        /// refused.
+        #[serde(default = "default_max_subscriptions")]
+        pub max_subscriptions: usize,
+        /// The largest filter a `subscribe` may send (its params as JSON).
+        #[serde(default = "default_max_filter_bytes")]
+        pub max_filter_bytes: usize,
+        /// `inputs`: the subjects served (any names, at least one);
+        /// `outputs`: optional `ws_upstream`, where data sent by peers goes.
+        #[serde(default)]
+        pub ports: PortsConfig,
+    }
 }
 
 /// The `store` block.
@@ -244,7 +195,7 @@ impl Config {
     }
 
     /// Check the values and fold the server shorthand in.
-    fn resolve(self, base: &str) -> Result<Settings, Vec<ConfigError>> {
+    fn resolve(mut self, base: &str) -> Result<Settings, Vec<ConfigError>> {
         let at = |field: &str| join(base, field);
         let mut errors = self.ports.validate(
             &at("ports"),
@@ -262,18 +213,7 @@ impl Config {
                 "at least one input port (the subjects to serve) is required",
             ));
         }
-        let endpoint = Endpoint::resolve(
-            EndpointFields {
-                mode: self.mode,
-                server: self.server,
-                client: self.client,
-                http_port: self.http_port,
-                path: self.path,
-            },
-            base,
-            &mut errors,
-        );
-        errors.extend(self.backpressure.validate(&at("backpressure")));
+        let endpoint = self.resolve_endpoint(base, &mut errors);
         if self.ack_timeout.is_zero() {
             errors.push(ConfigError::new(at("ack_timeout"), "must be more than 0"));
         }
@@ -286,14 +226,6 @@ impl Config {
             if v == 0 {
                 errors.push(ConfigError::new(at(field), "must be at least 1"));
             }
-        }
-        errors.extend(validate_max_message_bytes(
-            self.max_message_bytes,
-            &at("max_message_bytes"),
-        ));
-        errors.extend(self.bidirectional.validate(&at("bidirectional")));
-        if let Some(h) = &self.heartbeat {
-            errors.extend(h.validate(&at("heartbeat")));
         }
         if let Some(st) = &self.store {
             if st.max_bytes < MIN_STORE_BYTES {

@@ -8,6 +8,9 @@
 //!   `bidirectional`, `backpressure`, `delivery`) and
 //!   [`config::Endpoint::resolve`], which turns `mode`, the blocks and the
 //!   flat `http_port`/`path` shorthand into one checked endpoint.
+//! - [`endpoint_config`]: the [`endpoint_config!`] macro, which declares a
+//!   component's `config` struct with the fields both WebSocket components
+//!   share (and checks them through [`config::Endpoint::resolve`]).
 //! - [`server`]: bind, serve, the [`server::Gate`] (auth → 401, connection
 //!   limit → 503, both before the upgrade) and [`server::upgrade`], which
 //!   yields a tokio-tungstenite stream.
@@ -37,6 +40,7 @@ pub mod adaptive;
 pub mod client;
 pub mod config;
 pub mod dedup;
+pub mod endpoint_config;
 pub mod frame;
 pub mod identity;
 pub mod metrics;

@@ -104,3 +104,27 @@ fn reply_payload_shapes() {
         json!({"status":"error","error":{"code":"unknown_method","message":"no such method: foo"}})
     );
 }
+
+#[test]
+fn origins_are_written_as_serde_would_and_read_back_whatever_their_text() {
+    let origins = [
+        ("edge-01", None),
+        ("edge-01", Some("eu-west")),
+        ("a\"b\\c", Some("r\"")),
+        ("é-ü", Some("北")),
+        ("n}", Some("\",\"region\":\"x")),
+    ];
+    for (node, region) in origins {
+        let origin = Origin::from_wire(Some(node), region).unwrap();
+        let frame = encode_json_parts(Kind::Data, "d1", None, false, Some(&origin), b"{}");
+        let text = String::from_utf8(frame.clone()).unwrap();
+        let by_serde = serde_json::to_string(&WireOrigin::of(&origin)).unwrap();
+        assert!(text.contains(&format!("\"origin\":{by_serde},")), "{text}");
+        let back = Envelope::decode_json(&frame).unwrap();
+        assert_eq!(back.origin.as_ref(), Some(&origin), "{text}");
+    }
+    // Spaced out (another writer): read by serde all the same.
+    let spaced = br#"{"type":"data","id":"d","origin": {"region": "r", "node": "n"},"payload":1}"#;
+    let origin = Envelope::decode_json(spaced).unwrap().origin.unwrap();
+    assert_eq!((&*origin.node, origin.region.as_deref()), ("n", Some("r")));
+}

@@ -3,8 +3,7 @@
 //! not read (memory bus, `Overflow::Block`), so the queue fills up.
 
 use crate::common::*;
-use fednode_kit::bus::{Overflow, SubscribeOptions, Subscription};
-use fednode_kit::Bus;
+use fednode_kit::bus::Subscription;
 use serde_json::json;
 use std::time::Duration;
 
@@ -22,26 +21,13 @@ async fn held(on_full: &str) -> Held {
         "backpressure": {"queue_size": 3, "on_full": on_full}
     })))
     .await;
-    let sub = node
-        .bus
-        .subscribe(
-            "data",
-            SubscribeOptions {
-                capacity: 1,
-                overflow: Overflow::Block,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
     let mut ws = connect(&node.url(), None).await;
-    send(&mut ws, text(&json!({"n": 0}))).await;
-    wait_until(SOON, "n=0 parked in the subscriber", || sub.len() == 1).await;
-    send(&mut ws, text(&json!({"n": 1}))).await;
-    wait_until(SOON, "the publisher to hold n=1", || {
-        node.metric("websocket_input_messages_received_total", &[]) == 2.0
-            && node.queue_depth() == 0
-    })
+    let sub = hold_publisher(
+        &node,
+        &mut ws,
+        text(&json!({"n": 0})),
+        text(&json!({"n": 1})),
+    )
     .await;
     Held { node, ws, sub }
 }

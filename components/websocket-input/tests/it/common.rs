@@ -232,3 +232,42 @@ pub async fn request(ws: &mut Ws, method: &str, params: Value, encoding: Encodin
 pub fn bytes(v: &Value) -> Bytes {
     Bytes::from(v.to_string())
 }
+
+/// Hold the input's publisher: `first` is published into a subscriber on
+/// `data` with room for one message that nobody reads, and `second` is
+/// taken off the queue by the publisher, which then waits for room. From
+/// here on the queue only fills, until the test reads the subscriber.
+pub async fn hold_publisher(
+    node: &Node,
+    ws: &mut Ws,
+    first: WsMessage,
+    second: WsMessage,
+) -> Subscription {
+    use fednode_kit::bus::Overflow;
+    use fednode_kit::Bus;
+    let sub = node
+        .bus
+        .subscribe(
+            "data",
+            SubscribeOptions {
+                capacity: 1,
+                overflow: Overflow::Block,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let received = node.metric("websocket_input_messages_received_total", &[]);
+    send(ws, first).await;
+    wait_until(SOON, "the first message parked in the subscriber", || {
+        sub.len() == 1
+    })
+    .await;
+    send(ws, second).await;
+    wait_until(SOON, "the publisher to hold the second", || {
+        node.metric("websocket_input_messages_received_total", &[]) == received + 2.0
+            && node.queue_depth() == 0
+    })
+    .await;
+    sub
+}

@@ -3,9 +3,7 @@
 //! one ack frame for many envelopes to a peer that announced it takes them.
 
 use crate::common::*;
-use fednode_kit::bus::{Overflow, SubscribeOptions};
 use fednode_kit::envelope::{Encoding, Kind};
-use fednode_kit::Bus;
 use fednode_ws::frame::WsMessage;
 use serde_json::json;
 
@@ -68,28 +66,15 @@ async fn refused_data_is_nacked_and_may_be_resent() {
         "backpressure": {"queue_size": 1, "on_full": "drop_newest"}
     })))
     .await;
-    // Hold the publisher: a subscriber with room for one, not read yet.
-    let mut sub = node
-        .bus
-        .subscribe(
-            "data",
-            SubscribeOptions {
-                capacity: 1,
-                overflow: Overflow::Block,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
     let mut ws = connect(&node.url(), None).await;
-    send(&mut ws, data("d0", json!({"n": 0}))).await;
-    assert_eq!(next_of(&mut ws, Kind::Ack).await.id.as_ref(), "d0");
-    send(&mut ws, data("d1", json!({"n": 1}))).await;
-    wait_until(SOON, "d1 received and taken off the queue", || {
-        node.metric("websocket_input_messages_received_total", &[]) == 2.0
-            && node.queue_depth() == 0
-    })
+    let mut sub = hold_publisher(
+        &node,
+        &mut ws,
+        data("d0", json!({"n": 0})),
+        data("d1", json!({"n": 1})),
+    )
     .await;
+    assert_eq!(next_of(&mut ws, Kind::Ack).await.id.as_ref(), "d0");
     send(&mut ws, data("d2", json!({"n": 2}))).await; // queued
     send(&mut ws, data("d3", json!({"n": 3}))).await; // refused
     let nack = next_of(&mut ws, Kind::Nack).await;
@@ -108,30 +93,16 @@ async fn refused_data_is_nacked_and_may_be_resent() {
 /// frame names, in the order the frames came.
 async fn ack_frames(headers: &[(&'static str, &str)]) -> Vec<Vec<String>> {
     let node = start(server_config(json!({}))).await;
-    // Hold the publisher: a subscriber with room for one, not read yet.
-    let mut sub = node
-        .bus
-        .subscribe(
-            "data",
-            SubscribeOptions {
-                capacity: 1,
-                overflow: Overflow::Block,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
     let mut ws = connect_with(&node.url(), headers).await;
-    let received = |n: f64| node.metric("websocket_input_messages_received_total", &[]) == n;
     // d0 waits in the subscription, d1 in the publisher, d2..d9 in the queue.
-    send(&mut ws, data("d0", json!({"n": 0}))).await;
-    node.wait_metric("websocket_input_messages_published_total", &[], 1.0)
-        .await;
-    send(&mut ws, data("d1", json!({"n": 1}))).await;
-    wait_until(SOON, "d1 taken off the queue", || {
-        received(2.0) && node.queue_depth() == 0
-    })
+    let mut sub = hold_publisher(
+        &node,
+        &mut ws,
+        data("d0", json!({"n": 0})),
+        data("d1", json!({"n": 1})),
+    )
     .await;
+    let received = |n: f64| node.metric("websocket_input_messages_received_total", &[]) == n;
     for n in 2..10 {
         send(&mut ws, data(&format!("d{n}"), json!({"n": n}))).await;
     }

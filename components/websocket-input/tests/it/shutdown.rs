@@ -1,34 +1,19 @@
 //! Shutdown: peers get close code 1001, then the queue is flushed to the bus.
 
 use crate::common::*;
-use fednode_kit::bus::{Overflow, SubscribeOptions};
-use fednode_kit::Bus;
 use serde_json::json;
 
 #[tokio::test]
 async fn closes_with_1001_and_flushes_the_queue() {
     let node = start(server_config(json!({"backpressure": {"queue_size": 100}}))).await;
-    let mut sub = node
-        .bus
-        .subscribe(
-            "data",
-            SubscribeOptions {
-                capacity: 1,
-                overflow: Overflow::Block,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
     let mut ws = connect(&node.url(), None).await;
     // n=0 parked in the subscriber, n=1 held by the publisher, 2..4 queued.
-    send(&mut ws, text(&json!({"n": 0}))).await;
-    wait_until(SOON, "n=0 parked in the subscriber", || sub.len() == 1).await;
-    send(&mut ws, text(&json!({"n": 1}))).await;
-    wait_until(SOON, "the publisher to hold n=1", || {
-        node.metric("websocket_input_messages_received_total", &[]) == 2.0
-            && node.queue_depth() == 0
-    })
+    let mut sub = hold_publisher(
+        &node,
+        &mut ws,
+        text(&json!({"n": 0})),
+        text(&json!({"n": 1})),
+    )
     .await;
     for n in 2..5 {
         send(&mut ws, text(&json!({"n": n}))).await;
