@@ -27,53 +27,17 @@
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::time::Instant;
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "support/client.rs"]
+mod client;
+use client::{now_ms, Args, FIRST_BACKOFF};
+
 const USAGE: &str = "usage: predictions_consumer [--url URL] [--every N] [--seconds S]";
 const DEFAULT_URL: &str = "ws://127.0.0.1:8082/feed";
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-struct Options {
-    url: String,
-    every: u64,
-    seconds: Option<u64>,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut opts = Options {
-        url: DEFAULT_URL.to_string(),
-        every: 3,
-        seconds: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--url" => opts.url = args.next().ok_or("--url needs a URL")?,
-            "--every" => opts.every = positive(&arg, args.next())?,
-            "--seconds" => opts.seconds = Some(positive(&arg, args.next())?),
-            "-h" | "--help" => return Err("".into()),
-            other => return Err(format!("unexpected argument {other:?}")),
-        }
-    }
-    Ok(opts)
-}
-
-/// The whole number above 0 given after `flag`.
-fn positive(flag: &str, value: Option<String>) -> Result<u64, String> {
-    let v = value.ok_or_else(|| format!("{flag} needs a number"))?;
-    let n = v.parse::<u64>().ok().filter(|&n| n > 0);
-    n.ok_or_else(|| format!("{flag}: expected a whole number above 0, got {v:?}"))
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// What the consumer counted, across reconnects.
 #[derive(Default)]
@@ -129,11 +93,7 @@ fn describe(user: &str, env: &Value) -> String {
 
 /// One connection: read features, answer every Nth one per user, until
 /// the connection ends (`Err`) or `until` passes (`Ok`).
-async fn session(
-    opts: &Options,
-    counts: &mut Counts,
-    until: Option<Instant>,
-) -> Result<(), String> {
+async fn session(opts: &Args, counts: &mut Counts, until: Option<Instant>) -> Result<(), String> {
     let (ws, _response) = connect_async(opts.url.as_str())
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", opts.url))?;
@@ -175,7 +135,7 @@ async fn session(
         println!("{}", describe(user, &env));
         let n = counts.features.entry(user.to_string()).or_default();
         *n += 1;
-        if !n.is_multiple_of(opts.every) {
+        if !n.is_multiple_of(opts.count) {
             continue;
         }
         let (prediction, summary) = predict(&env["payload"], user);
@@ -191,13 +151,7 @@ async fn session(
 
 #[tokio::main]
 async fn main() {
-    let opts = parse_args().unwrap_or_else(|e| {
-        if !e.is_empty() {
-            eprintln!("predictions_consumer: {e}");
-        }
-        eprintln!("{USAGE}");
-        std::process::exit(if e.is_empty() { 0 } else { 2 });
-    });
+    let opts = client::args("predictions_consumer", USAGE, DEFAULT_URL, "--every", 3);
     let until = opts
         .seconds
         .map(|s| Instant::now() + Duration::from_secs(s));
@@ -214,7 +168,7 @@ async fn main() {
                     }
                     eprintln!("predictions_consumer: {e}; connecting again in {backoff:?}");
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff = client::next_backoff(backoff);
                 }
             }
         }

@@ -28,56 +28,20 @@ use serde_json::{json, Value};
 use std::f64::consts::TAU;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::time::Instant;
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
+
+#[path = "support/client.rs"]
+mod client;
+use client::{now_ms, FIRST_BACKOFF};
 
 const USAGE: &str = "usage: relay_simulator [--url URL] [--devices N] [--seconds S]";
 const DEFAULT_URL: &str = "ws://127.0.0.1:8765/device";
 const RATE: u64 = 256;
 const CHANNELS: usize = 8;
 const BATCH: u64 = 32;
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-struct Options {
-    url: String,
-    devices: usize,
-    seconds: Option<u64>,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut opts = Options {
-        url: DEFAULT_URL.to_string(),
-        devices: 4,
-        seconds: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--url" => opts.url = args.next().ok_or("--url needs a URL")?,
-            "--devices" => opts.devices = positive(&arg, args.next())? as usize,
-            "--seconds" => opts.seconds = Some(positive(&arg, args.next())?),
-            "-h" | "--help" => return Err("".into()),
-            other => return Err(format!("unexpected argument {other:?}")),
-        }
-    }
-    Ok(opts)
-}
-
-/// The whole number above 0 given after `flag`.
-fn positive(flag: &str, value: Option<String>) -> Result<u64, String> {
-    let v = value.ok_or_else(|| format!("{flag} needs a number"))?;
-    let n = v.parse::<u64>().ok().filter(|&n| n > 0);
-    n.ok_or_else(|| format!("{flag}: expected a whole number above 0, got {v:?}"))
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Uniform noise from a tiny xorshift generator.
 struct Noise(u64);
@@ -154,7 +118,7 @@ async fn run_device(dev: Arc<Device>, url: String, seed: u64, until: Option<Inst
                     dev.user
                 );
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff = client::next_backoff(backoff);
                 continue;
             }
         };
@@ -214,7 +178,7 @@ async fn run_device(dev: Arc<Device>, url: String, seed: u64, until: Option<Inst
                     dev.user
                 );
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff = client::next_backoff(backoff);
             }
         }
     }
@@ -231,14 +195,8 @@ fn totals(devices: &[Arc<Device>]) -> (u64, u64) {
 
 #[tokio::main]
 async fn main() {
-    let opts = parse_args().unwrap_or_else(|e| {
-        if !e.is_empty() {
-            eprintln!("relay_simulator: {e}");
-        }
-        eprintln!("{USAGE}");
-        std::process::exit(if e.is_empty() { 0 } else { 2 });
-    });
-    let devices: Vec<Arc<Device>> = (0..opts.devices)
+    let opts = client::args("relay_simulator", USAGE, DEFAULT_URL, "--devices", 4);
+    let devices: Vec<Arc<Device>> = (0..opts.count as usize)
         .map(|i| {
             Arc::new(Device {
                 user: format!("user-{}", i + 1),
