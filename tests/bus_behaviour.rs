@@ -474,3 +474,30 @@ async fn plain_nats_clients_see_plain_json_and_headers() {
     assert_eq!(h.get("Fednode-Timestamp").unwrap().as_str(), "42");
     assert_eq!(h.get("Fednode-Node").unwrap().as_str(), "n1");
 }
+
+#[tokio::test]
+async fn a_flush_a_frozen_server_does_not_answer_gives_up_after_flush_timeout() {
+    let server = fednode_testkit::NatsServer::start();
+    let cfg = BusConfig {
+        kind: BusKind::Nats,
+        url: Some(server.url()),
+        flush_timeout: Duration::from_millis(300),
+        ..BusConfig::default()
+    };
+    let bus = NatsBus::connect(&cfg, &Metrics::new())
+        .await
+        .expect("connect to the test nats-server");
+    bus.flush().await.expect("a running server answers");
+    server.signal("STOP");
+    let started = std::time::Instant::now();
+    let result = bus.flush().await;
+    let waited = started.elapsed();
+    server.signal("CONT");
+    let err = result.expect_err("a frozen server confirms nothing");
+    assert!(err.to_string().contains("bus.flush_timeout"), "{err}");
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(4),
+        "gave up after {waited:?}, not the 300 ms of flush_timeout (the default is 5 s)"
+    );
+    bus.flush().await.expect("thawed, the server answers again");
+}

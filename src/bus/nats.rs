@@ -36,10 +36,9 @@ pub struct NatsBus {
     /// Since when, and why, the connection is down (set on a disconnect,
     /// cleared on a connect).
     down: Arc<parking_lot::Mutex<Option<(std::time::Instant, String)>>>,
+    /// How long a flush waits for the server's echo (`bus.flush_timeout`).
+    flush_timeout: Duration,
 }
-
-/// How long a flush waits for the server's echo.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Per-client buffer inside async-nats for each subscription. Its default
 /// (65,536) drops silently under a fast publisher; slow-consumer events are
@@ -148,6 +147,7 @@ impl NatsBus {
             .await
             .map_err(|e| format!("cannot subscribe on NATS at {url}: {e}"))?;
         Ok(NatsBus {
+            flush_timeout: cfg.flush_timeout,
             echo: tokio::sync::Mutex::new(echo),
             echo_subject,
             next_token: AtomicU64::new(0),
@@ -366,11 +366,12 @@ impl Bus for NatsBus {
             }
             Err(BusError::Closed)
         };
-        tokio::time::timeout(FLUSH_TIMEOUT, back)
+        tokio::time::timeout(self.flush_timeout, back)
             .await
             .map_err(|_| {
                 BusError::Timeout(format!(
-                    "flush (no echo from the NATS server within {FLUSH_TIMEOUT:?})"
+                    "flush (no echo from the NATS server within bus.flush_timeout, {:?})",
+                    self.flush_timeout
                 ))
             })?
     }

@@ -82,6 +82,13 @@ pub struct BusConfig {
     #[schemars(with = "String")]
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// How long a publisher waits for the NATS server to confirm that it
+    /// holds what was published (the round trip before an input acks a
+    /// round); a flush that takes longer acks nothing and the senders
+    /// resend.
+    #[schemars(with = "String")]
+    #[serde(default = "default_flush_timeout", with = "humantime_serde")]
+    pub flush_timeout: Duration,
     /// TLS to the NATS server (`{ca_file?, cert_file?, key_file?}`): the
     /// connection then requires TLS (also implied by a `tls://` URL).
     #[serde(default)]
@@ -98,12 +105,17 @@ impl Default for BusConfig {
             password: None,
             creds_file: None,
             connect_timeout: default_connect_timeout(),
+            flush_timeout: default_flush_timeout(),
             tls: None,
         }
     }
 }
 
 fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_flush_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
@@ -508,6 +520,9 @@ fn build(value: &Value, placeholders: &Placeholders) -> Result<NodeConfig, Vec<C
                 ))
             }
             _ => {}
+        }
+        if raw.bus.flush_timeout.is_zero() {
+            errors.push(ConfigError::new("bus.flush_timeout", "must be more than 0"));
         }
         if raw.bus.user.is_some() != raw.bus.password.is_some() {
             errors.push(ConfigError::new(

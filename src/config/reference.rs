@@ -55,6 +55,7 @@ fn blocks() -> Vec<Block> {
         block::<ws::BackpressureConfig>("websocket", "backpressure."),
         block::<ws::HeartbeatConfig>("websocket", "heartbeat."),
         block::<fednode_websocket_output::config::ReplayConfig>("websocket", "replay."),
+        block::<fednode_websocket_output::config::NackBackoffConfig>("websocket", "nack_backoff."),
         block::<fednode_websocket_output::config::StoreConfig>("store", ""),
         block::<fednode_json_filter::Config>("json_filter", ""),
         block::<fednode_kit::filter::Criterion>("json_filter", "criteria[]."),

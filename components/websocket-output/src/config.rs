@@ -42,6 +42,10 @@ fednode_ws::endpoint_config! {
         /// this many are unacknowledged.
         #[serde(default = "default_max_in_flight")]
         pub max_in_flight: usize,
+        /// At-least-once: the wait before data nacked with `queue_full` or
+        /// `unavailable` is sent again, doubling while nacks keep coming.
+        #[serde(default)]
+        pub nack_backoff: NackBackoffConfig,
         /// Store and forward: keep data in an append-only log on disk until the
         /// peer acknowledges it (client mode, `at_least_once`).
         #[serde(default)]
@@ -127,6 +131,38 @@ fn default_ack_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
+/// `nack_backoff`: the first wait before a nacked message is sent again,
+/// and the longest; the wait doubles while nacks keep coming and starts
+/// over at the next ack.
+#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NackBackoffConfig {
+    /// The first wait.
+    #[schemars(with = "String")]
+    #[serde(default = "default_nack_initial", with = "humantime_serde")]
+    pub initial: Duration,
+    /// The longest wait.
+    #[schemars(with = "String")]
+    #[serde(default = "default_nack_max", with = "humantime_serde")]
+    pub max: Duration,
+}
+
+impl Default for NackBackoffConfig {
+    fn default() -> Self {
+        NackBackoffConfig {
+            initial: default_nack_initial(),
+            max: default_nack_max(),
+        }
+    }
+}
+
+fn default_nack_initial() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_nack_max() -> Duration {
+    Duration::from_secs(5)
+}
+
 /// The checked config, as the runtime uses it.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -151,6 +187,7 @@ pub struct Settings {
     pub delivery: Delivery,
     pub ack_timeout: Duration,
     pub max_in_flight: usize,
+    pub nack_backoff: NackBackoffConfig,
     pub bidirectional: BidirectionalConfig,
     pub max_message_bytes: usize,
     pub heartbeat: Option<HeartbeatConfig>,
@@ -217,6 +254,18 @@ impl Config {
         if self.ack_timeout.is_zero() {
             errors.push(ConfigError::new(at("ack_timeout"), "must be more than 0"));
         }
+        if self.nack_backoff.initial.is_zero() {
+            errors.push(ConfigError::new(
+                at("nack_backoff.initial"),
+                "must be more than 0",
+            ));
+        }
+        if self.nack_backoff.max < self.nack_backoff.initial {
+            errors.push(ConfigError::new(
+                at("nack_backoff.max"),
+                "must be at least nack_backoff.initial",
+            ));
+        }
         for (field, v) in [
             ("max_in_flight", self.max_in_flight),
             ("max_subscriptions", self.max_subscriptions),
@@ -282,6 +331,7 @@ impl Config {
             delivery: self.delivery,
             ack_timeout: self.ack_timeout,
             max_in_flight: self.max_in_flight,
+            nack_backoff: self.nack_backoff,
             bidirectional: self.bidirectional,
             max_message_bytes: self.max_message_bytes,
             heartbeat: self.heartbeat,
@@ -367,9 +417,11 @@ mod tests {
             "mode": "client", "http_port": 1,
             "client": {"url": "http://x", "reconnect": {"multiplier": 0.5}},
             "backpressure": {"queue_size": 0},
+            "nack_backoff": {"initial": "2s", "max": "1s"},
             "ports": {"outputs": [{"name": "up", "subject": "a"}]}
         }));
         for want in [
+            "c.nack_backoff.max: must be at least nack_backoff.initial",
             "c.backpressure.queue_size: must be at least 1",
             "c.ports.outputs[0].name: expected \"ws_upstream\", got \"up\"",
             "c.ports.inputs: at least one input port (the subjects to serve) is required",

@@ -189,6 +189,9 @@ impl Conn {
 
     /// Track every data frame until the peer acks it.
     pub fn with_acks(mut self, acks: Option<AckLimits>) -> Self {
+        if let Some(limits) = &acks {
+            *self.in_flight.get_mut() = InFlight::new(limits.nack_backoff);
+        }
         self.acks = acks;
         self
     }

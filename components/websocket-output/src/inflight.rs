@@ -17,11 +17,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::config::NackBackoffConfig;
 use crate::item::Item;
 
-/// First delay before resending nacked data; doubles up to [`NACK_MAX`].
-const NACK_INITIAL: Duration = Duration::from_millis(100);
-const NACK_MAX: Duration = Duration::from_secs(5);
 /// "Not due": taken for resending, due again once written.
 const PARKED: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -43,6 +41,8 @@ pub(crate) fn nack_is_retryable(reason: &str) -> bool {
 pub(crate) struct AckLimits {
     pub timeout: Duration,
     pub max_in_flight: usize,
+    /// Before data nacked `queue_full`/`unavailable` is due again.
+    pub nack_backoff: NackBackoffConfig,
 }
 
 /// What a nack did to the data it names.
@@ -78,15 +78,20 @@ pub(crate) struct InFlight {
 
 impl Default for InFlight {
     fn default() -> Self {
-        InFlight {
-            flights: VecDeque::new(),
-            heard: false,
-            nack_backoff: Backoff::new(NACK_INITIAL, NACK_MAX, 2.0),
-        }
+        Self::new(NackBackoffConfig::default())
     }
 }
 
 impl InFlight {
+    /// An empty book whose nacked data waits as `nack_backoff` says.
+    pub fn new(nack_backoff: NackBackoffConfig) -> Self {
+        InFlight {
+            flights: VecDeque::new(),
+            heard: false,
+            nack_backoff: Backoff::new(nack_backoff.initial, nack_backoff.max, 2.0),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.flights.len()
     }
@@ -256,6 +261,33 @@ mod tests {
         assert!(f.retry_later("m2", t0));
         assert!(f.next_due().unwrap() - t0 <= first * 2);
         assert!(!f.retry_later("nope", t0));
+    }
+
+    #[test]
+    fn the_nack_backoff_is_the_configured_one() {
+        let (mut f, t0) = (
+            InFlight::new(NackBackoffConfig {
+                initial: Duration::from_secs(2),
+                max: Duration::from_secs(3),
+            }),
+            Instant::now(),
+        );
+        f.track(&item(1), t0 + Duration::from_secs(60));
+        let mut waits = Vec::new();
+        for _ in 0..4 {
+            assert!(f.retry_later("m1", t0));
+            waits.push(f.next_due().unwrap() - t0);
+        }
+        // 2 s then doubling, with ±20 % jitter, never past the 3 s maximum.
+        assert!(
+            waits[0] >= Duration::from_millis(1600) && waits[0] <= Duration::from_millis(2400),
+            "{waits:?}"
+        );
+        assert!(
+            waits[1..].iter().all(|w| *w <= Duration::from_secs(3)),
+            "{waits:?}"
+        );
+        assert_eq!(waits[3], Duration::from_secs(3), "{waits:?}");
     }
 
     #[test]

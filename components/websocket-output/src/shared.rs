@@ -133,6 +133,7 @@ impl Shared {
             .with_acks(self.acked().then_some(AckLimits {
                 timeout: self.s.ack_timeout,
                 max_in_flight: self.s.max_in_flight,
+                nack_backoff: self.s.nack_backoff,
             }))
             .with_binding(bound),
         );

@@ -105,6 +105,14 @@ impl NatsServer {
         self.jetstream.then(|| self.dir.path().join("jetstream"))
     }
 
+    /// Send the running server a signal: `STOP` freezes it (its sockets
+    /// stay open, nothing is answered), `CONT` thaws it.
+    pub fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            process::signal(child.id(), signal);
+        }
+    }
+
     /// Crash: SIGKILL, then wait until the process is gone and the port closed.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
