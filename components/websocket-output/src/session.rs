@@ -627,8 +627,8 @@ struct Refusal {
 /// is the data's id — empty when the data had none: no id is made up,
 /// since it would name nothing the sender knows. The reply is queued only
 /// if there is room now, so a peer flooding refused data never makes the
-/// connection wait; what finds no room goes unanswered (it is counted
-/// either way).
+/// connection wait for room; what finds no room goes unanswered (it is
+/// counted either way).
 async fn refuse(out: &Outbound, id: &str, ack: bool, encoding: Encoding, why: Refusal) {
     if ack {
         out.send_envelope(&Envelope::ack(id, Some(why.reason)), encoding)
@@ -639,27 +639,14 @@ async fn refuse(out: &Outbound, id: &str, ack: bool, encoding: Encoding, why: Re
             return;
         }
     }
-    let_writer_take(out).await;
+    // A peer may close right after the data it sent: the answer leaves
+    // before its next frame (a close) is read.
+    out.written(ANSWER_WAIT).await;
 }
 
-/// How often a refusal yields so that the socket writer takes its answer.
-const ANSWER_YIELDS: usize = 8;
-
-/// Let the socket writer take an answer just queued before the next frame
-/// is read. A peer may close right after the data it sent, and once its
-/// close has been read nothing more may be written on the socket (the
-/// WebSocket protocol forbids it): an answer still queued then would be
-/// lost. The writer runs in the session's task beside the reader
-/// (`fednode_ws::frame::drive`), so a yield lets it run; a writer held up
-/// by a full socket is not waited for.
-async fn let_writer_take(out: &Outbound) {
-    for _ in 0..ANSWER_YIELDS {
-        if out.room() >= OUTBOUND_CAPACITY || out.is_closed() {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-}
+/// How long a refusal waits for its answer to be written before the
+/// connection reads on (a peer that does not read is not waited for long).
+const ANSWER_WAIT: Duration = Duration::from_millis(100);
 
 /// `payload` with every member `bound` holds, added where missing; an
 /// error message when it holds another value for one, or is not a JSON

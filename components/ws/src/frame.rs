@@ -34,6 +34,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HeartbeatConfig;
+use crate::written::WriteProgress;
 
 /// A WebSocket message (tungstenite's).
 pub type WsMessage = tokio_tungstenite::tungstenite::Message;
@@ -120,6 +121,7 @@ pub struct Outbound {
 struct Senders {
     queue: Arc<BoundedQueue<WsMessage>>,
     close: watch::Sender<Option<CloseFrame>>,
+    progress: Arc<WriteProgress>,
 }
 
 impl Drop for Senders {
@@ -134,6 +136,7 @@ pub struct OutboundRx {
     pub(crate) queue: Arc<BoundedQueue<WsMessage>>,
     close: watch::Receiver<Option<CloseFrame>>,
     stop: CancellationToken,
+    progress: Arc<WriteProgress>,
 }
 
 impl Drop for OutboundRx {
@@ -155,17 +158,20 @@ pub fn outbound(capacity: usize) -> (Outbound, OutboundRx) {
             .with_max_bytes(OUTBOUND_BYTES, |m: &WsMessage| m.len()),
     );
     let (ctx, crx) = watch::channel(None);
+    let progress = Arc::new(WriteProgress::default());
     (
         Outbound {
             senders: Arc::new(Senders {
                 queue: queue.clone(),
                 close: ctx,
+                progress: progress.clone(),
             }),
         },
         OutboundRx {
             queue,
             close: crx,
             stop: CancellationToken::new(),
+            progress,
         },
     )
 }
@@ -237,6 +243,24 @@ impl Outbound {
         self.queue().capacity().saturating_sub(self.queue().len())
     }
 
+    /// Wait until every frame queued so far is written to the socket, at
+    /// most `limit`; false when that took longer, when an earlier wait
+    /// is still unanswered (the writer is held up by a peer that does not
+    /// read: not waited for again until it catches up), or when the writer
+    /// is gone. For an answer that must leave before the next frame is
+    /// read: once the peer's close has been read, nothing more may be
+    /// written.
+    pub async fn written(&self, limit: Duration) -> bool {
+        let progress = &self.senders.progress;
+        if self.is_closed() || progress.behind() {
+            return false;
+        }
+        let n = progress.ask();
+        tokio::time::timeout(limit, progress.answered(n))
+            .await
+            .is_ok()
+    }
+
     /// Whether the writer has gone away.
     pub fn is_closed(&self) -> bool {
         self.queue().is_closed()
@@ -299,6 +323,16 @@ where
                     sink.feed(m).await?;
                 }
                 sink.flush().await?;
+                if rx.queue.is_empty() {
+                    rx.progress.caught_up();
+                }
+            }
+            _ = rx.progress.asked() => {
+                // Idle when woken: all is written. Else the batch that
+                // empties the queue answers.
+                if rx.queue.is_empty() {
+                    rx.progress.caught_up();
+                }
             }
         }
     };

@@ -21,7 +21,8 @@
 //!   (text = JSON, binary = MessagePack), the bounded [`frame::Outbound`]
 //!   queue and [`frame::write_loop`] (feed many, flush once), and
 //!   [`frame::drive`], one whole connection handed to a
-//!   [`frame::FrameHandler`].
+//!   [`frame::FrameHandler`]; `written` is how a sender learns that what it
+//!   queued is on the socket ([`frame::Outbound::written`]).
 //! - [`identity`]: the `Fednode-Node`/`-Region`/`-Delivery` handshake
 //!   headers, both ways: who the peer is and whether it wants acks.
 //! - [`adaptive`]: the server's socket reader, whose reads grow under load
@@ -50,5 +51,6 @@ pub mod server;
 pub mod state;
 pub mod throughput;
 pub mod tls;
+mod written;
 
 pub use state::ConnectionState;
