@@ -252,24 +252,16 @@ struct Topology {
 }
 
 fn hub(nats_url: &str) -> Node {
-    Node::start_with(
-        &format!(
-            r#"{{
-        "node": {{"id": "hub", "region": "core"}},
-        "bus": {{"kind": "nats", "url": "{nats_url}"}},
-        "http": {{"listen": "127.0.0.1:0"}},
-        "components": {{
-          "ws_in": {{"type": "input", "name": "websocket_input", "config": {{
-            "mode": "server",
-            "server": {{"http_port": 0, "bind": "127.0.0.1", "path": "/ingest"}},
+    let config = common::nats_hub_config(
+        "hub",
+        nats_url,
+        json!({
             "peer_status_interval": "200ms",
-            "ports": {{"outputs": [{{"name": "ws_data", "subject": "edges.{{$origin.node}}.data"}}]}}
-          }}}}
-        }}
-      }}"#
-        ),
-        &[],
-    )
+            "ports": {"outputs": [{"name": "ws_data", "subject": "edges.{$origin.node}.data"}]},
+        }),
+        json!({}),
+    );
+    Node::start_with(&config, &[])
 }
 
 fn edge(id: &str, hub_url: &str, data_dir: &std::path::Path) -> Node {

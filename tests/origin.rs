@@ -12,6 +12,7 @@
 mod common;
 use common::Node;
 use futures::{SinkExt, StreamExt};
+use serde_json::json;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -128,26 +129,7 @@ async fn origin_and_region_survive_two_hops_and_route_by_region() {
     push(&edge, "edge-01").await;
 
     // The consumer of eu-west: all of edge-01, in order, with its origin.
-    let mut got = Vec::new();
-    while (got.len() as u64) < PER_EDGE {
-        let frame = tokio::time::timeout(Duration::from_secs(30), feed.next())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {PER_EDGE} reached the feed", got.len()))
-            .expect("feed open")
-            .unwrap();
-        let WsMessage::Text(text) = frame else {
-            continue;
-        };
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        if v["type"] != "data" {
-            continue;
-        }
-        assert_eq!(v["payload"]["edge"], "edge-01", "only eu-west data: {v}");
-        assert_eq!(v["origin"]["node"], "edge-01", "{v}");
-        assert_eq!(v["origin"]["region"], "eu-west", "{v}");
-        got.push(v["payload"]["n"].as_u64().unwrap());
-    }
-    assert_eq!(got, (1..=PER_EDGE).collect::<Vec<_>>());
+    read_eu_west_feed(&mut feed).await;
 
     // Storage: every row of both edges, each with its own origin.
     let count = |sql: &str| -> u64 { pg.psql("postgres", sql).trim().parse().unwrap_or(0) };
@@ -171,33 +153,52 @@ async fn origin_and_region_survive_two_hops_and_route_by_region() {
     );
 }
 
+/// Read the eu-west feed until it has every message of edge-01: in order,
+/// each with edge-01's origin and region, and nothing of another region.
+async fn read_eu_west_feed<S>(feed: &mut S)
+where
+    S: futures::Stream<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let mut got = Vec::new();
+    while (got.len() as u64) < PER_EDGE {
+        let frame = tokio::time::timeout(Duration::from_secs(30), feed.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {PER_EDGE} reached the feed", got.len()))
+            .expect("feed open")
+            .unwrap();
+        let WsMessage::Text(text) = frame else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if v["type"] != "data" {
+            continue;
+        }
+        assert_eq!(v["payload"]["edge"], "edge-01", "only eu-west data: {v}");
+        assert_eq!(v["origin"]["node"], "edge-01", "{v}");
+        assert_eq!(v["origin"]["region"], "eu-west", "{v}");
+        got.push(v["payload"]["n"].as_u64().unwrap());
+    }
+    assert_eq!(got, (1..=PER_EDGE).collect::<Vec<_>>());
+}
+
 /// A hub on NATS publishing `edges.{$origin.region}.data`, with an output
 /// serving `edges.eu-west.>` only.
 fn nats_hub(nats_url: &str) -> Node {
-    Node::start_with(
-        &format!(
-            r#"{{
-        "node": {{"id": "hub", "region": "core"}},
-        "bus": {{"kind": "nats", "url": "{nats_url}"}},
-        "http": {{"listen": "127.0.0.1:0"}},
-        "components": {{
-          "ws_in": {{"type": "input", "name": "websocket_input", "config": {{
+    let config = common::nats_hub_config(
+        "hub",
+        nats_url,
+        json!({
+            "backpressure": {"on_full": "block"},
+            "ports": {"outputs": [{"name": "ws_data", "subject": "edges.{$origin.region}.data"}]},
+        }),
+        json!({"eu_feed": {"type": "output", "name": "websocket", "config": {
             "mode": "server",
-            "server": {{"http_port": 0, "bind": "127.0.0.1", "path": "/ingest"}},
-            "backpressure": {{"on_full": "block"}},
-            "ports": {{"outputs": [{{"name": "ws_data", "subject": "edges.{{$origin.region}}.data"}}]}}
-          }}}},
-          "eu_feed": {{"type": "output", "name": "websocket", "config": {{
-            "mode": "server",
-            "server": {{"http_port": 0, "bind": "127.0.0.1", "path": "/feed"}},
-            "backpressure": {{"on_full": "block"}},
-            "ports": {{"inputs": [{{"name": "in", "subject": "edges.eu-west.>"}}]}}
-          }}}}
-        }}
-      }}"#
-        ),
-        &[],
-    )
+            "server": {"http_port": 0, "bind": "127.0.0.1", "path": "/feed"},
+            "backpressure": {"on_full": "block"},
+            "ports": {"inputs": [{"name": "in", "subject": "edges.eu-west.>"}]},
+        }}}),
+    );
+    Node::start_with(&config, &[])
 }
 
 /// The next message of a NATS subscription, within 30 s.
@@ -292,26 +293,7 @@ async fn a_consumer_picks_one_region_by_subject_on_nats() {
     }
 
     // The WebSocket consumer: the same, with `origin` in each envelope.
-    let mut got = Vec::new();
-    while (got.len() as u64) < PER_EDGE {
-        let frame = tokio::time::timeout(Duration::from_secs(30), feed.next())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {PER_EDGE} reached the feed", got.len()))
-            .expect("feed open")
-            .unwrap();
-        let WsMessage::Text(text) = frame else {
-            continue;
-        };
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        if v["type"] != "data" {
-            continue;
-        }
-        assert_eq!(v["payload"]["edge"], "edge-01", "only eu-west data: {v}");
-        assert_eq!(v["origin"]["node"], "edge-01", "{v}");
-        assert_eq!(v["origin"]["region"], "eu-west", "{v}");
-        got.push(v["payload"]["n"].as_u64().unwrap());
-    }
-    assert_eq!(got, (1..=PER_EDGE).collect::<Vec<_>>());
+    read_eu_west_feed(&mut feed).await;
     let sent = r#"websocket_output_messages_sent_total{component="eu_feed"}"#;
     fednode_testkit::wait_until_blocking(
         Duration::from_secs(10),

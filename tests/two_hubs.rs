@@ -14,6 +14,7 @@
 
 mod common;
 use common::Node;
+use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,29 +30,20 @@ const BEFORE_KILL: u64 = 100;
 const AFTER_FAILOVER: u64 = 200;
 
 fn hub(id: &str, nats: &str, pg: &str) -> Node {
-    let mut node = Node::start_with(
-        &format!(
-            r#"{{
-        "node": {{"id": "{id}", "region": "core"}},
-        "bus": {{"kind": "nats", "url": "{nats}"}},
-        "http": {{"listen": "127.0.0.1:0"}},
-        "components": {{
-          "ws_in": {{"type": "input", "name": "websocket_input", "config": {{
-            "mode": "server",
-            "server": {{"http_port": 0, "bind": "127.0.0.1", "path": "/ingest"}},
-            "backpressure": {{"on_full": "block"}},
-            "ports": {{"outputs": [{{"name": "ws_data", "subject": "edges.{{$origin.node}}.data"}}]}}
-          }}}},
-          "store": {{"type": "storage", "name": "timescale", "config": {{
-            "url": "{pg}", "durable": true, "batch_size": 200, "flush_interval": "50ms",
-            "jetstream": {{"stream": "EDGES", "consumer": "edges_store", "ack_wait": "10s"}},
-            "ports": {{"inputs": [{{"name": "in", "subject": "edges.>"}}]}}
-          }}}}
-        }}
-      }}"#
-        ),
-        &[],
+    let config = common::nats_hub_config(
+        id,
+        nats,
+        json!({
+            "backpressure": {"on_full": "block"},
+            "ports": {"outputs": [{"name": "ws_data", "subject": "edges.{$origin.node}.data"}]},
+        }),
+        json!({"store": {"type": "storage", "name": "timescale", "config": {
+            "url": pg, "durable": true, "batch_size": 200, "flush_interval": "50ms",
+            "jetstream": {"stream": "EDGES", "consumer": "edges_store", "ack_wait": "10s"},
+            "ports": {"inputs": [{"name": "in", "subject": "edges.>"}]},
+        }}}),
     );
+    let mut node = Node::start_with(&config, &[]);
     node.wait_ready(Duration::from_secs(30));
     node
 }

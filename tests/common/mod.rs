@@ -316,3 +316,32 @@ pub fn shipped_hub(nats_url: &str, pg_url: &str, within: Duration) -> Node {
     hub.wait_ready(within);
     hub
 }
+
+/// The config of a hub on the NATS bus at `nats_url`: node `id` in region
+/// `core`, the admin server on a free port, and `ws_in`, a server-mode
+/// `websocket_input` on a free port at `/ingest` whose config gets the
+/// members of `ws_in` (its ports, say) on top; `more` adds components.
+pub fn nats_hub_config(
+    id: &str,
+    nats_url: &str,
+    ws_in: serde_json::Value,
+    more: serde_json::Value,
+) -> String {
+    use serde_json::json;
+    let mut ws_in_config = json!({
+        "mode": "server",
+        "server": {"http_port": 0, "bind": "127.0.0.1", "path": "/ingest"},
+    });
+    fednode_testkit::merge(&mut ws_in_config, ws_in);
+    let mut components = json!({"ws_in": {
+        "type": "input", "name": "websocket_input", "config": ws_in_config,
+    }});
+    fednode_testkit::merge(&mut components, more);
+    json!({
+        "node": {"id": id, "region": "core"},
+        "bus": {"kind": "nats", "url": nats_url},
+        "http": {"listen": "127.0.0.1:0"},
+        "components": components,
+    })
+    .to_string()
+}
