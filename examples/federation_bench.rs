@@ -186,20 +186,6 @@ where
     }
 }
 
-/// CPU time (user + system) of process `pid` so far, in seconds, from
-/// `/proc/PID/stat` (USER_HZ = 100).
-fn proc_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let ticks: u64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|f| f.parse::<u64>().ok())
-        .sum();
-    ticks as f64 / 100.0
-}
-
 // ---- the two chains ---------------------------------------------------------
 
 enum Chain {
@@ -225,7 +211,10 @@ impl Running {
     /// CPU seconds of each of the chain's processes so far (the edge or
     /// relay 1 first).
     fn cpu(&self) -> Vec<f64> {
-        self.pids().into_iter().map(proc_cpu).collect()
+        self.pids()
+            .into_iter()
+            .map(|pid| loadgen::process_cpu_time(pid).as_secs_f64())
+            .collect()
     }
 
     fn stop(self) {

@@ -170,7 +170,17 @@ pub fn rss_bytes(pid: u32) -> u64 {
 /// report CPU per message, which a busy shared machine disturbs less than
 /// throughput.
 pub fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_cpu_time("/proc/self/stat")
+}
+
+/// [`cpu_time`] of another process (a node the benchmark started); zero
+/// once it is gone.
+pub fn process_cpu_time(pid: u32) -> Duration {
+    stat_cpu_time(&format!("/proc/{pid}/stat"))
+}
+
+fn stat_cpu_time(path: &str) -> Duration {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are the
     // 14th and 15th fields of the whole line.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
