@@ -173,6 +173,28 @@ async fn durable_consumer_survives_a_crash_of_the_component() {
         || dup_metric() >= 100.0,
     )
     .await;
+    // A redelivery (ack_wait is 2 s) also counts as a duplicate, so the
+    // count above can be reached with a resent message still undelivered:
+    // wait until the consumer has nothing left before stopping.
+    let consumer_info = || async {
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+            .get_stream("FEDNODE_STORE")
+            .await
+            .unwrap()
+            .get_consumer("fednode_store")
+            .await
+            .unwrap();
+        consumer.info().await.unwrap().clone()
+    };
+    wait_until_async(
+        Duration::from_secs(30),
+        "the consumer to have nothing left",
+        || async {
+            let info = consumer_info().await;
+            info.num_pending == 0 && info.num_ack_pending == 0
+        },
+    )
+    .await;
     fednode_kit::testing::stop(&ctx).await;
     assert_eq!(
         count(&url, "SELECT count(*) FROM fednode_messages").await,
@@ -198,14 +220,7 @@ async fn durable_consumer_survives_a_crash_of_the_component() {
     );
 
     // Everything was acked: nothing left for the consumer.
-    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
-        .get_stream("FEDNODE_STORE")
-        .await
-        .unwrap()
-        .get_consumer("fednode_store")
-        .await
-        .unwrap();
-    let info = consumer.info().await.unwrap();
+    let info = consumer_info().await;
     assert_eq!(info.num_ack_pending, 0, "{info:?}");
     assert_eq!(info.num_pending, 0, "{info:?}");
     println!(
