@@ -50,8 +50,8 @@ impl Origin {
         };
         let node = node.filter(fits)?;
         Some(Origin {
-            node: node.into(),
-            region: region.filter(fits).map(NodeId::from),
+            node: NodeId::from_wire(node),
+            region: region.filter(fits).map(NodeId::from_wire),
         })
     }
 }
@@ -85,6 +85,54 @@ impl NodeId {
                 s
             }
         };
+        NodeId::Static(s)
+    }
+}
+
+/// How many distinct ids read off the wire [`NodeId::from_wire`] interns
+/// per process (at most 128 bytes each); later ones are shared instead.
+pub const MAX_WIRE_IDS: usize = 4096;
+
+/// Ids interned by [`NodeId::from_wire`] that this thread used last.
+const RECENT_WIRE_IDS: usize = 8;
+
+thread_local! {
+    static RECENT: std::cell::RefCell<Vec<&'static str>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl NodeId {
+    /// An id read off the wire (an envelope's or a header's `origin`). A
+    /// node hears the same few nodes and regions on every message, so the
+    /// first [`MAX_WIRE_IDS`] distinct ids are interned: a message then
+    /// carries them with neither an allocation nor a reference count that
+    /// two cores would share. Any id after those is shared, so a peer that
+    /// sends endless new ids costs at most that many kept.
+    pub fn from_wire(id: &str) -> NodeId {
+        let hit = RECENT.with(|r| r.borrow().iter().copied().find(|s| *s == id));
+        if let Some(s) = hit {
+            return NodeId::Static(s);
+        }
+        static IDS: std::sync::Mutex<Option<std::collections::HashSet<&'static str>>> =
+            std::sync::Mutex::new(None);
+        let mut ids = IDS.lock().unwrap_or_else(|e| e.into_inner());
+        let ids = ids.get_or_insert_with(Default::default);
+        let s = match ids.get(id) {
+            Some(s) => *s,
+            None if ids.len() < MAX_WIRE_IDS => {
+                let s: &'static str = Box::leak(id.to_string().into_boxed_str());
+                ids.insert(s);
+                s
+            }
+            None => return NodeId::Shared(id.into()),
+        };
+        RECENT.with(|r| {
+            let mut r = r.borrow_mut();
+            if r.len() == RECENT_WIRE_IDS {
+                r.remove(0);
+            }
+            r.push(s);
+        });
         NodeId::Static(s)
     }
 }
@@ -138,5 +186,46 @@ impl From<String> for NodeId {
 impl From<Arc<str>> for NodeId {
     fn from(s: Arc<str>) -> Self {
         NodeId::Shared(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interned(id: &NodeId) -> Option<&'static str> {
+        match id {
+            NodeId::Static(s) => Some(*s),
+            NodeId::Shared(_) => None,
+        }
+    }
+
+    #[test]
+    fn wire_ids_are_interned_up_to_a_bound_then_shared() {
+        let a = NodeId::from_wire("wire-edge-a");
+        let again = NodeId::from_wire("wire-edge-a");
+        let (a_s, again_s) = (interned(&a).unwrap(), interned(&again).unwrap());
+        assert!(std::ptr::eq(a_s, again_s), "one copy of each id");
+        // From another thread too (its recent ids start empty).
+        let there = std::thread::spawn(|| interned(&NodeId::from_wire("wire-edge-a")).unwrap())
+            .join()
+            .unwrap();
+        assert!(std::ptr::eq(a_s, there));
+
+        // A peer sending endless new ids: at most MAX_WIRE_IDS are kept.
+        let mut shared_after = None;
+        for i in 0..=MAX_WIRE_IDS {
+            let id = NodeId::from_wire(&format!("wire-flood-{i}"));
+            assert_eq!(&*id, format!("wire-flood-{i}"));
+            if interned(&id).is_none() {
+                shared_after = Some(i);
+                break;
+            }
+        }
+        assert!(shared_after.is_some(), "the bound holds");
+        // Ids interned before the table filled still come back interned.
+        assert!(interned(&NodeId::from_wire("wire-edge-a")).is_some());
+        // Either form compares by its text.
+        assert_eq!(NodeId::from_wire("wire-late"), NodeId::from("wire-late"));
     }
 }
