@@ -12,10 +12,12 @@
 //! - `session`: connections of either mode — the server's HTTP handler and
 //!   the client's reconnect loop — each driving its frames into the paths
 //!   below.
-//! - `publish`: the data path. Sessions push data into one kit
+//! - `publish`: the data path. While nothing is queued, data that is not
+//!   acked goes onto the bus from the session when the bus takes it at
+//!   once; everything else goes into one kit
 //!   [`BoundedQueue`](fednode_kit::queue::BoundedQueue) (`on_full` policy;
-//!   `block` stops reading the sockets); one publisher task drains it onto
-//!   the `ws_data` subject (a template rendered only when it has
+//!   `block` stops reading the sockets), which one publisher task drains
+//!   onto the `ws_data` subject (a template rendered only when it has
 //!   placeholders). Under `at_least_once` each published envelope is acked.
 //! - `control`: requests from peers (`status` answered here, the rest
 //!   forwarded to `<ws_control>.request`) and requests this node sends (the

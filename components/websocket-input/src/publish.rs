@@ -2,7 +2,7 @@
 //! `at_least_once`, the `on_full` policy when the queue is full), and one
 //! publisher task drains the queue onto the `ws_data` subject.
 
-use fednode_kit::bus::{BusError, Message, Meta, Published};
+use fednode_kit::bus::{BusError, Message, Meta, Published, TryPublish};
 use fednode_kit::envelope::{new_id, now_millis, Encoding, Envelope};
 use fednode_kit::queue::{OnFull, Pushed};
 use fednode_ws::config::Mode;
@@ -28,28 +28,54 @@ const MAX_ACK_BATCH: usize = 1024;
 impl Running {
     /// One data frame of a burst: `burst` frames (this one included) are
     /// not counted yet, and the publisher not woken, until the burst ends.
-    pub async fn on_data(
+    /// Returns the item when it must wait for room in the queue
+    /// ([`enqueue_waiting`](Self::enqueue_waiting)); everything else is
+    /// done here without waiting.
+    pub fn take_data(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        env: Envelope,
+        encoding: Encoding,
+        out: &Outbound,
+        burst: &mut u64,
+    ) -> Option<Item> {
+        if self.routes_downstream() {
+            if let Some(key) = self.key_of(&env.payload) {
+                self.note_key(conn, &key);
+            }
+        }
+        self.take_checked_data(conn, env, encoding, out, burst)
+    }
+
+    /// [`take_data`](Self::take_data) for a relay under `auth_message`:
+    /// its first message authenticates it, and is not data.
+    pub async fn take_relay_data(
         self: &Arc<Self>,
         conn: &Arc<Conn>,
         mut env: Envelope,
         encoding: Encoding,
         out: &Outbound,
         burst: &mut u64,
-    ) {
-        if self.settings.auth_message.is_some() {
-            match self.check_relay_data(conn, env.payload, out).await {
-                Checked::Publish(p) => env.payload = p,
-                Checked::Handled => {
-                    // Not data: it takes no place in the burst.
-                    *burst -= 1;
-                    return;
-                }
-            }
-        } else if self.routes_downstream() {
-            if let Some(key) = self.key_of(&env.payload) {
-                self.note_key(conn, &key);
+    ) -> Option<Item> {
+        match self.check_relay_data(conn, env.payload, out).await {
+            Checked::Publish(p) => env.payload = p,
+            Checked::Handled => {
+                // Not data: it takes no place in the burst.
+                *burst -= 1;
+                return None;
             }
         }
+        self.take_checked_data(conn, env, encoding, out, burst)
+    }
+
+    fn take_checked_data(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        env: Envelope,
+        encoding: Encoding,
+        out: &Outbound,
+        burst: &mut u64,
+    ) -> Option<Item> {
         let had_id = !env.id.is_empty();
         let id: Arc<str> = if had_id { env.id } else { Arc::from(new_id()) };
         if had_id && self.settings.mode == Mode::Client {
@@ -68,7 +94,7 @@ impl Running {
                 self.metrics.dropped(reason::DUPLICATE).inc();
                 // Published before; the sender missed our ack.
                 out.try_send(frame::encode(&Envelope::ack(&id, None), encoding));
-                return;
+                return None;
             }
             Some(AckTo {
                 out: out.clone(),
@@ -89,7 +115,57 @@ impl Running {
             },
             ack,
         };
-        self.enqueue(item, conn, burst).await;
+        // Acknowledged data is acked once its publish round is flushed,
+        // which the publisher does.
+        let item = if item.ack.is_none() && self.backlog.load(Ordering::Acquire) == 0 {
+            self.publish_at_once(item)?
+        } else {
+            item
+        };
+        self.try_enqueue(item, conn, burst)
+    }
+
+    /// Publish from the connection's task when the bus takes the message
+    /// without waiting (the memory bus with room in its subscribers'
+    /// channels): one hop less than through the queue and the publisher.
+    /// Hands the item back when the bus would have to wait.
+    fn publish_at_once(&self, item: Item) -> Option<Item> {
+        let subject = self.subject_of(&item);
+        let Item { payload, meta, ack } = item;
+        let msg = Message {
+            subject,
+            payload,
+            meta,
+            reply: None,
+        };
+        match self.ctx.bus.try_publish_message(msg) {
+            TryPublish::Sent => {
+                self.metrics.published.inc();
+                None
+            }
+            TryPublish::WouldWait(msg) => Some(Item {
+                payload: msg.payload,
+                meta: msg.meta,
+                ack,
+            }),
+        }
+    }
+
+    /// The `ws_data` subject of one item (its template rendered with the
+    /// payload and origin when it has placeholders).
+    fn subject_of(&self, item: &Item) -> Arc<str> {
+        match &self.fixed_subject {
+            Some(s) => s.clone(),
+            None => {
+                let origin = item.meta.origin.as_ref();
+                let origin = origin.unwrap_or(self.ctx.bus.origin());
+                Arc::from(
+                    self.settings
+                        .data_subject
+                        .render_bytes(&item.payload, Some(origin)),
+                )
+            }
+        }
     }
 
     pub fn count_received(&self, conn: &Conn, n: u64) {
@@ -101,43 +177,65 @@ impl Running {
     }
 
     /// Queue without waking the publisher (the session does, once per
-    /// burst), except when `block` has to wait for room: then the burst so
-    /// far is counted and the publisher woken first.
-    pub async fn enqueue(&self, item: Item, conn: &Conn, burst: &mut u64) {
-        let pushed = match self.queue.try_push_quiet(item) {
+    /// burst). A `block` queue that is full hands the item back, with the
+    /// burst so far counted and the publisher woken: the caller waits for
+    /// room ([`enqueue_waiting`](Self::enqueue_waiting)).
+    fn try_enqueue(&self, item: Item, conn: &Conn, burst: &mut u64) -> Option<Item> {
+        // Counted before the publisher can see it; what is not queued after
+        // all is taken off again in `settle`.
+        self.backlog.fetch_add(1, Ordering::AcqRel);
+        match self.queue.try_push_quiet(item) {
             Pushed::Rejected(item)
                 if self.queue.policy() == OnFull::Block && !self.queue.is_closed() =>
             {
-                // Full: let the publisher make room, and wait for it
-                // (health and the counters see it meanwhile).
+                // Full: let the publisher make room (health and the
+                // counters see it meanwhile).
                 self.count_received(conn, std::mem::take(burst));
                 self.note_depth();
                 self.queue.wake();
-                let push = self.queue.push(item);
-                tokio::pin!(push);
-                tokio::select! {
-                    biased;
-                    r = &mut push => r,
-                    _ = self.ctx.cancel.cancelled() => match tokio::time::timeout(FLUSH_GRACE, &mut push).await {
-                        Ok(r) => r,
-                        Err(_) => {
-                            self.metrics.dropped(reason::SHUTDOWN).inc();
-                            return;
-                        }
-                    },
-                }
+                Some(item)
             }
-            other => other,
+            pushed => {
+                self.settle(pushed);
+                None
+            }
+        }
+    }
+
+    /// Wait for room for an item [`try_enqueue`](Self::try_enqueue) handed
+    /// back (stopping reading this socket meanwhile, so TCP pushes back on
+    /// the peer); on shutdown, wait a grace period at most.
+    pub async fn enqueue_waiting(&self, item: Item) {
+        let push = self.queue.push(item);
+        tokio::pin!(push);
+        let pushed = tokio::select! {
+            biased;
+            r = &mut push => r,
+            _ = self.ctx.cancel.cancelled() => match tokio::time::timeout(FLUSH_GRACE, &mut push).await {
+                Ok(r) => r,
+                Err(_) => {
+                    self.backlog.fetch_sub(1, Ordering::AcqRel);
+                    self.metrics.dropped(reason::SHUTDOWN).inc();
+                    return;
+                }
+            },
         };
+        self.settle(pushed);
+    }
+
+    /// What became of a push: evicted and refused items are nacked.
+    fn settle(&self, pushed: Pushed<Item>) {
         match pushed {
             Pushed::Queued => {}
             Pushed::EvictedOldest(old) => {
+                self.backlog.fetch_sub(old.len(), Ordering::AcqRel);
                 for old in old {
                     self.metrics.dropped_queue_full.inc();
                     self.refuse(old, reason::QUEUE_FULL);
                 }
             }
             Pushed::Rejected(new) => {
+                self.backlog.fetch_sub(1, Ordering::AcqRel);
                 if self.queue.is_closed() {
                     self.metrics.dropped(reason::SHUTDOWN).inc();
                     // The sender keeps it and tries again (the next hub).
@@ -182,8 +280,6 @@ impl Running {
     }
 
     pub async fn publish_loop(self: Arc<Self>) {
-        let template = self.settings.data_subject.clone();
-        let fixed: Option<Arc<str>> = template.is_static().then(|| Arc::from(template.as_str()));
         let mut buf: Vec<Item> = Vec::with_capacity(PUBLISH_BATCH);
         let mut acks = Vec::new();
         loop {
@@ -196,15 +292,10 @@ impl Running {
                 *self.full_since.lock() = None;
             }
             for item in buf.drain(..) {
-                let subject: Arc<str> = match &fixed {
-                    Some(s) => s.clone(),
-                    None => {
-                        let origin = item.meta.origin.as_ref();
-                        let origin = origin.unwrap_or(self.ctx.bus.origin());
-                        Arc::from(template.render_bytes(&item.payload, Some(origin)))
-                    }
-                };
-                if let Some(ack) = self.publish_one(subject, item).await {
+                let subject = self.subject_of(&item);
+                let published = self.publish_one(subject, item).await;
+                self.backlog.fetch_sub(1, Ordering::AcqRel);
+                if let Some(ack) = published {
                     acks.push(ack);
                 }
             }

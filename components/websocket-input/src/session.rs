@@ -109,9 +109,15 @@ impl FrameHandler for Session {
                     self.conn.plain.store(env.is_plain(), Ordering::Relaxed);
                 }
                 self.burst += 1;
-                self.run
-                    .on_data(&self.conn, env, encoding, out, &mut self.burst)
-                    .await;
+                let (run, conn, burst) = (&self.run, &self.conn, &mut self.burst);
+                let waiting = if run.settings.auth_message.is_some() {
+                    run.take_relay_data(conn, env, encoding, out, burst).await
+                } else {
+                    run.take_data(conn, env, encoding, out, burst)
+                };
+                if let Some(item) = waiting {
+                    run.enqueue_waiting(item).await;
+                }
                 if self.burst >= MAX_BURST {
                     self.on_idle();
                 }

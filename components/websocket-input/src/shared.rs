@@ -133,6 +133,12 @@ pub struct Running {
     pub metrics: InputMetrics,
     pub state_gauge: Option<StateGauge>,
     pub queue: BoundedQueue<Item>,
+    /// Data in the queue or taken from it by the publisher, not yet on the
+    /// bus. While there is any, new data queues behind it; with none, data
+    /// the bus takes at once goes there straight from the connection.
+    pub backlog: AtomicUsize,
+    /// `ws_data` when it has no placeholders.
+    pub fixed_subject: Option<Arc<str>>,
     pub meter: RateMeter,
     pub conns: Mutex<BTreeMap<String, Arc<Conn>>>,
     pub conn_seq: AtomicU64,
@@ -192,6 +198,11 @@ impl Running {
                 .with_max_bytes(settings.backpressure.queue_bytes, |item: &Item| {
                     item.payload.len()
                 }),
+            backlog: AtomicUsize::new(0),
+            fixed_subject: settings
+                .data_subject
+                .is_static()
+                .then(|| Arc::from(settings.data_subject.as_str())),
             dedup: Mutex::new(RecentIds::new(settings.dedup_window)),
             metrics,
             state_gauge,

@@ -1,6 +1,8 @@
 //! The three `on_full` policies, with the queue really full: the publisher
 //! is held by a bus subscriber with room for one message that the test does
-//! not read (memory bus, `Overflow::Block`), so the queue fills up.
+//! not read (memory bus, `Overflow::Block`), so the queue fills up. And the
+//! order of data that goes onto the bus partly straight from the connection,
+//! partly through the queue.
 
 use crate::common::*;
 use fednode_kit::bus::Subscription;
@@ -123,5 +125,57 @@ async fn block_stops_reading_and_loses_nothing() {
     assert_eq!(drain(&mut sub, 10).await, (0..10).collect::<Vec<_>>());
     node.wait_metric("websocket_input_messages_published_total", &[], 10.0)
         .await;
+    node.stop().await;
+}
+
+/// Data the bus takes at once is published straight from the connection;
+/// data it cannot take waits in the queue, and everything after it queues
+/// behind it until the publisher has put it on the bus. A subscriber that
+/// reads in fits and starts switches between the two all the time, and the
+/// order holds throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_never_overtakes_data_waiting_in_the_queue() {
+    use fednode_kit::bus::{Overflow, SubscribeOptions};
+    use fednode_kit::Bus;
+    use futures::SinkExt;
+    const N: i64 = 20_000;
+    let node = start(server_config(json!({
+        "backpressure": {"queue_size": 64, "on_full": "block"}
+    })))
+    .await;
+    let mut sub = node
+        .bus
+        .subscribe(
+            "data",
+            SubscribeOptions {
+                capacity: 4,
+                overflow: Overflow::Block,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut ws = connect(&node.url(), None).await;
+    let sender = tokio::spawn(async move {
+        for n in 0..N {
+            ws.feed(text(&json!({"n": n}))).await.expect("send");
+            if n % 50 == 0 {
+                ws.flush().await.expect("flush");
+            }
+        }
+        ws.flush().await.expect("flush");
+        ws
+    });
+    let mut queued_at_some_point = false;
+    for expected in 0..N {
+        let n = json_of(&next_msg(&mut sub).await)["n"].as_i64().unwrap();
+        assert_eq!(n, expected, "out of order");
+        queued_at_some_point |= node.queue_depth() > 0;
+        if expected % 7 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    assert!(queued_at_some_point, "the queue was never used");
+    let _ws = sender.await.unwrap();
     node.stop().await;
 }
