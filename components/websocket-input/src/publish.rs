@@ -1,6 +1,8 @@
-//! The data path: a data frame becomes a queued item (dedup and ack under
-//! `at_least_once`, the `on_full` policy when the queue is full), and one
-//! publisher task drains the queue onto the `ws_data` subject.
+//! The data path: a data frame becomes an item (dedup and ack under
+//! `at_least_once`). While nothing is queued, an item without an ack goes
+//! onto the bus from the connection's task when the bus takes it at once;
+//! any other item is queued (the `on_full` policy when the queue is full),
+//! and one publisher task drains the queue onto the `ws_data` subject.
 
 use fednode_kit::bus::{BusError, Message, Meta, Published, TryPublish};
 use fednode_kit::envelope::{new_id, now_millis, Encoding, Envelope};
