@@ -505,7 +505,7 @@ where
         // `CANCEL_CHECK_EVERY` frames (the check takes a lock that every
         // connection of the component shares).
         frames = frames.wrapping_add(1);
-        let check = frames % CANCEL_CHECK_EVERY == 0;
+        let check = frames.is_multiple_of(CANCEL_CHECK_EVERY);
         let ready = if closing_since.is_none() && !(check && cancel.is_cancelled()) {
             stream.next().now_or_never()
         } else {
