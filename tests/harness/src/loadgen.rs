@@ -554,7 +554,7 @@ fn sent_at(payload: &[u8]) -> Option<u64> {
 }
 
 /// Append one masked text frame (RFC 6455 §5.2) carrying `payload`.
-fn push_masked_frame(buf: &mut Vec<u8>, payload: &[u8], salt: u32) {
+pub fn push_masked_frame(buf: &mut Vec<u8>, payload: &[u8], salt: u32) {
     assert!(payload.len() < 1 << 16, "generator frames are < 64 KiB");
     buf.push(0x81); // FIN, text
     if payload.len() < 126 {
@@ -644,7 +644,7 @@ impl FrameParser {
 }
 
 /// Connect and upgrade; the stream and any bytes read past the response.
-async fn connect(url: &str) -> (TcpStream, Vec<u8>) {
+pub async fn connect(url: &str) -> (TcpStream, Vec<u8>) {
     let rest = url
         .strip_prefix("ws://")
         .unwrap_or_else(|| panic!("the generator speaks ws:// only, not {url}"));
