@@ -7,6 +7,7 @@
 use fednode_kit::bus::{BusError, Message, Meta, Published, TryPublish};
 use fednode_kit::envelope::{new_id, now_millis, Encoding, Envelope};
 use fednode_kit::queue::{OnFull, Pushed};
+use fednode_kit::Origin;
 use fednode_ws::config::Mode;
 use fednode_ws::frame::{self, Outbound};
 use std::sync::atomic::Ordering;
@@ -28,6 +29,24 @@ const PUBLISH_BATCH: usize = 256;
 const MAX_ACK_BATCH: usize = 1024;
 
 impl Running {
+    /// The payload a relay under `auth_message` sends as data: `None` for
+    /// its first message, which authenticates it and is not data (and
+    /// takes no place in the burst).
+    pub async fn relay_data(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        mut env: Envelope,
+        out: &Outbound,
+    ) -> Option<Envelope> {
+        match self.check_relay_data(conn, env.payload, out).await {
+            Checked::Publish(p) => {
+                env.payload = p;
+                Some(env)
+            }
+            Checked::Handled => None,
+        }
+    }
+
     /// One data frame of a burst: `burst` frames (this one included) are
     /// not counted yet, and the publisher not woken, until the burst ends.
     /// Returns the item when it must wait for room in the queue
@@ -41,43 +60,12 @@ impl Running {
         out: &Outbound,
         burst: &mut u64,
     ) -> Option<Item> {
-        if self.routes_downstream() {
+        // A relay's routing key is bound by its auth message instead.
+        if self.settings.auth_message.is_none() && self.routes_downstream() {
             if let Some(key) = self.key_of(&env.payload) {
                 self.note_key(conn, &key);
             }
         }
-        self.take_checked_data(conn, env, encoding, out, burst)
-    }
-
-    /// [`take_data`](Self::take_data) for a relay under `auth_message`:
-    /// its first message authenticates it, and is not data.
-    pub async fn take_relay_data(
-        self: &Arc<Self>,
-        conn: &Arc<Conn>,
-        mut env: Envelope,
-        encoding: Encoding,
-        out: &Outbound,
-        burst: &mut u64,
-    ) -> Option<Item> {
-        match self.check_relay_data(conn, env.payload, out).await {
-            Checked::Publish(p) => env.payload = p,
-            Checked::Handled => {
-                // Not data: it takes no place in the burst.
-                *burst -= 1;
-                return None;
-            }
-        }
-        self.take_checked_data(conn, env, encoding, out, burst)
-    }
-
-    fn take_checked_data(
-        self: &Arc<Self>,
-        conn: &Arc<Conn>,
-        env: Envelope,
-        encoding: Encoding,
-        out: &Outbound,
-        burst: &mut u64,
-    ) -> Option<Item> {
         let had_id = !env.id.is_empty();
         let id: Arc<str> = if had_id { env.id } else { Arc::from(new_id()) };
         if had_id && self.settings.mode == Mode::Client {
@@ -106,23 +94,27 @@ impl Running {
         } else {
             None
         };
-        let item = Item {
+        let origin = conn.peer.origin_of(env.origin);
+        let msg = Message {
+            subject: self.subject_of(&env.payload, origin.as_ref()),
             payload: env.payload,
             meta: Meta {
                 id: Some(id),
                 timestamp: Some(env.timestamp.unwrap_or_else(now_millis)),
                 node: None,
                 replay: env.replay,
-                origin: conn.peer.origin_of(env.origin),
+                origin,
             },
-            ack,
+            reply: None,
         };
         // Acknowledged data is acked once its publish round is flushed,
         // which the publisher does.
-        let item = if item.ack.is_none() && self.backlog.load(Ordering::Acquire) == 0 {
-            self.publish_at_once(item)?
-        } else {
-            item
+        let item = match ack {
+            None if self.backlog.load(Ordering::Acquire) == 0 => Item {
+                msg: self.publish_at_once(msg)?,
+                ack: None,
+            },
+            ack => Item { msg, ack },
         };
         self.try_enqueue(item, conn, burst)
     }
@@ -130,41 +122,29 @@ impl Running {
     /// Publish from the connection's task when the bus takes the message
     /// without waiting (the memory bus with room in its subscribers'
     /// channels): one hop less than through the queue and the publisher.
-    /// Hands the item back when the bus would have to wait.
-    fn publish_at_once(&self, item: Item) -> Option<Item> {
-        let subject = self.subject_of(&item);
-        let Item { payload, meta, ack } = item;
-        let msg = Message {
-            subject,
-            payload,
-            meta,
-            reply: None,
-        };
+    /// Hands the message back when the bus would have to wait.
+    fn publish_at_once(&self, msg: Message) -> Option<Message> {
         match self.ctx.bus.try_publish_message(msg) {
             TryPublish::Sent => {
                 self.metrics.published.inc();
                 None
             }
-            TryPublish::WouldWait(msg) => Some(Item {
-                payload: msg.payload,
-                meta: msg.meta,
-                ack,
-            }),
+            TryPublish::WouldWait(msg) => Some(msg),
         }
     }
 
-    /// The `ws_data` subject of one item (its template rendered with the
-    /// payload and origin when it has placeholders).
-    fn subject_of(&self, item: &Item) -> Arc<str> {
+    /// The `ws_data` subject of a payload (the template rendered with the
+    /// payload and its origin, this node's when it has none, when it has
+    /// placeholders).
+    fn subject_of(&self, payload: &[u8], origin: Option<&Origin>) -> Arc<str> {
         match &self.fixed_subject {
             Some(s) => s.clone(),
             None => {
-                let origin = item.meta.origin.as_ref();
                 let origin = origin.unwrap_or(self.ctx.bus.origin());
                 Arc::from(
                     self.settings
                         .data_subject
-                        .render_bytes(&item.payload, Some(origin)),
+                        .render_bytes(payload, Some(origin)),
                 )
             }
         }
@@ -270,7 +250,7 @@ impl Running {
     /// Data that will not reach the bus: nack it (`at_least_once`) and let
     /// a resend of the same id through.
     pub fn refuse(&self, item: Item, why: &str) {
-        self.nack(item.ack, item.meta.id, why);
+        self.nack(item.ack, item.msg.meta.id, why);
     }
 
     pub fn nack(&self, ack: Option<AckTo>, id: Option<Arc<str>>, why: &str) {
@@ -294,8 +274,7 @@ impl Running {
                 *self.full_since.lock() = None;
             }
             for item in buf.drain(..) {
-                let subject = self.subject_of(&item);
-                let published = self.publish_one(subject, item).await;
+                let published = self.publish_one(item).await;
                 self.backlog.fetch_sub(1, Ordering::AcqRel);
                 if let Some(ack) = published {
                     acks.push(ack);
@@ -349,16 +328,10 @@ impl Running {
     }
 
     /// Publish one item; returns where to ack it once the round is flushed.
-    pub async fn publish_one(&self, subject: Arc<str>, item: Item) -> Option<(AckTo, Arc<str>)> {
-        let Item { payload, meta, ack } = item;
+    pub async fn publish_one(&self, item: Item) -> Option<(AckTo, Arc<str>)> {
+        let Item { msg, ack } = item;
         // The message moves to the bus; an ack or nack needs only the id.
-        let id = ack.as_ref().and(meta.id.clone());
-        let msg = Message {
-            subject,
-            payload,
-            meta,
-            reply: None,
-        };
+        let id = ack.as_ref().and(msg.meta.id.clone());
         // Most messages go without waiting and without a copy kept for a
         // retry; the rest wait for room, and failures retry with backoff.
         let result = self.ctx.bus.publish_retrying(msg, &self.flush_abort).await;

@@ -108,15 +108,16 @@ impl FrameHandler for Session {
                     // JSON gets plain JSON back.
                     self.conn.plain.store(env.is_plain(), Ordering::Relaxed);
                 }
-                self.burst += 1;
-                let (run, conn, burst) = (&self.run, &self.conn, &mut self.burst);
-                let waiting = if run.settings.auth_message.is_some() {
-                    run.take_relay_data(conn, env, encoding, out, burst).await
-                } else {
-                    run.take_data(conn, env, encoding, out, burst)
+                let (run, conn) = (&self.run, &self.conn);
+                let env = match run.settings.auth_message {
+                    Some(_) => run.relay_data(conn, env, out).await,
+                    None => Some(env),
                 };
-                if let Some(item) = waiting {
-                    run.enqueue_waiting(item).await;
+                if let Some(env) = env {
+                    self.burst += 1;
+                    if let Some(item) = run.take_data(conn, env, encoding, out, &mut self.burst) {
+                        run.enqueue_waiting(item).await;
+                    }
                 }
                 if self.burst >= MAX_BURST {
                     self.on_idle();

@@ -3,8 +3,7 @@
 //! status. The session, publish and control files add the behaviour; the
 //! component file sits on top.
 
-use bytes::Bytes;
-use fednode_kit::bus::Meta;
+use fednode_kit::bus::Message;
 use fednode_kit::envelope::Encoding;
 use fednode_kit::queue::BoundedQueue;
 use fednode_kit::Context;
@@ -37,10 +36,10 @@ pub struct ClientStatus {
     pub retry: u32,
 }
 
-/// A data payload on its way to the bus.
+/// A data message on its way to the bus (its subject rendered once, when
+/// it arrives).
 pub struct Item {
-    pub payload: Bytes,
-    pub meta: Meta,
+    pub msg: Message,
     /// `at_least_once`: where to send the ack once published.
     pub ack: Option<AckTo>,
 }
@@ -196,7 +195,7 @@ impl Running {
         Running {
             queue: BoundedQueue::new(settings.backpressure.queue_size, settings.queue_policy())
                 .with_max_bytes(settings.backpressure.queue_bytes, |item: &Item| {
-                    item.payload.len()
+                    item.msg.payload.len()
                 }),
             backlog: AtomicUsize::new(0),
             fixed_subject: settings
