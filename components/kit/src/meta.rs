@@ -73,18 +73,33 @@ pub enum NodeId {
 
 impl NodeId {
     /// The interned form of `id`. Each distinct id is leaked once, so use
-    /// it for ids from the config, never for ids read off the wire.
+    /// it for ids from the config, never for ids read off the wire (that is
+    /// [`from_wire`](Self::from_wire)).
     pub fn interned(id: &str) -> NodeId {
-        static IDS: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
-        let mut ids = IDS.lock().unwrap_or_else(|e| e.into_inner());
-        let s = match ids.iter().find(|s| **s == id) {
-            Some(s) => *s,
-            None => {
-                let s: &'static str = Box::leak(id.to_string().into_boxed_str());
-                ids.push(s);
-                s
-            }
+        NodeId::Static(intern(id, usize::MAX).expect("no bound"))
+    }
+
+    /// An id read off the wire (an envelope's or a header's `origin`). A
+    /// node hears the same few nodes and regions on every message, so the
+    /// first [`MAX_WIRE_IDS`] distinct ids are interned: a message then
+    /// carries them with neither an allocation nor a reference count that
+    /// two cores would share. Any id after those is shared, so a peer that
+    /// sends endless new ids costs at most that many kept.
+    pub fn from_wire(id: &str) -> NodeId {
+        let hit = RECENT.with(|r| r.borrow().iter().copied().find(|s| *s == id));
+        if let Some(s) = hit {
+            return NodeId::Static(s);
+        }
+        let Some(s) = intern(id, MAX_WIRE_IDS) else {
+            return NodeId::Shared(id.into());
         };
+        RECENT.with(|r| {
+            let mut r = r.borrow_mut();
+            if r.len() == RECENT_WIRE_IDS {
+                r.remove(0);
+            }
+            r.push(s);
+        });
         NodeId::Static(s)
     }
 }
@@ -101,40 +116,21 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-impl NodeId {
-    /// An id read off the wire (an envelope's or a header's `origin`). A
-    /// node hears the same few nodes and regions on every message, so the
-    /// first [`MAX_WIRE_IDS`] distinct ids are interned: a message then
-    /// carries them with neither an allocation nor a reference count that
-    /// two cores would share. Any id after those is shared, so a peer that
-    /// sends endless new ids costs at most that many kept.
-    pub fn from_wire(id: &str) -> NodeId {
-        let hit = RECENT.with(|r| r.borrow().iter().copied().find(|s| *s == id));
-        if let Some(s) = hit {
-            return NodeId::Static(s);
-        }
-        static IDS: std::sync::Mutex<Option<std::collections::HashSet<&'static str>>> =
-            std::sync::Mutex::new(None);
-        let mut ids = IDS.lock().unwrap_or_else(|e| e.into_inner());
-        let ids = ids.get_or_insert_with(Default::default);
-        let s = match ids.get(id) {
-            Some(s) => *s,
-            None if ids.len() < MAX_WIRE_IDS => {
-                let s: &'static str = Box::leak(id.to_string().into_boxed_str());
-                ids.insert(s);
-                s
-            }
-            None => return NodeId::Shared(id.into()),
-        };
-        RECENT.with(|r| {
-            let mut r = r.borrow_mut();
-            if r.len() == RECENT_WIRE_IDS {
-                r.remove(0);
-            }
-            r.push(s);
-        });
-        NodeId::Static(s)
+/// The one copy of `id`, leaked the first time, unless the process
+/// already holds `bound` ids or more.
+fn intern(id: &str, bound: usize) -> Option<&'static str> {
+    static IDS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<&'static str>>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut ids = IDS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = ids.get(id) {
+        return Some(*s);
     }
+    if ids.len() >= bound {
+        return None;
+    }
+    let s: &'static str = Box::leak(id.to_string().into_boxed_str());
+    ids.insert(s);
+    Some(s)
 }
 
 impl std::ops::Deref for NodeId {
