@@ -80,6 +80,18 @@ fn context(nats_url: &str, metrics: &Arc<Metrics>) -> fednode_kit::Context {
 const BASE_TS: i64 = 1_700_000_000_000;
 const N: i64 = 4_000;
 
+/// The component's durable JetStream consumer, as the server sees it.
+async fn store_consumer(
+    js: &async_nats::jetstream::Context,
+) -> async_nats::jetstream::consumer::PullConsumer {
+    js.get_stream("FEDNODE_STORE")
+        .await
+        .unwrap()
+        .get_consumer("fednode_store")
+        .await
+        .unwrap()
+}
+
 async fn publish(js: &async_nats::jetstream::Context, i: i64) {
     let mut h = async_nats::HeaderMap::new();
     h.insert("Fednode-Id", format!("d{i}").as_str());
@@ -176,16 +188,7 @@ async fn durable_consumer_survives_a_crash_of_the_component() {
     // A redelivery (ack_wait is 2 s) also counts as a duplicate, so the
     // count above can be reached with a resent message still undelivered:
     // wait until the consumer has nothing left before stopping.
-    let consumer_info = || async {
-        let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
-            .get_stream("FEDNODE_STORE")
-            .await
-            .unwrap()
-            .get_consumer("fednode_store")
-            .await
-            .unwrap();
-        consumer.info().await.unwrap().clone()
-    };
+    let consumer_info = || async { store_consumer(&js).await.info().await.unwrap().clone() };
     wait_until_async(
         Duration::from_secs(30),
         "the consumer to have nothing left",
@@ -267,13 +270,7 @@ async fn a_row_postgres_refuses_is_terminated_not_redelivered() {
     .await;
     // Terminated: nothing pending, nothing awaiting an ack (a message
     // left unacked would be redelivered after ack_wait, forever).
-    let consumer: async_nats::jetstream::consumer::PullConsumer = js
-        .get_stream("FEDNODE_STORE")
-        .await
-        .unwrap()
-        .get_consumer("fednode_store")
-        .await
-        .unwrap();
+    let consumer = store_consumer(&js).await;
     wait_until_async(
         Duration::from_secs(10),
         "every message acked or terminated",

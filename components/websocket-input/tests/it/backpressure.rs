@@ -135,8 +135,6 @@ async fn block_stops_reading_and_loses_nothing() {
 /// order holds throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_never_overtakes_data_waiting_in_the_queue() {
-    use fednode_kit::bus::{Overflow, SubscribeOptions};
-    use fednode_kit::Bus;
     use futures::SinkExt;
     const N: i64 = 20_000;
     let node = start(server_config(json!({
@@ -144,17 +142,8 @@ async fn data_never_overtakes_data_waiting_in_the_queue() {
     })))
     .await;
     let mut sub = node
-        .bus
-        .subscribe(
-            "data",
-            SubscribeOptions {
-                capacity: 4,
-                overflow: Overflow::Block,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        .subscribe_bounded("data", 4, fednode_kit::bus::Overflow::Block)
+        .await;
     let mut ws = connect(&node.url(), None).await;
     let sender = tokio::spawn(async move {
         for n in 0..N {

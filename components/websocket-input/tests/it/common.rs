@@ -87,11 +87,32 @@ impl Node {
     }
 
     pub async fn subscribe(&self, subject: &str) -> Subscription {
-        use fednode_kit::Bus;
-        self.bus
-            .subscribe(subject, SubscribeOptions::default())
+        self.subscribe_with(subject, SubscribeOptions::default())
             .await
-            .expect("subscribe")
+    }
+
+    /// A subscriber with room for `capacity` messages; `overflow` says what
+    /// a full one does to the publisher.
+    pub async fn subscribe_bounded(
+        &self,
+        subject: &str,
+        capacity: usize,
+        overflow: fednode_kit::bus::Overflow,
+    ) -> Subscription {
+        self.subscribe_with(
+            subject,
+            SubscribeOptions {
+                capacity,
+                overflow,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    async fn subscribe_with(&self, subject: &str, opts: SubscribeOptions) -> Subscription {
+        use fednode_kit::Bus;
+        self.bus.subscribe(subject, opts).await.expect("subscribe")
     }
 
     /// Wait until metric `name{labels}` reaches `want`.
@@ -243,20 +264,9 @@ pub async fn hold_publisher(
     first: WsMessage,
     second: WsMessage,
 ) -> Subscription {
-    use fednode_kit::bus::Overflow;
-    use fednode_kit::Bus;
     let sub = node
-        .bus
-        .subscribe(
-            "data",
-            SubscribeOptions {
-                capacity: 1,
-                overflow: Overflow::Block,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        .subscribe_bounded("data", 1, fednode_kit::bus::Overflow::Block)
+        .await;
     let received = node.metric("websocket_input_messages_received_total", &[]);
     send(ws, first).await;
     wait_until(SOON, "the first message parked in the subscriber", || {

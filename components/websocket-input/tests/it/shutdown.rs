@@ -45,25 +45,14 @@ async fn closes_with_1001_and_flushes_the_queue() {
 /// connection still closes on shutdown and the component stops in time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_never_pauses_is_closed_on_shutdown() {
-    use fednode_kit::bus::{Overflow, SubscribeOptions};
-    use fednode_kit::Bus;
     use fednode_testkit::loadgen;
     use tokio::io::AsyncWriteExt;
     // `drop_oldest` (the default): a full queue never makes the connection
     // wait either.
     let node = start(server_config(json!({}))).await;
     let mut sub = node
-        .bus
-        .subscribe(
-            "data",
-            SubscribeOptions {
-                capacity: 1 << 16,
-                overflow: Overflow::Drop,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        .subscribe_bounded("data", 1 << 16, fednode_kit::bus::Overflow::Drop)
+        .await;
     tokio::spawn(async move { while sub.next().await.is_some() {} });
     // Pre-built masked frames, written 64 KiB at a time: the peer costs
     // next to nothing per frame, so the socket always holds more.
