@@ -626,68 +626,6 @@ fn canonical_ack_id(text: &str) -> Option<&str> {
     needs_no_escape(id).then_some(id)
 }
 
-/// [`Envelope::encode_json`] from borrowed parts, for a holder of the parts
-/// (the websocket output's buffered messages) that would otherwise build an
-/// `Envelope` (two allocations) only to encode it.
-pub fn encode_json_parts(
-    kind: Kind,
-    id: &str,
-    timestamp: Option<i64>,
-    replay: bool,
-    origin: Option<&Origin>,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + id.len() + 72);
-    out.extend_from_slice(b"{\"type\":\"");
-    out.extend_from_slice(kind.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"id\":");
-    push_json_str(&mut out, id);
-    if let Some(ts) = timestamp {
-        out.extend_from_slice(b",\"timestamp\":");
-        out.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
-    }
-    if replay {
-        out.extend_from_slice(b",\"replay\":true");
-    }
-    if let Some(origin) = origin {
-        // As serde writes `WireOrigin`, without its machinery per message.
-        out.extend_from_slice(b",\"origin\":{\"node\":");
-        push_json_str(&mut out, &origin.node);
-        if let Some(region) = &origin.region {
-            out.extend_from_slice(b",\"region\":");
-            push_json_str(&mut out, region);
-        }
-        out.push(b'}');
-    }
-    if !(matches!(kind, Kind::Ack) && payload == NULL) {
-        out.extend_from_slice(b",\"payload\":");
-        out.extend_from_slice(payload);
-    }
-    out.push(b'}');
-    out
-}
-
-/// Whether `text` goes into a JSON string as it is (no quote, backslash or
-/// control character). Written without an early exit, so the compiler
-/// checks many bytes at once: ids are short and nearly always plain.
-fn needs_no_escape(text: &str) -> bool {
-    !text.bytes().fold(false, |odd, b| {
-        odd | (b < 0x20) | (b == b'"') | (b == b'\\')
-    })
-}
-
-/// `text` as a JSON string.
-fn push_json_str(out: &mut Vec<u8>, text: &str) {
-    if needs_no_escape(text) {
-        // Nothing to escape (ids are usually UUIDs or similar).
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-    } else {
-        serde_json::to_writer(out, text).expect("string serialises");
-    }
-}
-
 /// A member that serde reads as an `Option<Cow<str>>`: absent or null is
 /// `None`, a string its text; anything else makes the frame [`NotFields::Odd`].
 #[inline]
@@ -775,5 +713,8 @@ fn trim(bytes: &[u8]) -> &[u8] {
 }
 
 mod acks;
+mod write;
+pub use write::encode_json_parts;
+use write::{needs_no_escape, push_json_str};
 #[cfg(test)]
 mod tests;

@@ -56,22 +56,29 @@ impl ReplayBuffer {
         }
     }
 
-    /// Keep `item`, dropping the oldest for room (the newest is always
-    /// kept, however large).
-    pub fn push(&self, item: &Arc<Item>) {
-        if self.capacity == 0 {
+    /// Keep `items` (in order), dropping the oldest for room (the newest
+    /// is always kept, however large): one lock for a batch. What falls
+    /// out is freed after the lock is released.
+    pub fn push_all(&self, items: &[Arc<Item>]) {
+        if self.capacity == 0 || items.is_empty() {
             return;
         }
+        let mut evicted = Vec::new();
         let mut h = self.items.lock();
-        let w = item.payload.len();
-        while !h.q.is_empty()
-            && (h.q.len() == self.capacity || h.bytes.saturating_add(w) > self.max_bytes)
-        {
-            let old = h.q.pop_front().expect("not empty");
-            h.bytes -= old.payload.len();
+        for item in items {
+            let w = item.payload.len();
+            while !h.q.is_empty()
+                && (h.q.len() == self.capacity || h.bytes.saturating_add(w) > self.max_bytes)
+            {
+                let old = h.q.pop_front().expect("not empty");
+                h.bytes -= old.payload.len();
+                evicted.push(old);
+            }
+            h.q.push_back(item.clone());
+            h.bytes += w;
         }
-        h.q.push_back(item.clone());
-        h.bytes += w;
+        drop(h);
+        drop(evicted);
     }
 
     pub fn len(&self) -> usize {
@@ -151,8 +158,9 @@ mod tests {
     #[test]
     fn keeps_the_newest_and_selects_by_id_and_time() {
         let b = ReplayBuffer::new(3, usize::MAX);
-        for s in 1..=5 {
-            b.push(&item(s, s as i64 * 10));
+        b.push_all(&[item(1, 10), item(2, 20)]);
+        for s in 3..=5 {
+            b.push_all(&[item(s, s as i64 * 10)]);
         }
         let seqs = |v: Vec<Arc<Item>>| v.iter().map(|i| i.seq).collect::<Vec<_>>();
         assert_eq!(
@@ -186,9 +194,7 @@ mod tests {
     #[test]
     fn the_byte_bound_keeps_the_newest_that_fit() {
         let b = ReplayBuffer::new(100, 10);
-        for s in 1..=5 {
-            b.push(&item(s, 0));
-        }
+        b.push_all(&(1..=5).map(|s| item(s, 0)).collect::<Vec<_>>());
         // 4 bytes each: two fit in 10.
         let seqs: Vec<u64> = b.snapshot(None, None).iter().map(|i| i.seq).collect();
         assert_eq!(seqs, vec![4, 5]);

@@ -138,14 +138,10 @@ async fn dispatch(
     let routing: Vec<Arc<Routing>> = conns.iter().map(|c| c.routing.load_full()).collect();
     shares.resize_with(conns.len(), Vec::new);
     let names = sh.placeholders();
-    let mut batch = Vec::new();
+    let mut batch = Vec::with_capacity(n);
     for m in buf.drain(..) {
         *seq += 1;
         let item = Arc::new(Item::from_message(*seq, m).share_frames(share));
-        sh.buffer.push(&item);
-        if sh.spool.is_some() {
-            batch.push(item.clone());
-        }
         // Routing reads the bound members and parses the payload at most
         // once each, for everyone.
         let keys = Keys::new(names, &item);
@@ -156,7 +152,11 @@ async fn dispatch(
                 Outcome::NoMatch => {}
             }
         }
+        batch.push(item);
     }
+    // Before any connection can see the batch: a replay served after this
+    // one starts where its live data does.
+    sh.buffer.push_all(&batch);
     if let Some(spool) = sh.feeder() {
         // Client mode with a store: the one connection is fed from it.
         for items in shares.iter_mut() {

@@ -128,3 +128,30 @@ fn origins_are_written_as_serde_would_and_read_back_whatever_their_text() {
     let origin = Envelope::decode_json(spaced).unwrap().origin.unwrap();
     assert_eq!((&*origin.node, origin.region.as_deref()), ("n", Some("r")));
 }
+
+#[test]
+fn frames_are_allocated_at_their_length() {
+    let plain = Origin::from_wire(Some("edge-01"), Some("eu-west")).unwrap();
+    let odd = Origin::from_wire(Some("a\"b\\c"), Some("r\u{1}")).unwrap();
+    for (kind, id, ts, replay, origin, payload) in [
+        (
+            Kind::Data,
+            "d1",
+            Some(1704844800000),
+            false,
+            None,
+            &b"{\"a\":1}"[..],
+        ),
+        (Kind::Data, "d1", Some(-5), true, Some(&plain), b"[1, 2]"),
+        (Kind::Data, "d\"1\n", None, false, Some(&odd), b"7"),
+        (Kind::Ack, "a1", None, false, None, NULL),
+        (Kind::Nack, "a1", None, false, None, b"{\"reason\":\"x\"}"),
+    ] {
+        let frame = encode_json_parts(kind, id, ts, replay, origin, payload);
+        // A `Bytes` made from a vector with spare room allocates again.
+        assert_eq!(frame.len(), frame.capacity(), "{frame:?}");
+        let back = Envelope::decode_json(&frame).unwrap();
+        assert_eq!((back.kind, &*back.id, back.timestamp), (kind, id, ts));
+        assert_eq!(back.origin.as_ref(), origin);
+    }
+}
