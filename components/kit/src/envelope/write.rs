@@ -21,18 +21,21 @@ pub fn encode_json_parts(
     let mut digits = itoa::Buffer::new();
     let timestamp = timestamp.map(|t| digits.format(t));
     let with_payload = !(matches!(kind, Kind::Ack) && payload == NULL);
+    // Each string is checked for escapes once, for its length and its writing.
+    let id = JsonStr::new(id);
+    let origin = origin.map(|o| (JsonStr::new(&o.node), o.region.as_deref().map(JsonStr::new)));
     let len = r#"{"type":""#.len()
         + kind.as_str().len()
         + r#"","id":"#.len()
-        + json_str_len(id)
+        + id.len()
         + timestamp.map_or(0, |t| r#","timestamp":"#.len() + t.len())
         + if replay { r#","replay":true"#.len() } else { 0 }
-        + origin.map_or(0, |o| {
+        + origin.as_ref().map_or(0, |(node, region)| {
             r#","origin":{"node":"#.len()
-                + json_str_len(&o.node)
-                + o.region
+                + node.len()
+                + region
                     .as_ref()
-                    .map_or(0, |r| r#","region":"#.len() + json_str_len(r))
+                    .map_or(0, |r| r#","region":"#.len() + r.len())
                 + "}".len()
         })
         + if with_payload {
@@ -45,7 +48,7 @@ pub fn encode_json_parts(
     out.extend_from_slice(b"{\"type\":\"");
     out.extend_from_slice(kind.as_str().as_bytes());
     out.extend_from_slice(b"\",\"id\":");
-    push_json_str(&mut out, id);
+    id.push(&mut out);
     if let Some(ts) = timestamp {
         out.extend_from_slice(b",\"timestamp\":");
         out.extend_from_slice(ts.as_bytes());
@@ -53,13 +56,13 @@ pub fn encode_json_parts(
     if replay {
         out.extend_from_slice(b",\"replay\":true");
     }
-    if let Some(origin) = origin {
+    if let Some((node, region)) = origin {
         // As serde writes `WireOrigin`, without its machinery per message.
         out.extend_from_slice(b",\"origin\":{\"node\":");
-        push_json_str(&mut out, &origin.node);
-        if let Some(region) = &origin.region {
+        node.push(&mut out);
+        if let Some(region) = region {
             out.extend_from_slice(b",\"region\":");
-            push_json_str(&mut out, region);
+            region.push(&mut out);
         }
         out.push(b'}');
     }
@@ -75,13 +78,38 @@ pub fn encode_json_parts(
     out
 }
 
-/// The length of `text` as a JSON string: exact when nothing needs an
-/// escape, otherwise a bound (an escape is at most six bytes, `\u001f`).
-fn json_str_len(text: &str) -> usize {
-    if needs_no_escape(text) {
-        text.len() + 2
-    } else {
-        text.len() * 6 + 2
+/// A string to write as a JSON string, checked for escapes.
+struct JsonStr<'a> {
+    text: &'a str,
+    plain: bool,
+}
+
+impl<'a> JsonStr<'a> {
+    fn new(text: &'a str) -> Self {
+        JsonStr {
+            text,
+            plain: needs_no_escape(text),
+        }
+    }
+
+    /// Its length written: exact when nothing needs an escape, otherwise a
+    /// bound (an escape is at most six bytes, `\u001f`).
+    fn len(&self) -> usize {
+        match self.plain {
+            true => self.text.len() + 2,
+            false => self.text.len() * 6 + 2,
+        }
+    }
+
+    fn push(&self, out: &mut Vec<u8>) {
+        if self.plain {
+            // Nothing to escape (ids are usually UUIDs or similar).
+            out.push(b'"');
+            out.extend_from_slice(self.text.as_bytes());
+            out.push(b'"');
+        } else {
+            serde_json::to_writer(out, self.text).expect("string serialises");
+        }
     }
 }
 
@@ -96,12 +124,5 @@ pub(super) fn needs_no_escape(text: &str) -> bool {
 
 /// `text` as a JSON string.
 pub(super) fn push_json_str(out: &mut Vec<u8>, text: &str) {
-    if needs_no_escape(text) {
-        // Nothing to escape (ids are usually UUIDs or similar).
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-    } else {
-        serde_json::to_writer(out, text).expect("string serialises");
-    }
+    JsonStr::new(text).push(out);
 }
