@@ -221,7 +221,8 @@ impl Conn {
     /// without waiting: straight to the writer while nothing waits for this
     /// connection (as much as the writer's queue has room for), the rest
     /// into the connection's queue. The writer and the pump are woken once
-    /// each, for the whole batch. `items` is left empty.
+    /// each, for the whole batch. `items` is left empty; `frames` is the
+    /// caller's buffer for the frames built on the way (left empty too).
     ///
     /// What the queue has no room for under `block` is left in `rest`, in
     /// order: the fan-out waits with it ([`push_waiting`](Self::push_waiting))
@@ -229,6 +230,7 @@ impl Conn {
     pub fn hand_over(
         &self,
         items: &mut Vec<Arc<Item>>,
+        frames: &mut VecDeque<WsMessage>,
         rest: &mut VecDeque<Out>,
         metrics: &OutputMetrics,
     ) {
@@ -240,12 +242,10 @@ impl Conn {
                 // frame that did not fit would be built again by the pump.
                 let n = out.room().min(items.len());
                 if n > 0 {
-                    let mut frames: VecDeque<WsMessage> = items[..n]
-                        .iter()
-                        .map(|i| i.message(self.encoding, false))
-                        .collect();
-                    out.offer_many(&mut frames);
+                    frames.extend(items[..n].iter().map(|i| i.message(self.encoding, false)));
+                    out.offer_many(frames);
                     handed = n - frames.len();
+                    frames.clear();
                 }
             }
         }

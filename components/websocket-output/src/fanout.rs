@@ -12,7 +12,7 @@
 
 use fednode_kit::filter::Outcome;
 use fednode_kit::{Encoding, Envelope, Message, ReplyPayload, Subscription};
-use fednode_ws::frame::encode;
+use fednode_ws::frame::{encode, WsMessage};
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
 use serde_json::json;
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::buffer::ReplayParams;
-use crate::conn::Conn;
+use crate::conn::{Conn, Out};
 use crate::item::Item;
 use crate::routing::{Keys, Routing};
 use crate::shared::{Cmd, Shared};
@@ -85,7 +85,7 @@ impl Source {
 
 pub(crate) async fn run(sh: Arc<Shared>, mut source: Source, mut cmds: mpsc::Receiver<Cmd>) {
     let mut buf = Vec::with_capacity(BATCH);
-    let mut shares = Vec::new();
+    let mut scratch = Scratch::default();
     let mut seq = 0u64;
     loop {
         tokio::select! {
@@ -96,14 +96,14 @@ pub(crate) async fn run(sh: Arc<Shared>, mut source: Source, mut cmds: mpsc::Rec
                 if n == 0 {
                     break;
                 }
-                dispatch(&sh, &mut buf, &mut seq, &mut shares).await;
+                dispatch(&sh, &mut buf, &mut seq, &mut scratch).await;
             }
         }
     }
     // Shutdown: hand what the subscriptions still hold to the connections,
     // then close their queues so the writers drain and say goodbye.
     while source.ready(&mut buf) > 0 {
-        dispatch(&sh, &mut buf, &mut seq, &mut shares).await;
+        dispatch(&sh, &mut buf, &mut seq, &mut scratch).await;
     }
     while let Ok(cmd) = cmds.try_recv() {
         handle(&sh, cmd);
@@ -116,6 +116,21 @@ pub(crate) async fn run(sh: Arc<Shared>, mut source: Source, mut cmds: mpsc::Rec
     }
 }
 
+/// What the fan-out keeps from one batch to the next, so that once these
+/// have grown a batch allocates no buffers (a fresh one of this size is
+/// often fresh memory, whose first touch costs a page fault).
+#[derive(Default)]
+struct Scratch {
+    /// The batch's messages as items.
+    items: Vec<Arc<Item>>,
+    /// Each connection's share of the batch.
+    shares: Vec<Vec<Arc<Item>>>,
+    /// What each connection's queue had no room for, under `block`.
+    rests: Vec<VecDeque<Out>>,
+    /// Frames on their way to a writer.
+    frames: VecDeque<WsMessage>,
+}
+
 /// Fan out one batch: each message to the replay buffer and into the share
 /// of every connection whose routing accepts it; then each connection gets
 /// its share at once (`Conn::hand_over`: one lock and one wake per
@@ -123,12 +138,7 @@ pub(crate) async fn run(sh: Arc<Shared>, mut source: Source, mut cmds: mpsc::Rec
 /// the fan-out wait for the connections whose queues were full, for all of
 /// them at once: a stalled peer holds back what comes after the batch, not
 /// the others' share of it.
-async fn dispatch(
-    sh: &Shared,
-    buf: &mut Vec<Message>,
-    seq: &mut u64,
-    shares: &mut Vec<Vec<Arc<Item>>>,
-) {
+async fn dispatch(sh: &Shared, buf: &mut Vec<Message>, seq: &mut u64, scratch: &mut Scratch) {
     let conns = sh.conns();
     let n = buf.len();
     // Frames are kept for sharing only when more than one peer may send them.
@@ -136,9 +146,15 @@ async fn dispatch(
     // Routing as it is at the start of the batch: a filter or announce
     // that changes meanwhile applies from the next one.
     let routing: Vec<Arc<Routing>> = conns.iter().map(|c| c.routing.load_full()).collect();
+    let Scratch {
+        items,
+        shares,
+        rests,
+        frames,
+    } = scratch;
     shares.resize_with(conns.len(), Vec::new);
+    rests.resize_with(conns.len(), VecDeque::new);
     let names = sh.placeholders();
-    let mut batch = Vec::with_capacity(n);
     for m in buf.drain(..) {
         *seq += 1;
         let item = Arc::new(Item::from_message(*seq, m).share_frames(share));
@@ -152,36 +168,38 @@ async fn dispatch(
                 Outcome::NoMatch => {}
             }
         }
-        batch.push(item);
+        items.push(item);
     }
     // Before any connection can see the batch: a replay served after this
     // one starts where its live data does.
-    sh.buffer.push_all(&batch);
+    sh.buffer.push_all(items);
     if let Some(spool) = sh.feeder() {
+        items.clear();
         // Client mode with a store: the one connection is fed from it.
-        for items in shares.iter_mut() {
-            spool.append(items).await;
+        for share in shares.iter_mut() {
+            spool.append(share).await;
         }
         sh.throughput.record(n as u64);
         return;
     }
-    if let Some(spool) = &sh.spool {
+    match &sh.spool {
         // Server mode with a store: every message goes into the history.
-        spool.append(&mut batch).await;
+        Some(spool) => spool.append(items).await,
+        None => items.clear(),
     }
-    let mut full = Vec::new();
-    for (c, items) in conns.iter().zip(shares.iter_mut()) {
-        let mut rest = VecDeque::new();
-        c.hand_over(items, &mut rest, &sh.metrics);
-        if !rest.is_empty() {
-            full.push((c, rest));
-        }
+    for ((c, share), rest) in conns.iter().zip(shares.iter_mut()).zip(rests.iter_mut()) {
+        c.hand_over(share, frames, rest, &sh.metrics);
     }
+    let full: Vec<_> = conns
+        .iter()
+        .zip(rests.iter_mut())
+        .filter(|(_, rest)| !rest.is_empty())
+        .collect();
     if !full.is_empty() {
         // Side by side: a peer that has stopped reading must not hold up
         // the rest of another's share.
         futures::future::join_all(
-            full.iter_mut()
+            full.into_iter()
                 .map(|(c, rest)| c.push_waiting(rest, &sh.metrics, &sh.cancel)),
         )
         .await;

@@ -72,7 +72,7 @@ fn a_share_beyond_the_queue_follows_the_policy() {
         let queue = Out::queue(3, usize::MAX, policy);
         let c = Conn::new("c".into(), None, Encoding::Json, queue, pending, true);
         let (mut items, mut rest) = (share(1..=5), VecDeque::new());
-        c.hand_over(&mut items, &mut rest, &m);
+        c.hand_over(&mut items, &mut VecDeque::new(), &mut rest, &m);
         assert!(items.is_empty());
         assert_eq!(data_seqs(&rest), left, "{policy:?}: left to wait with");
         assert_eq!(m.dropped_queue_full.get(), dropped, "{policy:?}");
@@ -89,7 +89,7 @@ fn a_share_goes_to_the_writer_while_it_has_room_and_the_rest_waits_behind() {
     let (out, _rx) = outbound(2);
     c.set_outbound(Some(out.clone()));
     let mut rest = VecDeque::new();
-    c.hand_over(&mut share(1..=5), &mut rest, &m);
+    c.hand_over(&mut share(1..=5), &mut VecDeque::new(), &mut rest, &m);
     assert!(rest.is_empty());
     // Two frames to the writer (sent), three to the queue, in order.
     assert_eq!(m.sent.get(), 2);
@@ -103,7 +103,7 @@ fn a_share_goes_to_the_writer_while_it_has_room_and_the_rest_waits_behind() {
     c.waiting.store(1, Ordering::Release);
     let (roomy, _rx) = outbound(8);
     c.set_outbound(Some(roomy.clone()));
-    c.hand_over(&mut share(6..=6), &mut rest, &m);
+    c.hand_over(&mut share(6..=6), &mut VecDeque::new(), &mut rest, &m);
     assert_eq!(m.sent.get(), 2);
     assert_eq!(seqs(&c), vec![(Some(6), false)]);
     assert_eq!(roomy.room(), 8);
@@ -113,7 +113,12 @@ fn a_share_goes_to_the_writer_while_it_has_room_and_the_rest_waits_behind() {
 fn replay_takes_waiting_data_once_and_in_order() {
     let (m, c) = (metrics(), conn());
     let mut rest = VecDeque::new();
-    c.hand_over(&mut vec![item(5), item(6), item(7)], &mut rest, &m);
+    c.hand_over(
+        &mut vec![item(5), item(6), item(7)],
+        &mut VecDeque::new(),
+        &mut rest,
+        &m,
+    );
     assert!(rest.is_empty());
     // Selection 4..=6: 5 and 6 were waiting and go out once, replayed; 7
     // was waiting but not selected and keeps its place after them.
