@@ -63,7 +63,8 @@ impl ReplayBuffer {
         if self.capacity == 0 || items.is_empty() {
             return;
         }
-        let mut evicted = Vec::new();
+        // Once full, a batch pushes out about as many as it brings.
+        let mut evicted = Vec::with_capacity(items.len());
         let mut h = self.items.lock();
         for item in items {
             let w = item.payload.len();
