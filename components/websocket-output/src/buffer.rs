@@ -193,6 +193,16 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_larger_than_the_buffer_leaves_its_newest() {
+        let b = ReplayBuffer::new(3, usize::MAX);
+        b.push_all(&[item(1, 0), item(2, 0)]);
+        b.push_all(&(3..=7).map(|s| item(s, 0)).collect::<Vec<_>>());
+        let seqs: Vec<u64> = b.snapshot(None, None).iter().map(|i| i.seq).collect();
+        assert_eq!(seqs, vec![5, 6, 7]);
+        assert_eq!(b.bytes(), 12);
+    }
+
+    #[test]
     fn the_byte_bound_keeps_the_newest_that_fit() {
         let b = ReplayBuffer::new(100, 10);
         b.push_all(&(1..=5).map(|s| item(s, 0)).collect::<Vec<_>>());
