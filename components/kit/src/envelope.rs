@@ -715,6 +715,6 @@ fn trim(bytes: &[u8]) -> &[u8] {
 mod acks;
 mod write;
 pub use write::encode_json_parts;
-use write::{needs_no_escape, push_json_str};
+use write::needs_no_escape;
 #[cfg(test)]
 mod tests;

@@ -20,7 +20,7 @@ impl Envelope {
             if last.is_some() {
                 payload.push(b',');
             }
-            super::push_json_str(&mut payload, id);
+            super::write::push_json_str(&mut payload, id);
             last = Some(id);
         }
         payload.extend_from_slice(b"]}");
