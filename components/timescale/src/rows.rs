@@ -59,8 +59,8 @@ impl Incoming {
                 node: None,
                 replay: false,
                 origin: Some(fednode_kit::Origin {
-                    node: r.node.into(),
-                    region: r.region.map(Into::into),
+                    node: fednode_kit::NodeId::from_wire(&r.node),
+                    region: r.region.as_deref().map(fednode_kit::NodeId::from_wire),
                 }),
             },
             fallback_time_us: r.time_us,
@@ -275,7 +275,6 @@ impl Converter {
     /// A node id or region as a cell's text (this node's own is shared).
     fn text(&self, id: fednode_kit::NodeId) -> Arc<str> {
         match id {
-            fednode_kit::NodeId::Shared(s) => s,
             s if *s == *self.node => self.node.clone(),
             s => Arc::from(&*s),
         }

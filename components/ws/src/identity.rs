@@ -14,7 +14,7 @@
 //! A peer that sends no `Fednode-Node` is not a fednode node (a device, a
 //! browser, a script): its data gets the receiving node as origin.
 
-use fednode_kit::bus::{NodeId, Origin};
+use fednode_kit::bus::Origin;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 
@@ -127,12 +127,7 @@ impl PeerInfo {
     /// else this peer when it is a fednode node, else `None`: the data
     /// enters a bus here, and the bus stamps this node.
     pub fn origin_of(&self, carried: Option<Origin>) -> Option<Origin> {
-        carried.or_else(|| {
-            self.node.as_ref().map(|node| Origin {
-                node: NodeId::from(node.clone()),
-                region: self.region.clone().map(NodeId::from),
-            })
-        })
+        carried.or_else(|| Origin::from_wire(self.node.as_deref(), self.region.as_deref()))
     }
 }
 
