@@ -36,6 +36,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::HeartbeatConfig;
 use crate::written::WriteProgress;
 
+mod woken;
+use woken::WokenOnly;
+
 /// A WebSocket message (tungstenite's).
 pub type WsMessage = tokio_tungstenite::tungstenite::Message;
 /// A WebSocket error (tungstenite's).
@@ -432,12 +435,15 @@ where
 {
     let (sink, mut stream) = ws.split();
     let stop = out_rx.stop_token();
+    // Each side is polled only when its own waker fired (see `woken`).
     let writer = write_loop(sink, out_rx);
     tokio::pin!(writer);
+    let mut writer = WokenOnly::new(writer);
     let mut writer_done = false;
     let end = {
         let reader = read_loop(&mut stream, &mut *handler, out, cancel, opts);
         tokio::pin!(reader);
+        let mut reader = WokenOnly::new(reader);
         loop {
             tokio::select! {
                 end = &mut reader => break end,
