@@ -635,6 +635,13 @@ mod tests {
     use super::*;
     use crate::testing;
 
+    /// Every queue and channel on the way moves messages by value: a
+    /// bigger `Message` costs copies on each hop.
+    #[test]
+    fn a_message_takes_152_bytes() {
+        assert_eq!(std::mem::size_of::<Message>(), 152);
+    }
+
     #[tokio::test]
     async fn data_subscribers_never_see_control_traffic() {
         let (ctx, _bus, _metrics) = testing::context("c");
