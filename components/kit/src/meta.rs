@@ -179,6 +179,12 @@ impl std::fmt::Display for NodeId {
     }
 }
 
+impl serde::Serialize for NodeId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self)
+    }
+}
+
 impl From<&str> for NodeId {
     fn from(s: &str) -> Self {
         NodeId::Shared(Arc::new(s.to_string()))

@@ -14,7 +14,7 @@
 //! A peer that sends no `Fednode-Node` is not a fednode node (a device, a
 //! browser, a script): its data gets the receiving node as origin.
 
-use fednode_kit::bus::Origin;
+use fednode_kit::bus::{NodeId, Origin};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 
@@ -73,9 +73,10 @@ impl Identity {
 /// What the peer announced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerInfo {
-    /// The peer's node id, when it is a fednode node.
-    pub node: Option<Arc<str>>,
-    pub region: Option<Arc<str>>,
+    /// The peer's node id, when it is a fednode node (interned once here,
+    /// so that the origin of each message it sends is a copy).
+    pub node: Option<NodeId>,
+    pub region: Option<NodeId>,
     /// The peer sends data and wants every data envelope acked.
     pub wants_acks: bool,
     /// The peer takes one ack frame for many data envelopes.
@@ -94,7 +95,7 @@ impl PeerInfo {
                 .and_then(|v| v.to_str().ok())
                 .map(str::trim)
                 .filter(|s| !s.is_empty() && s.len() <= MAX_NAME_BYTES)
-                .map(Arc::from)
+                .map(NodeId::from_wire)
         };
         let node = name(NODE);
         // A region means nothing without the node it belongs to.
@@ -127,7 +128,12 @@ impl PeerInfo {
     /// else this peer when it is a fednode node, else `None`: the data
     /// enters a bus here, and the bus stamps this node.
     pub fn origin_of(&self, carried: Option<Origin>) -> Option<Origin> {
-        carried.or_else(|| Origin::from_wire(self.node.as_deref(), self.region.as_deref()))
+        carried.or_else(|| {
+            self.node.clone().map(|node| Origin {
+                node,
+                region: self.region.clone(),
+            })
+        })
     }
 }
 
