@@ -527,7 +527,7 @@ impl State {
                 subject,
                 payload: Bytes::from(body),
                 meta: Meta {
-                    id: Some(new_id().into()),
+                    id: Some(new_id()),
                     timestamp: Some(meta.end_timestamp.unwrap_or_else(now_millis)),
                     node: None,
                     replay: false,

@@ -173,7 +173,7 @@ impl Simulator {
                         )
                     };
                     let msg = Message::new(subject, Bytes::from(body)).with_meta(Meta {
-                        id: Some(new_id().into()),
+                        id: Some(new_id()),
                         timestamp: Some(ts),
                         node: None,
                         replay: false,

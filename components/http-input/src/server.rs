@@ -275,7 +275,7 @@ async fn receive(s: &Shared, request: Request, bound: Vec<String>) -> Response {
     let id = new_id();
     let subject = s.subject.render(&value, Some(s.ctx.bus.origin()));
     let msg = Message::new(subject, body).with_meta(Meta {
-        id: Some(id.as_str().into()),
+        id: Some(id.clone()),
         timestamp: Some(now_millis()),
         node: None,
         replay: false,
@@ -284,7 +284,11 @@ async fn receive(s: &Shared, request: Request, bound: Vec<String>) -> Response {
     match s.ctx.bus.publish_retrying(msg, &s.ctx.cancel).await {
         Ok(_) => {
             s.metrics.published.inc();
-            answer(s, StatusCode::ACCEPTED, json!({"accepted": true, "id": id}))
+            answer(
+                s,
+                StatusCode::ACCEPTED,
+                json!({"accepted": true, "id": &*id}),
+            )
         }
         Err(e) => {
             s.metrics.errors.with(&["publish_error"]).inc();

@@ -593,7 +593,7 @@ impl BusHandle {
         timeout: Duration,
     ) -> Result<Message, BusError> {
         let meta = Meta {
-            id: Some(crate::envelope::new_id().into()),
+            id: Some(crate::envelope::new_id()),
             timestamp: Some(crate::envelope::now_millis()),
             node: Some(self.node.clone()),
             replay: false,

@@ -118,7 +118,7 @@ impl UdpInput {
             };
             let subject = subject.render(&value, Some(ctx.bus.origin()));
             let msg = Message::new(subject, Bytes::copy_from_slice(data)).with_meta(Meta {
-                id: Some(new_id().into()),
+                id: Some(new_id()),
                 timestamp: Some(now_millis()),
                 node: None,
                 replay: false,

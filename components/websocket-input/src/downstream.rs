@@ -132,9 +132,7 @@ fn downstream_frame(conn: &Conn, msg: Message) -> WsMessage {
     let meta = msg.meta;
     let env = Envelope {
         kind: Kind::Data,
-        id: meta
-            .id
-            .unwrap_or_else(|| Arc::from(fednode_kit::envelope::new_id())),
+        id: meta.id.unwrap_or_else(fednode_kit::envelope::new_id),
         timestamp: Some(meta.timestamp.unwrap_or_else(now_millis)),
         replay: false,
         origin: meta.origin,

@@ -67,7 +67,7 @@ impl Running {
             }
         }
         let had_id = !env.id.is_empty();
-        let id: Arc<str> = if had_id { env.id } else { Arc::from(new_id()) };
+        let id: Arc<str> = if had_id { env.id } else { new_id() };
         if had_id && self.settings.mode == Mode::Client {
             // Where a replay resumes after a reconnect.
             *self.last_received_id.lock() = Some(id.clone());

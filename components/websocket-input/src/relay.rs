@@ -106,7 +106,7 @@ impl Running {
         };
         let session = RelaySession {
             user_id: Arc::from(user_id.as_str()),
-            session_id: new_id(),
+            session_id: new_id().to_string(),
             device_info,
             started_at: now_millis(),
         };
@@ -192,7 +192,7 @@ impl Running {
             subject: Arc::from(subject),
             payload,
             meta: Meta {
-                id: Some(Arc::from(new_id())),
+                id: Some(new_id()),
                 timestamp: Some(now),
                 ..Meta::default()
             },

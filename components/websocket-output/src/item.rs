@@ -46,7 +46,7 @@ impl Item {
                 .meta
                 .id
                 .filter(|id| id.len() <= MAX_ID_BYTES)
-                .unwrap_or_else(|| new_id().into()),
+                .unwrap_or_else(new_id),
             timestamp: msg.meta.timestamp.unwrap_or_else(now_millis),
             origin: msg.meta.origin,
             payload: msg.payload,
@@ -63,11 +63,7 @@ impl Item {
         let env = Envelope::decode_json(record).ok()?;
         Some(Item {
             seq,
-            id: if env.id.is_empty() {
-                new_id().into()
-            } else {
-                env.id
-            },
+            id: if env.id.is_empty() { new_id() } else { env.id },
             timestamp: env.timestamp.unwrap_or_else(now_millis),
             origin: env.origin,
             payload: env.payload,

@@ -577,7 +577,7 @@ async fn upstream(sh: &Shared, conn: &Conn, mut env: Envelope, encoding: Encodin
     );
     let meta = Meta {
         id: Some(if env.id.is_empty() {
-            new_id().into()
+            new_id()
         } else {
             env.id.clone()
         }),

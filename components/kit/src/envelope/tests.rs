@@ -155,3 +155,14 @@ fn frames_are_allocated_at_their_length() {
         assert_eq!(back.origin.as_ref(), origin);
     }
 }
+
+#[test]
+fn fresh_ids_are_distinct_lowercase_v4_uuids() {
+    let (a, b) = (new_id(), new_id());
+    assert_ne!(a, b);
+    let parsed = uuid::Uuid::parse_str(&a).unwrap();
+    assert_eq!(parsed.get_version_num(), 4);
+    assert_eq!(&*a, parsed.hyphenated().to_string());
+    assert_eq!(a.len(), 36);
+    assert!(!a.bytes().any(|c| c.is_ascii_uppercase()));
+}
