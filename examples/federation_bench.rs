@@ -16,7 +16,7 @@
 //!   and relay 2 (a server that forwards each frame, unparsed, to the
 //!   consumers connected to it). Each is this executable re-run as a
 //!   process of its own, on a multi-threaded tokio runtime like `fednode`'s,
-//!   with the same allocator (mimalloc). Bounded queues of 1,024 frames
+//!   with the same allocator (jemalloc). Bounded queues of 1,024 frames
 //!   between reader and writer, waited on when full: lossless too.
 //!
 //! Producer and consumer are the repo's load generator
@@ -53,7 +53,7 @@ use tokio_tungstenite::tungstenite::Message as Ws;
 /// The allocator of the `fednode` binary (src/main.rs), for the bare
 /// relays and the generator alike.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// First argument of a bare relay process.
 const RELAY: &str = "--bare-relay";

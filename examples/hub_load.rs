@@ -63,7 +63,7 @@ use tokio_tungstenite::tungstenite::Message as Ws;
 
 /// The allocator of the `fednode` binary (src/main.rs).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const CHANNELS: [&str; 8] = ["Fz", "F3", "F4", "Cz", "C3", "C4", "Pz", "P3"];
 const RATE_HZ: f64 = 256.0;

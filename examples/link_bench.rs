@@ -282,7 +282,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// The allocator of the `fednode` binary (src/main.rs).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() {
     loadgen::run_if_child();

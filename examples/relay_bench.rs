@@ -242,7 +242,7 @@ fn read_buffer() -> usize {
 
 /// The allocator of the `fednode` binary (src/main.rs).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() {
     loadgen::run_if_child();

@@ -12,12 +12,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc instead of glibc malloc: messages are allocated on one runtime
+/// jemalloc instead of glibc malloc: messages are allocated on one runtime
 /// thread and freed on another, and glibc's per-arena locks made that cost
-/// about 7 % of a WebSocket relay's CPU; end to end the relay is 23–33 %
-/// faster with it (BENCHMARKS.md).
+/// about 7 % of a WebSocket relay's CPU. Against mimalloc, jemalloc gives
+/// the same throughput and a steadier tail latency under sustained load
+/// (BENCHMARKS.md).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
 #[command(

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 /// The allocator of the `fednode` binary (src/main.rs).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() {
     loadgen::run_if_child();
