@@ -53,6 +53,9 @@ pub mod reason {
     pub const DUPLICATE: &str = "duplicate";
     /// Shutdown came before the bus took it.
     pub const SHUTDOWN: &str = "shutdown";
+    /// Its connection failed while it waited for room in a full `block`
+    /// queue.
+    pub const CONNECTION_LOST: &str = "connection_lost";
     /// A reply for a request id this node is not waiting for.
     pub const UNKNOWN_REPLY: &str = "unknown_reply";
     /// An ack/nack sent to an input, which sends no data.

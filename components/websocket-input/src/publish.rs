@@ -188,6 +188,12 @@ impl Running {
     /// back (stopping reading this socket meanwhile, so TCP pushes back on
     /// the peer); on shutdown, wait a grace period at most.
     pub async fn enqueue_waiting(&self, item: Item) {
+        // Until the queue has it, the item is lost if this wait ends early:
+        // at the grace period's end, or dropped with a failed connection.
+        let mut unsettled = Unsettled {
+            run: self,
+            why: reason::CONNECTION_LOST,
+        };
         let push = self.queue.push(item);
         tokio::pin!(push);
         let pushed = tokio::select! {
@@ -196,12 +202,12 @@ impl Running {
             _ = self.ctx.cancel.cancelled() => match tokio::time::timeout(FLUSH_GRACE, &mut push).await {
                 Ok(r) => r,
                 Err(_) => {
-                    self.backlog.fetch_sub(1, Ordering::AcqRel);
-                    self.metrics.dropped(reason::SHUTDOWN).inc();
+                    unsettled.why = reason::SHUTDOWN;
                     return;
                 }
             },
         };
+        std::mem::forget(unsettled);
         self.settle(pushed);
     }
 
@@ -381,5 +387,20 @@ impl Running {
                 self.flush_abort.cancel();
             }
         }
+    }
+}
+
+/// An item counted in `backlog` by [`Running::try_enqueue`] that never
+/// reached the queue: taken off the count (or the input would stop
+/// publishing straight from connections for good) and counted as dropped.
+struct Unsettled<'a> {
+    run: &'a Running,
+    why: &'static str,
+}
+
+impl Drop for Unsettled<'_> {
+    fn drop(&mut self) {
+        self.run.backlog.fetch_sub(1, Ordering::AcqRel);
+        self.run.metrics.dropped(self.why).inc();
     }
 }

@@ -128,6 +128,53 @@ async fn block_stops_reading_and_loses_nothing() {
     node.stop().await;
 }
 
+/// A connection that fails while its reader waits for room in a full
+/// `block` queue: the frame it held is counted as lost (`connection_lost`),
+/// and the input goes on taking data from other connections, the queued
+/// data first.
+#[tokio::test]
+async fn a_connection_lost_while_waiting_for_room_is_counted() {
+    use fednode_kit::Bus;
+    let node = start(server_config(json!({
+        "backpressure": {"queue_size": 3, "on_full": "block"},
+        "ports": {"inputs": [{"name": "ws_downstream", "subject": "down.>"}]}
+    })))
+    .await;
+    let msg = |n: i64| text(&json!({"user_id": "u1", "n": n}));
+    let mut ws = connect(&node.url(), None).await;
+    let mut sub = hold_publisher(&node, &mut ws, msg(0), msg(1)).await;
+    for n in 2..10 {
+        send(&mut ws, msg(n)).await;
+    }
+    // n=2..4 fill the queue; the reader holds n=5, waiting for room.
+    node.wait_metric("websocket_input_messages_received_total", &[], 6.0)
+        .await;
+    wait_until(SOON, "a queue depth of 3", || node.queue_depth() == 3).await;
+    drop(ws);
+    // Data for u1 goes down this connection: writing it fails once the
+    // peer is gone, which ends the connection while its reader still waits.
+    let lost = || {
+        node.metric(
+            "websocket_input_messages_dropped_total",
+            &[("reason", "connection_lost")],
+        )
+    };
+    fednode_testkit::wait_until_async(SOON, "the held frame counted as lost", || async {
+        node.bus
+            .publish(fednode_kit::Message::new("down.u1", r#"{"user_id":"u1"}"#))
+            .await
+            .unwrap();
+        lost() == 1.0
+    })
+    .await;
+    assert_eq!(drain(&mut sub, 5).await, vec![0, 1, 2, 3, 4]);
+    let mut other = connect(&node.url(), None).await;
+    send(&mut other, msg(100)).await;
+    assert_eq!(drain(&mut sub, 1).await, vec![100]);
+    assert_eq!(lost(), 1.0);
+    node.stop().await;
+}
+
 /// Data the bus takes at once is published straight from the connection;
 /// data it cannot take waits in the queue, and everything after it queues
 /// behind it until the publisher has put it on the bus. A subscriber that
