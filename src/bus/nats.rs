@@ -3,7 +3,7 @@
 //! publish plain JSON.
 
 use async_nats::header::HeaderMap;
-use async_nats::{Client, ConnectOptions, Event};
+use async_nats::{Client, Event};
 use async_trait::async_trait;
 use bytes::Bytes;
 use fednode_kit::bus::{Closing, SubscriptionGuard};
@@ -58,7 +58,21 @@ impl NatsBus {
         let down: Arc<parking_lot::Mutex<Option<(std::time::Instant, String)>>> = Arc::default();
         let down_events = down.clone();
         let down_url = url.clone();
-        let mut opts = ConnectOptions::new()
+        let conn = NatsConnection {
+            url: url.clone(),
+            token: cfg.token.clone(),
+            user: cfg.user.clone(),
+            password: cfg.password.clone(),
+            creds_file: cfg.creds_file.clone(),
+            tls: cfg.tls.as_ref().map(|t| fednode_kit::bus::NatsTls {
+                ca_file: t.ca_file.clone(),
+                cert_file: t.cert_file.clone(),
+                key_file: t.key_file.clone(),
+            }),
+        };
+        let opts = conn
+            .connect_options()
+            .await?
             .name("fednode")
             .subscription_capacity(NATS_SUBSCRIPTION_CAPACITY)
             .connection_timeout(cfg.connect_timeout)
@@ -108,27 +122,6 @@ impl NatsBus {
                     events.with(&[word]).inc();
                 }
             });
-        if let Some(t) = &cfg.token {
-            opts = opts.token(t.clone());
-        }
-        if let Some(tls) = &cfg.tls {
-            opts = opts.require_tls(true);
-            if let Some(ca) = &tls.ca_file {
-                opts = opts.add_root_certificates(ca.clone());
-            }
-            if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-                opts = opts.add_client_certificate(cert.clone(), key.clone());
-            }
-        }
-        if let (Some(u), Some(p)) = (&cfg.user, &cfg.password) {
-            opts = opts.user_and_password(u.clone(), p.clone());
-        }
-        if let Some(path) = &cfg.creds_file {
-            opts = opts
-                .credentials_file(path)
-                .await
-                .map_err(|e| format!("bus.creds_file {path:?}: {e}"))?;
-        }
         let client = tokio::time::timeout(
             cfg.connect_timeout + Duration::from_secs(1),
             opts.connect(url.as_str()),
@@ -152,18 +145,7 @@ impl NatsBus {
             echo_subject,
             next_token: AtomicU64::new(0),
             client,
-            conn: NatsConnection {
-                url,
-                token: cfg.token.clone(),
-                user: cfg.user.clone(),
-                password: cfg.password.clone(),
-                creds_file: cfg.creds_file.clone(),
-                tls: cfg.tls.as_ref().map(|t| fednode_kit::bus::NatsTls {
-                    ca_file: t.ca_file.clone(),
-                    cert_file: t.cert_file.clone(),
-                    key_file: t.key_file.clone(),
-                }),
-            },
+            conn,
             dropped_total: Arc::new(AtomicU64::new(0)),
             down,
         })

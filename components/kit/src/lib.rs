@@ -26,6 +26,8 @@ pub mod log;
 pub mod memory;
 pub mod meta;
 pub mod metrics;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod queue;
 pub mod reply;
 pub mod store;

@@ -127,32 +127,11 @@ pub async fn connect_nats(
     c: &NatsConnection,
     instance: &str,
 ) -> Result<async_nats::Client, String> {
-    let mut opts = async_nats::ConnectOptions::new()
+    let opts = c
+        .connect_options()
+        .await?
         .name(format!("fednode-timescale-{instance}"))
         .connection_timeout(Duration::from_secs(10));
-    if let Some(t) = &c.token {
-        opts = opts.token(t.clone());
-    }
-    if let (Some(u), Some(p)) = (&c.user, &c.password) {
-        opts = opts.user_and_password(u.clone(), p.clone());
-    }
-    if let Some(f) = &c.creds_file {
-        opts = opts
-            .credentials_file(f)
-            .await
-            .map_err(|e| format!("cannot read creds_file {f}: {e}"))?;
-    }
-    // The bus's TLS (`bus.tls`), for this second connection to the same
-    // server.
-    if let Some(tls) = &c.tls {
-        opts = opts.require_tls(true);
-        if let Some(ca) = &tls.ca_file {
-            opts = opts.add_root_certificates(ca.clone());
-        }
-        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-            opts = opts.add_client_certificate(cert.clone(), key.clone());
-        }
-    }
     opts.connect(c.url.as_str())
         .await
         .map_err(|e| format!("cannot connect to NATS at {}: {e}", c.url))
