@@ -238,12 +238,14 @@ impl Running {
 
     /// The queue's depth into the gauges, and when it became full (a burst
     /// ends with this; the publisher updates the gauges as it drains).
-    pub fn note_depth(&self) {
+    /// Returns the depth.
+    pub fn note_depth(&self) -> usize {
         let len = self.queue.len();
         self.set_queue_gauges(len);
         if len >= self.queue.capacity() && !self.full_flag.swap(true, Ordering::AcqRel) {
             *self.full_since.lock() = Some(Instant::now());
         }
+        len
     }
 
     pub fn set_queue_gauges(&self, len: usize) {

@@ -146,12 +146,17 @@ impl FrameHandler for Session {
         }
     }
 
-    /// The end of a burst: wake the publisher once, count once.
+    /// The end of a burst: count once, and wake the publisher once if
+    /// there is anything queued. A burst that went straight onto the bus
+    /// wakes nobody: a needless wake would push the bus's subscriber, just
+    /// woken on this worker, over to another one (a thread woken, and the
+    /// data's cache lines moved, for every burst).
     fn on_idle(&mut self) {
         let n = std::mem::take(&mut self.burst);
         if n > 0 {
-            self.run.queue.wake();
-            self.run.note_depth();
+            if self.run.note_depth() > 0 {
+                self.run.queue.wake();
+            }
             self.run.count_received(&self.conn, n);
         }
     }
