@@ -193,6 +193,7 @@ impl Running {
         let mut unsettled = Unsettled {
             run: self,
             why: reason::CONNECTION_LOST,
+            acked_id: item.ack.as_ref().and(item.msg.meta.id.clone()),
         };
         let push = self.queue.push(item);
         tokio::pin!(push);
@@ -395,14 +396,21 @@ impl Running {
 /// An item counted in `backlog` by [`Running::try_enqueue`] that never
 /// reached the queue: taken off the count (or the input would stop
 /// publishing straight from connections for good) and counted as dropped.
+/// An acknowledged item's id leaves the duplicate window, so that the
+/// sender's resend is taken, not acked as a duplicate of data never
+/// published.
 struct Unsettled<'a> {
     run: &'a Running,
     why: &'static str,
+    acked_id: Option<Arc<str>>,
 }
 
 impl Drop for Unsettled<'_> {
     fn drop(&mut self) {
         self.run.backlog.fetch_sub(1, Ordering::AcqRel);
         self.run.metrics.dropped(self.why).inc();
+        if let Some(id) = &self.acked_id {
+            self.run.dedup.lock().forget(id);
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 use crate::common::*;
 use fednode_kit::bus::Subscription;
+use fednode_kit::envelope::Kind;
 use serde_json::json;
 use std::time::Duration;
 
@@ -130,17 +131,18 @@ async fn block_stops_reading_and_loses_nothing() {
 
 /// A connection that fails while its reader waits for room in a full
 /// `block` queue: the frame it held is counted as lost (`connection_lost`),
-/// and the input goes on taking data from other connections, the queued
-/// data first.
+/// the sender's resend of it is taken (not acked as a duplicate of data
+/// never published), and the queued data goes first.
 #[tokio::test]
-async fn a_connection_lost_while_waiting_for_room_is_counted() {
+async fn a_frame_lost_with_its_connection_is_counted_and_taken_when_resent() {
     use fednode_kit::Bus;
     let node = start(server_config(json!({
+        "delivery": "at_least_once",
         "backpressure": {"queue_size": 3, "on_full": "block"},
         "ports": {"inputs": [{"name": "ws_downstream", "subject": "down.>"}]}
     })))
     .await;
-    let msg = |n: i64| text(&json!({"user_id": "u1", "n": n}));
+    let msg = |n: i64| data(&format!("m{n}"), json!({"user_id": "u1", "n": n}));
     let mut ws = connect(&node.url(), None).await;
     let mut sub = hold_publisher(&node, &mut ws, msg(0), msg(1)).await;
     for n in 2..10 {
@@ -168,10 +170,19 @@ async fn a_connection_lost_while_waiting_for_room_is_counted() {
     })
     .await;
     assert_eq!(drain(&mut sub, 5).await, vec![0, 1, 2, 3, 4]);
-    let mut other = connect(&node.url(), None).await;
-    send(&mut other, msg(100)).await;
-    assert_eq!(drain(&mut sub, 1).await, vec![100]);
+    // The sender, reconnected, sends what was not acked again.
+    let mut again = connect(&node.url(), None).await;
+    send(&mut again, msg(5)).await;
+    assert_eq!(drain(&mut sub, 1).await, vec![5]);
+    assert_eq!(&*next_of(&mut again, Kind::Ack).await.id, "m5");
     assert_eq!(lost(), 1.0);
+    assert_eq!(
+        node.metric(
+            "websocket_input_messages_dropped_total",
+            &[("reason", "duplicate")]
+        ),
+        0.0
+    );
     node.stop().await;
 }
 
