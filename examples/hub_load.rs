@@ -80,37 +80,14 @@ const RAMP: [f64; 17] = [
 
 // ---- /proc ----------------------------------------------------------------------
 
-/// (CPU seconds so far, parent pid) of process `pid`, from `/proc/PID/stat`
-/// (USER_HZ = 100).
-fn proc_stat(pid: u32) -> Option<(f64, u32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ppid = f.get(1)?.parse().ok()?;
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some((ticks as f64 / 100.0, ppid))
-}
-
+/// CPU seconds so far of `pid`.
 fn proc_cpu(pid: u32) -> f64 {
-    proc_stat(pid).map_or(0.0, |(c, _)| c)
+    loadgen::process_cpu_time(pid).as_secs_f64()
 }
 
 /// CPU seconds of `pid` and its live children (PostgreSQL's backends).
 fn tree_cpu(pid: u32) -> f64 {
-    let mut total = proc_cpu(pid);
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-                continue;
-            };
-            if let Some((cpu, ppid)) = proc_stat(child) {
-                if ppid == pid {
-                    total += cpu;
-                }
-            }
-        }
-    }
-    total
+    loadgen::process_tree_cpu_time(pid).as_secs_f64()
 }
 
 /// Resident memory of `pid`, MiB.

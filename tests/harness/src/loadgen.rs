@@ -179,18 +179,38 @@ pub fn process_cpu_time(pid: u32) -> Duration {
     stat_cpu_time(&format!("/proc/{pid}/stat"))
 }
 
+/// [`process_cpu_time`] of `pid` and of its live children (PostgreSQL's
+/// backends, say).
+pub fn process_tree_cpu_time(pid: u32) -> Duration {
+    let mut total = process_cpu_time(pid);
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some((cpu, ppid)) = proc_stat(&format!("/proc/{child}/stat")) {
+                if ppid == pid {
+                    total += cpu;
+                }
+            }
+        }
+    }
+    total
+}
+
 fn stat_cpu_time(path: &str) -> Duration {
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields of the whole line.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let ticks: u64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|f| f.parse::<u64>().ok())
-        .sum();
-    Duration::from_millis(ticks * 10)
+    proc_stat(path).map_or(Duration::ZERO, |(cpu, _)| cpu)
+}
+
+/// (CPU time, parent pid) from a `/proc/PID/stat` file. The fields after
+/// the parenthesised command name start with the state; the parent pid is
+/// the 4th field of the whole line, utime and stime the 14th and 15th.
+fn proc_stat(path: &str) -> Option<(Duration, u32)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ppid = f.get(1)?.parse().ok()?;
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some((Duration::from_millis(ticks * 10), ppid))
 }
 
 /// The accept loop of the raw tokio-tungstenite baselines the benchmarks
@@ -708,5 +728,24 @@ mod tests {
         p.buf.extend_from_slice(&server[100..]);
         p.drain(|op, pl| seen.push((op, pl.len())));
         assert_eq!(seen, vec![(1, ENVELOPE_BYTES), (9, 0)]);
+    }
+
+    #[test]
+    fn proc_stat_reads_cpu_and_parent_past_an_odd_command_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stat");
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt
+        // majflt cmajflt utime stime ...
+        std::fs::write(
+            &path,
+            "42 (a) b (c) S 7 42 42 0 -1 4194560 10 0 0 0 250 50 0 0 20 0 1 0\n",
+        )
+        .unwrap();
+        let (cpu, ppid) = proc_stat(path.to_str().unwrap()).unwrap();
+        assert_eq!((cpu, ppid), (Duration::from_millis(3_000), 7));
+        assert_eq!(proc_stat("/nonexistent/stat"), None);
+        // This process, with its children, has used at least its own time.
+        let me = std::process::id();
+        assert!(process_tree_cpu_time(me) >= process_cpu_time(me));
     }
 }
