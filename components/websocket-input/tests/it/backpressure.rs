@@ -60,13 +60,7 @@ async fn drop_oldest_keeps_the_newest() {
     node.wait_metric("websocket_input_messages_received_total", &[], 10.0)
         .await;
     assert_eq!(node.queue_depth(), 3);
-    assert_eq!(
-        node.metric(
-            "websocket_input_messages_dropped_total",
-            &[("reason", "queue_full")]
-        ),
-        5.0
-    );
+    assert_eq!(node.dropped("queue_full"), 5.0);
     assert_eq!(drain(&mut sub, 5).await, vec![0, 1, 7, 8, 9]);
     node.wait_metric("websocket_input_messages_published_total", &[], 5.0)
         .await;
@@ -85,13 +79,7 @@ async fn drop_newest_keeps_what_is_queued() {
     node.wait_metric("websocket_input_messages_received_total", &[], 10.0)
         .await;
     assert_eq!(node.queue_depth(), 3);
-    assert_eq!(
-        node.metric(
-            "websocket_input_messages_dropped_total",
-            &[("reason", "queue_full")]
-        ),
-        5.0
-    );
+    assert_eq!(node.dropped("queue_full"), 5.0);
     assert_eq!(drain(&mut sub, 5).await, vec![0, 1, 2, 3, 4]);
     node.stop().await;
 }
@@ -116,13 +104,7 @@ async fn block_stops_reading_and_loses_nothing() {
         node.metric("websocket_input_messages_received_total", &[]),
         6.0
     );
-    assert_eq!(
-        node.metric(
-            "websocket_input_messages_dropped_total",
-            &[("reason", "queue_full")]
-        ),
-        0.0
-    );
+    assert_eq!(node.dropped("queue_full"), 0.0);
     assert_eq!(drain(&mut sub, 10).await, (0..10).collect::<Vec<_>>());
     node.wait_metric("websocket_input_messages_published_total", &[], 10.0)
         .await;
@@ -155,18 +137,12 @@ async fn a_frame_lost_with_its_connection_is_counted_and_taken_when_resent() {
     drop(ws);
     // Data for u1 goes down this connection: writing it fails once the
     // peer is gone, which ends the connection while its reader still waits.
-    let lost = || {
-        node.metric(
-            "websocket_input_messages_dropped_total",
-            &[("reason", "connection_lost")],
-        )
-    };
     fednode_testkit::wait_until_async(SOON, "the held frame counted as lost", || async {
         node.bus
             .publish(fednode_kit::Message::new("down.u1", r#"{"user_id":"u1"}"#))
             .await
             .unwrap();
-        lost() == 1.0
+        node.dropped("connection_lost") == 1.0
     })
     .await;
     assert_eq!(drain(&mut sub, 5).await, vec![0, 1, 2, 3, 4]);
@@ -175,14 +151,8 @@ async fn a_frame_lost_with_its_connection_is_counted_and_taken_when_resent() {
     send(&mut again, msg(5)).await;
     assert_eq!(drain(&mut sub, 1).await, vec![5]);
     assert_eq!(&*next_of(&mut again, Kind::Ack).await.id, "m5");
-    assert_eq!(lost(), 1.0);
-    assert_eq!(
-        node.metric(
-            "websocket_input_messages_dropped_total",
-            &[("reason", "duplicate")]
-        ),
-        0.0
-    );
+    assert_eq!(node.dropped("connection_lost"), 1.0);
+    assert_eq!(node.dropped("duplicate"), 0.0);
     node.stop().await;
 }
 

@@ -208,13 +208,7 @@ async fn reconnects_after_the_server_restarts_and_asks_for_replay() {
     let a2 = peer_next(&mut ws).await;
     assert_eq!((a1.kind, a1.id.as_ref()), (Kind::Ack, "d1"));
     assert_eq!((a2.kind, a2.id.as_ref()), (Kind::Ack, "d2"));
-    assert_eq!(
-        node.metric(
-            "websocket_input_messages_dropped_total",
-            &[("reason", "duplicate")]
-        ),
-        1.0
-    );
+    assert_eq!(node.dropped("duplicate"), 1.0);
     assert!(node.metric("websocket_input_reconnect_attempts_total", &[]) >= 1.0);
     assert_eq!(node.metric("websocket_input_connections_total", &[]), 2.0);
     node.stop().await;

@@ -86,6 +86,14 @@ impl Node {
         self.metrics.value(name, &all).unwrap_or(0.0)
     }
 
+    /// `websocket_input_messages_dropped_total` for one `reason`.
+    pub fn dropped(&self, reason: &str) -> f64 {
+        self.metric(
+            "websocket_input_messages_dropped_total",
+            &[("reason", reason)],
+        )
+    }
+
     pub async fn subscribe(&self, subject: &str) -> Subscription {
         self.subscribe_with(subject, SubscribeOptions::default())
             .await

@@ -21,13 +21,7 @@ async fn acks_and_duplicates() {
     // The same id again: acked, not published twice.
     send(&mut ws, data("d1", json!({"n": 1}))).await;
     assert_eq!(next_of(&mut ws, Kind::Ack).await.id.as_ref(), "d1");
-    assert_eq!(
-        node.metric(
-            "websocket_input_messages_dropped_total",
-            &[("reason", "duplicate")]
-        ),
-        1.0
-    );
+    assert_eq!(node.dropped("duplicate"), 1.0);
 
     // Data without an id cannot be acked; MessagePack data is acked in MessagePack.
     send(&mut ws, text(&json!({"plain": true}))).await;

@@ -126,13 +126,7 @@ async fn a_relay_authenticates_first_and_its_data_is_bound_to_its_user() {
         .unwrap()
         .unwrap();
     assert_eq!(&*m.subject, "user.jamie.5");
-    assert_eq!(
-        node.metric(
-            "websocket_input_messages_dropped_total",
-            &[("reason", "user_mismatch")]
-        ),
-        2.0
-    );
+    assert_eq!(node.dropped("user_mismatch"), 2.0);
     let described = node.comp.describe();
     assert_eq!(
         described["connections"][0]["user_id"], "jamie",
