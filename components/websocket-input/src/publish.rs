@@ -119,10 +119,11 @@ impl Running {
         self.try_enqueue(item, conn, burst)
     }
 
-    /// Publish from the connection's task when the bus takes the message
-    /// without waiting (the memory bus with room in its subscribers'
-    /// channels): one hop less than through the queue and the publisher.
-    /// Hands the message back when the bus would have to wait.
+    /// Publish when the bus takes the message without waiting (the memory
+    /// bus with room in its subscribers' channels): from the connection's
+    /// task, one hop less than through the queue and the publisher, and
+    /// from the publisher before its waiting path. Hands the message back
+    /// when the bus would have to wait.
     fn publish_at_once(&self, msg: Message) -> Option<Message> {
         match self.ctx.bus.try_publish_message(msg) {
             TryPublish::Sent => {
@@ -282,8 +283,15 @@ impl Running {
             if len < self.queue.capacity() && self.full_flag.swap(false, Ordering::AcqRel) {
                 *self.full_since.lock() = None;
             }
-            for item in buf.drain(..) {
-                let published = self.publish_one(item).await;
+            for Item { msg, ack } in buf.drain(..) {
+                let id = ack.as_ref().and(msg.meta.id.clone());
+                // Onto the bus without waiting when it has room (most
+                // messages): the waiting path moves each message through
+                // two more futures.
+                let published = match self.publish_at_once(msg) {
+                    None => ack.zip(id),
+                    Some(msg) => self.publish_one(Item { msg, ack }).await,
+                };
                 self.backlog.fetch_sub(1, Ordering::AcqRel);
                 if let Some(ack) = published {
                     acks.push(ack);
