@@ -194,7 +194,7 @@ impl Running {
         let mut unsettled = Unsettled {
             run: self,
             why: reason::CONNECTION_LOST,
-            acked_id: item.ack.as_ref().and(item.msg.meta.id.clone()),
+            acked_id: item.acked_id(),
         };
         let push = self.queue.push(item);
         tokio::pin!(push);
@@ -283,8 +283,9 @@ impl Running {
             if len < self.queue.capacity() && self.full_flag.swap(false, Ordering::AcqRel) {
                 *self.full_since.lock() = None;
             }
-            for Item { msg, ack } in buf.drain(..) {
-                let id = ack.as_ref().and(msg.meta.id.clone());
+            for item in buf.drain(..) {
+                let id = item.acked_id();
+                let Item { msg, ack } = item;
                 // Onto the bus without waiting when it has room (most
                 // messages): the waiting path moves each message through
                 // two more futures.
@@ -346,9 +347,8 @@ impl Running {
 
     /// Publish one item; returns where to ack it once the round is flushed.
     pub async fn publish_one(&self, item: Item) -> Option<(AckTo, Arc<str>)> {
+        let id = item.acked_id();
         let Item { msg, ack } = item;
-        // The message moves to the bus; an ack or nack needs only the id.
-        let id = ack.as_ref().and(msg.meta.id.clone());
         // Most messages go without waiting and without a copy kept for a
         // retry; the rest wait for room, and failures retry with backoff.
         let result = self.ctx.bus.publish_retrying(msg, &self.flush_abort).await;

@@ -44,6 +44,14 @@ pub struct Item {
     pub ack: Option<AckTo>,
 }
 
+impl Item {
+    /// The id an ack or nack names: acknowledged data's own id (the
+    /// message moves to the bus; the answer needs only this).
+    pub fn acked_id(&self) -> Option<Arc<str>> {
+        self.ack.as_ref().and(self.msg.meta.id.clone())
+    }
+}
+
 pub struct AckTo {
     pub out: Outbound,
     pub encoding: Encoding,
