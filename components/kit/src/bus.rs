@@ -529,10 +529,20 @@ impl BusHandle {
         msg: Message,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Result<Published, BusError> {
-        let msg = match self.try_publish_message(msg) {
-            TryPublish::Sent => return Ok(Published::AtOnce),
-            TryPublish::WouldWait(msg) => msg,
-        };
+        match self.try_publish_message(msg) {
+            TryPublish::Sent => Ok(Published::AtOnce),
+            TryPublish::WouldWait(msg) => self.publish_waiting(msg, cancel).await,
+        }
+    }
+
+    /// The waiting part of [`publish_retrying`](Self::publish_retrying),
+    /// for a message [`try_publish_message`](Self::try_publish_message)
+    /// has just handed back: not tried again at once.
+    pub async fn publish_waiting(
+        &self,
+        msg: Message,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<Published, BusError> {
         let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(2), 2.0);
         loop {
             let e = match self.count(self.bus.publish(msg.clone()).await) {

@@ -345,13 +345,14 @@ impl Running {
         acks.clear();
     }
 
-    /// Publish one item; returns where to ack it once the round is flushed.
+    /// Publish one item the bus could not take at once
+    /// ([`publish_at_once`](Self::publish_at_once) handed it back): wait for
+    /// room, and retry failures with backoff. Returns where to ack it once
+    /// the round is flushed.
     pub async fn publish_one(&self, item: Item) -> Option<(AckTo, Arc<str>)> {
         let id = item.acked_id();
         let Item { msg, ack } = item;
-        // Most messages go without waiting and without a copy kept for a
-        // retry; the rest wait for room, and failures retry with backoff.
-        let result = self.ctx.bus.publish_retrying(msg, &self.flush_abort).await;
+        let result = self.ctx.bus.publish_waiting(msg, &self.flush_abort).await;
         match result {
             Ok(published) => {
                 if let Published::AfterFailures(n) = published {
